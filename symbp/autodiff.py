@@ -1,0 +1,168 @@
+"""Reverse mode by graph rewriting: the gradient of a graph is another graph in the same IR.
+
+``RULES`` holds one entry per op: given the node and the adjoint ``g`` flowing into it, it
+returns one adjoint contribution per argument (``None`` where there is nothing to send).
+``backward`` visits nodes in reverse topological order and adds contributions where a node
+has several children ("gradients add at branches"); ``unbroadcast`` is the one place that
+undoes broadcasting, the batch axis included.
+
+An adjoint may be unbatched while its node is batched: it then stands for the same value
+sent to every example (the seed 1/n is one). Summing it over the batch multiplies by n.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy
+
+from . import elementwise as ew
+from . import ops
+from .elementwise import X
+from .ir import Contraction, Graph, Node, Op, toposort
+
+
+def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
+    """Sum ``g`` (an adjoint for a value of ``from_batched`` examples) to ``target``'s shape."""
+    lead = g.ndim - target.ndim
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(target.shape) if d == 1 and g.shape[lead + i] != 1
+    )
+    g = ops.reshape(ops.reduce_sum(g, axes), target.shape) if axes else g
+    if from_batched and not target.batched:
+        g = ops.batch_sum(g)  # n * g when g is the same for every example
+    return g
+
+
+# -------------------------------------------------------------------------- the rules
+
+
+def _ew_rule(node: Node, g: Node) -> list[Node | None]:
+    """d/d arg_i of an elementwise expression: g * sympy.diff, reusing the output."""
+    n = len(node.args)
+    operands = (g, *node.args, node)
+    shifted = {X[j]: X[j + 1] for j in range(n + 1)}
+    out = []
+    for i in range(n):
+        d = ew.derivative(node.attr, n, i)
+        if d == 0:
+            out.append(None)
+            continue
+        out.append(ops.elementwise(X[0] * d.xreplace(shifted), operands))
+    return out
+
+
+def _dot_rule(node: Node, g: Node) -> list[Node | None]:
+    a, b = node.args
+    c: Contraction = node.attr
+    # the adjoint of each operand contracts g with the other operand over the other letters
+    ga = ops.dot(g, b, Contraction(c.out, c.b, c.a))
+    gb = ops.dot(g, a, Contraction(c.out, c.a, c.b))
+    return [ga, gb]
+
+
+def _sum_rule(node: Node, g: Node) -> list[Node | None]:
+    (x,) = node.args
+    return [ops.broadcast(ops.keepdims(g, node.attr, x.shape), x.shape)]
+
+
+def _logsumexp_rule(node: Node, g: Node) -> list[Node | None]:
+    (x,) = node.args
+    axes = node.attr
+    soft = ops.elementwise(sympy.exp(X[0] - X[1]), (x, ops.keepdims(node, axes, x.shape)))
+    return [ops.mul(ops.keepdims(g, axes, x.shape), soft)]
+
+
+def _transpose_rule(node: Node, g: Node) -> list[Node | None]:
+    perm = node.attr
+    inverse = tuple(perm.index(i) for i in range(len(perm)))
+    return [ops.transpose(g, inverse)]
+
+
+RULES: dict[Op, Callable[[Node, Node], list[Node | None]]] = {
+    Op.EW: _ew_rule,
+    Op.DOT: _dot_rule,
+    Op.SUM: _sum_rule,
+    Op.LOGSUMEXP: _logsumexp_rule,
+    Op.TRANSPOSE: _transpose_rule,
+    Op.RESHAPE: lambda node, g: [ops.reshape(g, node.args[0].shape)],
+    Op.BROADCAST: lambda node, g: [g],  # unbroadcast below sums it back
+    Op.BATCH_SUM: lambda node, g: [g],  # the same adjoint for every example
+}
+
+
+# ---------------------------------------------------------------------- the pass
+
+
+def backward(
+    roots: list[tuple[Node, Node]],
+    wrt: list[Node],
+    origin: dict[Node, Node] | None = None,
+    adjoints: dict[Node, Node] | None = None,
+) -> list[Node]:
+    """Adjoints of ``wrt`` for the sum over roots of <cotangent, root>.
+
+    ``roots`` pairs each output node with its cotangent (seed). Only nodes on a path to a
+    ``wrt`` node are visited. If ``origin`` is given it records, for every adjoint node made,
+    the forward node whose rule made it (the generated code cites that node's spec line);
+    ``adjoints`` receives the whole adjoint of every node visited.
+    """
+    wanted = {id(w) for w in wrt}
+    order = toposort([r for r, _ in roots])
+    reaches: set[int] = set()
+    for node in order:
+        if id(node) in wanted or any(id(a) in reaches for a in node.args):
+            reaches.add(id(node))
+    pending: dict[Node, list[Node]] = {}
+    for root, seed in roots:
+        pending.setdefault(root, []).append(seed)
+    adjoint: dict[Node, Node] = {} if adjoints is None else adjoints
+    for node in reversed(order):
+        if node not in pending or id(node) not in reaches:
+            continue
+        g = _sum_all(pending.pop(node))
+        adjoint[node] = g
+        if origin is not None:
+            origin.setdefault(g, node)
+        if node.op not in RULES:
+            continue
+        for arg, contrib in zip(node.args, RULES[node.op](node, g)):
+            if contrib is None or id(arg) not in reaches:
+                continue
+            contrib = unbroadcast(contrib, arg, node.batched)
+            if origin is not None:
+                origin.setdefault(contrib, node)
+            pending.setdefault(arg, []).append(contrib)
+    return [adjoint.get(w) or ops.broadcast(ops.const(0), w.shape) for w in wrt]
+
+
+def _sum_all(terms: list[Node]) -> Node:
+    total = terms[0]
+    for t in terms[1:]:
+        total = ops.add(total, t)
+    return total
+
+
+def grad(
+    graph: Graph,
+    origin: dict[Node, Node] | None = None,
+    adjoints: dict[Node, Node] | None = None,
+) -> dict[str, Node]:
+    """Gradients of the batch-mean Loss with respect to every Param, by name.
+
+    The seed is 1 per example; the sum over the batch then divides by n, so each weight
+    gradient reads as "δ aᵀ averaged over the batch".
+    """
+    params = [d.node for d in graph.params.values()]
+    loss = graph.loss
+    seed = ops.const(1)
+    grads = backward([(loss, seed)], params, origin, adjoints)
+    out = {}
+    for name, g in zip(graph.params, grads):
+        if graph.has_batch:
+            if g.batched:  # only possible if the param reaches the loss unreduced
+                g = ops.batch_sum(g)
+            if loss.batched:
+                g = ops.div(g, ops.batch_size())
+        out[name] = g
+    return out

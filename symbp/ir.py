@@ -1,0 +1,238 @@
+"""The IR: one immutable, hash-consed tensor node type over an ``Op`` enum.
+
+A ``Node`` is an operation applied to argument nodes. Its ``shape`` is the shape of ONE
+example; ``batched`` says whether the value differs between the examples of a mini-batch
+(it depends on an ``Input``), in which case the runtime array has an extra leading batch
+axis. Building the same operation on the same arguments twice returns the same object, so
+equal subexpressions are one node and common-subexpression elimination is free.
+
+Nodes carry no names and no source lines: those live in a ``Graph``, because one node can
+belong to several graphs (the forward graph and its gradient graph share most nodes).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any, Iterable, Iterator
+
+Shape = tuple[int, ...]
+
+
+class Op(Enum):
+    # leaves: attr is the user's name (INPUT, PARAM) or the value (CONST, a Python number)
+    INPUT = auto()
+    PARAM = auto()
+    CONST = auto()
+    BATCH_SIZE = auto()  # the number of examples in the mini-batch, a runtime scalar
+
+    # elementwise, with NumPy broadcasting of the per-example shapes:
+    # attr is a sympy expression over the placeholders X[0], X[1], ... (one per argument)
+    EW = auto()
+
+    # reductions: SUM's attr is the tuple of per-example axes summed away;
+    # BATCH_SUM sums a batched value over the examples; LOGSUMEXP's attr is its axes
+    SUM = auto()
+    BATCH_SUM = auto()
+    LOGSUMEXP = auto()
+
+    # contraction of two tensors, attr = Contraction (einsum subscripts, batch handling)
+    DOT = auto()
+
+    # movement: attr is the permutation (TRANSPOSE) or the target shape (RESHAPE, BROADCAST)
+    TRANSPOSE = auto()
+    RESHAPE = auto()
+    BROADCAST = auto()
+
+
+LEAVES = (Op.INPUT, Op.PARAM, Op.CONST, Op.BATCH_SIZE)
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """Einsum-style subscripts of a DOT over per-example axes.
+
+    ``a``, ``b`` and ``out`` are strings of axis letters. The batch axis is implicit: a
+    batched operand carries it, and the output keeps it unless ``sum_batch`` is set, in
+    which case the product is summed over the examples (``delta.T @ a`` for a weight).
+    """
+
+    a: str
+    b: str
+    out: str
+    sum_batch: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.a},{self.b}->{self.out}" + (" summed over batch" if self.sum_batch else "")
+
+
+class Node:
+    """An immutable tensor expression; see the module docstring."""
+
+    __slots__ = ("op", "args", "attr", "shape", "batched", "dtype", "__weakref__")
+    _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    op: Op
+    args: tuple[Node, ...]
+    attr: Any
+    shape: Shape
+    batched: bool
+    dtype: str
+
+    def __new__(
+        cls,
+        op: Op,
+        args: tuple[Node, ...],
+        attr: Any,
+        shape: Shape,
+        batched: bool,
+        dtype: str = "float",
+    ) -> Node:
+        key = (op, args, attr, shape, batched, dtype)
+        node = cls._cache.get(key)
+        if node is None:
+            node = object.__new__(cls)
+            for slot, value in zip(("op", "args", "attr", "shape", "batched", "dtype"), key):
+                object.__setattr__(node, slot, value)
+            cls._cache[key] = node
+        return node
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Node is immutable")
+
+    def __reduce__(self):
+        return (Node, (self.op, self.args, self.attr, self.shape, self.batched, self.dtype))
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        if self.op in (Op.INPUT, Op.PARAM):
+            return f"{self.op.name.lower()}({self.attr!r}, {self.shape})"
+        if self.op is Op.CONST:
+            return f"const({self.attr!r})"
+        return f"<{self.op.name} {self.attr} {self.shape}{' batched' if self.batched else ''}>"
+
+    # Operator sugar for building graphs in Python; the rules live in symbp.ops.
+    def _bin(self, other, fn, reverse=False):
+        from . import build, ops
+
+        a, b = (build._node(other), self) if reverse else (self, build._node(other))
+        return getattr(ops, fn)(a, b)
+
+    def __add__(self, o): return self._bin(o, "add")  # noqa: E704
+    def __radd__(self, o): return self._bin(o, "add", True)  # noqa: E704
+    def __sub__(self, o): return self._bin(o, "sub")  # noqa: E704
+    def __rsub__(self, o): return self._bin(o, "sub", True)  # noqa: E704
+    def __mul__(self, o): return self._bin(o, "mul")  # noqa: E704
+    def __rmul__(self, o): return self._bin(o, "mul", True)  # noqa: E704
+    def __truediv__(self, o): return self._bin(o, "div")  # noqa: E704
+    def __rtruediv__(self, o): return self._bin(o, "div", True)  # noqa: E704
+    def __pow__(self, o): return self._bin(o, "power")  # noqa: E704
+    def __rpow__(self, o): return self._bin(o, "power", True)  # noqa: E704
+    def __matmul__(self, o): return self._bin(o, "matmul")  # noqa: E704
+    def __rmatmul__(self, o): return self._bin(o, "matmul", True)  # noqa: E704
+
+    def __neg__(self):
+        from . import ops
+
+        return ops.neg(self)
+
+    @property
+    def T(self) -> Node:
+        from . import ops
+
+        return ops.transpose(self)
+
+
+def toposort(roots: Iterable[Node]) -> list[Node]:
+    """All nodes reachable from ``roots``, every node after its arguments.
+
+    Iterative (graphs of 1e5 nodes are deeper than Python's recursion limit) and
+    deterministic: arguments are visited in order, roots in the order given.
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.args))]
+        seen.add(id(root))
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(child.args)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def use_counts(roots: Iterable[Node]) -> dict[Node, int]:
+    """How many times each node reachable from ``roots`` is an argument (roots count once)."""
+    roots = list(roots)
+    counts: dict[Node, int] = {}
+    for node in toposort(roots):
+        counts.setdefault(node, 0)
+        for arg in node.args:
+            counts[arg] = counts.get(arg, 0) + 1
+    for root in roots:
+        counts[root] += 1
+    return counts
+
+
+@dataclass
+class Decl:
+    """A declared Input or Param: its node plus what the spec said about it."""
+
+    node: Node
+    line: int = 0
+    init: tuple = ("zeros",)  # Params only: ("zeros",), ("normal", std), ("const", v), ...
+
+
+@dataclass
+class Graph:
+    """A network: declarations, named results and where each came from.
+
+    ``outputs`` maps Output names to nodes, ``loss`` is the per-example Loss. ``names``
+    gives the user's name of a node (first binding wins) and ``lines`` the spec line that
+    produced it; generated code uses both. ``equations`` keeps every equation in spec order
+    as (name, node, line) for printing.
+    """
+
+    name: str
+    source: str = ""
+    filename: str = "<spec>"
+    inputs: dict[str, Decl] = field(default_factory=dict)
+    params: dict[str, Decl] = field(default_factory=dict)
+    equations: list[tuple[str, Node, int]] = field(default_factory=list)
+    outputs: dict[str, Node] = field(default_factory=dict)
+    loss_name: str = "C"
+    loss: Node | None = None
+    names: dict[Node, str] = field(default_factory=dict)
+    lines: dict[Node, int] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)  # user defs: (arity, body)
+    statements: dict[int, str] = field(default_factory=dict)  # line -> its statement's text
+
+    @property
+    def has_batch(self) -> bool:
+        return bool(self.inputs)
+
+    def source_line(self, line: int) -> str:
+        """The statement at ``line`` as written, without its comment."""
+        if line in self.statements:
+            return self.statements[line]
+        lines = self.source.splitlines()
+        return lines[line - 1].strip() if 0 < line <= len(lines) else ""

@@ -1,0 +1,279 @@
+"""Program -> a standalone, readable NumPy module (SPEC.md §3), through a jinja2 template.
+
+The template owns the file's structure; this module decides what goes in it: the routines
+(forward, loss, loss_and_grads) scheduled and printed, the initializers, the helpers the
+code uses. The output is deterministic: the same spec and options give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .ir import Graph, Node, Op, Shape
+from .pipeline import PARAM_GRADS_LINE, Program
+from .printing import NumpyPrinter
+from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, schedule
+from .render import render
+
+MODULE_NAMES = {
+    "np", "PARAMS", "INPUTS", "OUTPUTS", "DTYPE", "init_params", "forward", "loss",
+    "loss_and_grads", "train_step", "params", "inputs", "lr", "_array", "_params", "_inputs",
+    "_full", "_sigmoid", "_softplus", "_relu", "_step", "_logsumexp",
+}
+
+HELPERS = {
+    "_sigmoid": '''def _sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    return np.exp(-np.logaddexp(0.0, -x))''',
+    "_softplus": '''def _softplus(x):
+    """log(1 + exp(x)), without overflow for large |x|."""
+    return np.logaddexp(0.0, x)''',
+    "_relu": '''def _relu(x):
+    return np.maximum(x, 0.0)''',
+    "_step": '''def _step(x):
+    """relu'(x): 1 where x > 0, else 0."""
+    return np.heaviside(x, 0.0)''',
+    "_logsumexp": '''def _logsumexp(x, axis):
+    """log(sum(exp(x), axis)), shifted by the maximum so that it never overflows."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))''',
+    "_full": '''def _full(x, shape):
+    """A fresh array of ``shape`` holding ``x`` broadcast."""
+    return np.array(np.broadcast_to(x, shape), dtype=DTYPE)''',
+}
+
+
+@dataclass
+class Block:
+    comment: str
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Function:
+    name: str
+    signature: str
+    annotation: str
+    doc: str
+    prologue: list[str]
+    blocks: list[Block]
+    epilogue: list[str]
+
+
+def _tuple_target(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"({names[0]},)"
+    return ", ".join(names)
+
+
+def _shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+class _Writer:
+    def __init__(self, program: Program, dtype: str) -> None:
+        self.program = program
+        self.graph: Graph = program.graph
+        self.dtype = dtype
+
+    def function(self, name: str, roots: dict[str, Node], doc: str, sig: str, ann: str,
+                 finish, forward_only: bool = True) -> Function:
+        graph = self.graph
+        namer = Namer(PYTHON_RESERVED | MODULE_NAMES)
+        leaves: dict[Node, str] = {}
+        pnames = [namer(p) for p in graph.params]
+        for p, local in zip(graph.params.values(), pnames):
+            leaves[p.node] = local
+        inames = [namer(i) for i in graph.inputs]
+        for i, local in zip(graph.inputs.values(), inames):
+            leaves[i.node] = local
+        prologue = []
+        if pnames:
+            prologue.append(f"{_tuple_target(pnames)} = _params(params)")
+        else:
+            prologue.append("_params(params)")
+        if graph.has_batch:
+            batch = namer("n")
+            leaves[Node(Op.BATCH_SIZE, (), None, (), False)] = batch
+            prologue.append(f"({', '.join(inames)},), {batch} = _inputs(inputs)"
+                            if len(inames) == 1 else f"({', '.join(inames)}), {batch} = _inputs(inputs)")
+        else:
+            batch = "n"
+            prologue.append("_inputs(inputs)")
+        routine = schedule(self.program, roots, namer, leaves, forward_only=forward_only)
+        printer = NumpyPrinter(routine.names, batch)
+        blocks: list[Block] = []
+        last = None
+        for st in routine.statements:
+            key = (st.line, st.backward)
+            if key != last:
+                source = comment_text(graph.source_line(st.line)) if st.line else ""
+                if st.line == PARAM_GRADS_LINE:
+                    comment = "gradients of the mean loss over the batch"
+                    if not graph.has_batch:
+                        comment = "gradients of the loss"
+                elif st.line and st.backward:
+                    comment = f"grad of line {st.line}: {source}"
+                elif st.line:
+                    comment = f"line {st.line}: {source}"
+                else:
+                    comment = ""
+                blocks.append(Block(comment))
+                last = key
+            blocks[-1].lines.append(f"{st.name} = {printer(st.node)}")
+        epilogue = finish(routine, printer, batch)
+        return Function(name, sig, ann, doc, prologue, blocks, epilogue)
+
+    def value(self, routine: Routine, printer: NumpyPrinter, node: Node, batch: str,
+              shape: Shape, batched: bool) -> str:
+        """A returned value as a fresh array of the declared shape."""
+        text = routine.names.get(node) or printer(node)
+        full = ((batch,) if batched else ()) + tuple(map(str, shape))
+        if node.op in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST) or (
+            node.shape != shape or node.batched != batched
+        ):
+            return f"_full({text}, ({', '.join(full)}{',' if len(full) == 1 else ''}))"
+        return text
+
+
+def generate(program: Program, dtype: str = "float64") -> str:
+    """The NumPy module for ``program``, as source text."""
+    graph = program.graph
+    w = _Writer(program, dtype)
+    batched = graph.has_batch
+    loss_name = graph.loss_name
+
+    def finish_forward(routine, printer, batch):
+        items = []
+        for name, node in program.outputs.items():
+            items.append(f"{name!r}: {w.value(routine, printer, node, batch, node.shape, batched)},")
+        return ["return {", *("    " + i for i in items), "}"]
+
+    def finish_loss(routine, printer, batch):
+        node = program.loss
+        text = routine.names.get(node) or printer(node)
+        return [f"return float(np.mean({text}))"] if node.batched else [f"return float({text})"]
+
+    def finish_grads(routine, printer, batch):
+        node = program.loss
+        text = routine.names.get(node) or printer(node)
+        head = f"float(np.mean({text}))" if node.batched else f"float({text})"
+        items = []
+        for name, g in program.grads.items():
+            shape = graph.params[name].node.shape
+            items.append(f"{name!r}: {w.value(routine, printer, g, batch, shape, False)},")
+        return ["grads = {", *("    " + i for i in items), "}", f"return {head}, grads"]
+
+    fwd_roots = dict(program.outputs)
+    functions = [
+        w.function("forward", fwd_roots,
+                   f"Every Output and the per-example {loss_name}, batch on axis 0.",
+                   "params, /, **inputs", " -> dict", finish_forward),
+        w.function("loss", {loss_name: program.loss},
+                   f"The mean of {loss_name} over the batch.",
+                   "params, /, **inputs", " -> float", finish_loss),
+        w.function("loss_and_grads", {loss_name: program.loss, **{f"d{k}": v for k, v in
+                                                                 program.grads.items()}},
+                   "The mean loss and its gradient with respect to every Param.",
+                   "params, /, **inputs", " -> tuple", finish_grads, forward_only=False),
+    ]
+    body = "\n".join(line for f in functions for b in f.blocks for line in b.lines)
+    body += "\n".join(line for f in functions for line in f.epilogue)
+    helpers = [code for name, code in HELPERS.items() if re.search(rf"\b{name}\(", body)]
+    inits, uses_rng = _initializers(graph)
+    params_dict = _dict_text({k: d.node.shape for k, d in graph.params.items()})
+    inputs_dict = _dict_text({k: d.node.shape for k, d in graph.inputs.items()})
+    outputs = tuple(program.outputs)
+    return render(
+        "numpy_module.py.j2",
+        name=graph.name,
+        title=_title(graph),
+        version=__version__,
+        spec_file=Path(graph.filename).name,
+        dtype=dtype,
+        loss_name=loss_name,
+        params_dict=params_dict,
+        inputs_dict=inputs_dict,
+        outputs_tuple=repr(outputs),
+        helpers=helpers,
+        inits=inits,
+        uses_rng=uses_rng,
+        functions=functions,
+        train_step=True,
+    )
+
+
+def _dict_text(d: dict[str, Shape]) -> str:
+    if not d:
+        return "{}"
+    return "{\n" + "".join(f"    {k!r}: {_shape_text(v)},\n" for k, v in d.items()) + "}"
+
+
+def _title(graph: Graph) -> str:
+    for line in graph.source.splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            text = comment_text(line.lstrip("#").strip()).replace('"""', "'''")
+            return text.replace("\\", "/")[:100] or "a symbp network"
+        if line:
+            break
+    return "a symbp network"
+
+
+def fans(shape: Shape) -> tuple[int, int]:
+    """(fan_in, fan_out) of a Param: a Param[m, n] multiplies a vector of length n."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _initializers(graph: Graph) -> tuple[list[tuple[str, str]], bool]:
+    out = []
+    uses_rng = False
+    for name, decl in graph.params.items():
+        shape = _shape_text(decl.node.shape)
+        kind, *args = decl.init
+        fan_in, fan_out = fans(decl.node.shape)
+        if kind == "zeros":
+            code = f"np.zeros({shape})"
+        elif kind == "ones":
+            code = f"np.ones({shape})"
+        elif kind == "const":
+            code = f"np.full({shape}, {args[0]!r})"
+        elif kind == "normal":
+            code = f"rng.normal(0.0, {args[0]!r}, {shape})"
+        elif kind == "uniform":
+            code = f"rng.uniform({args[0]!r}, {args[1]!r}, {shape})"
+        elif kind == "glorot":
+            limit = f"np.sqrt(6 / ({fan_in} + {fan_out}))"
+            code = f"rng.uniform(-{limit}, {limit}, {shape})"
+        elif kind == "he":
+            code = f"rng.normal(0.0, np.sqrt(2 / {fan_in}), {shape})"
+        else:
+            raise AssertionError(kind)
+        uses_rng |= code.startswith("rng.")
+        out.append((repr(name), code))
+    return out, uses_rng
+
+
+def load(source: str, name: str) -> types.ModuleType:
+    """Import generated source as a module object (it is symbp's own output, never user text)."""
+    import linecache
+
+    filename = f"<symbp:{name}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102
+    sys.modules.pop(name, None)
+    return module

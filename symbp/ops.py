@@ -1,0 +1,330 @@
+"""Constructors for IR nodes: shape rules, and the small canonicalizations every build gets.
+
+Every node is made here, by the parser, by ``grad`` and by the rewrite passes alike, so the
+shape rules are written once. A constructor checks its arguments and raises ``GraphError``
+quoting the shapes; it also folds what is trivially the same (a transpose of a transpose,
+a reshape to the same shape, an elementwise expression that is just one of its arguments).
+
+The same functions, with operator sugar on ``Node``, are the Python way to build a network.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import sympy
+
+from . import elementwise as ew
+from .elementwise import X
+from .ir import Contraction, Node, Op, Shape
+
+LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated einsums
+MAX_ELEMENTS = 2**31 - 1
+
+
+class GraphError(ValueError):
+    """An operation that cannot be built: shapes that do not fit, a constant that is not a
+    finite number. The parser adds the spec location."""
+
+
+# ---------------------------------------------------------------------------- leaves
+
+
+def _check_shape(shape: Sequence[int], what: str) -> Shape:
+    shape = tuple(shape)
+    size = 1
+    for d in shape:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise GraphError(f"{what}: dimensions must be positive integers, got {shape}")
+        size *= d
+    if size > MAX_ELEMENTS:
+        raise GraphError(f"{what}: {shape} has {size} elements, more than {MAX_ELEMENTS}")
+    return shape
+
+
+def input_node(name: str, shape: Sequence[int] = ()) -> Node:
+    return Node(Op.INPUT, (), name, _check_shape(shape, f"Input {name}"), True)
+
+
+def param_node(name: str, shape: Sequence[int] = ()) -> Node:
+    return Node(Op.PARAM, (), name, _check_shape(shape, f"Param {name}"), False)
+
+
+def const(value) -> Node:
+    """A scalar constant; ``value`` a Python or sympy number."""
+    if not isinstance(value, sympy.Basic):
+        value = ew.number(value)
+    return Node(Op.CONST, (), sympy.nsimplify(value) if value.is_Float else value, (), False)
+
+
+def batch_size() -> Node:
+    return Node(Op.BATCH_SIZE, (), None, (), False)
+
+
+# ----------------------------------------------------------------------- elementwise
+
+
+def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(ndim):
+        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            shown = " and ".join(str(s) for s in shapes)
+            raise GraphError(f"shapes {shown} do not broadcast in {what}")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def elementwise(expr: sympy.Expr, args: Sequence[Node], what: str = "") -> Node:
+    """The node computing ``expr`` (over X[0..]) of ``args``, broadcast, in canonical form.
+
+    Constants are folded into the expression, repeated arguments merged, unused ones
+    dropped and the placeholders renumbered, so equal computations are one node.
+    """
+    args = list(args)
+    shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
+    batched = any(a.batched for a in args)
+    subs = {}
+    kept: list[Node] = []
+    for i, a in enumerate(args):
+        if a.op is Op.CONST:
+            subs[X[i]] = a.attr
+        elif a in kept:
+            subs[X[i]] = X[kept.index(a) + len(args)]  # temporary, renumbered below
+        else:
+            kept.append(a)
+            subs[X[i]] = X[len(kept) - 1 + len(args)]
+    expr = sympy.sympify(expr).xreplace(subs)
+    used = sorted(ew.placeholder_index(s) - len(args) for s in expr.free_symbols)
+    expr = expr.xreplace({X[j + len(args)]: X[k] for k, j in enumerate(used)})
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise GraphError(f"{what or 'expression'} gives a non-finite constant ({expr})")
+    kept = [kept[j] for j in used]
+    if not kept:
+        node = const(expr) if expr.is_number else None
+        if node is None:
+            raise GraphError(f"cannot evaluate constant expression {expr}")
+    elif expr == X[0]:
+        node = kept[0]
+    else:
+        inner = broadcast_shapes(*(a.shape for a in kept))
+        node = Node(Op.EW, tuple(kept), expr, inner, any(a.batched for a in kept))
+    if node.shape != shape:
+        node = broadcast(node, shape)
+    del batched  # a value independent of the examples may stay unbatched
+    return node
+
+
+def add(a: Node, b: Node) -> Node:
+    return elementwise(X[0] + X[1], (a, b), "+")
+
+
+def sub(a: Node, b: Node) -> Node:
+    return elementwise(X[0] - X[1], (a, b), "-")
+
+
+def mul(a: Node, b: Node) -> Node:
+    return elementwise(X[0] * X[1], (a, b), "*")
+
+
+def div(a: Node, b: Node) -> Node:
+    return elementwise(X[0] / X[1], (a, b), "/")
+
+
+def power(a: Node, b: Node) -> Node:
+    return elementwise(X[0] ** X[1], (a, b), "**")
+
+
+def neg(a: Node) -> Node:
+    return elementwise(-X[0], (a,))
+
+
+def apply(name: str, x: Node) -> Node:
+    """A built-in elementwise function by its spec name (``sigmoid``, ``exp``, ...)."""
+    return elementwise(ew.BUILTINS[name](X[0]), (x,), name)
+
+
+# ------------------------------------------------------------------------ reductions
+
+
+def _axes(axes, ndim: int, what: str) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, int):
+        axes = (axes,)
+    out = []
+    for ax in axes:
+        if not -ndim <= ax < ndim:
+            raise GraphError(f"{what}: axis {ax} is out of range for shape of rank {ndim}")
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise GraphError(f"{what}: repeated axis in {tuple(axes)}")
+    return tuple(sorted(out))
+
+
+def reduce_sum(x: Node, axes=None) -> Node:
+    axes = _axes(axes, x.ndim, "sum")
+    if not axes:
+        return x
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Node(Op.SUM, (x,), axes, shape, x.batched)
+
+
+def mean(x: Node, axes=None) -> Node:
+    axes = _axes(axes, x.ndim, "mean")
+    count = 1
+    for ax in axes:
+        count *= x.shape[ax]
+    return elementwise(X[0] / count, (reduce_sum(x, axes),))
+
+
+def batch_sum(x: Node) -> Node:
+    """Sum over the examples; an unbatched value is the same for all n of them."""
+    if not x.batched:
+        return mul(batch_size(), x)
+    if x.op is Op.DOT and not x.attr.sum_batch:
+        c = x.attr
+        return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
+    return Node(Op.BATCH_SUM, (x,), None, x.shape, False)
+
+
+def keepdims(x: Node, axes: tuple[int, ...], full: Shape) -> Node:
+    """Reinsert reduced ``axes`` of ``full`` as size-1 axes, for broadcasting back."""
+    return reshape(x, tuple(1 if i in axes else d for i, d in enumerate(full)))
+
+
+def logsumexp(x: Node, axes=None) -> Node:
+    axes = _axes(axes, x.ndim, "logsumexp")
+    if not axes:
+        return x
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Node(Op.LOGSUMEXP, (x,), axes, shape, x.batched)
+
+
+def log_softmax(x: Node, axis: int = -1) -> Node:
+    """x - logsumexp(x) along ``axis``: stable by construction."""
+    axes = _axes(axis, x.ndim, "log_softmax")
+    return sub(x, keepdims(logsumexp(x, axes), axes, x.shape))
+
+
+def softmax(x: Node, axis: int = -1) -> Node:
+    """exp(x - logsumexp(x)): never overflows, and its log simplifies to log_softmax."""
+    axes = _axes(axis, x.ndim, "softmax")
+    return elementwise(sympy.exp(X[0] - X[1]), (x, keepdims(logsumexp(x, axes), axes, x.shape)))
+
+
+def cross_entropy(logits: Node, target: Node) -> Node:
+    """-sum(target * log_softmax(logits))."""
+    if logits.shape != target.shape:
+        raise GraphError(
+            f"cross_entropy: logits {logits.shape} and target {target.shape} differ in shape"
+        )
+    return neg(reduce_sum(mul(target, log_softmax(logits))))
+
+
+# ---------------------------------------------------------------------- contractions
+
+
+def _canonical(c: Contraction) -> Contraction:
+    """Relabel axis letters in order of first appearance, so equal products hash equal."""
+    rename: dict[str, str] = {}
+    for ch in c.a + c.b + c.out:
+        rename.setdefault(ch, LETTERS[len(rename)])
+    a, b, out = ("".join(rename[ch] for ch in s) for s in (c.a, c.b, c.out))
+    return Contraction(a, b, out, c.sum_batch)
+
+
+def dot(a: Node, b: Node, c: Contraction) -> Node:
+    """A general two-operand contraction; transposed operands are folded into the letters."""
+    if a.op is Op.TRANSPOSE:
+        perm = a.attr
+        c = Contraction("".join(c.a[perm.index(i)] for i in range(len(perm))), c.b, c.out,
+                        c.sum_batch)
+        a = a.args[0]
+    if b.op is Op.TRANSPOSE:
+        perm = b.attr
+        c = Contraction(c.a, "".join(c.b[perm.index(i)] for i in range(len(perm))), c.out,
+                        c.sum_batch)
+        b = b.args[0]
+    sizes: dict[str, int] = {}
+    for letters, node in ((c.a, a), (c.b, b)):
+        assert len(letters) == node.ndim, (letters, node.shape)
+        for ch, d in zip(letters, node.shape):
+            if sizes.setdefault(ch, d) != d:
+                raise GraphError(f"contraction {c}: axis sizes {sizes[ch]} and {d} differ")
+    sum_batch = c.sum_batch and (a.batched or b.batched)
+    c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
+    shape = tuple(sizes[ch] for ch in c.out)
+    batched = (a.batched or b.batched) and not sum_batch
+    return Node(Op.DOT, (a, b), c, shape, batched)
+
+
+def matmul(a: Node, b: Node) -> Node:
+    """``a @ b`` with NumPy's matmul rules on per-example shapes (stacks must match)."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise GraphError(f"matmul needs operands of rank 1 or more, got {a.shape} @ {b.shape}")
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+    if ka != kb:
+        raise GraphError(
+            f"matmul shapes {a.shape} @ {b.shape} do not align: {ka} (last axis of the left)"
+            f" != {kb} (first matrix axis of the right)"
+        )
+    sa = a.shape[:-2]
+    sb = b.shape[:-2]
+    if sa and sb and sa != sb:
+        raise GraphError(f"matmul stacks {sa} and {sb} of {a.shape} @ {b.shape} differ")
+    stack = "".join(LETTERS[3 + i] for i in range(max(len(sa), len(sb))))
+    la = (stack[: len(sa)] + "ik") if a.ndim >= 2 else "k"
+    lb = (stack[: len(sb)] + "kj") if b.ndim >= 2 else "k"
+    out = stack + ("i" if a.ndim >= 2 else "") + ("j" if b.ndim >= 2 else "")
+    return dot(a, b, Contraction(la, lb, out))
+
+
+# -------------------------------------------------------------------------- movement
+
+
+def transpose(x: Node, perm: Sequence[int] | None = None) -> Node:
+    perm = tuple(range(x.ndim))[::-1] if perm is None else tuple(perm)
+    if perm == tuple(range(x.ndim)):
+        return x
+    if x.op is Op.TRANSPOSE:
+        inner = x.attr
+        return transpose(x.args[0], tuple(inner[p] for p in perm))
+    shape = tuple(x.shape[p] for p in perm)
+    return Node(Op.TRANSPOSE, (x,), perm, shape, x.batched)
+
+
+def reshape(x: Node, shape: Shape) -> Node:
+    shape = tuple(shape)
+    if x.size != _size(shape):
+        raise GraphError(f"cannot reshape {x.shape} to {shape}")
+    if shape == x.shape:
+        return x
+    if x.op is Op.RESHAPE:
+        x = x.args[0]
+        if shape == x.shape:
+            return x
+    if x.op is Op.CONST:
+        return broadcast(x, shape)
+    return Node(Op.RESHAPE, (x,), shape, shape, x.batched)
+
+
+def broadcast(x: Node, shape: Shape) -> Node:
+    shape = tuple(shape)
+    if broadcast_shapes(x.shape, shape, what="broadcast") != shape:
+        raise GraphError(f"cannot broadcast {x.shape} to {shape}")
+    if shape == x.shape:
+        return x
+    if x.op is Op.BROADCAST:
+        x = x.args[0]
+    return Node(Op.BROADCAST, (x,), shape, shape, x.batched)
+
+
+def _size(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -1,0 +1,93 @@
+"""The pipeline: every pass by name, in order, from a parsed network to an optimized program.
+
+    stabilize (forward) -> grad -> simplify -> fuse_elementwise
+
+``optimize`` returns a ``Program``: the forward roots, the gradient of every Param, and the
+names and spec lines that generated code and ``symbp grad`` print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import autodiff, rewrite
+from .ir import Graph, Node, Op
+from .rewrite import PassStats
+
+FORWARD_PASSES = [rewrite.STABILIZE]
+PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
+GRADIENT_PASSES = [rewrite.SIMPLIFY, rewrite.FUSE]
+
+
+@dataclass
+class Program:
+    """An optimized network: forward values, gradients, and what to call each node."""
+
+    graph: Graph
+    outputs: dict[str, Node]  # Output names, then the Loss name -> per-example node
+    grads: dict[str, Node]  # Param name -> gradient of the batch-mean loss
+    names: dict[Node, str]  # user names, and "d<name>" for adjoints of named values
+    lines: dict[Node, int]  # spec line each node comes from
+    backward: set[int] = field(default_factory=set)  # ids of nodes made by grad
+    stats: list[PassStats] = field(default_factory=list)
+
+    @property
+    def loss(self) -> Node:
+        return self.outputs[self.graph.loss_name]
+
+
+def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
+    """Carry a node-keyed table through a rewrite; the first key to land on a node wins."""
+    out: dict[Node, object] = {}
+    for node, value in table.items():
+        out.setdefault(mapping.get(node, node), value)
+    return out
+
+
+def optimize(graph: Graph) -> Program:
+    """Stabilize, differentiate and optimize ``graph``; see the module docstring."""
+    stats: list[PassStats] = []
+    outputs = dict(graph.outputs)
+    outputs[graph.loss_name] = graph.loss
+    names = dict(graph.names)
+    lines = dict(graph.lines)
+    keep = {id(n) for n in names}
+
+    for p in FORWARD_PASSES:
+        mapping, st = rewrite.run_pass(p, list(outputs.values()), keep)
+        stats.append(st)
+        outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
+        names, lines = _follow(mapping, names), _follow(mapping, lines)
+
+    stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
+    origin: dict[Node, Node] = {}
+    adjoints: dict[Node, Node] = {}
+    grads = autodiff.grad(stable, origin, adjoints)
+    forward_ids = {id(n) for n in lines}
+    for adj, fwd in origin.items():
+        if id(adj) not in forward_ids and fwd in lines:
+            lines.setdefault(adj, lines[fwd])
+    backward = {id(n) for n in origin if id(n) not in forward_ids}
+    forward_names = dict(names)
+    for pname, g in grads.items():
+        if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):
+            names.setdefault(g, "d" + pname)
+    for fwd, adj in adjoints.items():
+        if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST) and id(adj) in backward:
+            names.setdefault(adj, "d" + forward_names[fwd])
+    keep = {id(n) for n in names}
+
+    roots = list(outputs.values()) + list(grads.values())
+    for p in GRADIENT_PASSES:
+        mapping, st = rewrite.run_pass(p, roots, keep)
+        stats.append(st)
+        outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
+        grads = {k: mapping.get(v, v) for k, v in grads.items()}
+        names, lines = _follow(mapping, names), _follow(mapping, lines)
+        backward = {id(mapping.get(n, n)) for n in mapping if id(n) in backward}
+        roots = list(outputs.values()) + list(grads.values())
+    for g in grads.values():
+        if g.op not in (Op.PARAM, Op.INPUT):
+            backward.add(id(g))
+            lines[g] = PARAM_GRADS_LINE
+    return Program(graph, outputs, grads, names, lines, backward, stats)

@@ -1,0 +1,219 @@
+"""Expression printers: IR nodes to Python/NumPy text, and to per-example spec notation.
+
+Elementwise nodes are sympy expressions, printed by subclasses of sympy's ``StrPrinter``
+whose argument symbols carry the already-printed text of each argument (and its operator
+precedence, so parentheses appear exactly where needed). Other ops are printed here, with
+the batch axis made explicit: a batched array has it as axis 0.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from .elementwise import X
+from .ir import Node, Op
+
+ATOM = PRECEDENCE["Atom"]
+MATMUL = PRECEDENCE["Mul"] - 1  # parenthesized inside * and /, not inside + and -
+ADD = PRECEDENCE["Add"]
+
+
+class Code(sympy.Symbol):
+    """A symbol that prints as a piece of code, with the precedence of its top operator.
+
+    Its sympy name is the placeholder's, so sympy orders terms by argument position and
+    ``z1 = W1 @ x + b1`` keeps the user's order.
+    """
+
+    def __new__(cls, key: str, text: str, precedence: int = ATOM):
+        obj = super().__new__(cls, f"{key}|{precedence}|{text}", real=True)
+        obj.key, obj.text, obj.precedence = key, text, precedence
+        return obj
+
+
+def exact_decimal(value: sympy.Rational) -> str | None:
+    """'0.1' for 1/10: the shortest float text when it is exactly the rational."""
+    f = float(value)
+    text = repr(f)
+    return text if sympy.Rational(text) == value else None
+
+
+class ExprPrinter(StrPrinter):
+    """Prints an elementwise sympy expression whose symbols are ``Code``."""
+
+    functions: dict[str, str] = {}
+
+    def _print_Symbol(self, expr):
+        return expr.text if isinstance(expr, Code) else expr.name
+
+    def _print_Rational(self, expr):
+        if expr.q == 1:
+            return str(expr.p)
+        return exact_decimal(expr) or f"{expr.p}/{expr.q}"
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name not in self.functions:
+            raise NotImplementedError(f"no printing for function {name}")
+        return f"{self.functions[name]}({self.stringify(expr.args, ', ')})"
+
+    def _print_Abs(self, expr):
+        return f"{self.functions['Abs']}({self._print(expr.args[0])})"
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == sympy.S.Half:
+            return f"{self.functions['sqrt']}({self._print(expr.base)})"
+        if expr.exp == -sympy.S.Half:
+            return f"1/{self.functions['sqrt']}({self._print(expr.base)})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+class NumpyExprPrinter(ExprPrinter):
+    functions = {
+        "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
+        "sign": "np.sign", "Abs": "np.abs", "sqrt": "np.sqrt", "sigmoid": "_sigmoid",
+        "softplus": "_softplus", "relu": "_relu", "step": "_step",
+    }
+
+
+class SpecExprPrinter(ExprPrinter):
+    functions = {name: name for name in NumpyExprPrinter.functions}
+    functions["Abs"] = "abs"
+
+
+def print_elementwise(expr: sympy.Expr, args: list[tuple[str, int]], printer: ExprPrinter) -> str:
+    subs = {X[i]: Code(f"_x{i:04d}", text, prec) for i, (text, prec) in enumerate(args)}
+    return printer.doprint(expr.xreplace(subs))
+
+
+def _atom(text: str, prec: int) -> str:
+    return text if prec >= ATOM else f"({text})"
+
+
+def _axis(axes: tuple[int, ...], batched: bool) -> str:
+    shifted = tuple(a + 1 for a in axes) if batched else axes
+    return str(shifted[0]) if len(shifted) == 1 else str(shifted)
+
+
+def _shape(shape: tuple[int, ...], batched: bool, n: str) -> str:
+    dims = ([n] if batched else []) + [str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+class NumpyPrinter:
+    """Prints nodes as NumPy expressions over a mini-batch; ``names`` are the variables."""
+
+    def __init__(self, names: dict[Node, str], batch_name: str = "n") -> None:
+        self.names = names
+        self.n = batch_name
+        self.printer = NumpyExprPrinter()
+        self.cache: dict[Node, tuple[str, int]] = {}
+
+    def __call__(self, node: Node) -> str:
+        """The right-hand side computing ``node`` (never just its own variable name)."""
+        return self.expression(node)[0]
+
+    def term(self, node: Node) -> tuple[str, int]:
+        if node in self.names:
+            return self.names[node], ATOM
+        if node not in self.cache:
+            self.cache[node] = self.expression(node)
+        return self.cache[node]
+
+    def expression(self, node: Node) -> tuple[str, int]:
+        op = node.op
+        if op is Op.CONST:
+            text = self.printer.doprint(node.attr)
+            return text, (ATOM if not text.startswith("-") and "/" not in text else ADD)
+        if op is Op.EW:
+            args = []
+            for a in node.args:
+                text, prec = self.term(a)
+                if node.batched and a.batched and a.ndim < node.ndim:
+                    text = _atom(text, prec) + "[:, " + ", ".join(["None"] * (node.ndim - a.ndim)) + "]"
+                    prec = ATOM
+                args.append((text, prec))
+            text = print_elementwise(node.attr, args, self.printer)
+            return text, sympy_precedence(node.attr)
+        x = [self.term(a) for a in node.args]
+        if op is Op.SUM:
+            return f"np.sum({x[0][0]}, axis={_axis(node.attr, node.batched)})", ATOM
+        if op is Op.BATCH_SUM:
+            return f"np.sum({x[0][0]}, axis=0)", ATOM
+        if op is Op.LOGSUMEXP:
+            return f"_logsumexp({x[0][0]}, axis={_axis(node.attr, node.batched)})", ATOM
+        if op is Op.TRANSPOSE:
+            a = node.args[0]
+            if not a.batched and node.attr == (1, 0):
+                return _atom(*x[0]) + ".T", ATOM
+            perm = ((0,) + tuple(p + 1 for p in node.attr)) if a.batched else node.attr
+            return f"np.transpose({x[0][0]}, {perm})", ATOM
+        if op is Op.RESHAPE:
+            return f"np.reshape({x[0][0]}, {_shape(node.shape, node.batched, self.n)})", ATOM
+        if op is Op.BROADCAST:
+            shape = _shape(node.shape, node.batched, self.n)
+            return f"np.broadcast_to({x[0][0]}, {shape})", ATOM
+        if op is Op.DOT:
+            return self.dot(node, x)
+        if op is Op.BATCH_SIZE:
+            return self.n, ATOM
+        raise AssertionError(f"cannot print {op}")
+
+    def dot(self, node: Node, x: list[tuple[str, int]]) -> tuple[str, int]:
+        a, b = node.args
+        c = node.attr
+        sa = ("b" if a.batched else "") + c.a
+        sb = ("b" if b.batched else "") + c.b
+        so = ("b" if node.batched else "") + c.out
+        form = matmul_form(sa, sb, so)
+        if form is not None:
+            swap, ta, tb = form
+            left, right = (x[1], x[0]) if swap else (x[0], x[1])
+            # a @ b is left-associative at the level of *: the left side needs no parentheses
+            # for another product, the right side needs them for anything looser than **
+            lt = left[0] if left[1] >= MATMUL and not ta else _atom(*left) + (".T" if ta else "")
+            rt = right[0] if right[1] > PRECEDENCE["Mul"] and not tb else _atom(*right) + (
+                ".T" if tb else "")
+            return f"{lt} @ {rt}", MATMUL
+        return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
+
+
+def sympy_precedence(expr: sympy.Expr) -> int:
+    from sympy.printing.precedence import precedence
+
+    p = precedence(expr)
+    if expr.could_extract_minus_sign() or (expr.is_Number and expr < 0):
+        p = min(p, ADD)
+    return p
+
+
+def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
+    """How ``einsum(sa, sb -> so)`` is a ``@`` of 2-D/1-D operands, if it is one.
+
+    Returns (swap, transpose_left, transpose_right) for ``left @ right``; None when the
+    contraction needs einsum (batched vectors, three-axis operands, outer products).
+    """
+    if len(sa) > 2 or len(sb) > 2 or len(so) > 2:
+        return None
+    shared = set(sa) & set(sb)
+    k = shared - set(so)
+    if len(k) != 1 or shared - k or set(so) != (set(sa) | set(sb)) - k:
+        return None
+    (k,) = k
+    for swap in (False, True):
+        la, lb = (sb, sa) if swap else (sa, sb)
+        # left is (free, k) or (k, free) transposed; right is (k, free) or (free, k) transposed
+        ta = len(la) == 2 and la[0] == k
+        tb = len(lb) == 2 and lb[1] == k
+        free_a = la.replace(k, "")
+        free_b = lb.replace(k, "")
+        if len(la) == 1 and len(lb) == 1:
+            continue
+        if free_a + free_b == so:
+            return swap, ta, tb
+    return None

@@ -1,0 +1,116 @@
+"""Program -> Routines: statement order, variable names and spec-line comments.
+
+A ``Routine`` is the language-neutral description of one generated function: which nodes
+become variables (in order), what each is called and which spec line it cites, and what is
+returned. Nodes that are not variables are printed inline into their single consumer.
+Renderers for each language turn routines into code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from .ir import Node, Op, toposort, use_counts
+from .pipeline import Program
+
+
+class Namer:
+    """Hands out identifiers: the wanted one if free, else with ``_`` appended until free."""
+
+    def __init__(self, reserved: set[str]) -> None:
+        self.taken = set(reserved)
+
+    def __call__(self, want: str) -> str:
+        name = want
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+
+PYTHON_RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
+
+
+@dataclass
+class Statement:
+    node: Node
+    name: str
+    line: int  # spec line, 0 if none, PARAM_GRADS_LINE for the final gradients
+    backward: bool  # made by differentiation
+
+
+@dataclass
+class Routine:
+    """One generated function: variables in order and the nodes it returns."""
+
+    statements: list[Statement]
+    returns: dict[str, Node]
+    names: dict[Node, str] = field(default_factory=dict)  # variable name of each variable
+
+    def uses(self, node: Node) -> bool:
+        return any(node is s.node for s in self.statements) or node in self.returns.values()
+
+
+def leaf_name(node: Node) -> str:
+    if node.op is Op.BATCH_SIZE:
+        return "n"
+    return node.attr
+
+
+def schedule(
+    program: Program,
+    roots: dict[str, Node],
+    namer: Namer,
+    leaves: dict[Node, str] | None = None,
+    max_inline: int = 6,
+    forward_only: bool = False,
+) -> Routine:
+    """Order and name what ``roots`` need.
+
+    A node becomes a variable when it is named (by the user, or as the adjoint of a named
+    value), used more than once, returned, or when inlining it would nest more than
+    ``max_inline`` operations deep. ``forward_only`` routines ignore the adjoint names.
+    """
+    order = toposort(roots.values())
+    uses = use_counts(roots.values())
+    returned = {id(n) for n in roots.values()}
+    names: dict[Node, str] = dict(leaves or {})
+    for node in order:
+        if node.op in (Op.INPUT, Op.PARAM, Op.BATCH_SIZE) and node not in names:
+            names[node] = namer(leaf_name(node))
+    statements: list[Statement] = []
+    depth: dict[Node, int] = {}
+    temp = 0
+    for node in order:
+        if node.op in (Op.INPUT, Op.PARAM, Op.BATCH_SIZE, Op.CONST):
+            depth[node] = 0
+            continue
+        d = 1 + max((depth[a] for a in node.args), default=0)
+        named = program.names.get(node)
+        if forward_only and id(node) in program.backward:
+            named = None
+        variable = (
+            named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
+        )
+        if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and not named:
+            variable = id(node) in returned
+        if not variable:
+            depth[node] = d
+            continue
+        if named is None:
+            temp += 1
+            named = f"t{temp}"
+        names[node] = namer(named)
+        depth[node] = 0
+        statements.append(
+            Statement(node, names[node], program.lines.get(node, 0), id(node) in program.backward)
+        )
+    return Routine(statements, dict(roots), names)
+
+
+def comment_text(text: str) -> str:
+    """A spec line made safe for a one-line comment in any language."""
+    return re.sub(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]", "#", text).rstrip()
