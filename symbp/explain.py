@@ -89,10 +89,10 @@ def backward_equations(program: Program) -> str:
     routine = schedule(program, roots, namer, leaves)
     names = dict(routine.names)
     printer = SpecPrinter(names)
-    user = {id(n) for n in graph.names}
+    user = {id(n) for n in program.names if id(n) not in program.backward}
     rows: list[tuple[str, str]] = []
     for st in routine.statements:
-        if id(st.node) in user and not st.backward:
+        if id(st.node) in user:
             continue  # the spec's own equations
         del names[st.node]
         text = f"{st.name} = {printer.term(st.node)[0]}"
@@ -104,6 +104,9 @@ def backward_equations(program: Program) -> str:
         else:
             note = ""
         rows.append((text, note))
+    for pname, g in program.grads.items():
+        if routine.names.get(g) != f"d{pname}":  # the gradient is another value, or zero
+            rows.append((f"d{pname} = {printer.term(g)[0]}", ""))
     width = max((len(t) for t, _ in rows), default=0)
     head = [
         f"# backward pass of {graph.filename.rsplit('/', 1)[-1]}, for one example:",

@@ -8,6 +8,7 @@ names and spec lines that generated code and ``symbp grad`` print.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from . import autodiff, rewrite
@@ -44,25 +45,35 @@ def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, 
     return out
 
 
-def optimize(graph: Graph) -> Program:
-    """Stabilize, differentiate and optimize ``graph``; see the module docstring."""
+def optimize(graph: Graph, verify: bool | None = None) -> Program:
+    """Stabilize, differentiate and optimize ``graph``; see the module docstring.
+
+    With ``verify`` (default: the environment variable SYMBP_VERIFY=1, as in the tests)
+    the IR verifier checks the graph after every pass.
+    """
+    if verify is None:
+        verify = os.environ.get("SYMBP_VERIFY") == "1"
+    check = _verifier if verify else (lambda roots, where: None)
     stats: list[PassStats] = []
     outputs = dict(graph.outputs)
     outputs[graph.loss_name] = graph.loss
     names = dict(graph.names)
     lines = dict(graph.lines)
     keep = {id(n) for n in names}
+    check(list(outputs.values()), "parse")
 
     for p in FORWARD_PASSES:
         mapping, st = rewrite.run_pass(p, list(outputs.values()), keep)
         stats.append(st)
         outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
         names, lines = _follow(mapping, names), _follow(mapping, lines)
+        check(list(outputs.values()), p.name)
 
     stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
     origin: dict[Node, Node] = {}
     adjoints: dict[Node, Node] = {}
     grads = autodiff.grad(stable, origin, adjoints)
+    check(list(grads.values()), "grad")
     forward_ids = {id(n) for n in lines}
     for adj, fwd in origin.items():
         if id(adj) not in forward_ids and fwd in lines:
@@ -86,8 +97,15 @@ def optimize(graph: Graph) -> Program:
         names, lines = _follow(mapping, names), _follow(mapping, lines)
         backward = {id(mapping.get(n, n)) for n in mapping if id(n) in backward}
         roots = list(outputs.values()) + list(grads.values())
+        check(roots, p.name)
     for g in grads.values():
-        if g.op not in (Op.PARAM, Op.INPUT):
+        if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
             backward.add(id(g))
             lines[g] = PARAM_GRADS_LINE
     return Program(graph, outputs, grads, names, lines, backward, stats)
+
+
+def _verifier(roots: list[Node], where: str) -> None:
+    from .verify import verify
+
+    verify(roots, where)
