@@ -24,7 +24,7 @@ from .render import render
 MODULE_NAMES = {
     "np", "PARAMS", "INPUTS", "OUTPUTS", "DTYPE", "init_params", "forward", "loss",
     "loss_and_grads", "train_step", "params", "inputs", "lr", "_array", "_params", "_inputs",
-    "_full", "_sigmoid", "_softplus", "_relu", "_step", "_logsumexp",
+    "_full", "_sigmoid", "_softplus", "_relu", "_step", "_logsumexp", "_glorot", "_he",
 }
 
 HELPERS = {
@@ -44,6 +44,13 @@ HELPERS = {
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))''',
+    "_glorot": '''def _glorot(rng, shape, fan_in, fan_out):
+    """Xavier uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape)''',
+    "_he": '''def _he(rng, shape, fan_in):
+    """He normal: N(0, 2 / fan_in)."""
+    return rng.normal(0.0, np.sqrt(2 / fan_in), shape)''',
     "_full": '''def _full(x, shape):
     """A fresh array of ``shape`` holding ``x`` broadcast."""
     return np.array(np.broadcast_to(x, shape), dtype=DTYPE)''',
@@ -140,6 +147,8 @@ class _Writer:
             node.shape != shape or node.batched != batched
         ):
             return f"_full({text}, ({', '.join(full)}{',' if len(full) == 1 else ''}))"
+        if not full:  # NumPy arithmetic on 0-d arrays gives scalars; return arrays
+            return f"np.asarray({text}, dtype=DTYPE)"
         return text
 
 
@@ -184,10 +193,11 @@ def generate(program: Program, dtype: str = "float64") -> str:
                    "The mean loss and its gradient with respect to every Param.",
                    "params, /, **inputs", " -> tuple", finish_grads, forward_only=False),
     ]
+    inits, uses_rng = _initializers(graph)
     body = "\n".join(line for f in functions for b in f.blocks for line in b.lines)
     body += "\n".join(line for f in functions for line in f.epilogue)
+    body += "\n".join(code for _, code in inits)
     helpers = [code for name, code in HELPERS.items() if re.search(rf"\b{name}\(", body)]
-    inits, uses_rng = _initializers(graph)
     params_dict = _dict_text({k: d.node.shape for k, d in graph.params.items()})
     inputs_dict = _dict_text({k: d.node.shape for k, d in graph.inputs.items()})
     outputs = tuple(program.outputs)
@@ -255,13 +265,12 @@ def _initializers(graph: Graph) -> tuple[list[tuple[str, str]], bool]:
         elif kind == "uniform":
             code = f"rng.uniform({args[0]!r}, {args[1]!r}, {shape})"
         elif kind == "glorot":
-            limit = f"np.sqrt(6 / ({fan_in} + {fan_out}))"
-            code = f"rng.uniform(-{limit}, {limit}, {shape})"
+            code = f"_glorot(rng, {shape}, fan_in={fan_in}, fan_out={fan_out})"
         elif kind == "he":
-            code = f"rng.normal(0.0, np.sqrt(2 / {fan_in}), {shape})"
+            code = f"_he(rng, {shape}, fan_in={fan_in})"
         else:
             raise AssertionError(kind)
-        uses_rng |= code.startswith("rng.")
+        uses_rng |= "rng" in code
         out.append((repr(name), code))
     return out, uses_rng
 
