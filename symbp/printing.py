@@ -135,8 +135,7 @@ class NumpyPrinter:
             for a in node.args:
                 text, prec = self.term(a)
                 if node.batched and a.batched and a.ndim < node.ndim:
-                    text = _atom(text, prec) + "[:, " + ", ".join(["None"] * (node.ndim - a.ndim)) + "]"
-                    prec = ATOM
+                    text, prec = self.aligned(node, a), ATOM
                 args.append((text, prec))
             text = print_elementwise(node.attr, args, self.printer)
             return text, sympy_precedence(node.attr)
@@ -157,12 +156,20 @@ class NumpyPrinter:
             return f"np.reshape({x[0][0]}, {_shape(node.shape, node.batched, self.n)})", ATOM
         if op is Op.BROADCAST:
             shape = _shape(node.shape, node.batched, self.n)
-            return f"np.broadcast_to({x[0][0]}, {shape})", ATOM
+            return f"np.broadcast_to({self.aligned(node, node.args[0])}, {shape})", ATOM
         if op is Op.DOT:
             return self.dot(node, x)
         if op is Op.BATCH_SIZE:
             return self.n, ATOM
         raise AssertionError(f"cannot print {op}")
+
+    def aligned(self, node: Node, arg: Node) -> str:
+        """``arg`` ready to broadcast against ``node``: a batched argument of lower rank gets
+        size-1 axes after its batch axis (NumPy would align it with the wrong axes)."""
+        text, prec = self.term(arg)
+        if not arg.batched or arg.ndim >= node.ndim:
+            return text
+        return _atom(text, prec) + "[:, " + ", ".join(["None"] * (node.ndim - arg.ndim)) + "]"
 
     def dot(self, node: Node, x: list[tuple[str, int]]) -> tuple[str, int]:
         a, b = node.args

@@ -120,17 +120,35 @@ def _substitute(node: Node, i: int) -> tuple[sympy.Expr, list[Node]]:
     return node.attr.xreplace({X[i]: inner_expr}), args
 
 
+def _suspect(node: Node, depth: int = 3) -> bool:
+    """An elementwise node computing exp or sigmoid, possibly a few levels down."""
+    if node.op is not Op.EW or depth == 0:
+        return False
+    return node.attr.has(sympy.exp, ew.sigmoid) or any(_suspect(a, depth - 1) for a in node.args)
+
+
 def stabilize_log(node: Node, ctx: Context) -> Node | None:
-    """log(sigmoid(u)) -> -softplus(-u), log(softmax(z)) -> log_softmax(z), and friends."""
+    """log(sigmoid(u)) -> -softplus(-u), log(softmax(z)) -> log_softmax(z), and friends.
+
+    The suspect arguments (those computing exp or sigmoid) are inlined into the log's
+    expression, where sympy and ``elementwise.stabilize`` can see the whole formula.
+    """
     if node.op is not Op.EW or not node.attr.has(sympy.log):
         return None
-    for i, arg in enumerate(node.args):
-        if arg.op is Op.EW and arg.attr.has(sympy.exp, ew.sigmoid):
-            expr, args = _substitute(node, i)
-            expr = ew.stabilize(expr)
-            if not ew.is_unstable(expr):
-                return ops.elementwise(expr, args)
-    return None
+    if not any(_suspect(a) for a in node.args):
+        return None
+    expr, args = node.attr, list(node.args)
+    for _ in range(8):
+        used = {ew.placeholder_index(sym) for sym in expr.free_symbols}
+        i = next((i for i, a in enumerate(args) if i in used and _suspect(a)), None)
+        if i is None:
+            break
+        expr, args = _substitute(Node(Op.EW, tuple(args), expr, node.shape, node.batched), i)
+    expr = ew.stabilize(expr)
+    used = {ew.placeholder_index(sym) for sym in expr.free_symbols}
+    if ew.is_unstable(expr) or any(i in used and _suspect(a) for i, a in enumerate(args)):
+        return None
+    return ops.elementwise(expr, args)
 
 
 def log_sum_exp(node: Node, ctx: Context) -> Node | None:
