@@ -12,6 +12,7 @@ The result is the same ``Graph`` the parser makes, compiled the same way.
 from __future__ import annotations
 
 import builtins
+import itertools
 import numbers
 import weakref
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from . import ops
 from .ir import Decl, Graph, Node, Op, toposort
 
-_INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # param -> (order, init)
+_ORDER = itertools.count()
 
 
 def _node(v: Any) -> Node:
@@ -45,13 +47,15 @@ def _init(init: Any) -> tuple:
 
 def input(name: str, *shape: int) -> Node:  # noqa: A001 - the spec's own word
     """A per-example Input; the compiler adds the batch axis."""
-    return ops.input_node(name, shape)
+    node = ops.input_node(name, shape)
+    _INITS.setdefault(node, (next(_ORDER), None))
+    return node
 
 
 def param(name: str, *shape: int, init: Any = "zeros") -> Node:
     """A trainable Param, shared by all examples, with its initializer."""
     node = ops.param_node(name, shape)
-    _INITS[node] = _init(init)
+    _INITS[node] = (next(_ORDER), _init(init))
     return node
 
 
@@ -110,13 +114,13 @@ def network(
     outputs = {k: _node(v) for k, v in (outputs or {}).items()}
     graph = Graph(name=name, filename=f"{name}.py", loss_name=loss_name, loss=loss)
     seen: dict[str, Node] = {}
-    for node in toposort([*outputs.values(), loss]):
-        if node.op in (Op.INPUT, Op.PARAM):
-            if node.attr in seen and seen[node.attr] is not node:
-                raise ValueError(f"two different leaves are named {node.attr!r}")
-            seen[node.attr] = node
-            table = graph.inputs if node.op is Op.INPUT else graph.params
-            table[node.attr] = Decl(node, 0, _INITS.get(node, ("zeros",)))
+    leaves = [n for n in toposort([*outputs.values(), loss]) if n.op in (Op.INPUT, Op.PARAM)]
+    for node in sorted(leaves, key=lambda n: _INITS.get(n, (-1, None))[0]):  # creation order
+        if node.attr in seen and seen[node.attr] is not node:
+            raise ValueError(f"two different leaves are named {node.attr!r}")
+        seen[node.attr] = node
+        table = graph.inputs if node.op is Op.INPUT else graph.params
+        table[node.attr] = Decl(node, 0, _INITS.get(node, (0, None))[1] or ("zeros",))
     graph.outputs = outputs
     for key, node in [*(names or {}).items(), *outputs.items(), (loss_name, loss)]:
         graph.names.setdefault(_node(node), key)

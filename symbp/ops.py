@@ -254,9 +254,11 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
         for ch, d in zip(letters, node.shape):
             if sizes.setdefault(ch, d) != d:
                 raise GraphError(f"contraction {c}: axis sizes {sizes[ch]} and {d} differ")
+    if not set(c.out) <= set(sizes) or len(set(c.out)) != len(c.out):
+        raise GraphError(f"contraction {c}: bad output letters")
+    shape = tuple(sizes[ch] for ch in c.out)
     sum_batch = c.sum_batch and (a.batched or b.batched)
     c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
-    shape = tuple(sizes[ch] for ch in c.out)
     batched = (a.batched or b.batched) and not sum_batch
     return Node(Op.DOT, (a, b), c, shape, batched)
 

@@ -166,7 +166,8 @@ def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
     if node.op is not Op.EW:
         return None
     for i, arg in enumerate(node.args):
-        if arg.op is Op.EW and ctx.single_use(arg):
+        # inline only where X[i] occurs once: more would compute arg several times
+        if arg.op is Op.EW and ctx.single_use(arg) and node.attr.count(X[i]) == 1:
             expr, args = _substitute(node, i)
             return ops.elementwise(expr, args)
     return None

