@@ -1,0 +1,893 @@
+"""Networks nobody has shown the compiler, checked against references written by hand.
+
+Each case is a spec and the same network written by hand for ONE example, over a small
+math namespace ``m`` (NumPy here; ``test_against_torch.py`` runs the very same functions on
+PyTorch tensors and differentiates them with autograd). A reference returns the example's
+loss, or ``(loss, {output name: value})``. The harness loops over the examples itself and
+averages, so it never shares the compiler's idea of where the batch axis is.
+
+Here the reference gradients are central differences (five-point stencil, float64) of the
+reference loss, compared at 1e-7; a few simple networks also get gradients derived by hand.
+Values are drawn at random (never the spec's initializers: zero biases hide bugs), away
+from the kinks of relu and abs, for batches of 1 and 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import symbp
+
+# ------------------------------------------------------------------- math namespace
+
+
+def _np_sum(e, axis=None):
+    return np.sum(e, axis=axis)
+
+
+def _np_mean(e, axis=None):
+    return np.mean(e, axis=axis)
+
+
+def _np_logsumexp(e, axis=None):
+    return np.log(np.sum(np.exp(e), axis=axis))
+
+
+def _np_softmax(e, axis=-1):
+    z = np.exp(e)
+    return z / np.sum(z, axis=axis, keepdims=True)
+
+
+def _np_log_softmax(e, axis=-1):
+    return e - np.log(np.sum(np.exp(e), axis=axis, keepdims=True))
+
+
+NUMPY_MATH = SimpleNamespace(
+    exp=np.exp, log=np.log, sqrt=np.sqrt, abs=np.abs, tanh=np.tanh, sin=np.sin, cos=np.cos,
+    sigmoid=lambda e: 1 / (1 + np.exp(-e)),
+    relu=lambda e: np.maximum(e, 0.0),
+    softplus=lambda e: np.log(1 + np.exp(e)),
+    sum=_np_sum, mean=_np_mean, logsumexp=_np_logsumexp,
+    softmax=_np_softmax, log_softmax=_np_log_softmax,
+    cross_entropy=lambda z, t: -np.sum(t * _np_log_softmax(z)),
+    T=lambda e: np.transpose(e),
+)
+
+
+# ------------------------------------------------------------------------ the cases
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: str
+    ref: Callable  # ref(m, p, x) -> loss, or (loss, {output: value}); p, x: one example
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CASES: list[Case] = []
+
+
+def case(name: str, spec: str):
+    """Register the decorated reference under ``name`` with its spec."""
+
+    def register(ref):
+        CASES.append(Case(name, spec, ref))
+        return ref
+
+    return register
+
+
+@case("mlp_sigmoid_quadratic", """
+x: Input[4]
+y: Input[3]
+W1: Param[5, 4] = glorot
+b1: Param[5] = zeros
+W2: Param[3, 5] = glorot
+b2: Param[3] = zeros
+a1 = sigmoid(W1 @ x + b1)
+a2 = sigmoid(W2 @ a1 + b2)
+C: Loss = 0.5 * sum((a2 - y) ** 2)
+p: Output = a2
+""")
+def _(m, p, x):
+    a1 = m.sigmoid(p["W1"] @ x["x"] + p["b1"])
+    a2 = m.sigmoid(p["W2"] @ a1 + p["b2"])
+    return 0.5 * m.sum((a2 - x["y"]) ** 2), {"p": a2}
+
+
+@case("mlp_three_layers_tanh_relu_softplus", """
+x: Input[3]
+y: Input[2]
+W1: Param[4, 3] = he
+b1: Param[4] = zeros
+W2: Param[4, 4] = he
+b2: Param[4] = zeros
+W3: Param[2, 4] = glorot
+b3: Param[2] = normal(0.1)
+h1 = tanh(W1 @ x + b1)
+h2 = relu(W2 @ h1 + b2)
+out = softplus(W3 @ h2 + b3)
+C: Loss = mean((out - y) ** 2)
+""")
+def _(m, p, x):
+    h1 = m.tanh(p["W1"] @ x["x"] + p["b1"])
+    h2 = m.relu(p["W2"] @ h1 + p["b2"])
+    out = m.softplus(p["W3"] @ h2 + p["b3"])
+    return m.mean((out - x["y"]) ** 2)
+
+
+@case("deep_swish_user_def", """
+def swish(u):
+    return u * sigmoid(u)
+
+x: Input[3]
+t: Input[3]
+W1: Param[4, 3] = glorot
+W2: Param[4, 4] = glorot
+W3: Param[4, 4] = glorot
+W4: Param[3, 4] = glorot
+h = swish(W1 @ x)
+h2 = swish(W2 @ h)
+h3 = swish(W3 @ h2)
+C: Loss = sum((W4 @ h3 - t) ** 2)
+""")
+def _(m, p, x):
+    def swish(u):
+        return u * m.sigmoid(u)
+
+    h = swish(p["W1"] @ x["x"])
+    h2 = swish(p["W2"] @ h)
+    h3 = swish(p["W3"] @ h2)
+    return m.sum((p["W4"] @ h3 - x["t"]) ** 2)
+
+
+@case("softmax_classifier_cross_entropy", """
+# a softmax classifier: swish hidden layer, cross entropy, probabilities as an output
+def swish(u):
+    return u * sigmoid(u)
+
+x: Input[5]
+t: Input[4]
+W1: Param[6, 5] = he
+b1: Param[6] = zeros
+W2: Param[4, 6] = glorot
+b2: Param[4] = zeros
+h = swish(W1 @ x + b1)
+logits = W2 @ h + b2
+C: Loss = cross_entropy(logits, t)
+probs: Output = softmax(logits)
+""")
+def _(m, p, x):
+    h = p["W1"] @ x["x"] + p["b1"]
+    h = h * m.sigmoid(h)
+    logits = p["W2"] @ h + p["b2"]
+    return m.cross_entropy(logits, x["t"]), {"probs": m.softmax(logits)}
+
+
+@case("two_argument_defs_gated_unit", """
+def gate(u, v):
+    return u * sigmoid(v)
+
+def mix(a, b):
+    return a * tanh(b) + b ** 2 / (1 + a ** 2)
+
+x: Input[3]
+y: Input
+Wa: Param[4, 3] = glorot
+Wb: Param[4, 3] = glorot
+v: Param[4] = ones
+h = gate(Wa @ x, Wb @ x)
+k = mix(h, Wb @ x)
+C: Loss = (v @ k - y) ** 2
+""")
+def _(m, p, x):
+    a, b = p["Wa"] @ x["x"], p["Wb"] @ x["x"]
+    h = a * m.sigmoid(b)
+    k = h * m.tanh(b) + b**2 / (1 + h**2)
+    return (p["v"] @ k - x["y"]) ** 2
+
+
+@case("nested_defs_with_param_argument", """
+def sq(u):
+    return u * u
+
+def f(u, w):
+    return sq(tanh(u)) * w + softplus(u - w)
+
+x: Input[3]
+W: Param[3, 3] = glorot
+s: Param = 0.5
+C: Loss = sum(f(W @ x, s))
+""")
+def _(m, p, x):
+    u = p["W"] @ x["x"]
+    return m.sum(m.tanh(u) ** 2 * p["s"] + m.softplus(u - p["s"]))
+
+
+@case("log_softmax_nll_and_logsumexp", """
+x: Input[4]
+t: Input[3]
+W: Param[3, 4] = glorot
+b: Param[3] = zeros
+z = W @ x + b
+ls = log_softmax(z)
+C: Loss = -sum(t * ls) + 0.1 * logsumexp(z)
+lse: Output = logsumexp(z)
+""")
+def _(m, p, x):
+    z = p["W"] @ x["x"] + p["b"]
+    loss = -m.sum(x["t"] * m.log_softmax(z)) + 0.1 * m.logsumexp(z)
+    return loss, {"lse": m.logsumexp(z)}
+
+
+@case("stabilized_log_of_softmax_and_sigmoid", """
+# log(softmax(z)) and log(sigmoid(z)) are rewritten to their stable forms
+x: Input[3]
+t: Input[3]
+y: Input
+W: Param[3, 3] = glorot
+w: Param[3] = glorot
+z = W @ x
+q = w @ x
+C: Loss = -sum(t * log(softmax(z))) - y * log(sigmoid(q)) - (1 - y) * log(1 - sigmoid(q))
+""")
+def _(m, p, x):
+    z = p["W"] @ x["x"]
+    q = p["w"] @ x["x"]
+    s = m.sigmoid(q)
+    y = x["y"]
+    return -m.sum(x["t"] * m.log(m.softmax(z))) - y * m.log(s) - (1 - y) * m.log(1 - s)
+
+
+@case("log_sum_exp_written_out", """
+X: Input[3, 4]
+W: Param[3, 3] = glorot
+Z = W @ X
+rows = log(sum(exp(Z), axis=1))
+cols = log(sum(exp(Z), axis=0))
+C: Loss = sum(rows) - mean(cols) + log(sum(exp(Z)))
+""")
+def _(m, p, x):
+    Z = p["W"] @ x["X"]
+    rows = m.log(m.sum(m.exp(Z), axis=1))
+    cols = m.log(m.sum(m.exp(Z), axis=0))
+    return m.sum(rows) - m.mean(cols) + m.log(m.sum(m.exp(Z)))
+
+
+@case("matrix_input_axes_negative_and_tuple", """
+X: Input[3, 4]
+W: Param[2, 3] = glorot
+v: Param[4] = ones
+H = W @ X
+a = mean(H ** 2, axis=1)
+b = sum(tanh(H), axis=-1)
+c = mean(H, axis=-2)
+d = sum(H * H, axis=(0, 1))
+C: Loss = sum(a) + sum(b * a) + c @ v + 0.1 * d + mean(H)
+colmean: Output = mean(X, axis=0)
+""")
+def _(m, p, x):
+    H = p["W"] @ x["X"]
+    a = m.mean(H**2, axis=1)
+    b = m.sum(m.tanh(H), axis=-1)
+    c = m.mean(H, axis=-2)
+    d = m.sum(H * H, axis=(0, 1))
+    loss = m.sum(a) + m.sum(b * a) + c @ p["v"] + 0.1 * d + m.mean(H)
+    return loss, {"colmean": m.mean(x["X"], axis=0)}
+
+
+@case("transposed_matrix_input", """
+X: Input[3, 4]
+v: Param[3] = ones
+U: Param[4, 2] = glorot
+z = X.T @ v
+G = X.T @ X
+C: Loss = sum(sigmoid(z) * (z - 1)) + 0.01 * sum(G * (U @ U.T))
+""")
+def _(m, p, x):
+    X = x["X"]
+    z = m.T(X) @ p["v"]
+    G = m.T(X) @ X
+    return m.sum(m.sigmoid(z) * (z - 1)) + 0.01 * m.sum(G * (p["U"] @ m.T(p["U"])))
+
+
+@case("vector_at_matrix_and_dot_products", """
+x: Input[3]
+W: Param[3, 4] = glorot
+v: Param[4] = ones
+w: Param = 2.0
+z = x @ W
+C: Loss = (x @ x) * w + (z @ v) ** 2 + sum(tanh(x @ W @ W.T))
+""")
+def _(m, p, x):
+    xx = x["x"]
+    z = xx @ p["W"]
+    return (xx @ xx) * p["w"] + (z @ p["v"]) ** 2 + m.sum(m.tanh(xx @ p["W"] @ m.T(p["W"])))
+
+
+@case("transposed_params", """
+x: Input[4]
+W: Param[4, 3] = glorot
+V: Param[3, 2] = glorot
+h = sigmoid(W.T @ x)
+o = V.T @ h
+C: Loss = sum(o ** 2) + sum((V.T @ W.T) ** 2)
+""")
+def _(m, p, x):
+    h = m.sigmoid(m.T(p["W"]) @ x["x"])
+    o = m.T(p["V"]) @ h
+    return m.sum(o**2) + m.sum((m.T(p["V"]) @ m.T(p["W"])) ** 2)
+
+
+@case("param_vector_broadcast_against_matrix_input", """
+X: Input[3, 4]
+mu: Param[4] = zeros
+s: Param[4] = ones
+g: Param[3, 1] = ones
+Z = (X - mu) / s
+C: Loss = mean(Z ** 2) + sum(g * Z) + sum(log(s ** 2))
+Zo: Output = Z
+""")
+def _(m, p, x):
+    Z = (x["X"] - p["mu"]) / p["s"]
+    loss = m.mean(Z**2) + m.sum(p["g"] * Z) + m.sum(m.log(p["s"] ** 2))
+    return loss, {"Zo": Z}
+
+
+@case("tied_weights_autoencoder", """
+x: Input[5]
+W: Param[3, 5] = glorot
+b: Param[3] = zeros
+c: Param[5] = zeros
+h = tanh(W @ x + b)
+r = W.T @ h + c
+C: Loss = 0.5 * sum((r - x) ** 2)
+code: Output = h
+""")
+def _(m, p, x):
+    h = m.tanh(p["W"] @ x["x"] + p["b"])
+    r = m.T(p["W"]) @ h + p["c"]
+    return 0.5 * m.sum((r - x["x"]) ** 2), {"code": h}
+
+
+@case("residual_blocks", """
+x: Input[4]
+y: Input[4]
+W1: Param[4, 4] = glorot
+b1: Param[4] = zeros
+W2: Param[4, 4] = glorot
+h1 = x + tanh(W1 @ x + b1)
+h2 = h1 + relu(W2 @ h1)
+h3 = h2 + h1 * sigmoid(W1 @ h2)
+C: Loss = sum((h3 - y) ** 2) / 4
+out: Output = h3
+""")
+def _(m, p, x):
+    h1 = x["x"] + m.tanh(p["W1"] @ x["x"] + p["b1"])
+    h2 = h1 + m.relu(p["W2"] @ h1)
+    h3 = h2 + h1 * m.sigmoid(p["W1"] @ h2)
+    return m.sum((h3 - x["y"]) ** 2) / 4, {"out": h3}
+
+
+@case("scalars_everywhere_polynomial", """
+x: Input
+y: Input
+a: Param = 0.5
+b: Param = -0.5
+c: Param = 1.0
+d: Param = 0.0
+yhat = a * x ** 3 + b * x ** 2 + c * sin(x) + d
+e = yhat - y
+J: Loss = 0.5 * e ** 2 + 0.1 * abs(e) * a
+yh: Output = yhat
+""")
+def _(m, p, x):
+    xx = x["x"]
+    yhat = p["a"] * xx**3 + p["b"] * xx**2 + p["c"] * m.sin(xx) + p["d"]
+    e = yhat - x["y"]
+    return 0.5 * e**2 + 0.1 * m.abs(e) * p["a"], {"yh": yhat}
+
+
+@case("divisions_and_powers", """
+x: Input[3]
+w: Param[3] = ones
+k: Param = 1.5
+base = 1 + x ** 2
+part = sum(base ** k) + sum(x ** 3 * w) + sum(base ** 0.5) + sum(2 ** (w * x))
+C: Loss = part + sum(w / base) - sum(1 / (1 + w ** 2)) + sum(base ** -2) + k ** 3 / (1 + k ** 2)
+""")
+def _(m, p, x):
+    xx, w, k = x["x"], p["w"], p["k"]
+    base = 1 + xx**2
+    return (m.sum(base**k) + m.sum(xx**3 * w) + m.sum(base**0.5) + m.sum(2 ** (w * xx))
+            + m.sum(w / base) - m.sum(1 / (1 + w**2)) + m.sum(base**-2) + k**3 / (1 + k**2))
+
+
+@case("power_with_param_base_and_exponent", """
+x: Input[2]
+a: Param[2] = ones
+q: Param = 2.0
+C: Loss = sum(exp(a) ** q * x) + sum((a ** 2 + 1) ** (x * q)) + sqrt(q ** 2 + 1)
+""")
+def _(m, p, x):
+    a, q, xx = p["a"], p["q"], x["x"]
+    return m.sum(m.exp(a) ** q * xx) + m.sum((a**2 + 1) ** (xx * q)) + m.sqrt(q**2 + 1)
+
+
+@case("elementary_functions_on_safe_domains", """
+x: Input[3]
+W: Param[3, 3] = glorot
+z = W @ x
+C: Loss = sum(abs(z) + sin(z) * cos(2 * z) + exp(-z ** 2) + log(1 + z ** 2) + sqrt(1 + exp(z)))
+""")
+def _(m, p, x):
+    z = p["W"] @ x["x"]
+    return m.sum(m.abs(z) + m.sin(z) * m.cos(2 * z) + m.exp(-(z**2)) + m.log(1 + z**2)
+                 + m.sqrt(1 + m.exp(z)))
+
+
+@case("unbatched_outputs_and_l2_penalty", """
+x: Input[3]
+y: Input[2]
+W1: Param[4, 3] = glorot
+W2: Param[2, 4] = glorot
+h = tanh(W1 @ x)
+C: Loss = sum((W2 @ h - y) ** 2) + 0.01 * sum(W1 ** 2)
+norm: Output = sum(W1 ** 2) + sum(W2 ** 2)
+W2t: Output = W2.T
+""")
+def _(m, p, x):
+    h = m.tanh(p["W1"] @ x["x"])
+    loss = m.sum((p["W2"] @ h - x["y"]) ** 2) + 0.01 * m.sum(p["W1"] ** 2)
+    return loss, {"norm": m.sum(p["W1"] ** 2) + m.sum(p["W2"] ** 2), "W2t": m.T(p["W2"])}
+
+
+@case("loss_independent_of_inputs", """
+x: Input[3]
+W: Param[2, 3] = glorot
+b: Param[2] = zeros
+pred: Output = W @ x + b
+R: Loss = 0.5 * sum(W ** 2) + sum(b ** 2) * 3
+""")
+def _(m, p, x):
+    return 0.5 * m.sum(p["W"] ** 2) + m.sum(p["b"] ** 2) * 3, {"pred": p["W"] @ x["x"] + p["b"]}
+
+
+@case("no_input_rosenbrock", """
+# no Input: no batch, the loss is its value
+a: Param = -1.0
+b: Param = 1.0
+v: Param[3] = ones
+M: Param[2, 3] = ones
+r = (1 - a) ** 2 + 100 * (b - a ** 2) ** 2
+f: Loss = r + sum(v ** 2) * a + sum(tanh(M @ v))
+Mv: Output = M @ v
+""")
+def _(m, p, x):
+    a, b, v, M = p["a"], p["b"], p["v"], p["M"]
+    r = (1 - a) ** 2 + 100 * (b - a**2) ** 2
+    return r + m.sum(v**2) * a + m.sum(m.tanh(M @ v)), {"Mv": M @ v}
+
+
+@case("branch_gradients_add", """
+a: Param = 1.0
+b: Param = 1.0
+c: Param = 6.0
+x = a + b
+y = b + c
+f: Loss = x * y
+""")
+def _(m, p, x):
+    return (p["a"] + p["b"]) * (p["b"] + p["c"])
+
+
+@case("unreached_params", """
+x: Input[3]
+W: Param[2, 3] = glorot
+unused: Param[4] = ones
+only_out: Param[2] = ones
+o: Output = only_out * 2
+C: Loss = sum(sigmoid(W @ x))
+""")
+def _(m, p, x):
+    return m.sum(m.sigmoid(p["W"] @ x["x"])), {"o": p["only_out"] * 2}
+
+
+@case("names_that_shadow_builtins_and_helpers", """
+sum: Input[3]
+np: Input[3]
+n: Input
+params: Param[3] = ones
+lr: Param[3] = zeros
+_sigmoid: Param = 0.5
+forward: Param[2, 3] = glorot
+float: Param = 1.0
+grads = forward @ (sum * params + lr)
+loss = sigmoid(grads) * _sigmoid
+dW = loss * n
+t1 = dW - float
+C: Loss = sum(t1 ** 2) + mean(np * lr)
+inputs: Output = t1
+""")
+def _(m, p, x):
+    g = p["forward"] @ (x["sum"] * p["params"] + p["lr"])
+    loss = m.sigmoid(g) * p["_sigmoid"]
+    t1 = loss * x["n"] - p["float"]
+    return m.sum(t1**2) + m.mean(x["np"] * p["lr"]), {"inputs": t1}
+
+
+@case("names_of_module_api_and_adjoints", """
+x: Input[2]
+DTYPE: Param[2] = ones
+init_params: Param[2] = ones
+loss_and_grads: Param = 1.0
+h = tanh(DTYPE * x)
+dh = h * init_params
+ddh = dh * loss_and_grads
+_params: Output = dh
+C: Loss = sum(ddh ** 2) + sum(h)
+""")
+def _(m, p, x):
+    h = m.tanh(p["DTYPE"] * x["x"])
+    dh = h * p["init_params"]
+    ddh = dh * p["loss_and_grads"]
+    return m.sum(ddh**2) + m.sum(h), {"_params": dh}
+
+
+@case("softmax_regression_with_mse", """
+x: Input[3]
+y: Input[3]
+W: Param[3, 3] = glorot
+s = softmax(W @ x)
+C: Loss = sum((s - y) ** 2)
+s_out: Output = s
+""")
+def _(m, p, x):
+    s = m.softmax(p["W"] @ x["x"])
+    return m.sum((s - x["y"]) ** 2), {"s_out": s}
+
+
+@case("matrix_softmax_axes", """
+X: Input[3, 4]
+T: Input[3, 4]
+W: Param[3, 3] = glorot
+Z = W @ X
+P0 = softmax(Z, axis=0)
+L1 = log_softmax(Z, axis=1)
+C: Loss = sum(P0 * T) - sum(T * L1) + sum(logsumexp(Z, axis=0)) + mean(log_softmax(Z, axis=-2))
+P0o: Output = P0
+""")
+def _(m, p, x):
+    Z = p["W"] @ x["X"]
+    P0 = m.softmax(Z, axis=0)
+    L1 = m.log_softmax(Z, axis=1)
+    loss = (m.sum(P0 * x["T"]) - m.sum(x["T"] * L1) + m.sum(m.logsumexp(Z, axis=0))
+            + m.mean(m.log_softmax(Z, axis=-2)))
+    return loss, {"P0o": P0}
+
+
+@case("three_axis_input_stacked_matmul", """
+X: Input[2, 3, 4]
+W: Param[4, 2] = glorot
+A: Param[3, 3] = glorot
+H = tanh(X @ W)
+G = A @ H
+C: Loss = sum(G ** 2) + sum(mean(H, axis=0))
+""")
+def _(m, p, x):
+    H = m.tanh(x["X"] @ p["W"])
+    G = p["A"] @ H
+    return m.sum(G**2) + m.sum(m.mean(H, axis=0))
+
+
+@case("scalar_input_times_vector_params", """
+x: Input
+y: Input[3]
+w: Param[3] = ones
+b: Param[3] = zeros
+z = w * x + b
+C: Loss = sum((sigmoid(z) - y) ** 2) + x * sum(w)
+""")
+def _(m, p, x):
+    z = p["w"] * x["x"] + p["b"]
+    return m.sum((m.sigmoid(z) - x["y"]) ** 2) + x["x"] * m.sum(p["w"])
+
+
+@case("same_expression_bound_twice", """
+x: Input[3]
+W: Param[2, 3] = glorot
+u = W @ x
+v = W @ x
+u_out: Output = u
+v_out: Output = v
+C: Loss = sum(u * v) + sum(exp(u) / (1 + exp(v)))
+""")
+def _(m, p, x):
+    u = p["W"] @ x["x"]
+    return m.sum(u * u) + m.sum(m.exp(u) / (1 + m.exp(u))), {"u_out": u, "v_out": u}
+
+
+@case("outputs_that_are_leaves", """
+x: Input[3]
+W: Param[2, 3] = glorot
+s: Param = 1.0
+W_out: Output = W
+x_out: Output = x
+s_out: Output = s
+C: Loss = sum(W @ x) * s
+""")
+def _(m, p, x):
+    return m.sum(p["W"] @ x["x"]) * p["s"], {"W_out": p["W"], "x_out": x["x"], "s_out": p["s"]}
+
+
+@case("negations_and_reciprocals", """
+x: Input[3]
+w: Param[3] = ones
+z = -(-w * x)
+C: Loss = sum(1 / (1 + z ** 2)) - sum(-z) / 3 + sum(w ** -2) - -sum(x / w)
+""")
+def _(m, p, x):
+    z = p["w"] * x["x"]
+    return m.sum(1 / (1 + z**2)) + m.sum(z) / 3 + m.sum(p["w"] ** -2) + m.sum(x["x"] / p["w"])
+
+
+@case("long_elementwise_chain", """
+x: Input[3]
+w: Param[3] = ones
+a = w * x
+b = sin(a) + a
+c = b * b - a
+d = tanh(c) + exp(-b ** 2)
+e = d / (1 + a ** 2)
+f = sigmoid(e) * c + softplus(d)
+C: Loss = sum(f * e - b)
+""")
+def _(m, p, x):
+    a = p["w"] * x["x"]
+    b = m.sin(a) + a
+    c = b * b - a
+    d = m.tanh(c) + m.exp(-(b**2))
+    e = d / (1 + a**2)
+    f = m.sigmoid(e) * c + m.softplus(d)
+    return m.sum(f * e - b)
+
+
+@case("input_matrix_products", """
+X: Input[3, 4]
+Y: Input[4, 2]
+W: Param[3, 2] = glorot
+A: Param[2, 3] = glorot
+B: Param[3, 4] = glorot
+P = X @ Y
+C: Loss = sum(P * W) + sum((A @ B) * (A @ X)) + sum(X * B) * sum(W)
+""")
+def _(m, p, x):
+    P = x["X"] @ x["Y"]
+    return (m.sum(P * p["W"]) + m.sum((p["A"] @ p["B"]) * (p["A"] @ x["X"]))
+            + m.sum(x["X"] * p["B"]) * m.sum(p["W"]))
+
+
+@case("matrix_param_elementwise_with_matrix_input", """
+X: Input[3, 4]
+W: Param[3, 4] = glorot
+u: Param[3] = ones
+r = sum(X * W, axis=0)
+q = sum(sigmoid(X * W), axis=1)
+C: Loss = sum(r ** 2) + q @ u + sum(W.T * X.T)
+""")
+def _(m, p, x):
+    XW = x["X"] * p["W"]
+    r = m.sum(XW, axis=0)
+    q = m.sum(m.sigmoid(XW), axis=1)
+    return m.sum(r**2) + q @ p["u"] + m.sum(m.T(p["W"]) * m.T(x["X"]))
+
+
+@case("column_and_row_broadcasts", """
+X: Input[3, 4]
+c: Input[3, 1]
+r: Param[1, 4] = ones
+k: Param[3, 1] = ones
+Z = X * r + c * k - r * k
+C: Loss = sum(Z ** 2) / 2 + sum(c)
+""")
+def _(m, p, x):
+    Z = x["X"] * p["r"] + x["c"] * p["k"] - p["r"] * p["k"]
+    return m.sum(Z**2) / 2 + m.sum(x["c"])
+
+
+@case("mean_over_vector_to_scalar", """
+x: Input[4]
+W: Param[4, 4] = glorot
+h = sigmoid(W @ x)
+C: Loss = mean(h, axis=-1) + mean(h, axis=0) * mean(h) + sum(h, axis=0)
+""")
+def _(m, p, x):
+    h = m.sigmoid(p["W"] @ x["x"])
+    return m.mean(h, axis=-1) + m.mean(h, axis=0) * m.mean(h) + m.sum(h, axis=0)
+
+
+@case("binary_logistic_regression_logsumexp_of_scalar", """
+x: Input[3]
+y: Input
+w: Param[3] = zeros
+b: Param = 0.0
+z = w @ x + b
+C: Loss = softplus(z) - y * z + 0.5 * logsumexp(z) * 0 + 0.001 * (w @ w)
+prob: Output = sigmoid(z)
+""")
+def _(m, p, x):
+    z = p["w"] @ x["x"] + p["b"]
+    return m.softplus(z) - x["y"] * z + 0.001 * (p["w"] @ p["w"]), {"prob": m.sigmoid(z)}
+
+
+# ---------------------------------------------------------------------- the harness
+
+NUMERIC = np.float64
+BATCHES = (1, 5)
+
+
+def draw(rng: np.random.Generator, shape) -> np.ndarray:
+    """Values in ±[0.3, 1.1]: no kink of relu or abs in reach, no saturated sigmoid."""
+    return np.array(rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.3, 1.1, size=shape))
+
+
+def draw_params(module, rng) -> dict[str, np.ndarray]:
+    return {name: draw(rng, shape) for name, shape in module.PARAMS.items()}
+
+
+def draw_inputs(module, rng, batch: int) -> dict[str, np.ndarray]:
+    return {name: draw(rng, (batch, *shape)) for name, shape in module.INPUTS.items()}
+
+
+def split(result) -> tuple:
+    return result if isinstance(result, tuple) else (result, {})
+
+
+def reference(case: Case, m, params: dict, inputs: dict):
+    """Per-example losses and outputs (stacked on axis 0), or the unbatched ones."""
+    if not inputs:
+        return split(case.ref(m, params, {}))
+    n = len(next(iter(inputs.values())))
+    results = [split(case.ref(m, params, {k: v[i] for k, v in inputs.items()}))
+               for i in range(n)]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def numpy_reference(case: Case, params: dict, inputs: dict):
+    """(mean loss, per-example loss array, outputs with the batch axis) in NumPy."""
+    got = reference(case, NUMPY_MATH, params, inputs)
+    if not inputs:
+        loss, outputs = got
+        return float(loss), np.asarray(loss), {k: np.asarray(v) for k, v in outputs.items()}
+    losses, outputs = got
+    per = np.array([float(v) for v in losses])
+    stacked = {k: np.stack([np.asarray(o[k]) for o in outputs]) for k in outputs[0]}
+    return float(per.mean()), per, stacked
+
+
+def central_differences(f, params: dict, step: float = 1e-3) -> dict[str, np.ndarray]:
+    """d f / d params, element by element, by the five-point stencil (error O(h**4))."""
+    grads = {}
+    for name, value in params.items():
+        g = np.zeros(value.shape)
+        for index in np.ndindex(value.shape):
+            h = step * max(1.0, abs(float(value[index])))
+
+            def at(t, name=name, value=value, index=index):
+                moved = value.copy()
+                moved[index] += t
+                return f({**params, name: moved})
+
+            g[index] = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+        grads[name] = g
+    return grads
+
+
+def assert_close(what: str, got, want, rtol: float, floor: float) -> None:
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    assert np.all(np.isfinite(got)), f"{what} is not finite: {got}"
+    atol = floor * max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    bad = np.abs(got - want) > rtol * np.abs(want) + atol
+    assert not bad.any(), (
+        f"{what} is off at {np.argwhere(bad).tolist()[:6]}:\n"
+        f"compiled  {got[bad][:6]}\nreference {want[bad][:6]}"
+    )
+
+
+_COMPILED: dict[tuple[str, str], object] = {}
+
+
+def compiled(case: Case, dtype: str = "float64"):
+    key = (case.name, dtype)
+    if key not in _COMPILED:
+        _COMPILED[key] = symbp.compile(symbp.parse_text(case.spec, f"{case.name}.sbp"),
+                                       dtype=dtype)
+    return _COMPILED[key]
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_loss_forward_and_gradients_match_the_reference(case, batch):
+    module = compiled(case)
+    rng = np.random.default_rng([batch, len(case.name)])
+    params = draw_params(module, rng)
+    inputs = draw_inputs(module, rng, batch)
+    want_loss, want_per, want_out = numpy_reference(case, params, inputs)
+
+    assert_close("loss", module.loss(params, **inputs), want_loss, 1e-12, 1e-14)
+    out = module.forward(params, **inputs)
+    assert list(out) == [*module.OUTPUTS]
+    loss_name = module.OUTPUTS[-1]
+    assert_close(f"forward {loss_name}", out[loss_name], want_per, 1e-12, 1e-14)
+    for name, want in want_out.items():  # batch on axis 0, even where an Output is the same
+        assert_close(f"forward {name}", out[name], want, 1e-12, 1e-14)  # for every example
+
+    value, grads = module.loss_and_grads(params, **inputs)
+    assert_close("loss_and_grads loss", value, want_loss, 1e-12, 1e-14)
+    assert list(grads) == list(module.PARAMS)
+    fd = central_differences(lambda p: numpy_reference(case, p, inputs)[0], params)
+    for name, want in fd.items():
+        assert_close(f"d{name}", grads[name], want, 1e-7, 1e-9)
+
+
+def float32_run(case: Case, batch: int = 5):
+    """(float64 result, float32 result, float32 forward) of loss_and_grads, same values."""
+    wide, narrow = compiled(case), compiled(case, "float32")
+    assert narrow.DTYPE == "float32"
+    rng = np.random.default_rng(7)
+    params = draw_params(wide, rng)
+    inputs = draw_inputs(wide, rng, batch)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    i32 = {k: v.astype(np.float32) for k, v in inputs.items()}
+    return (wide.loss_and_grads(params, **inputs), narrow.loss_and_grads(p32, **i32),
+            narrow.forward(p32, **i32))
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_float32_module_agrees_with_float64(case):
+    (loss64, grads64), (loss32, grads32), _ = float32_run(case)
+    assert_close("float32 loss", loss32, loss64, 1e-4, 1e-5)
+    for name in grads64:
+        assert_close(f"float32 d{name}", grads32[name], grads64[name], 1e-4, 1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_float32_module_returns_float32_arrays(case):
+    _, (_, grads32), forward32 = float32_run(case)
+    wrong = {f"d{k}": str(v.dtype) for k, v in grads32.items() if v.dtype != np.float32}
+    wrong |= {k: str(v.dtype) for k, v in forward32.items() if v.dtype != np.float32}
+    assert not wrong, f"a float32 module returned {wrong}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_init_params(case):
+    module = compiled(case)
+    params = module.init_params(3)
+    assert list(params) == list(module.PARAMS)
+    for name, shape in module.PARAMS.items():
+        assert params[name].shape == shape and params[name].dtype == np.float64
+    again = module.init_params(3)
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_train_step_is_one_sgd_step(case):
+    module = compiled(case)
+    rng = np.random.default_rng(11)
+    params = draw_params(module, rng)
+    inputs = draw_inputs(module, rng, 5)
+    before = {k: v.copy() for k, v in params.items()}
+    value, grads = module.loss_and_grads(params, **inputs)
+    assert module.train_step(params, 0.1, **inputs) == value
+    for name in params:
+        assert_close(f"step {name}", params[name], before[name] - 0.1 * grads[name], 1e-14, 1e-15)
