@@ -1,5 +1,68 @@
-"""Shared test setup: the IR verifier runs after every pass of every compile in the suite."""
+"""Shared test setup: the IR verifier runs after every pass of every compile in the suite.
+
+The helpers below are the gradient tests' own reference: random values kept away from kinks,
+and central finite differences of a generated module's ``loss``, written independently of
+``symbp.check``.
+"""
 
 import os
 
+import numpy as np
+
 os.environ["SYMBP_VERIFY"] = "1"
+
+BATCH = 5  # not one of the tests' dimensions, so a misplaced batch axis cannot hide
+
+
+def away_from_zero(rng: np.random.Generator, shape) -> np.ndarray:
+    """Values in ±[0.4, 1.4]: no kink of relu or abs, no pole of 1/x within FD reach."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.4, 1.4, size=shape)
+
+
+def random_params(module, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {name: away_from_zero(rng, shape) for name, shape in module.PARAMS.items()}
+
+
+def random_inputs(module, rng: np.random.Generator, batch: int = BATCH) -> dict:
+    return {name: away_from_zero(rng, (batch, *shape)) for name, shape in module.INPUTS.items()}
+
+
+def derivative(f, h: float):
+    """f'(0) by the five-point central stencil: error O(h**4), so a fairly large step keeps
+    round-off small as well. ``f`` may return an array."""
+    return (8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h)
+
+
+def finite_differences(f, params: dict, step: float = 1e-4) -> dict[str, np.ndarray]:
+    """d f(params) / d params[name], element by element."""
+    grads = {}
+    for name, value in params.items():
+        value = np.asarray(value, dtype=np.float64)
+        g = np.zeros(value.shape)
+        for index in np.ndindex(value.shape):
+            unit = np.zeros(value.shape)
+            unit[index] = 1.0
+
+            def along(t, name=name, value=value, unit=unit):
+                return f({**params, name: value + t * unit})
+
+            g[index] = derivative(along, step * max(1.0, abs(float(value[index]))))
+        grads[name] = g
+    return grads
+
+
+def assert_grads_match(actual: dict, expected: dict, loss: float, rtol: float = 1e-6) -> None:
+    """Same names, same shapes, and values within rtol of the larger magnitude, with an
+    absolute floor scaled to the loss (finite differences of a big loss lose digits)."""
+    assert set(actual) == set(expected)
+    floor = 1e-9 * max(1.0, abs(loss))
+    for name, want in expected.items():
+        got = np.asarray(actual[name], dtype=np.float64)
+        assert got.shape == want.shape, f"d{name}: shape {got.shape}, expected {want.shape}"
+        assert np.all(np.isfinite(got)), f"d{name} is not finite: {got}"
+        scale = np.maximum(np.abs(got), np.abs(want))
+        bad = np.abs(got - want) > rtol * scale + floor
+        assert not bad.any(), (
+            f"d{name} is off at {np.argwhere(bad).tolist()}:\n"
+            f"reverse mode {got[bad]}\nfinite diffs {want[bad]}"
+        )
