@@ -1,0 +1,183 @@
+"""Property test: random DAG specs get the gradients that finite differences measure.
+
+Hypothesis builds specs of Inputs and Params of rank 0 to 2 over small dimensions (1, 2, 3),
+then a handful of equations, each picking an op from a safe set (smooth, defined everywhere)
+and operands from everything bound so far: Params and intermediates get reused, values
+branch and rejoin, shapes broadcast. The Loss sums squares and sines of a few nodes.
+
+The generator carries a bound on every value's magnitude (leaves are within 1.4) and
+replaces an op that could exceed ``LIMIT`` by tanh: so no sine of a huge argument makes the
+finite differences themselves the inaccurate side.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import assert_grads_match, finite_differences, random_inputs, random_params
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+import symbp
+
+LIMIT = 10.0
+LEAF_BOUND = 1.4  # conftest.away_from_zero draws values within ±1.4
+
+DEFS = (
+    "def swish(u):\n    return u * sigmoid(u)\n"
+    "def blend(u, v):\n    return u * tanh(v) + v / (1 + u * u)\n"
+)
+# template -> bound of the result's magnitude from the bound of each operand
+UNARY = {
+    "tanh({a})": lambda a: 1.0,
+    "sigmoid({a})": lambda a: 1.0,
+    "sin({a})": lambda a: 1.0,
+    "cos({a})": lambda a: 1.0,
+    "softplus({a})": lambda a: a + 1.0,
+    "exp(tanh({a}))": lambda a: math.e,
+    "{a} * {a}": lambda a: a * a,
+    "-{a}": lambda a: a,
+    "2 * {a} - 1": lambda a: 2 * a + 1,
+    "log(1 + {a} * {a})": lambda a: 2 * math.log1p(a),
+    "sqrt(1 + {a} * {a})": lambda a: 1 + a,
+    "(1 + {a} * {a}) ** 1.5": lambda a: (1 + a * a) ** 1.5,
+    "{a} ** 3": lambda a: a**3,
+    "swish({a})": lambda a: a,
+    "{a} / (1 + {a} * {a})": lambda a: 0.5,
+    "{a}.T": lambda a: a,
+}
+BINARY = {
+    "{a} + {b}": lambda a, b: a + b,
+    "{a} - {b}": lambda a, b: a + b,
+    "{a} * {b}": lambda a, b: a * b,
+    "{a} / (2 + sin({b}))": lambda a, b: a,
+    "blend({a}, {b})": lambda a, b: a + b,
+}
+# reduction -> bound from the operand's bound and the number of elements reduced
+REDUCE = {
+    "sum": lambda a, n: n * a,
+    "mean": lambda a, n: a,
+    "logsumexp": lambda a, n: a + math.log(n),
+    "softmax": lambda a, n: 1.0,
+    "log_softmax": lambda a, n: 2 * a + math.log(n),
+}
+KINDS = ("unary", "binary", "binary", "matmul", "reduce", "cross_entropy")
+
+Shape = tuple[int, ...]
+SHAPES = st.lists(st.sampled_from((1, 2, 3)), min_size=0, max_size=2).map(tuple)
+
+
+def dims(shape: Shape) -> str:
+    return f"[{', '.join(map(str, shape))}]" if shape else ""
+
+
+def broadcast(a: Shape, b: Shape) -> Shape | None:
+    try:
+        return tuple(np.broadcast_shapes(a, b))
+    except ValueError:
+        return None
+
+
+def matmul(a: Shape, b: Shape) -> Shape | None:
+    if not a or not b or a[-1] != (b[0] if len(b) == 1 else b[-2]):
+        return None
+    return a[:-1] + b[1:] if len(b) == 1 else a[:-1] + b[-1:]
+
+
+def same(a: Shape, b: Shape) -> Shape | None:
+    return () if a == b and a else None
+
+
+class Pool:
+    """The names bound so far: shape, bound on magnitude, and whether a Param reaches it."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, Shape] = {}
+        self.bounds: dict[str, float] = {}
+        self.learnable: set[str] = set()
+
+    def add(self, name: str, shape: Shape, bound: float, *args: str, param=False) -> None:
+        self.shapes[name] = shape
+        self.bounds[name] = bound
+        if param or any(a in self.learnable for a in args):
+            self.learnable.add(name)
+
+
+def equation(draw, pool: Pool) -> tuple[str, Shape, float, tuple[str, ...]]:
+    """One random well-shaped expression over the pool: text, shape, bound, operands."""
+    names = list(pool.shapes)
+    kind = draw(st.sampled_from(KINDS))
+    a = draw(st.sampled_from(names))
+    sa, ba = pool.shapes[a], pool.bounds[a]
+    if kind in ("binary", "matmul", "cross_entropy"):
+        fit = {"binary": broadcast, "matmul": matmul, "cross_entropy": same}[kind]
+        partners = [b for b in names if fit(sa, pool.shapes[b]) is not None]
+        if partners:
+            b = draw(st.sampled_from(partners))
+            shape, bb = fit(sa, pool.shapes[b]), pool.bounds[b]
+            if kind == "binary":
+                template = draw(st.sampled_from(sorted(BINARY)))
+                text, bound = template.format(a=a, b=b), BINARY[template](ba, bb)
+            elif kind == "matmul":
+                text, bound = f"{a} @ {b}", sa[-1] * ba * bb
+            else:
+                text = f"cross_entropy({a}, softmax({b}))"
+                bound = 2 * ba + math.log(math.prod(sa))
+            if bound <= LIMIT:
+                return text, shape, bound, (a, b)
+    if kind == "reduce" and sa:
+        f = draw(st.sampled_from(sorted(REDUCE)))
+        axis = draw(st.none() | st.integers(-len(sa), len(sa) - 1))
+        count = math.prod(sa) if axis is None else sa[axis]
+        bound = REDUCE[f](ba, count)
+        if bound <= LIMIT:
+            text = f"{f}({a})" if axis is None else f"{f}({a}, axis={axis})"
+            if f in ("softmax", "log_softmax"):
+                return text, sa, bound, (a,)
+            kept = () if axis is None else sa[: axis % len(sa)] + sa[axis % len(sa) + 1 :]
+            return text, kept, bound, (a,)
+    template = draw(st.sampled_from(sorted(UNARY)))
+    if UNARY[template](ba) > LIMIT:
+        template = "tanh({a})"
+    shape = sa[::-1] if template.endswith(".T") else sa
+    return template.format(a=a), shape, UNARY[template](ba), (a,)
+
+
+@st.composite
+def specs(draw) -> str:
+    pool = Pool()
+    lines = [DEFS]
+    for i in range(draw(st.integers(0, 2))):
+        shape = draw(SHAPES)
+        lines.append(f"x{i}: Input{dims(shape)}")
+        pool.add(f"x{i}", shape, LEAF_BOUND)
+    for i in range(draw(st.integers(1, 3))):
+        shape = draw(SHAPES)
+        lines.append(f"p{i}: Param{dims(shape)} = zeros")
+        pool.add(f"p{i}", shape, LEAF_BOUND, param=True)
+    for k in range(draw(st.integers(1, 7))):
+        text, shape, bound, args = equation(draw, pool)
+        lines.append(f"h{k} = {text}")
+        pool.add(f"h{k}", shape, bound, *args)
+    last = f"h{k}"
+    others = draw(st.lists(st.sampled_from(list(pool.shapes)), max_size=3, unique=True))
+    if not pool.learnable & {last, *others}:  # some Param must reach the loss
+        others.append([n for n in pool.shapes if n in pool.learnable][-1])
+    terms = [f"sum({last} * {last})"] + [f"sum(sin({n}))" for n in others]
+    lines.append("C: Loss = " + " + ".join(terms))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=specs(), seed=st.integers(0, 2**32 - 1))
+def test_random_graph_gradients_match_finite_differences(text, seed):
+    note(text)
+    module = symbp.compile(symbp.parse_text(text))
+    rng = np.random.default_rng(seed)
+    params, inputs = random_params(module, rng), random_inputs(module, rng)
+    value = module.loss(params, **inputs)
+    assert np.isfinite(value)
+    loss, grads = module.loss_and_grads(params, **inputs)
+    assert loss == pytest.approx(value, rel=1e-12)
+    expected = finite_differences(lambda p: module.loss(p, **inputs), params)
+    assert_grads_match(grads, expected, loss)
