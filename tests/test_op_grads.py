@@ -422,6 +422,9 @@ def sigmoid_reference(z, t, s):
 STABLE_B = "z: Input[3]\nt: Input[3]\nb: Param[3] = zeros\n"
 STABLE_S = "z: Input[3]\nt: Input[3]\ns: Param = 1\n"
 BCE_NAIVE = "-sum(t * log(sigmoid(s * z)) + (1 - t) * log(1 - sigmoid(s * z)))"
+WRITTEN_OUT = "C: Loss = sum(log(1 / (1 + exp(-(s * z)))))"
+LOGSIG = "def logsig(u):\n    return log(sigmoid(u))\n"
+SP = "def sp(u):\n    return log(1 + exp(u))\n"
 STABILITY = [
     ("log_softmax", STABLE_B + "C: Loss = -sum(t * log_softmax(z + b))", softmax_family),
     ("naive_log_softmax", STABLE_B + "C: Loss = -sum(t * log(softmax(z + b)))", softmax_family),
@@ -437,6 +440,10 @@ STABILITY = [
         softplus_reference,
     ),
     ("naive_binary_cross_entropy", STABLE_S + f"C: Loss = {BCE_NAIVE}", bce_reference),
+    ("written_out_sigmoid", STABLE_S + WRITTEN_OUT, log_sigmoid_reference),
+    # the same naive forms inside a user function
+    ("def_log_sigmoid", LOGSIG + STABLE_S + "C: Loss = sum(logsig(s * z))", log_sigmoid_reference),
+    ("def_naive_softplus", SP + STABLE_S + "C: Loss = sum(sp(s * z))", softplus_reference),
 ]
 
 
