@@ -29,7 +29,7 @@ def init_params(seed: int = 0) -> dict:
 
 def _array(value, what, shape=None, dtype=DTYPE):
     try:
-        arr = np.asarray(value, dtype=dtype)
+        arr = np.asarray(value, dtype=dtype, order="C")
     except (TypeError, ValueError, OverflowError) as e:
         raise ValueError(f"{what}: cannot be read as a {dtype} array ({e})") from None
     if shape is not None and arr.shape != shape:
@@ -50,10 +50,10 @@ def _params(params, in_place=False):
         value = params[name]
         if in_place:
             ok = isinstance(value, np.ndarray) and value.dtype == DTYPE
-            if not ok or not value.flags.writeable:
+            if not ok or not value.flags.writeable or not value.flags.c_contiguous:
                 raise ValueError(
                     f"params[{name!r}]: train_step updates it in place, so it must be a "
-                    f"writable {DTYPE} numpy array"
+                    f"writable, C-contiguous {DTYPE} numpy array"
                 )
         out.append(_array(value, f"params[{name!r}]", shape))
     return out

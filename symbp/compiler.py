@@ -5,12 +5,12 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-from . import numpy_backend
+from . import c_backend, cbuild, numpy_backend
 from .ir import Graph
 from .parse import parse
 from .pipeline import Program, optimize
 
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "c")
 DTYPES = ("float64", "float32")
 
 
@@ -26,10 +26,20 @@ def check_options(backend: str, dtype: str) -> None:
 
 
 def generate(net: Graph | str | Path, backend: str = "numpy", dtype: str = "float64") -> str:
-    """The generated module's source text."""
+    """The generated module's source text (for the C backend, the C translation unit)."""
     check_options(backend, dtype)
     program: Program = optimize(_graph(net))
+    if backend == "c":
+        files, _, _, c_file = c_backend.package_files(program, dtype)
+        return files[c_file]
     return numpy_backend.generate(program, dtype)
+
+
+def c_package(net: Graph | str | Path, dtype: str = "float64") -> Path:
+    """Build (or find in the cache) the C package folder of a network."""
+    check_options("c", dtype)
+    files, cdef, ext, c_file = c_backend.package_files(optimize(_graph(net)), dtype)
+    return cbuild.cached_package(files, cdef, ext, c_file)
 
 
 def compile(  # noqa: A001 - the verb users expect, as in symbp.compile(net)
@@ -37,5 +47,8 @@ def compile(  # noqa: A001 - the verb users expect, as in symbp.compile(net)
 ) -> types.ModuleType:
     """Compile a network to a loaded module with the API of SPEC.md §3."""
     graph = _graph(net)
+    if backend == "c":
+        entry = c_package(graph, dtype)
+        return cbuild.load_package(entry, f"symbp_c_{entry.name}")
     source = generate(graph, backend, dtype)
     return numpy_backend.load(source, f"symbp_{graph.name}")

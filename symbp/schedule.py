@@ -67,15 +67,22 @@ def schedule(
     leaves: dict[Node, str] | None = None,
     max_inline: int = 6,
     forward_only: bool = False,
+    can_inline=None,
 ) -> Routine:
     """Order and name what ``roots`` need.
 
     A node becomes a variable when it is named (by the user, or as the adjoint of a named
     value), used more than once, returned, or when inlining it would nest more than
     ``max_inline`` operations deep. ``forward_only`` routines ignore the adjoint names.
+    ``can_inline(node, consumer)`` may forbid inlining further (the C backend inlines only
+    elementwise nodes into the reductions that consume them).
     """
     order = toposort(roots.values())
     uses = use_counts(roots.values())
+    consumer: dict[Node, Node] = {}
+    for node in order:
+        for a in node.args:
+            consumer[a] = node
     returned = {id(n) for n in roots.values()}
     names: dict[Node, str] = dict(leaves or {})
     for node in order:
@@ -95,6 +102,8 @@ def schedule(
         variable = (
             named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
         )
+        if not variable and can_inline is not None:
+            variable = not can_inline(node, consumer[node])
         if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and not named:
             variable = id(node) in returned
         if not variable:

@@ -1,0 +1,601 @@
+"""Program -> one C99 translation unit and its Python wrapper, through jinja2 templates.
+
+Every scheduled node is one loop nest writing a buffer: an elementwise expression is one
+loop; a reduction accumulates the elementwise expression feeding it without storing it; a
+contraction that is a matrix product is one GEMM (transposes as flags, the batch folded
+into a matrix dimension), inline loops when it is small; other contractions are loops.
+Buffers live in one workspace laid out by ``plan_memory`` from the statements' live ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import sympy
+
+from . import __version__
+from .elementwise import X
+from .ir import Graph, Node, Op, Shape
+from .pipeline import PARAM_GRADS_LINE, Program
+from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
+from .render import render
+from .schedule import Namer, Routine, comment_text, schedule
+
+C_RESERVED = {
+    # C99 keywords and names the translation unit or its headers use
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
+    "typedef", "union", "unsigned", "void", "volatile", "while", "bool", "true", "false",
+    "exp", "log", "sqrt", "tanh", "sin", "cos", "fabs", "pow", "log1p", "fmax", "isfinite",
+    "INFINITY", "NULL", "main", "errno", "real", "blasint", "sigmoid_", "softplus_", "relu_",
+    "step_", "sign_", "gemm_", "asm", "fortran",
+}
+
+
+def c_identifier(name: str) -> str:
+    """An ASCII C identifier for a user name: other characters spelled as uXXXX."""
+    out = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"u{ord(ch):04x}"
+                  for ch in name)
+    if out.startswith("_") or out.startswith("scipy_") or out.startswith("cblas"):
+        out = "v" + out  # leading underscores belong to the C implementation
+    return out
+
+
+class CNamer(Namer):
+    """Hands out valid, unreserved, unique C identifiers."""
+
+    def __call__(self, want: str) -> str:
+        return super().__call__(c_identifier(want))
+
+
+class CExprPrinter(ExprPrinter):
+    """Elementwise expressions in C; <tgmath.h> makes exp, log, ... follow ``real``."""
+
+    functions = {
+        "exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos",
+        "sign": "sign_", "Abs": "fabs", "sqrt": "sqrt", "sigmoid": "sigmoid_",
+        "softplus": "softplus_", "relu": "relu_", "step": "step_",
+    }
+
+    def __init__(self, dtype: str) -> None:
+        super().__init__()
+        self.suffix = "f" if dtype == "float32" else ""
+
+    def literal(self, value: float) -> str:
+        text = repr(float(value))
+        if "e" not in text and "." not in text:
+            text += ".0"
+        return text + self.suffix
+
+    def _print_Integer(self, expr):
+        return self.literal(int(expr))
+
+    def _print_Rational(self, expr):
+        if exact_decimal(expr) is not None:
+            return self.literal(float(expr))
+        return f"({self.literal(expr.p)}/{self.literal(expr.q)})"
+
+    def _print_Float(self, expr):
+        return self.literal(float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        base, e = expr.base, expr.exp
+        if e == sympy.S.Half:
+            return f"sqrt({self._print(base)})"
+        if e == -sympy.S.Half:
+            return f"(1/sqrt({self._print(base)}))"
+        b = self.parenthesize(base, ATOM)
+        if e.is_Integer and 1 <= abs(int(e)) <= 4:
+            prod = "*".join([b] * abs(int(e)))
+            return f"({prod})" if e > 0 else f"(1/({prod}))"
+        return f"pow({self._print(base)}, {self._print(e)})"
+
+
+# ---------------------------------------------------------------- index arithmetic
+
+
+N = "_n"  # the batch size; every name the generator invents starts with "_", user names never
+
+
+def dims(node: Node) -> list[str | int]:
+    """Runtime dimensions: the batch ``n`` first for batched nodes."""
+    return ([N] if node.batched else []) + list(node.shape)
+
+
+def product(items: list[str | int]) -> str:
+    ints = math.prod(d for d in items if isinstance(d, int))
+    syms = [str(d) for d in items if not isinstance(d, int)]
+    if not syms:
+        return str(ints)
+    return "*".join(syms + ([str(ints)] if ints != 1 else []))
+
+
+def strides(shape: list[str | int]) -> list[str]:
+    """Row-major strides of a runtime shape."""
+    return [product(list(shape[i + 1:])) for i in range(len(shape))]
+
+
+def arg_strides(space: Node, arg: Node) -> list[str]:
+    """Strides of ``arg`` over the index space of ``space``; "0" where it broadcasts.
+
+    The batch axis aligns with the batch axis, per-example axes from the right, as in
+    the NumPy module.
+    """
+    out = ["0"] * len(dims(space))
+    own = strides(dims(arg))
+    if arg.batched:
+        out[0] = own[0]
+    lead_out, lead_arg = int(space.batched), int(arg.batched)
+    for k in range(1, arg.ndim + 1):
+        if arg.shape[-k] != 1:
+            out[lead_out + space.ndim - k] = own[lead_arg + arg.ndim - k]
+    return out
+
+
+def index(idx: list[str], st: list[str]) -> str:
+    terms = [i if s == "1" else f"{i}*{s}" for i, s in zip(idx, st) if s != "0"]
+    return " + ".join(terms) or "0"
+
+
+def loops(idx: list[str], bounds: list[str | int], body: list[str]) -> list[str]:
+    """Nested for-loops around ``body``."""
+    lines = [
+        "  " * depth + f"for (long {i} = 0; {i} < {d}; {i}++)" + (" {" if depth == len(idx) - 1
+                                                                   and len(body) > 1 else "")
+        for depth, (i, d) in enumerate(zip(idx, bounds))
+    ]
+    pad = "  " * len(idx)
+    lines += [pad + line for line in body]
+    if idx and len(body) > 1:
+        lines.append("  " * (len(idx) - 1) + "}")
+    return lines
+
+
+# ------------------------------------------------------------------ memory planning
+
+
+@dataclass
+class Plan:
+    """Pointer expression of every node's buffer, and the workspace size in elements."""
+
+    pointer: dict[Node, str] = field(default_factory=dict)
+    batched_size: int = 0  # per example
+    fixed_size: int = 0
+
+    def ws_size(self) -> str:
+        parts = [f"{N}*{self.batched_size}" if self.batched_size else "", str(self.fixed_size)]
+        return " + ".join(p for p in parts if p and p != "0") or "0"
+
+
+def plan_memory(statements: list[Node], direct: dict[Node, str],
+                inplace_ok: Callable[[Node, Node], bool], live_out: set[Node]) -> Plan:
+    """Give every statement node a buffer: ``direct`` ones write to the caller's arrays, the
+    others share two workspace regions (per-example sized, and fixed) by live range.
+
+    A buffer is free once the last statement reading it has run; an elementwise statement may
+    take over, in place, the buffer of an argument it reads last at the same element.
+    """
+    plan = Plan()
+    last_use: dict[Node, int] = {}
+    alias: dict[Node, Node] = {}
+    for i, node in enumerate(statements):
+        for a in node.args:
+            root = alias.get(a, a)
+            last_use[root] = i
+        if node.op is Op.RESHAPE:
+            alias[node] = alias.get(node.args[0], node.args[0])
+    for node in live_out:
+        last_use[alias.get(node, node)] = len(statements)
+    free: dict[bool, list[tuple[int, int]]] = {True: [], False: []}  # (offset, size) holes
+    top = {True: 0, False: 0}
+    live: list[tuple[int, Node, int, int, bool]] = []  # (last use, node, offset, size, batched)
+    for i, node in enumerate(statements):
+        still = []
+        for entry in live:
+            if entry[0] < i:
+                free[entry[4]].append((entry[2], entry[3]))
+            else:
+                still.append(entry)
+        live = still
+        if node.op is Op.RESHAPE:
+            continue
+        if node in direct:
+            plan.pointer[node] = direct[node]
+            continue
+        size, batched = max(1, math.prod(node.shape)), node.batched
+        spot = None
+        for entry in live:  # in place: an argument dying here, read at the same element
+            if entry[0] == i and entry[3] == size and entry[4] == batched and entry[1] in node.args \
+                    and inplace_ok(node, entry[1]):
+                spot = entry[2]
+                live.remove(entry)
+                break
+        if spot is None:
+            holes = sorted(free[batched])
+            for k, (off, hole) in enumerate(holes):
+                if hole >= size:
+                    spot = off
+                    holes[k:k + 1] = [(off + size, hole - size)] if hole > size else []
+                    break
+            free[batched] = holes
+        if spot is None:
+            spot = top[batched]
+            top[batched] += size
+        live.append((last_use.get(node, i), node, spot, size, batched))
+        plan.pointer[node] = (spot, batched)  # resolved below
+    plan.batched_size, plan.fixed_size = top[True], top[False]
+    for node, where in list(plan.pointer.items()):
+        if isinstance(where, tuple):
+            off, batched = where
+            base = f"{N}*{off}" if batched and off else ("0" if batched else None)
+            if not batched:
+                base = f"{N}*{plan.batched_size} + {off}" if plan.batched_size else str(off)
+            base = base.removesuffix(" + 0")
+            plan.pointer[node] = f"_ws + {base}" if base != "0" else "_ws"
+    for node, root in alias.items():
+        if root in plan.pointer:
+            plan.pointer[node] = plan.pointer[root]
+    return plan
+
+
+# ------------------------------------------------------------------------ the writer
+
+
+@dataclass
+class CFunction:
+    name: str
+    params: list[str]  # C parameter declarations
+    doc: str
+    body: list[str]
+    ws: str  # workspace elements needed, in terms of n
+    returns: str  # "double" (the mean loss) or "void"
+
+
+class CWriter:
+    """Writes the C statements of one routine given where each node's values live."""
+
+    def __init__(self, dtype: str) -> None:
+        self.real = "float" if dtype == "float32" else "double"
+        self.printer = CExprPrinter(dtype)
+        self.pointer: dict[Node, str] = {}
+
+    def element(self, node: Node, space: Node, idx: list[str]) -> str:
+        """C expression of ``node``'s element at ``idx`` of the index space of ``space``."""
+        if node.op is Op.CONST:
+            return f"({self.printer.doprint(node.attr)})"
+        if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:
+            return f"({self.printer.doprint(node.args[0].attr)})"
+        if node.op is Op.BATCH_SIZE:
+            return f"(({self.real}){N})"
+        if node in self.pointer:
+            return f"{self.pointer[node]}[{index(idx, arg_strides(space, node))}]"
+        if node.op is Op.EW:  # inlined: its index space is its consumer's
+            return f"({self.ew_value(node, space, idx)})"
+        raise AssertionError(f"{node!r} has no buffer and cannot be inlined")
+
+    def ew_value(self, node: Node, space: Node, idx: list[str]) -> str:
+        subs = {X[i]: Code(f"_x{i:04d}", self.element(a, space, idx), ATOM)
+                for i, a in enumerate(node.args)}
+        return self.printer.doprint(node.attr.xreplace(subs))
+
+    def statement(self, node: Node) -> list[str]:
+        op = node.op
+        dst = self.pointer[node]
+        ds = dims(node)
+        idx = [f"_i{k}" for k in range(len(ds))]
+        if op is Op.EW:
+            own = self.pointer.pop(node)
+            try:
+                value = self.ew_value(node, node, idx)
+            finally:
+                self.pointer[node] = own
+            if all(arg_strides(node, a) in (strides(ds), ["0"] * len(ds))
+                   for a in node.args if a in self.pointer):
+                if not ds:
+                    return [f"{dst}[0] = {self.ew_value_flat(node, '0')};"]
+                value = self.ew_value_flat(node, "_i")  # the same layout everywhere: one loop
+                return loops(["_i"], [product(ds)], [f"{dst}[_i] = {value};"])
+            return loops(idx, ds, [f"{dst}[{index(idx, strides(ds))}] = {value};"])
+        if op in (Op.SUM, Op.LOGSUMEXP):
+            return self.reduce(node)
+        if op is Op.BATCH_SUM:
+            return self.batch_sum(node)
+        if op is Op.DOT:
+            return self.dot(node)
+        if op in (Op.TRANSPOSE, Op.BROADCAST):
+            return self.copy(node)
+        raise AssertionError(f"no C statement for {op}")
+
+    def ew_value_flat(self, node: Node, flat: str) -> str:
+        """The elementwise value at flat index ``flat`` when every argument buffer has the
+        node's own layout (or is a single value)."""
+        own = self.pointer.pop(node)
+        try:
+            subs = {}
+            for k, a in enumerate(node.args):
+                if a in self.pointer and strides(dims(a)) == strides(dims(node)):
+                    text = f"{self.pointer[a]}[{flat}]"
+                else:
+                    text = self.element(a, node, ["0"] * len(dims(node)))
+                subs[X[k]] = Code(f"_x{k:04d}", text, ATOM)
+            return self.printer.doprint(node.attr.xreplace(subs))
+        finally:
+            self.pointer[node] = own
+
+    def reduce(self, node: Node) -> list[str]:
+        """SUM or LOGSUMEXP over per-example axes; the summand is computed in the loop."""
+        x = node.args[0]
+        xd = dims(x)
+        idx = [f"_i{k}" for k in range(len(xd))]
+        red = {a + int(x.batched) for a in node.attr}
+        kept = [k for k in range(len(xd)) if k not in red]
+        inner = [k for k in range(len(xd)) if k in red]
+        elem = self.element(x, x, idx)
+        dst = f"{self.pointer[node]}[{index([idx[k] for k in kept], strides(dims(node)))}]"
+        over = (lambda body: loops([idx[k] for k in inner], [xd[k] for k in inner], body))
+        if node.op is Op.SUM:
+            body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"]), f"{dst} = _acc;"]
+        else:
+            body = [f"{self.real} _m = -INFINITY;", *over([f"_m = fmax(_m, {elem});"]),
+                    "if (!isfinite(_m)) _m = 0;", f"{self.real} _acc = 0;",
+                    *over([f"_acc += exp({elem} - _m);"]), f"{dst} = _m + log(_acc);"]
+        if not kept:
+            return ["{", *("  " + b for b in body), "}"]
+        return loops([idx[k] for k in kept], [xd[k] for k in kept], body)
+
+    def batch_sum(self, node: Node) -> list[str]:
+        x = node.args[0]
+        idx = ["_b"] + [f"_i{k}" for k in range(node.ndim)]
+        size = product(list(node.shape))
+        dst = self.pointer[node]
+        body = [f"{dst}[{index(idx[1:], strides(list(node.shape)))}] += "
+                f"{self.element(x, x, idx)};"]
+        return [f"for (long _i = 0; _i < {size}; _i++) {dst}[_i] = 0;",
+                *loops(idx, [N, *node.shape], body)]
+
+    def copy(self, node: Node) -> list[str]:
+        x = node.args[0]
+        ds = dims(node)
+        idx = [f"_i{k}" for k in range(len(ds))]
+        if node.op is Op.BROADCAST:
+            elem = self.element(x, node, idx)
+        else:  # TRANSPOSE: out[idx] = x[idx permuted back]
+            lead = int(node.batched)
+            x_idx = list(idx)
+            for out_axis, in_axis in enumerate(node.attr):
+                x_idx[in_axis + lead] = idx[out_axis + lead]
+            elem = f"{self.pointer[x]}[{index(x_idx, strides(dims(x)))}]"
+        return loops(idx, ds, [f"{self.pointer[node]}[{index(idx, strides(ds))}] = {elem};"])
+
+    def dot(self, node: Node) -> list[str]:
+        a, b = node.args
+        c = node.attr
+        sa = ("b" if a.batched else "") + c.a
+        sb = ("b" if b.batched else "") + c.b
+        so = ("b" if node.batched else "") + c.out
+        pa, pb, dst = self.pointer[a], self.pointer[b], self.pointer[node]
+        sizes: dict[str, str | int] = {"b": N}
+        for letters, nd in ((c.a, a), (c.b, b)):
+            sizes.update(zip(letters, nd.shape))
+        form = matmul_form(sa, sb, so)
+        if form is not None:
+            swap, ta, tb = form
+            (la, pl), (lb, pr) = ((sb, pb), (sa, pa)) if swap else ((sa, pa), (sb, pb))
+            k = ((set(la) & set(lb)) - set(so)).pop()
+            m, nn = la.replace(k, ""), lb.replace(k, "")
+            rows = sizes[m] if m else 1
+            cols = sizes[nn] if nn else 1
+            lda = sizes[la[-1]]
+            ldb = sizes[lb[-1]] if len(lb) == 2 else 1
+            return [f"gemm_({int(ta)}, {int(tb)}, {rows}, {cols}, {sizes[k]}, {pl}, {lda}, "
+                    f"{pr}, {ldb}, {dst}, {cols});"]
+        letters = list(dict.fromkeys(so + sa + sb))
+        at = index([f"_l{ch}" for ch in sa], strides([sizes[ch] for ch in sa]))
+        bt = index([f"_l{ch}" for ch in sb], strides([sizes[ch] for ch in sb]))
+        ot = index([f"_l{ch}" for ch in so], strides([sizes[ch] for ch in so]))
+        total = product([sizes[ch] for ch in so])
+        return [f"for (long _i = 0; _i < {total}; _i++) {dst}[_i] = 0;",
+                *loops([f"_l{ch}" for ch in letters], [sizes[ch] for ch in letters],
+                       [f"{dst}[{ot}] += {pa}[{at}] * {pb}[{bt}];"])]
+
+
+def _inplace_ok(node: Node, arg: Node) -> bool:
+    """May ``node`` overwrite ``arg``'s buffer as it goes? Only an elementwise node reading
+    ``arg`` at the very element it writes."""
+    return node.op is Op.EW and arg_strides(node, arg) == strides(dims(node))
+
+
+# ------------------------------------------------------------------ the translation unit
+
+
+@dataclass
+class Arg:
+    name: str  # C parameter name
+    key: str  # the user's name (dict key)
+    shape: Shape
+    batched: bool
+
+
+class Generator:
+    """Builds the C source, its cffi declarations and the wrapper for one program."""
+
+    def __init__(self, program: Program, dtype: str) -> None:
+        self.program = program
+        self.graph: Graph = program.graph
+        self.dtype = dtype
+        self.real = "float" if dtype == "float32" else "double"
+        namer = CNamer(C_RESERVED)
+        self.params = [Arg(namer(k), k, d.node.shape, False) for k, d in self.graph.params.items()]
+        self.inputs = [Arg(namer(k), k, d.node.shape, True) for k, d in self.graph.inputs.items()]
+        self.taken = set(namer.taken)
+
+    def namer(self) -> CNamer:
+        return CNamer(set(self.taken))
+
+    def leaves(self) -> dict[Node, str]:
+        out = {self.graph.params[a.key].node: a.name for a in self.params}
+        out.update({self.graph.inputs[a.key].node: a.name for a in self.inputs})
+        return out
+
+    def function(self, name: str, doc: str, roots: dict[str, Node], outs: list[Arg],
+                 forward_only: bool, finish: Callable[[CWriter, dict[str, Node]], list[str]],
+                 direct_ok: bool = True, extra: list[str] = (), mutable: bool = False
+                 ) -> CFunction:
+        namer = self.namer()
+        leaves = self.leaves()
+        out_names = [f"_out_{o.name}" for o in outs]
+
+        def can_inline(node: Node, consumer: Node) -> bool:
+            if node.op is Op.CONST or (node.op is Op.BROADCAST and node.args[0].op is Op.CONST):
+                return True
+            return node.op is Op.EW and consumer.op in (Op.SUM, Op.BATCH_SUM)
+
+        routine: Routine = schedule(self.program, roots, namer, leaves, max_inline=1,
+                                    forward_only=forward_only, can_inline=can_inline)
+        statements = [s.node for s in routine.statements]
+        direct: dict[Node, str] = {}
+        if direct_ok:
+            for o, cname in zip(outs, out_names):
+                node = roots[o.key]
+                if (node in statements and node not in direct and node.op is not Op.RESHAPE
+                        and node.shape == o.shape and node.batched == o.batched):
+                    direct[node] = cname
+        live_out = {roots[k] for k in roots}  # read after the last statement
+        plan = plan_memory(statements, direct, _inplace_ok, live_out)
+        writer = CWriter(self.dtype)
+        writer.pointer = dict(leaves)
+        body: list[str] = []
+        for st in routine.statements:  # one named pointer per value, as in the spec
+            writer.pointer[st.node] = st.name
+            body.append(f"{self.real} *const {st.name} = {plan.pointer[st.node]};")
+        last = None
+        for st in routine.statements:
+            key = (st.line, st.backward)
+            if key != last and st.line:
+                if st.line == PARAM_GRADS_LINE:
+                    body.append("/* gradients of the mean loss over the batch */")
+                else:
+                    kind = "grad of line" if st.backward else "line"
+                    body.append(f"/* {kind} {st.line}: "
+                                f"{_c_comment(self.graph.source_line(st.line))} */")
+                last = key
+            if st.node.op is Op.RESHAPE:
+                continue
+            body += writer.statement(st.node)
+        # outputs not written in place: copy (broadcasting) into the caller's arrays
+        for o, cname in zip(outs, out_names):
+            node = roots[o.key]
+            if direct.get(node) == cname:
+                continue
+            space = _space(o)
+            idx = [f"_i{k}" for k in range(len(dims(space)))]
+            body += loops(idx, dims(space),
+                          [f"{cname}[{index(idx, strides(dims(space)))}] = "
+                           f"{writer.element(node, space, idx)};"])
+        body += finish(writer, roots)
+        params = [f"{'' if mutable else 'const '}{self.real} *{a.name}" for a in self.params]
+        params += [f"const {self.real} *{a.name}" for a in self.inputs]
+        params += [f"long {N}"] + list(extra)
+        params += [f"{self.real} *{c}" for c in out_names]
+        params += [f"{self.real} *_ws"]
+        return CFunction(name, params, doc, body, plan.ws_size(), "double")
+
+    def generate(self) -> tuple[str, str, dict]:
+        """(C source, cffi cdef, wrapper context)."""
+        prog, graph = self.program, self.graph
+        loss_name = graph.loss_name
+        batched = graph.has_batch
+        outputs = [Arg(c_identifier(k), k, node.shape, batched)
+                   for k, node in prog.outputs.items()]
+        grads = [Arg(a.name, a.key, a.shape, False) for a in self.params]
+        loss_node = prog.loss
+
+        def mean_loss(writer: CWriter, roots) -> list[str]:
+            if loss_node.batched:
+                elem = writer.element(loss_node, loss_node, ["_b"])
+                return ["double _total = 0;", f"for (long _b = 0; _b < {N}; _b++) _total += {elem};",
+                        f"return _total / {N};"]
+            return [f"return {writer.element(loss_node, loss_node, [])};"]
+
+        fwd = self.function(
+            "forward", f"Every Output and the per-example {loss_name}.", dict(prog.outputs),
+            outputs, True, lambda w, r: ["return 0;"])
+        loss = self.function("loss", f"The mean of {loss_name} over the batch.",
+                             {loss_name: loss_node}, [], True, mean_loss)
+        lag = self.function(
+            "loss_and_grads", "The mean loss; writes the gradient of every Param.",
+            {loss_name: loss_node, **prog.grads}, grads, False, mean_loss)
+
+        def update(writer: CWriter, roots) -> list[str]:
+            lines = []
+            for a in self.params:
+                g = roots[a.key]
+                idx = [f"_i{k}" for k in range(len(a.shape))]
+                space = _space(a)
+                lines += loops(idx, list(a.shape),
+                               [f"{a.name}[{index(idx, strides(list(a.shape)))}] -= _lr * "
+                                f"{writer.element(g, space, idx)};"])
+            return lines + mean_loss(writer, roots)
+
+        step_roots = {loss_name: loss_node, **prog.grads}
+        step = self.function(
+            "train_step", "One step of gradient descent in place; the loss before it.",
+            step_roots, [], False, update, direct_ok=False, extra=[f"{self.real} _lr"],
+            mutable=True)
+        functions = [fwd, loss, lag, step]
+        prefix = f"symbp_{c_identifier(graph.name)}_"
+        source = render(
+            "c_module.c.j2", name=graph.name, version=__version__,
+            spec_file=Path(graph.filename).name, dtype=self.dtype, real=self.real,
+            blas=("s" if self.dtype == "float32" else "d"), prefix=prefix, functions=functions,
+        )
+        cdef = render("c_cdef.h.j2", real=self.real, prefix=prefix, functions=functions)
+        context = dict(outputs=outputs, params=self.params, inputs=self.inputs, prefix=prefix)
+        return source, cdef, context
+
+
+def _space(a: Arg) -> Node:
+    """A node standing for the index space of a caller's array."""
+    return Node(Op.PARAM, (), "__space__", a.shape, a.batched) if not a.batched else Node(
+        Op.INPUT, (), "__space__", a.shape, True)
+
+
+def _c_comment(text: str) -> str:
+    return comment_text(text).replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+
+
+def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, str, str]:
+    """(files of the package folder, cffi declarations, extension name, C file name)."""
+    from .numpy_backend import _dict_text, _initializers, _title, HELPERS
+    import re
+
+    graph = program.graph
+    gen = Generator(program, dtype)
+    source, cdef, ctx = gen.generate()
+    ident = c_identifier(graph.name)
+    ext = f"_{ident}" if ident.isidentifier() else "_network"
+    c_file = f"{ext[1:] or 'network'}.c"
+    inits, uses_rng = _initializers(graph)
+    helpers = [code for name, code in HELPERS.items()
+               if re.search(rf"\b{name}\(", "\n".join(code for _, code in inits))]
+    batched = graph.has_batch
+    outputs = [
+        {"key": a.key, "shape_expr": "(" + ", ".join((["n"] if batched else [])
+                                                    + [str(d) for d in a.shape])
+                                     + ("," if len(a.shape) + batched == 1 else "") + ")"}
+        for a in ctx["outputs"]
+    ]
+    wrapper = render(
+        "c_wrapper.py.j2", name=graph.name, title=_title(graph), version=__version__,
+        spec_file=Path(graph.filename).name, dtype=dtype, ext=ext, real=gen.real,
+        prefix=ctx["prefix"], loss_name=graph.loss_name, outputs=outputs,
+        params_dict=_dict_text({k: d.node.shape for k, d in graph.params.items()}),
+        inputs_dict=_dict_text({k: d.node.shape for k, d in graph.inputs.items()}),
+        outputs_tuple=repr(tuple(program.outputs)), helpers=helpers, inits=inits,
+        uses_rng=uses_rng,
+    )
+    return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file

@@ -1,0 +1,210 @@
+"""Building C modules through cffi, with a content-addressed cache safe under concurrency.
+
+A build is a package folder: the wrapper ``__init__.py``, the C source and the compiled
+extension. Its cache key hashes everything that decides the binary (C source, cffi
+declarations, wrapper, compiler path and version, flags, cffi, Python ABI, BLAS version).
+Each build happens in a private temporary folder renamed into place atomically, so several
+processes building the same network all succeed and none loads a half-written module; an
+entry whose files no longer match its manifest is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import types
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99")
+
+
+class BuildError(RuntimeError):
+    """The C toolchain is missing or failed."""
+
+
+def cache_dir() -> Path:
+    """``SYMBP_CACHE_DIR``, else ``$XDG_CACHE_HOME/symbp``, else ``~/.cache/symbp``."""
+    if os.environ.get("SYMBP_CACHE_DIR"):
+        return Path(os.environ["SYMBP_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "symbp"
+
+
+def compiler() -> str:
+    """The C compiler Python's build tools use (``CC``, else the interpreter's own)."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return cc.split()[0]
+
+
+@lru_cache(maxsize=None)
+def _compiler_identity(cc: str) -> str:
+    path = shutil.which(cc)
+    if path is None:
+        raise BuildError(
+            f"no C compiler found (looked for {cc!r}); install one (e.g. gcc) or use "
+            "--backend numpy"
+        )
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BuildError(f"the C compiler {path} does not run: {e}") from None
+    return f"{path} {' '.join(version)}"
+
+
+def flags() -> tuple[str, ...]:
+    """Compiler flags: ``SYMBP_CFLAGS`` overrides the default -O3 -march=native."""
+    extra = os.environ.get("SYMBP_CFLAGS")
+    return tuple(extra.split()) if extra is not None else DEFAULT_FLAGS
+
+
+def _blas() -> tuple[str, str, str]:
+    """(include dir, lib dir, library name) of scipy-openblas32."""
+    try:
+        import scipy_openblas32 as ob
+    except ImportError:
+        raise BuildError("the C backend needs the scipy-openblas32 package: "
+                         "pip install scipy-openblas32") from None
+    return ob.get_include_dir(), ob.get_lib_dir(), ob.get_library()
+
+
+def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
+    import cffi
+
+    include, libdir, lib = _blas()
+    parts = [
+        json.dumps(files, sort_keys=True), cdef, module, _compiler_identity(compiler()),
+        " ".join(flags()), cffi.__version__, sys.implementation.cache_tag,
+        sysconfig.get_config_var("EXT_SUFFIX") or "", libdir, lib,
+        os.environ.get("SYMBP_SANITIZE", ""),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _valid(entry: Path) -> bool:
+    manifest = entry / "manifest.json"
+    try:
+        expected = json.loads(manifest.read_text())
+        return all(_digest(entry / name) == digest for name, digest in expected.items())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
+                  c_file: str) -> None:
+    """Compile ``files`` (name -> text; ``c_file`` the C source) into a package at ``dest``."""
+    import cffi
+
+    include, libdir, lib = _blas()
+    _compiler_identity(compiler())
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (dest / name).write_text(text, encoding="utf-8")
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    compile_args = list(flags())
+    link_args = [f"-Wl,-rpath,{libdir}"]
+    sanitize = os.environ.get("SYMBP_SANITIZE")
+    if sanitize:
+        compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+        link_args += [f"-fsanitize={sanitize}"]
+    ffi.set_source(
+        module, files[c_file], include_dirs=[include], library_dirs=[libdir], libraries=[lib],
+        extra_compile_args=compile_args, extra_link_args=link_args,
+    )
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=dest))
+    try:
+        built = ffi.compile(tmpdir=str(work), verbose=False)
+    except Exception as e:  # cffi raises distutils' errors, whose classes vary by version
+        raise BuildError(f"compiling {c_file} failed: {e}") from None
+    finally:
+        pass
+    shutil.move(built, dest / Path(built).name)
+    shutil.rmtree(work, ignore_errors=True)
+    manifest = {p.name: _digest(p) for p in sorted(dest.iterdir()) if p.is_file()}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def cached_package(files: dict[str, str], cdef: str, module: str, c_file: str) -> Path:
+    """The cache entry for these files, built if missing or damaged."""
+    root = cache_dir()
+    key = cache_key(files, cdef, module)
+    entry = root / key
+    if entry.is_dir() and _valid(entry):
+        return entry
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    except OSError as e:
+        raise BuildError(f"cannot write the build cache {root}: {e.strerror}; set "
+                         "SYMBP_CACHE_DIR to a writable folder") from None
+    try:
+        build_package(tmp, files, cdef, module, c_file)
+        if entry.exists() and not _valid(entry):
+            _discard(entry)
+        try:
+            os.rename(tmp, entry)  # atomic: readers see the whole entry or none
+        except OSError:
+            if not (entry.is_dir() and _valid(entry)):  # another process won with a bad one
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
+def _discard(entry: Path) -> None:
+    """Move a damaged entry aside (rename is atomic), then delete it."""
+    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}")
+    try:
+        os.rename(entry, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def load_package(path: Path, name: str) -> types.ModuleType:
+    """Import the package folder at ``path`` under a unique module name."""
+    spec = importlib.util.spec_from_file_location(
+        name, path / "__init__.py", submodule_search_locations=[str(path)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def cache_info() -> dict:
+    root = cache_dir()
+    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+        if root.is_dir() else []
+    size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
+    return {"path": str(root), "entries": len(entries), "bytes": size}
+
+
+def cache_clear() -> int:
+    root = cache_dir()
+    if not root.is_dir():
+        return 0
+    count = 0
+    for p in root.iterdir():
+        if p.is_dir():
+            _discard(p) if not p.name.startswith(".") else shutil.rmtree(p, ignore_errors=True)
+            count += not p.name.startswith(".")
+    return count
