@@ -22,7 +22,7 @@ from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
 from .render import render
-from .schedule import Namer, Routine, comment_text, schedule
+from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, schedule
 
 C_RESERVED = {
     # C99 keywords and names the translation unit or its headers use
@@ -550,10 +550,12 @@ class Generator:
         prefix = f"symbp_{c_identifier(graph.name)}_"
         source = render(
             "c_module.c.j2", name=graph.name, version=__version__,
+            slots=len(self.params) + len(self.inputs),
             spec_file=Path(graph.filename).name, dtype=self.dtype, real=self.real,
             blas=("s" if self.dtype == "float32" else "d"), prefix=prefix, functions=functions,
         )
-        cdef = render("c_cdef.h.j2", real=self.real, prefix=prefix, functions=functions)
+        cdef = render("c_cdef.h.j2", real=self.real, prefix=prefix, functions=functions,
+                      slots=len(self.params) + len(self.inputs))
         context = dict(outputs=outputs, params=self.params, inputs=self.inputs, prefix=prefix)
         return source, cdef, context
 
@@ -589,6 +591,17 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
                                      + ("," if len(a.shape) + batched == 1 else "") + ")"}
         for a in ctx["outputs"]
     ]
+    namer = Namer(PYTHON_RESERVED | {"params", "inputs", "lr", "n", "fast", "np", "ffi", "lib"})
+    shape_text = lambda dims_: "(" + ", ".join(dims_) + ("," if len(dims_) == 1 else "") + ")"
+    item = 4 if dtype == "float32" else 8
+    wrapper_params = [{"key": a.key, "local": namer(a.key),
+                       "shape_text": shape_text([str(d) for d in a.shape]),
+                       "strides_text": shape_text([str(item * math.prod(a.shape[k + 1:]))
+                                                   for k in range(len(a.shape))])}
+                      for a in gen.params]
+    wrapper_inputs = [{"key": a.key, "local": namer(a.key),
+                       "shape_text": shape_text(["n"] + [str(d) for d in a.shape])}
+                      for a in gen.inputs]
     wrapper = render(
         "c_wrapper.py.j2", name=graph.name, title=_title(graph), version=__version__,
         spec_file=Path(graph.filename).name, dtype=dtype, ext=ext, real=gen.real,
@@ -596,6 +609,7 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         params_dict=_dict_text({k: d.node.shape for k, d in graph.params.items()}),
         inputs_dict=_dict_text({k: d.node.shape for k, d in graph.inputs.items()}),
         outputs_tuple=repr(tuple(program.outputs)), helpers=helpers, inits=inits,
-        uses_rng=uses_rng,
+        uses_rng=uses_rng, params=wrapper_params, inputs=wrapper_inputs,
+        slots=len(wrapper_params) + len(wrapper_inputs),
     )
     return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file
