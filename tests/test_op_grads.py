@@ -290,6 +290,29 @@ def test_gradients_add_at_branches():
     np.testing.assert_allclose(grads[0], np.mean(inputs["x"], axis=0) + np.cos(params["p"]))
 
 
+WEIGHT_DECAY = """
+x: Input[4]
+t: Input[3]
+W: Param[3, 4] = glorot
+C: Loss = 0.5 * sum((W @ x - t) ** 2) + 0.01 * sum(W * W)
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_term_without_inputs_in_a_batched_loss(dtype):
+    """A weight-decay term reaches W once, not per example: dW = mean(e x^T) + 0.02 W."""
+    module = compile_text(WEIGHT_DECAY, dtype)
+    rng = np.random.default_rng(11)
+    params, inputs = random_params(module, rng), random_inputs(module, rng)
+    _, grads = module.loss_and_grads(params, **inputs)
+    w, x, t = params["W"], inputs["x"], inputs["t"]
+    e = x @ w.T - t
+    want = np.einsum("bi,bj->ij", e, x) / BATCH + 0.02 * w
+    assert np.asarray(grads["W"]).dtype == np.dtype(dtype)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(grads["W"], want, rtol=rtol, atol=rtol)
+
+
 # ----------------------------------------------------------------- closed forms, by sympy
 
 
