@@ -181,3 +181,20 @@ def test_random_graph_gradients_match_finite_differences(text, seed):
     assert loss == pytest.approx(value, rel=1e-12)
     expected = finite_differences(lambda p: module.loss(p, **inputs), params)
     assert_grads_match(grads, expected, loss)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=specs(), seed=st.integers(0, 2**32 - 1))
+def test_random_graph_float32_agrees_with_float64(text, seed):
+    note(text)
+    graph = symbp.parse_text(text)
+    module64, module32 = symbp.compile(graph), symbp.compile(graph, dtype="float32")
+    rng = np.random.default_rng(seed)
+    params, inputs = random_params(module64, rng), random_inputs(module64, rng)
+    loss64, grads64 = module64.loss_and_grads(params, **inputs)
+    loss32, grads32 = module32.loss_and_grads(params, **inputs)
+    assert abs(loss32 - loss64) <= 1e-4 * (1 + abs(loss64))
+    for name, g64 in grads64.items():
+        g32 = np.asarray(grads32[name])
+        assert g32.dtype == np.float32, name
+        np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-3 * (1 + np.max(np.abs(g64))))
