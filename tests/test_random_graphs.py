@@ -169,12 +169,12 @@ def specs(draw) -> str:
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=specs(), seed=st.integers(0, 2**32 - 1))
-def test_random_graph_gradients_match_finite_differences(text, seed):
+@given(text=specs(), seed=st.integers(0, 2**32 - 1), batch=st.sampled_from((1, 2, 3, 5)))
+def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     note(text)
     module = symbp.compile(symbp.parse_text(text))
     rng = np.random.default_rng(seed)
-    params, inputs = random_params(module, rng), random_inputs(module, rng)
+    params, inputs = random_params(module, rng), random_inputs(module, rng, batch)
     value = module.loss(params, **inputs)
     assert np.isfinite(value)
     loss, grads = module.loss_and_grads(params, **inputs)
