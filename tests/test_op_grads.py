@@ -30,6 +30,7 @@ from conftest import (
 )
 
 import symbp
+from symbp.check import check_module
 
 LOSS = "C: Loss = sum(y * y + sin(y))"
 
@@ -233,6 +234,23 @@ def test_check_grads(case):
     report = symbp.check_grads(symbp.parse_text(case.spec()))
     assert [p.name for p in report.params] == [name for name, k in case.decls if k[0] == "P"]
     assert report.ok, report.table()
+
+
+def test_check_grads_sees_a_wrong_gradient():
+    """check_grads is one of the three checks above: it must fail on a 1% error."""
+    module = compile_text(CASES[0].spec())
+
+    class Off:
+        PARAMS, INPUTS, loss = module.PARAMS, module.INPUTS, module.loss
+
+        @staticmethod
+        def loss_and_grads(params, /, **inputs):
+            value, grads = module.loss_and_grads(params, **inputs)
+            return value, {**grads, "q": grads["q"] * 1.01}
+
+    report = check_module(Off)
+    assert not report.ok
+    assert [p.name for p in report.params if p.max_error > report.tolerance] == ["q"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
