@@ -334,18 +334,15 @@ def test_term_without_inputs_in_a_batched_loss(dtype):
 # ----------------------------------------------------------------- closed forms, by sympy
 
 
-def sympy_mean_grads(expr, wrt, params: dict, inputs: dict) -> dict[str, float]:
-    """The batch mean of d expr / d w for each symbol w, evaluated exactly by sympy."""
-    out = {}
-    for w in wrt:
-        d = sympy.diff(expr, w)
-        values = []
-        for i in range(len(next(iter(inputs.values())))):
-            point = {sympy.Symbol(k): v for k, v in params.items()}
-            point |= {sympy.Symbol(k): v[i] for k, v in inputs.items()}
-            values.append(float(d.evalf(30, subs=point)))
-        out[w.name] = sum(values) / len(values)
-    return out
+def batch_mean(expr: sympy.Expr, params: dict, inputs: dict) -> float:
+    """The batch mean of ``expr`` over Param and Input symbols, by sympy at 30 digits."""
+    total = 0.0
+    batch = len(next(iter(inputs.values())))
+    for i in range(batch):
+        point = {sympy.Symbol(k, real=True): v for k, v in params.items()}
+        point |= {sympy.Symbol(k, real=True): v[i] for k, v in inputs.items()}
+        total += float(expr.evalf(30, subs=point))
+    return total / batch
 
 
 NEURON = """
@@ -381,11 +378,45 @@ def test_batched_closed_form(text, closed_form):
     rng = np.random.default_rng(3)
     params = {"w": np.float64(rng.normal()), "b": np.float64(rng.normal())}
     inputs = {"x": rng.normal(size=BATCH), "y": rng.uniform(size=BATCH)}
-    expr = sympy.sympify(closed_form)
-    want = sympy_mean_grads(expr, sympy.symbols("w b"), params, inputs)
-    _, grads = module.loss_and_grads(params, **inputs)
-    for name in ("w", "b"):
-        assert float(grads[name]) == pytest.approx(want[name], rel=1e-12, abs=1e-15), name
+    w, b, x, y = sympy.symbols("w b x y", real=True)
+    expr = sympy.sympify(closed_form, locals={"w": w, "b": b, "x": x, "y": y})
+    value, grads = module.loss_and_grads(params, **inputs)
+    assert value == pytest.approx(batch_mean(expr, params, inputs), rel=1e-12)
+    for symbol in (w, b):
+        want = batch_mean(sympy.diff(expr, symbol), params, inputs)
+        assert float(grads[symbol.name]) == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+# each spec function as its textbook formula in plain sympy
+TEXTBOOK = {
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "sqrt": sympy.sqrt,
+    "abs": sympy.Abs,
+    "tanh": sympy.tanh,
+    "sigmoid": lambda u: 1 / (1 + sympy.exp(-u)),
+    "relu": lambda u: sympy.Max(u, 0),
+    "softplus": lambda u: sympy.log(1 + sympy.exp(u)),
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+}
+
+
+@pytest.mark.parametrize("name", TEXTBOOK)
+def test_elementwise_closed_form(name):
+    """C = f(w * x) + w ** 3 / x: dC/dw = mean(f'(w x) x + 3 w^2 / x) by sympy.diff."""
+    module = compile_text(f"x: Input\nw: Param = 1\nC: Loss = {name}(w * x) + w ** 3 / x\n")
+    rng = np.random.default_rng(5)
+    params = {"w": np.float64(0.8)}
+    x = rng.uniform(0.5, 2.0, size=BATCH)
+    if name not in ("log", "sqrt"):
+        x *= np.array([1, -1, 1, -1, -1])  # both sides of relu's and abs's kink
+    w, xs = sympy.symbols("w x", real=True)
+    expr = TEXTBOOK[name](w * xs) + w**3 / xs
+    value, grads = module.loss_and_grads(params, x=x)
+    assert value == pytest.approx(batch_mean(expr, params, {"x": x}), rel=1e-12)
+    want = batch_mean(sympy.diff(expr, w), params, {"x": x})
+    assert float(grads["w"]) == pytest.approx(want, rel=1e-12)
 
 
 def test_scalar_network_closed_form():
