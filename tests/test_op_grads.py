@@ -5,9 +5,10 @@ Each case is a tiny spec whose value of interest is ``y``; the harness adds the 
 constant adjoint). Every case is checked
 
 - against central finite differences of the generated ``loss`` (float64, our own stencil),
+  for the NumPy and the C backend,
 - by a VJP inner-product test: with a random cotangent ``cot`` on ``y`` and a random
   direction v on the Params, <grad of mean(<cot, y>), v> = mean(<cot, dy/dv>),
-- by ``symbp.check_grads``,
+- by ``symbp.check_grads``, for both backends,
 - in float32 against float64, and for the batch axis of ``forward``.
 
 Then closed forms from ``sympy.diff`` for the lecture's scalar examples, and numerical
@@ -33,6 +34,7 @@ import symbp
 from symbp.check import check_module
 
 LOSS = "C: Loss = sum(y * y + sin(y))"
+BACKENDS = ("numpy", "c")
 
 
 @dataclass(frozen=True)
@@ -177,16 +179,16 @@ IDS = [c.name for c in CASES]
 UNREACHED = {"z"}  # the Param of case unreached_param
 
 
-def compile_text(text: str, dtype: str = "float64"):
-    return symbp.compile(symbp.parse_text(text), dtype=dtype)
+def compile_text(text: str, dtype: str = "float64", backend: str = "numpy"):
+    return symbp.compile(symbp.parse_text(text), backend=backend, dtype=dtype)
 
 
 def y_shape(case: Case) -> tuple[int, ...]:
     return symbp.parse_text(case.spec()).outputs["y"].shape
 
 
-def setup(case: Case, text: str, dtype: str = "float64"):
-    module = compile_text(text, dtype)
+def setup(case: Case, text: str, dtype: str = "float64", backend: str = "numpy"):
+    module = compile_text(text, dtype, backend)
     rng = np.random.default_rng(case.seed())
     return module, random_params(module, rng), random_inputs(module, rng), rng
 
@@ -200,9 +202,10 @@ def test_table_covers_every_op():
     assert len(set(IDS)) == len(IDS)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_matches_finite_differences(case):
-    module, params, inputs, _ = setup(case, case.spec())
+def test_matches_finite_differences(case, backend):
+    module, params, inputs, _ = setup(case, case.spec(), backend=backend)
     value, grads = module.loss_and_grads(params, **inputs)
     assert value == pytest.approx(module.loss(params, **inputs), rel=1e-12)
     assert list(grads) == list(module.PARAMS)
@@ -229,9 +232,10 @@ def test_vjp_inner_product(case):
     assert got == pytest.approx(expected, rel=1e-7, abs=1e-9)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_check_grads(case):
-    report = symbp.check_grads(symbp.parse_text(case.spec()))
+def test_check_grads(case, backend):
+    report = symbp.check_grads(symbp.parse_text(case.spec()), backend=backend)
     assert [p.name for p in report.params] == [name for name, k in case.decls if k[0] == "P"]
     assert report.ok, report.table()
 
