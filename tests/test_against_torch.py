@@ -16,7 +16,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from test_unseen_networks import (  # noqa: E402 - after the skip
+    BACKENDS,
     CASES,
+    FLOAT32_RUNS,
     Case,
     assert_close,
     compiled,
@@ -81,10 +83,11 @@ def torch_reference(case: Case, params: dict, inputs: dict):
     return float(total.detach()), per.detach().numpy(), outs, grads
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batch", (1, 5))
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_matches_torch_autograd(case, batch):
-    module = compiled(case)
+def test_matches_torch_autograd(case, batch, backend):
+    module = compiled(case, backend=backend)
     rng = np.random.default_rng([batch, 2 * len(case.name)])
     params = draw_params(module, rng)
     inputs = draw_inputs(module, rng, batch)
@@ -102,9 +105,9 @@ def test_matches_torch_autograd(case, batch):
         assert_close(f"d{name}", grads[name], want, RTOL, FLOOR)
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_float32_module_is_close_to_torch_float64(case):
-    module = compiled(case, "float32")
+@pytest.mark.parametrize(("case", "backend"), FLOAT32_RUNS)
+def test_float32_module_is_close_to_torch_float64(case, backend):
+    module = compiled(case, "float32", backend)
     rng = np.random.default_rng(5)
     params = draw_params(module, rng)
     inputs = draw_inputs(module, rng, 5)

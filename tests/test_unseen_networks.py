@@ -728,10 +728,114 @@ def _(m, p, x):
     return m.softplus(z) - x["y"] * z + 0.001 * (p["w"] @ p["w"]), {"prob": m.sigmoid(z)}
 
 
+@case("stacked_matmuls_with_vectors", """
+x: Input[4]
+y: Input[3]
+X: Input[2, 3, 4]
+A: Param[2, 3, 4] = glorot
+B: Param[2, 4, 5] = glorot
+C: Loss = sum(tanh(A @ x)) + sum(y @ A) + sum((X @ B) ** 2) / 10 + sum(A @ B)
+""")
+def _(m, p, x):
+    A, B = p["A"], p["B"]
+    return (m.sum(m.tanh(A @ x["x"])) + m.sum(x["y"] @ A) + m.sum((x["X"] @ B) ** 2) / 10
+            + m.sum(A @ B))
+
+
+@case("size_one_axes", """
+x: Input[3]
+X: Input[1, 3]
+a: Param[1] = ones
+B: Param[1, 1] = ones
+c: Param[3, 1] = ones
+C: Loss = sum((x + a) ** 2) + sum(X * B) + sum(c * X) + sum(c @ X) + sum(B @ X)
+""")
+def _(m, p, x):
+    X, c = x["X"], p["c"]
+    return (m.sum((x["x"] + p["a"]) ** 2) + m.sum(X * p["B"]) + m.sum(c * X) + m.sum(c @ X)
+            + m.sum(p["B"] @ X))
+
+
+@case("three_axis_softmax_and_tuple_axes", """
+X: Input[2, 3, 4]
+W: Param[3, 4] = ones
+S = softmax(X * W, axis=1)
+C: Loss = sum(S * X) + sum(logsumexp(X * W, axis=(0, 2))) + sum(mean(X * W, axis=(-1, 0)) ** 2)
+""")
+def _(m, p, x):
+    XW = x["X"] * p["W"]
+    return (m.sum(m.softmax(XW, axis=1) * x["X"]) + m.sum(m.logsumexp(XW, axis=(0, 2)))
+            + m.sum(m.mean(XW, axis=(-1, 0)) ** 2))
+
+
+@case("reductions_of_params_inside_batched_terms", """
+x: Input[3]
+W: Param[2, 3] = glorot
+v: Param[3] = zeros
+h = W @ x
+part = sum(W, axis=0) @ x + mean(W, axis=-1) @ h + logsumexp(W, axis=1) @ h
+C: Loss = part + sum(softmax(W, axis=0) * W) * sum(x) + softmax(v) @ x + logsumexp(v) * sum(x)
+""")
+def _(m, p, x):
+    W, v, xx = p["W"], p["v"], x["x"]
+    return (m.sum(W, axis=0) @ xx + m.mean(W, axis=-1) @ (W @ xx)
+            + m.logsumexp(W, axis=1) @ (W @ xx) + m.sum(m.softmax(W, axis=0) * W) * m.sum(xx)
+            + m.softmax(v) @ xx + m.logsumexp(v) * m.sum(xx))
+
+
+@case("loss_is_a_bare_param", """
+x: Input[2]
+s: Param = 1.0
+W: Param[2] = ones
+o: Output = W * x
+two: Output = 2.0
+C: Loss = s
+""")
+def _(m, p, x):
+    return p["s"] + 0.0, {"o": p["W"] * x["x"], "two": 2.0 + 0 * p["s"]}
+
+
+@case("soft_keyword_and_unicode_names", """
+match: Input[2]
+case: Param[2] = ones
+type: Param = 1.0
+_: Param = 1.0
+α: Param[2] = ones
+print = match * case + α
+C: Loss = sum(print ** 2) * type + _
+""")
+def _(m, p, x):
+    return m.sum((x["match"] * p["case"] + p["α"]) ** 2) * p["type"] + p["_"]
+
+
+@case("rational_and_negative_powers", """
+x: Input[3]
+w: Param[3] = ones
+b = 1 + x ** 2 + w ** 2
+C: Loss = sum(b ** (1/3)) + sum(b ** 1.5) + sum(2 ** (b ** -0.5)) + sum(b ** (-1/3) * w)
+""")
+def _(m, p, x):
+    b = 1 + x["x"] ** 2 + p["w"] ** 2
+    return (m.sum(b ** (1 / 3)) + m.sum(b**1.5) + m.sum(2 ** (b**-0.5))
+            + m.sum(b ** (-1 / 3) * p["w"]))
+
+
+@case("gram_matrices_of_params", """
+x: Input[3]
+W: Param[2, 3] = glorot
+C: Loss = sum((W.T @ W) @ x) + x @ (W.T @ W) @ x + sum((W @ W.T) ** 2)
+""")
+def _(m, p, x):
+    W, xx = p["W"], x["x"]
+    G = m.T(W) @ W
+    return m.sum(G @ xx) + xx @ G @ xx + m.sum((W @ m.T(W)) ** 2)
+
+
 # ---------------------------------------------------------------------- the harness
 
-NUMERIC = np.float64
 BATCHES = (1, 5)
+BACKENDS = ("numpy", "c")
+C_FLOAT32 = CASES[::6]  # each float32 C build is one more C compile: a sample of the table
 
 
 def draw(rng: np.random.Generator, shape) -> np.ndarray:
@@ -752,7 +856,7 @@ def split(result) -> tuple:
 
 
 def reference(case: Case, m, params: dict, inputs: dict):
-    """Per-example losses and outputs (stacked on axis 0), or the unbatched ones."""
+    """Per-example losses and outputs (lists over the examples), or the unbatched ones."""
     if not inputs:
         return split(case.ref(m, params, {}))
     n = len(next(iter(inputs.values())))
@@ -792,6 +896,7 @@ def central_differences(f, params: dict, step: float = 1e-3) -> dict[str, np.nda
 
 
 def assert_close(what: str, got, want, rtol: float, floor: float) -> None:
+    """Elementwise |got - want| <= rtol |want| + floor * max(1, max |want|)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
@@ -804,25 +909,40 @@ def assert_close(what: str, got, want, rtol: float, floor: float) -> None:
     )
 
 
-_COMPILED: dict[tuple[str, str], object] = {}
+_COMPILED: dict[tuple[str, str, str], object] = {}
 
 
-def compiled(case: Case, dtype: str = "float64"):
-    key = (case.name, dtype)
+def compiled(case: Case, dtype: str = "float64", backend: str = "numpy"):
+    key = (case.name, dtype, backend)
     if key not in _COMPILED:
-        _COMPILED[key] = symbp.compile(symbp.parse_text(case.spec, f"{case.name}.sbp"),
-                                       dtype=dtype)
+        net = symbp.parse_text(case.spec, f"{case.name}.sbp")
+        _COMPILED[key] = symbp.compile(net, backend=backend, dtype=dtype)
     return _COMPILED[key]
 
 
+_EXPECTED: dict[tuple[str, int], tuple] = {}
+
+
+def expected(case: Case, batch: int) -> tuple:
+    """(params, inputs, mean loss, per-example loss, outputs, gradients by differences)."""
+    key = (case.name, batch)
+    if key not in _EXPECTED:
+        module = compiled(case)
+        rng = np.random.default_rng([batch, len(case.name)])
+        params = draw_params(module, rng)
+        inputs = draw_inputs(module, rng, batch)
+        loss, per, outputs = numpy_reference(case, params, inputs)
+        fd = central_differences(lambda p: numpy_reference(case, p, inputs)[0], params)
+        _EXPECTED[key] = params, inputs, loss, per, outputs, fd
+    return _EXPECTED[key]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_loss_forward_and_gradients_match_the_reference(case, batch):
-    module = compiled(case)
-    rng = np.random.default_rng([batch, len(case.name)])
-    params = draw_params(module, rng)
-    inputs = draw_inputs(module, rng, batch)
-    want_loss, want_per, want_out = numpy_reference(case, params, inputs)
+def test_loss_forward_and_gradients_match_the_reference(case, batch, backend):
+    module = compiled(case, backend=backend)
+    params, inputs, want_loss, want_per, want_out, want_grads = expected(case, batch)
 
     assert_close("loss", module.loss(params, **inputs), want_loss, 1e-12, 1e-14)
     out = module.forward(params, **inputs)
@@ -835,14 +955,18 @@ def test_loss_forward_and_gradients_match_the_reference(case, batch):
     value, grads = module.loss_and_grads(params, **inputs)
     assert_close("loss_and_grads loss", value, want_loss, 1e-12, 1e-14)
     assert list(grads) == list(module.PARAMS)
-    fd = central_differences(lambda p: numpy_reference(case, p, inputs)[0], params)
-    for name, want in fd.items():
+    for name, want in want_grads.items():
         assert_close(f"d{name}", grads[name], want, 1e-7, 1e-9)
 
 
-def float32_run(case: Case, batch: int = 5):
+FLOAT32_RUNS = [pytest.param(case, "numpy", id=f"{case}-numpy") for case in CASES] + [
+    pytest.param(case, "c", id=f"{case}-c") for case in C_FLOAT32
+]
+
+
+def float32_run(case: Case, backend: str, batch: int = 5):
     """(float64 result, float32 result, float32 forward) of loss_and_grads, same values."""
-    wide, narrow = compiled(case), compiled(case, "float32")
+    wide, narrow = compiled(case, backend=backend), compiled(case, "float32", backend)
     assert narrow.DTYPE == "float32"
     rng = np.random.default_rng(7)
     params = draw_params(wide, rng)
@@ -853,25 +977,26 @@ def float32_run(case: Case, batch: int = 5):
             narrow.forward(p32, **i32))
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_float32_module_agrees_with_float64(case):
-    (loss64, grads64), (loss32, grads32), _ = float32_run(case)
+@pytest.mark.parametrize(("case", "backend"), FLOAT32_RUNS)
+def test_float32_module_agrees_with_float64(case, backend):
+    (loss64, grads64), (loss32, grads32), _ = float32_run(case, backend)
     assert_close("float32 loss", loss32, loss64, 1e-4, 1e-5)
     for name in grads64:
         assert_close(f"float32 d{name}", grads32[name], grads64[name], 1e-4, 1e-5)
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_float32_module_returns_float32_arrays(case):
-    _, (_, grads32), forward32 = float32_run(case)
+@pytest.mark.parametrize(("case", "backend"), FLOAT32_RUNS)
+def test_float32_module_returns_float32_arrays(case, backend):
+    _, (_, grads32), forward32 = float32_run(case, backend)
     wrong = {f"d{k}": str(v.dtype) for k, v in grads32.items() if v.dtype != np.float32}
     wrong |= {k: str(v.dtype) for k, v in forward32.items() if v.dtype != np.float32}
     assert not wrong, f"a float32 module returned {wrong}"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_init_params(case):
-    module = compiled(case)
+def test_init_params(case, backend):
+    module = compiled(case, backend=backend)
     params = module.init_params(3)
     assert list(params) == list(module.PARAMS)
     for name, shape in module.PARAMS.items():
@@ -880,14 +1005,15 @@ def test_init_params(case):
     assert all(np.array_equal(params[k], again[k]) for k in params)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_train_step_is_one_sgd_step(case):
-    module = compiled(case)
+def test_train_step_is_one_sgd_step(case, backend):
+    module = compiled(case, backend=backend)
     rng = np.random.default_rng(11)
     params = draw_params(module, rng)
     inputs = draw_inputs(module, rng, 5)
     before = {k: v.copy() for k, v in params.items()}
     value, grads = module.loss_and_grads(params, **inputs)
-    assert module.train_step(params, 0.1, **inputs) == value
+    assert module.train_step(params, 0.1, **inputs) == pytest.approx(value, rel=1e-14)
     for name in params:
         assert_close(f"step {name}", params[name], before[name] - 0.1 * grads[name], 1e-14, 1e-15)
