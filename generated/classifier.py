@@ -39,6 +39,11 @@ def _glorot(rng, shape, fan_in, fan_out):
     return rng.uniform(-limit, limit, shape)
 
 
+def _he(rng, shape, fan_in):
+    """He normal: N(0, 2 / fan_in)."""
+    return rng.normal(0.0, np.sqrt(2 / fan_in), shape)
+
+
 def init_params(seed: int = 0) -> dict:
     """Fresh parameters as the spec initializes them, from numpy's default_rng(seed)."""
     rng = np.random.default_rng(seed)
@@ -117,11 +122,11 @@ def forward(params, /, **inputs) -> dict:
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
-    t1 = np.reshape(_logsumexp(logits, axis=1), (n, 1))
+    t1 = _logsumexp(logits, axis=1)
     # line 15: probs: Output = softmax(logits)
-    probs = np.exp(logits - t1)
+    probs = np.exp(logits - t1[:, None])
     # line 14: C: Loss = cross_entropy(logits, t)
-    C = -np.sum(t*(logits - t1), axis=1)
+    C = -np.sum(t*(logits - t1[:, None]), axis=1)
     return {
         'probs': probs,
         'C': C,
@@ -137,7 +142,7 @@ def loss(params, /, **inputs) -> float:
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
-    C = -np.sum(t*(logits - np.reshape(_logsumexp(logits, axis=1), (n, 1))), axis=1)
+    C = -np.sum(t*(logits - _logsumexp(logits, axis=1)[:, None]), axis=1)
     return float(np.mean(C))
 
 
@@ -151,14 +156,14 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
-    t2 = np.reshape(_logsumexp(logits, axis=1), (n, 1))
-    C = -np.sum(t*(logits - t2), axis=1)
+    t2 = _logsumexp(logits, axis=1)
+    C = -np.sum(t*(logits - t2[:, None]), axis=1)
     # grad of line 14: C: Loss = cross_entropy(logits, t)
     t3 = -t
     # line 15: probs: Output = softmax(logits)
-    probs = np.exp(logits - t2)
+    probs = np.exp(logits - t2[:, None])
     # grad of line 13: logits = W2 @ h + b2
-    dlogits = t3 + np.reshape(np.sum(-t3, axis=1), (n, 1))*probs
+    dlogits = t3 + np.sum(-t3, axis=1)[:, None]*probs
     dh = dlogits @ W2
     # grad of line 12: h = swish(W1 @ x + b1)
     t4 = dh*(h*(1 - _sigmoid(t1)) + _sigmoid(t1))

@@ -131,7 +131,7 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     # line 10: J: Loss = 0.5 * e ** 2
     J = e**2/2
     # gradients of the mean loss over the batch
-    dw = np.sum(e*x, axis=0)/n
+    dw = np.einsum("b,b->", e, x)/n
     db = np.sum(e, axis=0)/n
     grads = {
         'w': np.asarray(dw, dtype=DTYPE),

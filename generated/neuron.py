@@ -133,7 +133,7 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     # grad of line 8: a = sigmoid(z)
     dz = t1*a*(1 - a)
     # gradients of the mean loss over the batch
-    dw = np.sum(dz*x, axis=0)/n
+    dw = np.einsum("b,b->", dz, x)/n
     db = np.sum(dz, axis=0)/n
     grads = {
         'w': np.asarray(dw, dtype=DTYPE),

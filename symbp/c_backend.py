@@ -182,8 +182,18 @@ def plan_memory(statements: list[Node], direct: dict[Node, str],
     plan = Plan()
     last_use: dict[Node, int] = {}
     alias: dict[Node, Node] = {}
-    for i, node in enumerate(statements):
+    buffers = set(statements)
+
+    def reads(node: Node):
+        """The buffers a statement reads, through the expressions inlined into it."""
         for a in node.args:
+            if a in buffers:
+                yield a
+            else:
+                yield from reads(a)
+
+    for i, node in enumerate(statements):
+        for a in reads(node):
             root = alias.get(a, a)
             last_use[root] = i
         if node.op is Op.RESHAPE:
@@ -209,8 +219,8 @@ def plan_memory(statements: list[Node], direct: dict[Node, str],
         size, batched = max(1, math.prod(node.shape)), node.batched
         spot = None
         for entry in live:  # in place: an argument dying here, read at the same element
-            if entry[0] == i and entry[3] == size and entry[4] == batched and entry[1] in node.args \
-                    and inplace_ok(node, entry[1]):
+            if (entry[0] == i and entry[3] == size and entry[4] == batched
+                    and entry[1] in node.args and inplace_ok(node, entry[1])):
                 spot = entry[2]
                 live.remove(entry)
                 break

@@ -132,11 +132,22 @@ def _log_rules(e: sympy.Expr) -> sympy.Expr:
     return e
 
 
+def _sigmoid_rule(e: sympy.Expr) -> sympy.Expr:
+    """1 / (1 + exp(v)) is sigmoid(-v), which never overflows."""
+    rest = sympy.expand(e.base - 1)
+    if isinstance(rest, sympy.exp):
+        return sigmoid(-rest.args[0])
+    return e
+
+
 def stabilize(expr: sympy.Expr) -> sympy.Expr:
-    """The stable form of an expression: log(sigmoid(u)) -> -softplus(-u), and so on.
+    """The stable form of an expression: 1/(1 + exp(-u)) -> sigmoid(u),
+    log(sigmoid(u)) -> -softplus(-u), log(1 + exp(u)) -> softplus(u), and so on.
 
     log(exp(u)) -> u needs no rule: sympy does it for real u.
     """
+    expr = expr.replace(lambda e: e.is_Pow and e.exp == -1 and e.base.has(sympy.exp),
+                        _sigmoid_rule)
     return expr.replace(lambda e: isinstance(e, sympy.log), _log_rules)
 
 

@@ -194,9 +194,9 @@ def generate(program: Program, dtype: str = "float64") -> str:
                    "params, /, **inputs", " -> tuple", finish_grads, forward_only=False),
     ]
     inits, uses_rng = _initializers(graph)
-    body = "\n".join(line for f in functions for b in f.blocks for line in b.lines)
-    body += "\n".join(line for f in functions for line in f.epilogue)
-    body += "\n".join(code for _, code in inits)
+    body = "\n".join([*(line for f in functions for b in f.blocks for line in b.lines),
+                      *(line for f in functions for line in f.epilogue),
+                      *(code for _, code in inits)])
     helpers = [code for name, code in HELPERS.items() if re.search(rf"\b{name}\(", body)]
     params_dict = _dict_text({k: d.node.shape for k, d in graph.params.items()})
     inputs_dict = _dict_text({k: d.node.shape for k, d in graph.inputs.items()})

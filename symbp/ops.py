@@ -187,6 +187,11 @@ def batch_sum(x: Node) -> Node:
     if x.op is Op.DOT and not x.attr.sum_batch:
         c = x.attr
         return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
+    if x.op is Op.EW and x.attr == X[0] * X[1] and all(a.batched for a in x.args):
+        scalar, other = sorted(x.args, key=lambda a: a.ndim)
+        if scalar.ndim == 0:  # sum over examples of a scalar times a vector: one product
+            letters = LETTERS[: other.ndim]
+            return dot(scalar, other, Contraction("", letters, letters, sum_batch=True))
     return Node(Op.BATCH_SUM, (x,), None, x.shape, False)
 
 
@@ -248,6 +253,8 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
         c = Contraction(c.a, "".join(c.b[perm.index(i)] for i in range(len(perm))), c.out,
                         c.sum_batch)
         b = b.args[0]
+    if (a.ndim == 0 or b.ndim == 0) and not (c.sum_batch and a.batched and b.batched):
+        return _scale(a, b, c)
     sizes: dict[str, int] = {}
     for letters, node in ((c.a, a), (c.b, b)):
         assert len(letters) == node.ndim, (letters, node.shape)
@@ -261,6 +268,21 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
     c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
     batched = (a.batched or b.batched) and not sum_batch
     return Node(Op.DOT, (a, b), c, shape, batched)
+
+
+def _scale(a: Node, b: Node, c: Contraction) -> Node:
+    """A contraction with a scalar operand is a product with it (the seed of a gradient)."""
+    scalar, other, letters = (a, b, c.b) if a.ndim == 0 else (b, a, c.a)
+    summed = tuple(i for i, ch in enumerate(letters) if ch not in c.out)
+    other = reduce_sum(other, summed)
+    kept = [ch for ch in letters if ch in c.out]
+    if set(kept) != set(c.out) or len(kept) != len(c.out):
+        raise GraphError(f"contraction {c}: bad output letters")
+    other = transpose(other, [kept.index(ch) for ch in c.out])
+    out = mul(scalar, other)
+    if c.sum_batch and out.batched:
+        out = batch_sum(out)
+    return out
 
 
 def matmul(a: Node, b: Node) -> Node:
@@ -309,6 +331,8 @@ def reshape(x: Node, shape: Shape) -> Node:
         x = x.args[0]
         if shape == x.shape:
             return x
+    if x.op is Op.BROADCAST and x.args[0].op is Op.CONST:  # still one value everywhere
+        x = x.args[0]
     if x.op is Op.CONST:
         return broadcast(x, shape)
     return Node(Op.RESHAPE, (x,), shape, shape, x.batched)

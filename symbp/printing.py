@@ -12,6 +12,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
+from . import elementwise as ew
 from .elementwise import X
 from .ir import Node, Op
 
@@ -44,6 +45,16 @@ class ExprPrinter(StrPrinter):
     """Prints an elementwise sympy expression whose symbols are ``Code``."""
 
     functions: dict[str, str] = {}
+
+    def _print(self, expr, **kwargs):
+        # a number like log(2) or pi prints as a literal: np.log(2) would be a float64 scalar,
+        # which NumPy does not demote to a float32 array's dtype
+        if (isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational
+                and not expr.is_Float):
+            value = ew.as_float(expr)
+            if value is not None:
+                return self._print_Float(sympy.Float(value, 17))
+        return super()._print(expr, **kwargs)
 
     def _print_Symbol(self, expr):
         return expr.text if isinstance(expr, Code) else expr.name
@@ -156,6 +167,8 @@ class NumpyPrinter:
             return f"np.reshape({x[0][0]}, {_shape(node.shape, node.batched, self.n)})", ATOM
         if op is Op.BROADCAST:
             shape = _shape(node.shape, node.batched, self.n)
+            if node.args[0].op is Op.CONST:  # a Python number would make it float64
+                return f"np.full({shape}, {x[0][0]}, dtype=DTYPE)", ATOM
             return f"np.broadcast_to({self.aligned(node, node.args[0])}, {shape})", ATOM
         if op is Op.DOT:
             return self.dot(node, x)
@@ -177,15 +190,21 @@ class NumpyPrinter:
         sa = ("b" if a.batched else "") + c.a
         sb = ("b" if b.batched else "") + c.b
         so = ("b" if node.batched else "") + c.out
-        form = matmul_form(sa, sb, so)
+        form = stacked_matmul_form(sa, sb, so)
         if form is not None:
-            swap, ta, tb = form
-            left, right = (x[1], x[0]) if swap else (x[0], x[1])
+            stack, swap, ta, tb = form
+            (left, ls), (right, rs) = ((x[1], sb), (x[0], sa)) if swap else ((x[0], sa), (x[1], sb))
+
+            def transposed(term: tuple[str, int], letters: str) -> str:
+                if len(letters) == 2:
+                    return _atom(*term) + ".T"
+                return f"np.swapaxes({term[0]}, -1, -2)"
+
             # a @ b is left-associative at the level of *: the left side needs no parentheses
             # for another product, the right side needs them for anything looser than **
-            lt = left[0] if left[1] >= MATMUL and not ta else _atom(*left) + (".T" if ta else "")
-            rt = right[0] if right[1] > PRECEDENCE["Mul"] and not tb else _atom(*right) + (
-                ".T" if tb else "")
+            lt = transposed(left, ls) if ta else (left[0] if left[1] >= MATMUL else _atom(*left))
+            rt = transposed(right, rs) if tb else (
+                right[0] if right[1] > PRECEDENCE["Mul"] else _atom(*right))
             return f"{lt} @ {rt}", MATMUL
         return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
 
@@ -202,8 +221,9 @@ def sympy_precedence(expr: sympy.Expr) -> int:
 def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
     """How ``einsum(sa, sb -> so)`` is a ``@`` of 2-D/1-D operands, if it is one.
 
-    Returns (swap, transpose_left, transpose_right) for ``left @ right``; None when the
-    contraction needs einsum (batched vectors, three-axis operands, outer products).
+    Returns (swap, transpose_left, transpose_right) for ``left @ right``, with as few
+    transposes as possible; None when the contraction needs more than a matrix product
+    (batched vectors, three-axis operands, outer products).
     """
     if len(sa) > 2 or len(sb) > 2 or len(so) > 2:
         return None
@@ -212,15 +232,37 @@ def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
     if len(k) != 1 or shared - k or set(so) != (set(sa) | set(sb)) - k:
         return None
     (k,) = k
+    options = []
     for swap in (False, True):
         la, lb = (sb, sa) if swap else (sa, sb)
-        # left is (free, k) or (k, free) transposed; right is (k, free) or (free, k) transposed
-        ta = len(la) == 2 and la[0] == k
-        tb = len(lb) == 2 and lb[1] == k
-        free_a = la.replace(k, "")
-        free_b = lb.replace(k, "")
         if len(la) == 1 and len(lb) == 1:
             continue
-        if free_a + free_b == so:
-            return swap, ta, tb
+        # left is (free, k), or (k, free) transposed; right is (k, free), or (free, k) transposed
+        ta = len(la) == 2 and la[0] == k
+        tb = len(lb) == 2 and lb[1] == k
+        if la.replace(k, "") + lb.replace(k, "") == so:
+            options.append((ta + tb, swap, ta, tb))
+    if not options:
+        return None
+    _, swap, ta, tb = min(options)
+    return swap, ta, tb
+
+
+def stacked_matmul_form(sa: str, sb: str, so: str) -> tuple[int, bool, bool, bool] | None:
+    """Like ``matmul_form``, also for stacks of matrices (NumPy's @ broadcasts them): returns
+    (number of leading stack axes, swap, transpose_left, transpose_right)."""
+    for s in range(len(so), -1, -1):
+        stack = so[:s]
+        cores = []
+        for letters in (sa, sb):
+            if letters.startswith(stack) and len(letters) - s >= 1:
+                cores.append(letters[s:])
+            elif not set(stack) & set(letters) and len(letters) >= 1:
+                cores.append(letters)
+            else:
+                break
+        else:
+            form = matmul_form(cores[0], cores[1], so[s:])
+            if form is not None and (s == 0 or all(len(c) == 2 for c in cores)):
+                return (s, *form)
     return None

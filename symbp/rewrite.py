@@ -133,10 +133,13 @@ def stabilize_log(node: Node, ctx: Context) -> Node | None:
     The suspect arguments (those computing exp or sigmoid) are inlined into the log's
     expression, where sympy and ``elementwise.stabilize`` can see the whole formula.
     """
-    if node.op is not Op.EW or not node.attr.has(sympy.log):
+    if node.op is not Op.EW or not node.attr.has(sympy.exp, sympy.log):
         return None
-    if not any(_suspect(a) for a in node.args):
-        return None
+    if not any(_suspect(a) for a in node.args):  # the whole formula is in this node
+        expr = ew.stabilize(node.attr)
+        if expr == node.attr or ew.is_unstable(expr):
+            return None
+        return ops.elementwise(expr, node.args)
     expr, args = node.attr, list(node.args)
     for _ in range(8):
         used = {ew.placeholder_index(sym) for sym in expr.free_symbols}
@@ -173,12 +176,22 @@ def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
     return None
 
 
+def _leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def drop_broadcast(node: Node, ctx: Context) -> Node | None:
-    """An elementwise argument need not be broadcast explicitly when the others do it."""
+    """An elementwise argument need not be broadcast, nor given leading size-1 axes,
+    explicitly: elementwise broadcasting does both."""
     if node.op is not Op.EW:
         return None
     for i, arg in enumerate(node.args):
-        if arg.op is Op.BROADCAST:
+        padding = arg.op is Op.RESHAPE and (
+            _leading_ones(arg.shape) == _leading_ones(arg.args[0].shape)
+        )
+        if arg.op is Op.BROADCAST or padding:
             args = list(node.args)
             args[i] = arg.args[0]
             shapes = [a.shape for a in args]
@@ -230,4 +243,7 @@ SIMPLIFY = Pass(
         ("batch_sum_scale", batch_sum_scale),
     ],
 )
-FUSE = Pass("fuse_elementwise", [("fuse_elementwise", fuse_elementwise)])
+FUSE = Pass(
+    "fuse_elementwise",
+    [("fuse_elementwise", fuse_elementwise), ("drop_broadcast", drop_broadcast)],
+)
