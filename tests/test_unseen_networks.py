@@ -1017,3 +1017,105 @@ def test_train_step_is_one_sgd_step(case, backend):
     assert module.train_step(params, 0.1, **inputs) == pytest.approx(value, rel=1e-14)
     for name in params:
         assert_close(f"step {name}", params[name], before[name] - 0.1 * grads[name], 1e-14, 1e-15)
+
+
+# ------------------------------------------- minimal reproductions of the bugs found
+#
+# Each is the smallest spec that showed a bug, checked against values derived by hand.
+
+X2 = np.array([[0.7, -0.4], [-1.1, 0.9], [0.3, 0.5]])  # three examples of an Input[2]
+W2 = np.array([0.8, -1.2])
+
+
+def module_for(spec: str, backend: str, dtype: str = "float64"):
+    return symbp.compile(symbp.parse_text(spec, "repro.sbp"), backend=backend, dtype=dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("init", ["glorot", "he"])
+def test_an_initializer_used_only_by_the_first_param_is_defined(init, backend):
+    """The helper (_glorot, _he) of the first Param's initializer was left out of the module:
+    init_params raised NameError unless a later Param used the same initializer."""
+    module = module_for(f"W: Param[2, 2] = {init}\nC: Loss = sum(W ** 2)\n", backend)
+    W = module.init_params(0)["W"]
+    assert W.shape == (2, 2) and np.all(np.isfinite(W)) and np.any(W != 0)
+    if init == "glorot":
+        assert np.all(np.abs(W) <= np.sqrt(6 / 4))
+
+
+FLOAT32_LEAKS = {
+    # d/du of a Param the loss never reaches: zeros built from an int, divided by n
+    "unreached_param": "x: Input[2]\nw: Param[2] = ones\nu: Param[2] = ones\nC: Loss = x @ w\n",
+    # a term without Inputs: n * 2w / n, with n reshaped into an int64 array
+    "input_free_term": "x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
+    # d(2 ** u) = 2 ** u * np.log(2), a float64 scalar
+    "power_of_two": "x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(2 ** (w * x))\n",
+    # a contraction with the integer constant 1 (np.einsum(",bi->i", 1, ...))
+    "mean_then_dot": "X: Input[3, 2]\nv: Param[2] = ones\nC: Loss = mean(X, axis=0) @ v\n",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", FLOAT32_LEAKS.values(), ids=FLOAT32_LEAKS)
+def test_float32_gradients_are_float32(spec, backend):
+    module = module_for(spec, backend, "float32")
+    params = {k: np.full(s, 0.5, np.float32) for k, s in module.PARAMS.items()}
+    inputs = {k: np.full((3, *s), 0.5, np.float32) for k, s in module.INPUTS.items()}
+    _, grads = module.loss_and_grads(params, **inputs)
+    assert {k: str(g.dtype) for k, g in grads.items()} == {k: "float32" for k in grads}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_abs_gradient_reads_its_argument_after_the_loss_overwrote_it(backend):
+    """C: the workspace planner gave C the buffer of w * x while the backward pass still
+    read it (through an inlined expression), so dw came out wrong."""
+    module = module_for("x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(abs(w * x))\n", backend)
+    value, grads = module.loss_and_grads({"w": W2}, x=X2)
+    assert_close("loss", value, np.mean(np.sum(np.abs(W2 * X2), axis=1)), 1e-12, 1e-14)
+    assert_close("dw", grads["w"], np.mean(X2 * np.sign(W2 * X2), axis=0), 1e-12, 1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_value_read_twice_by_one_expression_is_not_overwritten(backend):
+    """C: e + 1 was computed in place over e, so e / (1 + e) was 1 and the loss was 2."""
+    spec = "x: Input[2]\nw: Param[2] = ones\ne = exp(w * x)\nC: Loss = sum(e / (1 + e))\n"
+    module = module_for(spec, backend)
+    e = np.exp(W2 * X2)
+    value, grads = module.loss_and_grads({"w": W2}, x=X2)
+    assert_close("loss", module.loss({"w": W2}, x=X2), np.mean(np.sum(e / (1 + e), 1)), 1e-12, 0)
+    assert_close("dw", grads["w"], np.mean(X2 * e / (1 + e) ** 2, axis=0), 1e-12, 1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_size_one_param_broadcast_against_a_vector(backend):
+    """C: the gradient of a Param[1] added to an Input[2] was wrong."""
+    module = module_for("x: Input[2]\na: Param[1] = ones\nC: Loss = sum((x + a) ** 2)\n",
+                        backend)
+    a = np.array([0.3])
+    _, grads = module.loss_and_grads({"a": a}, x=X2)
+    assert_close("da", grads["a"], [np.mean(np.sum(2 * (X2 + a), axis=1))], 1e-12, 1e-14)
+
+
+COMPILE_CRASHES = {
+    # KeyError: <RESHAPE (1,) (1,)>: the batch size n reshaped for an input-free term
+    "input_free_term": ("x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
+                        lambda w, x: x + 2 * w),
+    # KeyError: const(1): a contraction with a constant operand
+    "mean_then_dot": ("X: Input[3, 2]\nw: Param[2] = ones\nC: Loss = mean(X, axis=0) @ w\n",
+                      lambda w, x: np.mean(x, axis=0)),
+    # KeyError: <BROADCAST (1, 2) (1, 2)>: a (1, 1) @ (1, 2) product
+    "one_by_one_matmul": ("X: Input[1, 2]\nw: Param[1, 1] = ones\nC: Loss = sum(w @ X)\n",
+                          lambda w, x: np.sum(x, axis=1)),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec, grad", COMPILE_CRASHES.values(), ids=COMPILE_CRASHES)
+def test_small_specs_that_crashed_the_compiler(spec, grad, backend):
+    module = module_for(spec, backend)
+    (name, shape), (xname, xshape) = *module.PARAMS.items(), *module.INPUTS.items()
+    w = np.full(shape, 0.5)
+    x = np.arange(3 * np.prod(xshape)).reshape(3, *xshape) / 10
+    _, grads = module.loss_and_grads({name: w}, **{xname: x})
+    want = np.mean([grad(w, example) for example in x], axis=0).reshape(shape)
+    assert_close(f"d{name}", grads[name], want, 1e-12, 1e-14)
