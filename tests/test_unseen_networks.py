@@ -1050,6 +1050,8 @@ FLOAT32_LEAKS = {
     "input_free_term": "x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
     # d(2 ** u) = 2 ** u * np.log(2), a float64 scalar
     "power_of_two": "x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(2 ** (w * x))\n",
+    # d/dw of sum(w) + x: np.broadcast_to(n, (2,)) / n, an int64 array over an int
+    "param_sum_plus_input": "x: Input\nw: Param[2] = ones\nC: Loss = sum(w) + x\n",
     # a contraction with the integer constant 1 (np.einsum(",bi->i", 1, ...))
     "mean_then_dot": "X: Input[3, 2]\nv: Param[2] = ones\nC: Loss = mean(X, axis=0) @ v\n",
 }
@@ -1096,6 +1098,15 @@ def test_a_size_one_param_broadcast_against_a_vector(backend):
     assert_close("da", grads["a"], [np.mean(np.sum(2 * (X2 + a), axis=1))], 1e-12, 1e-14)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_step_returns_the_loss_before_the_step_when_the_loss_is_a_param(backend):
+    """C: with `C: Loss = s` the loss was read from s after s had been updated in place."""
+    module = module_for("x: Input[2]\ns: Param = 1.0\nC: Loss = s\n", backend)
+    params = {"s": np.array(0.5)}
+    assert module.train_step(params, 0.1, x=X2) == 0.5
+    assert params["s"] == pytest.approx(0.4, rel=1e-15)
+
+
 COMPILE_CRASHES = {
     # KeyError: <RESHAPE (1,) (1,)>: the batch size n reshaped for an input-free term
     "input_free_term": ("x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
@@ -1103,6 +1114,9 @@ COMPILE_CRASHES = {
     # KeyError: const(1): a contraction with a constant operand
     "mean_then_dot": ("X: Input[3, 2]\nw: Param[2] = ones\nC: Loss = mean(X, axis=0) @ w\n",
                       lambda w, x: np.mean(x, axis=0)),
+    # KeyError: <BROADCAST (3,) (3,)>: the adjoint of sum(...) as an operand of a product
+    "sum_of_matrix_vector_product": ("x: Input[2]\nW: Param[3, 2] = ones\nC: Loss = sum(W @ x)\n",
+                                     lambda w, x: np.outer(np.ones(3), x)),
     # KeyError: <BROADCAST (1, 2) (1, 2)>: a (1, 1) @ (1, 2) product
     "one_by_one_matmul": ("X: Input[1, 2]\nw: Param[1, 1] = ones\nC: Loss = sum(w @ X)\n",
                           lambda w, x: np.sum(x, axis=1)),
