@@ -8,8 +8,13 @@ problem is a ``SpecError`` located at the offending construct.
 from __future__ import annotations
 
 import ast
+import difflib
+import io
 import math
 import re
+import textwrap
+import tokenize
+import warnings
 from pathlib import Path
 
 import sympy
@@ -18,7 +23,7 @@ from . import elementwise as ew
 from . import ops
 from .elementwise import X
 from .errors import SpecError
-from .ir import Decl, Graph, Node
+from .ir import Decl, Graph, Node, Op
 
 Value = "Node | sympy.Expr"  # a node, or a number not yet placed in the graph
 
@@ -32,33 +37,56 @@ BINOPS = {
 SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
            ast.MatMult: "@"}
 STATEMENT_NAMES = {
-    ast.For: "a for loop", ast.While: "a while loop", ast.If: "an if statement",
-    ast.Import: "an import", ast.ImportFrom: "an import", ast.AugAssign: "augmented assignment",
-    ast.ClassDef: "a class", ast.With: "a with statement", ast.Return: "return outside a def",
-    ast.Delete: "del", ast.Global: "global", ast.Nonlocal: "nonlocal", ast.Try: "try",
-    ast.Raise: "raise", ast.Assert: "assert", ast.AsyncFunctionDef: "an async def",
-    ast.Pass: "pass", ast.Break: "break", ast.Continue: "continue",
+    ast.For: "a for loop", ast.AsyncFor: "a for loop", ast.While: "a while loop",
+    ast.If: "an if statement", ast.Import: "an import", ast.ImportFrom: "an import",
+    ast.AugAssign: "augmented assignment (bind a new name instead)", ast.ClassDef: "a class",
+    ast.With: "a with statement", ast.AsyncWith: "a with statement",
+    ast.Return: "return outside a def", ast.Delete: "del", ast.Global: "global",
+    ast.Nonlocal: "nonlocal", ast.Try: "try", ast.TryStar: "try", ast.Raise: "raise",
+    ast.Assert: "assert", ast.AsyncFunctionDef: "an async def", ast.Pass: "pass",
+    ast.Break: "break", ast.Continue: "continue", ast.Match: "a match statement",
 }
+EXPRESSION_NAMES = {  # what users call the constructs the language leaves out
+    ast.Compare: "a comparison", ast.Subscript: "indexing", ast.Lambda: "a lambda",
+    ast.IfExp: "a conditional expression", ast.BoolOp: "and/or", ast.List: "a list",
+    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
+    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
+    ast.JoinedStr: "an f-string", ast.NamedExpr: "an assignment expression (:=)",
+    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Starred: "* unpacking",
+    ast.Slice: "a slice", ast.Call: "a call of an expression",
+}
+OPERATOR_NAMES = {
+    ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+    ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+}
+MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
+MAX_EXACT_EXPONENT = 1_000  # constant powers beyond this are folded in floating point
 
 
 def parse(path: str | Path) -> Graph:
-    """Parse the spec file at ``path``."""
+    """Parse the spec file at ``path``; an unreadable file is a ``SpecError`` too."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise SpecError(f"cannot read spec: {e.strerror}", str(path), 0, 0) from None
+        raise SpecError(f"cannot read spec: {e.strerror}", str(path)) from None
     return parse_bytes(data, str(path), path.stem)
 
 
 def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) -> Graph:
+    """Parse a spec given as bytes, which must be UTF-8 (a leading BOM is allowed)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        source = data.decode("utf-8-sig")
+        source = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        before = _lines(data[: e.start].decode("utf-8"))
+        line, col = len(before), len(before[-1]) + 1
+        text = _lines(data.decode("utf-8", "replace"))[line - 1]
         raise SpecError(
-            f"the spec is not valid UTF-8 (byte 0x{data[e.start]:02x})", filename, line, col
+            f"the spec is not valid UTF-8 (byte 0x{data[e.start]:02x}); save it as UTF-8",
+            filename, line, col, text,
         ) from None
     return parse_text(source, filename, name)
 
@@ -67,7 +95,7 @@ def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -
     """Parse spec ``source``; ``filename`` is used in error messages and generated code."""
     if name is None:
         name = Path(filename).stem if filename != "<spec>" else "spec"
-    return _Parser(source, filename, name).run()
+    return _Parser(source.removeprefix("\ufeff"), filename, name).run()
 
 
 def _lines(source: str) -> list[str]:
@@ -82,11 +110,14 @@ class _Parser:
         self.graph = Graph(name=name, source=source, filename=filename)
         self.values: dict[str, tuple[Value, int]] = {}  # bound names -> (value, line)
         self.functions: dict[str, tuple[int, sympy.Expr, int]] = {}  # name -> (arity, body, line)
+        self.terms: dict[str, int] = {}  # user function -> its size with calls expanded
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
+        self.line = 0  # the line of the statement being read
 
     # ----------------------------------------------------------------- errors
 
     def error(self, where: ast.AST | tuple[int, int], message: str) -> SpecError:
+        """A ``SpecError`` at an AST node (its UTF-8 byte offset made a column) or (line, col)."""
         if isinstance(where, tuple):
             line, col = where
         else:
@@ -101,19 +132,15 @@ class _Parser:
 
     def run(self) -> Graph:
         if "\x00" in self.source:
-            line = self.source[: self.source.index("\x00")].count("\n") + 1
-            raise self.error((line, 1), "the spec contains a NUL byte")
-        try:
-            tree = ast.parse(self.source, self.filename)
-        except SyntaxError as e:
-            line = e.lineno or 1
-            raise self.error((line, e.offset or 1), f"syntax error: {e.msg}") from None
-        except (RecursionError, MemoryError):
-            raise self.error((1, 1), "the spec is nested too deeply to parse") from None
+            line = next(i for i, text in enumerate(self.lines, 1) if "\x00" in text)
+            col = self.lines[line - 1].index("\x00") + 1
+            raise self.error((line, col), "the spec contains a NUL byte")
+        tree = self.syntax_tree()
         for stmt in tree.body:
             for target in self._bound_names(stmt):
                 self.later.setdefault(target, stmt.lineno)
         for stmt in tree.body:
+            self.line = stmt.lineno
             try:
                 self.statement(stmt)
             except RecursionError:
@@ -123,12 +150,58 @@ class _Parser:
             raise self.error((last, 1), "the spec has no Loss: declare one as `C: Loss = ...`")
         return self.graph
 
+    def syntax_tree(self) -> ast.Module:
+        """``ast.parse``, with its errors (and silenced warnings) turned into ``SpecError``."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. SyntaxWarning: invalid escape sequence
+                return ast.parse(self.source, self.filename)
+        except SyntaxError as e:
+            line, col, message = e.lineno or 1, e.offset or 0, e.msg
+            text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+            if isinstance(e, IndentationError):  # Python's column varies; the text's start
+                col = len(text) - len(text.lstrip()) + 1
+            if "integer string conversion" in message:  # Python's 4300-digit limit
+                message = "integer literal with too many digits"
+                digits = re.search(r"[0-9_]{4000,}", text)
+                col = digits.start() + 1 if digits else col
+            raise self.error((line, max(col, 1)), f"syntax error: {message}") from None
+        except (RecursionError, MemoryError):
+            raise self.error(self._too_deep(), "the expression is nested too deeply to parse"
+                             ) from None
+
+    def _too_deep(self) -> tuple[int, int]:
+        """Where ``ast.parse`` ran out of stack: the first logical line too deep on its own."""
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(self.source).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return (1, 1)
+        skip = (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+        start = None
+        for tok in tokens:
+            if start is None and tok.type not in skip:
+                start = tok.start
+            if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER) and start is not None:
+                chunk = textwrap.dedent("\n".join(self.lines[start[0] - 1 : tok.end[0]]))
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        ast.parse(chunk)
+                except (RecursionError, MemoryError):
+                    return (start[0], start[1] + 1)
+                except SyntaxError:
+                    pass
+                start = None
+        return (1, 1)
+
     @staticmethod
     def _bound_names(stmt: ast.stmt) -> list[str]:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             return [stmt.target.id]
         if isinstance(stmt, ast.Assign):
             return [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+        if isinstance(stmt, ast.FunctionDef):
+            return [stmt.name]
         return []
 
     def statement(self, stmt: ast.stmt) -> None:
@@ -155,9 +228,11 @@ class _Parser:
             raise self.error(t, "only a plain name can be bound")
         name = t.id
         if name in self.values:
-            raise self.error(t, f"'{name}' is already bound at line {self.values[name][1]}")
+            raise self.error(t, f"'{name}' is already bound at line {self.values[name][1]}: "
+                             "each name is bound once (pick a new name)")
         if name in self.functions:
-            raise self.error(t, f"'{name}' is already a function (line {self.functions[name][2]})")
+            raise self.error(t, f"'{name}' is already a function (defined at line "
+                             f"{self.functions[name][2]})")
         return name
 
     def bind(self, name: str, value: Value, stmt: ast.stmt) -> Node:
@@ -230,13 +305,18 @@ class _Parser:
         if dims is None:
             return ()
         elts = dims.elts if isinstance(dims, ast.Tuple) else [dims]
+        if not elts:
+            raise self.error(dims, f"an empty shape: a scalar {kind} is written without "
+                             "brackets")
         shape = []
         for d in elts:
             ok = isinstance(d, ast.Constant) and type(d.value) is int and d.value > 0
             if not ok:
-                raise self.error(d, f"{kind} dimensions must be positive integer literals")
+                got = f", got {self.describe(d)}" if not isinstance(d, ast.Constant) else ""
+                raise self.error(d, f"{kind} dimensions must be positive integer literals{got}")
             if d.value > ops.MAX_ELEMENTS:
-                raise self.error(d, f"dimension {d.value} is too large (at most "
+                shown = d.value if d.value.bit_length() < 64 else "with so many digits"
+                raise self.error(d, f"dimension {shown} is too large (at most "
                                  f"{ops.MAX_ELEMENTS})")
             shape.append(d.value)
         if math.prod(shape) > ops.MAX_ELEMENTS:
@@ -252,11 +332,13 @@ class _Parser:
             return (e.id,)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in INITIALIZERS:
             arity = INITIALIZERS[e.func.id]
+            if arity == 0:
+                raise self.error(e, f"bad initializer: {e.func.id} takes no arguments, write "
+                                 f"`= {e.func.id}`")
             args = [self.literal(a) for a in e.args]
-            if arity == 0 or e.keywords or len(args) != arity or None in args:
-                usage = {"normal": "normal(std)", "uniform": "uniform(low, high)"}
-                raise self.error(e, f"bad initializer: use {usage.get(e.func.id, e.func.id)}"
-                                 " with number literals")
+            if e.keywords or len(args) != arity or None in args:
+                usage = {"normal": "normal(std)", "uniform": "uniform(low, high)"}[e.func.id]
+                raise self.error(e, f"bad initializer: use {usage} with number literals")
             if e.func.id == "normal" and args[0] < 0:
                 raise self.error(e, "bad initializer: normal(std) needs std >= 0")
             if e.func.id == "uniform" and not args[0] <= args[1]:
@@ -272,26 +354,41 @@ class _Parser:
             sign *= -1 if isinstance(e.op, ast.USub) else 1
             e = e.operand
         if isinstance(e, ast.Constant) and type(e.value) in (int, float):
-            value = float(e.value) * sign
-            if not math.isfinite(value):
-                raise self.error(e, "number is too large for a float")
-            return value
+            return self.finite(e, e.value) * sign
         return None
+
+    def finite(self, e: ast.expr, value: int | float) -> float:
+        """A literal as a float; one that overflows (1e999, a 400-digit integer) is an error."""
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise self.error(e, "number is too large for a float (at most about 1.8e308)")
+        return number
 
     # -------------------------------------------------------------- functions
 
     def function(self, f: ast.FunctionDef) -> None:
+        """A user ``def``: one ``return`` of elementwise arithmetic, kept as a sympy body."""
         name = f.name
         if name in ew.BUILTINS or name in REDUCTIONS or name == "cross_entropy":
             raise self.error(f, f"cannot redefine the built-in function '{name}'")
-        if name in self.functions or name in self.values:
-            raise self.error(f, f"'{name}' is already defined")
+        if name in self.functions:
+            raise self.error(f, f"'{name}' is already defined at line {self.functions[name][2]}")
+        if name in self.values:
+            raise self.error(f, f"'{name}' is already bound at line {self.values[name][1]}")
         a = f.args
-        if a.vararg or a.kwarg or a.kwonlyargs or a.defaults or a.kw_defaults:
-            raise self.error(f, "function parameters must be plain names (no defaults, "
-                             "*args or **kwargs)")
+        extra = [*a.defaults, *(d for d in a.kw_defaults if d is not None), a.vararg, a.kwarg,
+                 *a.kwonlyargs]
+        extra = [x for x in extra if x is not None]
+        if extra:
+            raise self.error(extra[0], "function parameters must be plain names (no defaults, "
+                             "*args, **kwargs or keyword-only parameters)")
         if f.decorator_list:
             raise self.error(f.decorator_list[0], "decorators are not supported")
+        if f.returns is not None:
+            raise self.error(f.returns, "return annotations are not supported")
         params = [p.arg for p in a.posonlyargs + a.args]
         if not params:
             raise self.error(f, f"function '{name}' needs at least one parameter")
@@ -301,18 +398,42 @@ class _Parser:
         if (len(body) > 1 and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
-            body = body[1:]
-        if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
-            raise self.error(f, f"function '{name}' must be a single `return <expression>`")
+            body = body[1:]  # a docstring
+        wrong = [s for s in body if not isinstance(s, ast.Return) or s.value is None]
+        if wrong or len(body) > 1:
+            where = wrong[0] if wrong else body[1]
+            raise self.error(where, f"function '{name}' must be a single `return <expression>`")
+        result = body[0].value
+        terms = self.expanded_terms(result)
+        if terms > MAX_FUNCTION_TERMS:
+            raise self.error(result, f"function '{name}' is too large once the functions it "
+                             f"calls are expanded (more than {MAX_FUNCTION_TERMS} terms)")
         env = {p: X[i] for i, p in enumerate(params)}
-        expr = self.scalar_expr(body[0].value, env, name)
-        if expr.has(sympy.zoo, sympy.nan, sympy.oo):
-            raise self.error(body[0].value, f"function '{name}' has a non-finite constant")
+        expr = self.scalar_expr(result, env, name)
+        if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            raise self.error(result, f"function '{name}' has a non-finite constant")
         self.functions[name] = (len(params), expr, f.lineno)
+        self.terms[name] = terms
         self.graph.functions[name] = (len(params), expr)
+
+    def expanded_terms(self, e: ast.expr) -> int:
+        """An upper bound on the size of ``e`` with every user function call inlined.
+
+        Functions calling functions grow geometrically (f1(u) = f0(f0(u)), f2 = f1(f1(u)),
+        ...); bounding the size keeps sympy from building, or hanging on, such bodies.
+        """
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.terms:
+            return self.terms[e.func.id] * (1 + sum(self.expanded_terms(a) for a in e.args))
+        return 1 + sum(self.expanded_terms(c) for c in ast.iter_child_nodes(e))
 
     def scalar_expr(self, e: ast.expr, env: dict[str, sympy.Symbol], fname: str) -> sympy.Expr:
         """A user function body: elementwise arithmetic of its parameters, as sympy."""
+        value = self._scalar_expr(e, env, fname)
+        if value.is_number:
+            self.check_constant(e, value)
+        return value
+
+    def _scalar_expr(self, e: ast.expr, env: dict[str, sympy.Symbol], fname: str) -> sympy.Expr:
         if isinstance(e, ast.Constant):
             return self.number(e)
         if isinstance(e, ast.Name):
@@ -326,53 +447,120 @@ class _Parser:
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS and not isinstance(e.op, ast.MatMult):
             left = self.scalar_expr(e.left, env, fname)
             right = self.scalar_expr(e.right, env, fname)
+            if isinstance(e.op, ast.Pow):
+                folded = self.fold_power(e, left, right)
+                return left**right if folded is None else folded
             return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
                     ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
-                    ast.Pow: lambda: left**right}[type(e.op)]()
+                    }[type(e.op)]()
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
                 raise self.error(e, f"'{callee}' takes positional arguments only here")
-            args = [self.scalar_expr(a, env, fname) for a in e.args]
             if callee in ew.BUILTINS:
                 self.arity(e, callee, 1)
-                return ew.BUILTINS[callee](args[0])
+                return ew.BUILTINS[callee](self.scalar_expr(e.args[0], env, fname))
             if callee in self.functions:
                 arity, body, _ = self.functions[callee]
                 self.arity(e, callee, arity)
+                args = [self.scalar_expr(a, env, fname) for a in e.args]
                 return body.xreplace({X[i]: a for i, a in enumerate(args)})
-            raise self.error(e, f"function bodies are elementwise: '{callee}' cannot be "
-                             "called here")
+            if callee == fname:
+                raise self.error(e, f"function '{fname}' calls itself: recursion is not "
+                                 "supported")
+            if callee in REDUCTIONS or callee == "cross_entropy":
+                raise self.error(e, f"function bodies are elementwise: '{callee}' reduces, "
+                                 "so it cannot be called here")
+            raise self.error(e, f"unknown function '{callee}' in function '{fname}'"
+                             f"{self.suggest(callee, [*ew.BUILTINS, *self.functions])}")
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
+
+    def check_constant(self, e: ast.expr, value: sympy.Expr) -> None:
+        """A constant the spec computes must be a finite real float (no exp(1000), sqrt(-1))."""
+        if ew.as_float(value) is None:
+            what = "not a real number" if value.is_real is False else "too large for a float"
+            raise self.error(e, f"the constant `{self.segment(e)}` is {what}")
+
+    def fold_power(self, e: ast.BinOp, base: sympy.Expr, exponent: sympy.Expr):
+        """``base ** exponent`` of two constants, or None to leave it to sympy.
+
+        sympy computes powers of exact numbers exactly: 10**10**10 would take forever, and
+        (1/10)**10**6 build a million-digit denominator. Powers whose result is out of float
+        range are errors; those with large exponents are computed in floating point.
+        """
+        if not (base.is_number and exponent.is_number):
+            return None
+        if base in (0, 1, -1) or exponent == 0:  # exact and cheap for sympy
+            return None
+        b, x = ew.as_float(base), ew.as_float(exponent)
+        if b is None or x is None or b == 0.0:
+            return None
+        magnitude = x * math.log10(abs(b))
+        if magnitude > 308:
+            raise self.error(e, f"the constant `{self.segment(e)}` is too large for a float")
+        if abs(x) <= MAX_EXACT_EXPONENT and magnitude > -308:
+            return None
+        try:
+            value = b**x
+        except (OverflowError, ZeroDivisionError):
+            value = math.inf
+        if isinstance(value, complex) or not math.isfinite(value):
+            what = "not a real number" if isinstance(value, complex) else "too large for a float"
+            raise self.error(e, f"the constant `{self.segment(e)}` is {what}")
+        return sympy.Float(value)
 
     # ------------------------------------------------------------ expressions
 
     def number(self, e: ast.Constant) -> sympy.Expr:
         v = e.value
         if type(v) not in (int, float):
-            raise self.error(e, f"unsupported literal {self.describe(e)}: only numbers")
-        if not math.isfinite(float(v)):
-            raise self.error(e, "number is too large for a float")
+            raise self.error(e, f"unsupported literal `{self.segment(e)}`: only numbers")
+        self.finite(e, v)
         return ew.number(v)
 
     def as_node(self, v: Value) -> Node:
         return v if isinstance(v, Node) else ops.const(v)
 
+    def segment(self, e: ast.AST, limit: int = 60) -> str:
+        """The source text of ``e`` on one line, shortened to ``limit`` characters."""
+        seg = " ".join((ast.get_source_segment(self.source, e) or "").split())
+        return seg if len(seg) <= limit else seg[: limit - 3] + "..."
+
     def describe(self, e: ast.AST) -> str:
-        seg = ast.get_source_segment(self.source, e)
-        kind = type(e).__name__
-        return f"{kind} `{seg}`" if seg and len(seg) < 60 else kind
+        """What a user calls construct ``e``, with its source: "a comparison `a < 2`"."""
+        if isinstance(e, ast.BinOp | ast.UnaryOp) and type(e.op) in OPERATOR_NAMES:
+            what = f"the operator {OPERATOR_NAMES[type(e.op)]}"
+        elif isinstance(e, ast.BinOp) and isinstance(e.op, ast.MatMult):
+            what = "the operator @"
+        else:
+            what = EXPRESSION_NAMES.get(type(e), type(e).__name__)
+        seg = self.segment(e)
+        return f"{what} `{seg}`" if seg else what
+
+    @staticmethod
+    def suggest(name: str, candidates) -> str:
+        close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+        return f"; did you mean '{close[0]}'?" if close else ""
 
     def arity(self, e: ast.Call, name: str, n: int) -> None:
         if len(e.args) != n:
             plural = "" if n == 1 else "s"
-            raise self.error(e, f"{name}() takes {n} argument{plural}, got {len(e.args)}")
+            hint = ""
+            if name in REDUCTIONS and len(e.args) == 2:
+                hint = f"; pass the axis by keyword, {name}(e, axis=k)"
+            raise self.error(e, f"{name}() takes {n} argument{plural}, got {len(e.args)}{hint}")
 
     def expr(self, e: ast.expr) -> Value:
+        """The value of expression ``e``, with shape errors located at ``e``."""
         try:
-            return self._expr(e)
+            value = self._expr(e)
         except ops.GraphError as err:
             raise self.error(e, str(err)) from None
+        if not isinstance(value, Node):
+            self.check_constant(e, value)
+        elif value.op is Op.CONST:
+            self.check_constant(e, value.attr)
+        return value
 
     def _expr(self, e: ast.expr) -> Value:
         if isinstance(e, ast.Constant):
@@ -386,6 +574,10 @@ class _Parser:
             return -v if not isinstance(v, Node) else ops.neg(v)
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS:
             left, right = self.expr(e.left), self.expr(e.right)
+            if isinstance(e.op, ast.Pow):
+                folded = self.fold_power(e, self.constant(left), self.constant(right))
+                if folded is not None:
+                    return folded
             if not isinstance(left, Node) and not isinstance(right, Node):
                 if isinstance(e.op, ast.MatMult):
                     raise self.error(e, "matmul of two numbers")
@@ -402,32 +594,44 @@ class _Parser:
             return ops.transpose(v) if isinstance(v, Node) else v
         if isinstance(e, ast.Call):
             return self.call(e)
-        what = self.describe(e)
-        if isinstance(e, ast.BinOp):
-            what = f"the operator {type(e.op).__name__}"
-        raise self.error(e, f"unsupported expression: {what}")
+        raise self.error(e, f"unsupported expression: {self.describe(e)}")
+
+    @staticmethod
+    def constant(v: Value) -> sympy.Expr:
+        """The number a value is, or a symbol standing for "not a constant"."""
+        if not isinstance(v, Node):
+            return v
+        return v.attr if v.op is Op.CONST else X[0]
 
     def name(self, e: ast.Name) -> Value:
         if e.id in self.values:
             return self.values[e.id][0]
+        if self.later.get(e.id) == self.line:
+            raise self.error(e, f"'{e.id}' is used in its own definition")
         if e.id in self.later:
             raise self.error(e, f"'{e.id}' is used before it is defined (at line "
                              f"{self.later[e.id]})")
-        if e.id in self.functions or e.id in ew.BUILTINS:
+        if e.id in self.functions or e.id in ew.BUILTINS or e.id in REDUCTIONS:
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
-        raise self.error(e, f"unknown name '{e.id}'")
+        if e.id in INITIALIZERS:
+            raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
+        raise self.error(e, f"unknown name '{e.id}'{self.suggest(e.id, self.values)}")
 
     def call(self, e: ast.Call) -> Value:
         if not isinstance(e.func, ast.Name):
-            raise self.error(e.func, "only functions called by name are supported")
+            what = "a method call" if isinstance(e.func, ast.Attribute) else "a call"
+            raise self.error(e.func, f"unsupported expression: {what} `{self.segment(e)}`: "
+                             "only functions called by name are supported")
         name = e.func.id
-        if any(isinstance(a, ast.Starred) for a in e.args):
-            raise self.error(e, "*args in calls are not supported")
+        starred = [a for a in e.args if isinstance(a, ast.Starred)]
+        if starred or any(k.arg is None for k in e.keywords):
+            where = starred[0] if starred else next(k for k in e.keywords if k.arg is None)
+            raise self.error(where, "* and ** unpacking in calls are not supported")
         axis_kw = [k for k in e.keywords if k.arg == "axis"]
         other_kw = [k for k in e.keywords if k.arg != "axis"]
-        if other_kw or (axis_kw and name not in REDUCTIONS):
-            bad = other_kw[0] if other_kw else axis_kw[0]
-            raise self.error(bad.value, f"{name}() takes no keyword '{bad.arg}'")
+        if other_kw or (axis_kw and name not in REDUCTIONS) or len(axis_kw) > 1:
+            bad = other_kw[0] if other_kw else axis_kw[-1]
+            raise self.error(bad, f"{name}() takes no keyword argument '{bad.arg}'")
         if name in ew.BUILTINS:
             self.arity(e, name, 1)
             return ops.apply(name, self.as_node(self.expr(e.args[0])))
@@ -460,14 +664,24 @@ class _Parser:
             raise self.error(e.func, f"'{name}' is a value, not a function")
         if name in INITIALIZERS:
             raise self.error(e.func, f"'{name}' is an initializer: use it as a Param's value")
-        raise self.error(e.func, f"unknown function '{name}'")
+        if name in self.later:
+            raise self.error(e.func, f"'{name}' is used before it is defined (at line "
+                             f"{self.later[name]})")
+        known = [*ew.BUILTINS, *REDUCTIONS, "cross_entropy", *self.functions]
+        raise self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
 
-    def axis(self, e: ast.expr):
+    def axis(self, e: ast.expr) -> int | tuple[int, ...]:
+        """``axis=k`` or ``axis=(j, k)`` of integer literals."""
         items = e.elts if isinstance(e, ast.Tuple) else [e]
         axes = []
         for item in items:
-            v = self.literal(item)
-            if v is None or v != int(v) or isinstance(item, ast.Constant) and type(item.value) is float:
+            sign, inner = 1, item
+            while isinstance(inner, ast.UnaryOp) and isinstance(inner.op, (ast.USub, ast.UAdd)):
+                sign *= -1 if isinstance(inner.op, ast.USub) else 1
+                inner = inner.operand
+            if not (isinstance(inner, ast.Constant) and type(inner.value) is int):
                 raise self.error(item, "axis must be an integer literal or a tuple of them")
-            axes.append(int(v))
+            if inner.value.bit_length() > 31:
+                raise self.error(item, "axis is out of range")
+            axes.append(sign * inner.value)
         return tuple(axes) if isinstance(e, ast.Tuple) else axes[0]
