@@ -1,17 +1,21 @@
 """The command line: ``symbp compile | check | grad`` (SPEC.md §2).
 
-Errors in specs or arguments print ``file:line:col: error: ...`` (or ``symbp: error: ...``)
-on stderr and exit 2; a failed gradient check exits 1.
+Whatever a user gets wrong -- a bad spec, a missing or unwritable file, a bad option, a
+missing C compiler -- prints ``file:line:col: error: ...`` (or ``symbp: error: ...``) on
+stderr and exits 2, never with a Python traceback; a failed gradient check exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from . import __version__
-from .compiler import BACKENDS, DTYPES, generate
+from .cbuild import BuildError
+from .compiler import BACKENDS, DTYPES, c_package, generate
 from .errors import SpecError
 from .parse import parse
 
@@ -22,60 +26,120 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"symbp: error: {message}\n")
 
 
+def _count(least: int):
+    """An argparse type: an integer of at least ``least``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symbp", description="Compile neural-network specs to gradient code.")
     p.add_argument("--version", action="version", version=f"symbp {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    c = sub.add_parser("compile", help="write the generated module for a spec")
+    c = sub.add_parser("compile", help="write the generated module for a spec",
+                       description="Write the generated module of SPEC: one .py file for "
+                       "--backend numpy, a package folder for --backend c.")
     c.add_argument("spec", help="the .sbp file")
-    c.add_argument("--backend", choices=BACKENDS, default="numpy")
-    c.add_argument("--dtype", choices=DTYPES, default="float64")
+    c.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="numpy (one .py file) or c (a cffi package folder); default numpy")
+    c.add_argument("--dtype", choices=DTYPES, default="float64",
+                   help="floating-point type of the generated code (default float64)")
     c.add_argument("-o", "--output", metavar="PATH",
-                   help="where to write the module (default: SPEC's name with .py, here)")
+                   help="where to write the module (default: SPEC's name, here, with .py for "
+                   "numpy; a folder for c)")
 
-    k = sub.add_parser("check", help="check reverse-mode gradients by finite differences")
-    k.add_argument("spec")
-    k.add_argument("--backend", choices=BACKENDS + ("all",), default="numpy")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--batch", type=int, default=3, help="examples per check (default 3)")
+    k = sub.add_parser("check", help="check reverse-mode gradients by finite differences",
+                       description="Compare reverse-mode gradients with central finite "
+                       "differences in float64; exit 1 if they disagree.")
+    k.add_argument("spec", help="the .sbp file")
+    k.add_argument("--backend", choices=BACKENDS + ("all",), default="numpy",
+                   help="the backend to check, or all of them (default numpy)")
+    k.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
+    k.add_argument("--batch", type=_count(1), default=3, help="examples per check (default 3)")
 
-    g = sub.add_parser("grad", help="print the backward equations in spec notation")
-    g.add_argument("spec")
+    g = sub.add_parser("grad", help="print the backward equations in spec notation",
+                       description="Print the backward pass of SPEC as equations in spec "
+                       "notation, with the spec line each one comes from.")
+    g.add_argument("spec", help="the .sbp file")
     g.add_argument("--passes", action="store_true",
                    help="also print the passes that ran, rules fired and node counts")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version and bad arguments; argparse has printed
+        return e.code if isinstance(e.code, int) else 2
     try:
         return VERBS[args.verb](args)
     except SpecError as e:
         print(e, file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # `symbp grad spec | head`: the reader left; say nothing more
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
     except OSError as e:
-        print(f"symbp: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
-        return 2
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"symbp: error: {where}{e.strerror or e}", file=sys.stderr)
+    except BuildError as e:
+        print(f"symbp: error: {e}", file=sys.stderr)
+    except (RecursionError, MemoryError):
+        print("symbp: error: the network is too large or too deeply nested to compile",
+              file=sys.stderr)
+    except KeyboardInterrupt:
+        print("symbp: interrupted", file=sys.stderr)
+        return 130
+    return 2
 
 
 def _compile(args) -> int:
     graph = parse(args.spec)
-    source = generate(graph, args.backend, args.dtype)
-    out = Path(args.output) if args.output else Path(Path(args.spec).stem + ".py")
-    if out.is_dir():
-        out = out / (Path(args.spec).stem + ".py")
-    out.write_text(source, encoding="utf-8")
+    stem = Path(args.spec).stem
+    if args.backend == "c":
+        out = Path(args.output) if args.output else Path(stem)
+        _copy_package(c_package(graph, args.dtype), out)
+    else:
+        source = generate(graph, args.backend, args.dtype)
+        out = Path(args.output) if args.output else Path(stem + ".py")
+        if out.is_dir():
+            out = out / (stem + ".py")
+        out.write_text(source, encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def _copy_package(entry: Path, out: Path) -> None:
+    """Copy a built C package out of the cache into the folder ``out``.
+
+    The cache's manifest stays behind: it describes the cache entry, not the package.
+    """
+    if out.exists() and not out.is_dir():
+        raise OSError(20, "exists and is not a folder (the C backend writes a package folder)",
+                      str(out))
+    out.mkdir(exist_ok=True)
+    for item in sorted(entry.iterdir()):
+        if item.is_file() and item.name != "manifest.json":
+            shutil.copyfile(item, out / item.name)
 
 
 def _check(args) -> int:
     from .check import check_grads
 
-    if args.batch < 1:
-        print("symbp: error: --batch must be at least 1", file=sys.stderr)
-        return 2
     graph = parse(args.spec)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     ok = True
