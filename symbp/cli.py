@@ -74,13 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", help="the .sbp file")
     g.add_argument("--passes", action="store_true",
                    help="also print the passes that ran, rules fired and node counts")
+    p.verbs = {"compile": c, "check": k, "grad": g}  # to report stray arguments by verb
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # as parse_args would, but with the verb's usage rather than symbp's
+            parser.verbs[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, --version and bad arguments; argparse has printed
         return e.code if isinstance(e.code, int) else 2
     try:
