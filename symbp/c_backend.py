@@ -460,8 +460,10 @@ class Generator:
         out_names = [f"_out_{o.name}" for o in outs]
 
         def can_inline(node: Node, consumer: Node) -> bool:
-            if node.op is Op.CONST or (node.op is Op.BROADCAST and node.args[0].op is Op.CONST):
+            if node.op is Op.CONST:
                 return True
+            if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:  # a value, not a buffer
+                return consumer.op not in (Op.DOT, Op.TRANSPOSE, Op.RESHAPE)
             return node.op is Op.EW and consumer.op in (Op.SUM, Op.BATCH_SUM)
 
         routine: Routine = schedule(self.program, roots, namer, leaves, max_inline=1,
@@ -477,9 +479,13 @@ class Generator:
         live_out = {roots[k] for k in roots}  # read after the last statement
         plan = plan_memory(statements, direct, _inplace_ok, live_out)
         writer = CWriter(self.dtype)
+        writer.plan = plan
         writer.pointer = dict(leaves)
         body: list[str] = []
         for st in routine.statements:  # one named pointer per value, as in the spec
+            if st.node.op is Op.RESHAPE:  # the same elements: the same pointer
+                writer.pointer[st.node] = writer.pointer[st.node.args[0]]
+                continue
             writer.pointer[st.node] = st.name
             body.append(f"{self.real} *const {st.name} = {plan.pointer[st.node]};")
         last = None
@@ -524,12 +530,16 @@ class Generator:
         grads = [Arg(a.name, a.key, a.shape, False) for a in self.params]
         loss_node = prog.loss
 
-        def mean_loss(writer: CWriter, roots) -> list[str]:
+        def loss_value(writer: CWriter) -> list[str]:
+            """Sets double _loss to the mean loss."""
             if loss_node.batched:
                 elem = writer.element(loss_node, loss_node, ["_b"])
-                return ["double _total = 0;", f"for (long _b = 0; _b < {N}; _b++) _total += {elem};",
-                        f"return _total / {N};"]
-            return [f"return {writer.element(loss_node, loss_node, [])};"]
+                return ["double _loss = 0;", f"for (long _b = 0; _b < {N}; _b++) _loss += {elem};",
+                        f"_loss /= {N};"]
+            return [f"double _loss = {writer.element(loss_node, loss_node, [])};"]
+
+        def mean_loss(writer: CWriter, roots) -> list[str]:
+            return [*loss_value(writer), "return _loss;"]
 
         fwd = self.function(
             "forward", f"Every Output and the per-example {loss_name}.", dict(prog.outputs),
@@ -541,15 +551,32 @@ class Generator:
             {loss_name: loss_node, **prog.grads}, grads, False, mean_loss)
 
         def update(writer: CWriter, roots) -> list[str]:
-            lines = []
+            lines = loss_value(writer)  # before the update: the loss may read a param
+            plan: Plan = writer.plan
+            grad_of: dict[str, str] = {}
+            for a in self.params:
+                g = roots[a.key]
+                while g.op is Op.RESHAPE:
+                    g = g.args[0]
+                if g.op is Op.PARAM:  # a gradient that is a param: copy it before any update
+                    size = max(1, math.prod(a.shape))
+                    end = f"{N}*{plan.batched_size} + " if plan.batched_size else ""
+                    name = f"_g_{a.name}"
+                    lines += [f"{self.real} *const {name} = _ws + {end}{plan.fixed_size};",
+                              f"memcpy({name}, {writer.pointer[g]}, {size} * sizeof(real));"]
+                    plan.fixed_size += size
+                    grad_of[a.key] = name
             for a in self.params:
                 g = roots[a.key]
                 idx = [f"_i{k}" for k in range(len(a.shape))]
                 space = _space(a)
+                if a.key in grad_of:
+                    value = f"{grad_of[a.key]}[{index(idx, strides(list(a.shape)))}]"
+                else:
+                    value = writer.element(g, space, idx)
                 lines += loops(idx, list(a.shape),
-                               [f"{a.name}[{index(idx, strides(list(a.shape)))}] -= _lr * "
-                                f"{writer.element(g, space, idx)};"])
-            return lines + mean_loss(writer, roots)
+                               [f"{a.name}[{index(idx, strides(list(a.shape)))}] -= _lr * {value};"])
+            return [*lines, "return _loss;"]
 
         step_roots = {loss_name: loss_node, **prog.grads}
         step = self.function(

@@ -333,7 +333,7 @@ def reshape(x: Node, shape: Shape) -> Node:
             return x
     if x.op is Op.BROADCAST and x.args[0].op is Op.CONST:  # still one value everywhere
         x = x.args[0]
-    if x.op is Op.CONST:
+    if x.ndim == 0:  # one value: a broadcast says so without a layout
         return broadcast(x, shape)
     return Node(Op.RESHAPE, (x,), shape, shape, x.batched)
 

@@ -167,7 +167,7 @@ class NumpyPrinter:
             return f"np.reshape({x[0][0]}, {_shape(node.shape, node.batched, self.n)})", ATOM
         if op is Op.BROADCAST:
             shape = _shape(node.shape, node.batched, self.n)
-            if node.args[0].op is Op.CONST:  # a Python number would make it float64
+            if node.args[0].ndim == 0 and not node.batched:  # a Python number: float64
                 return f"np.full({shape}, {x[0][0]}, dtype=DTYPE)", ATOM
             return f"np.broadcast_to({self.aligned(node, node.args[0])}, {shape})", ATOM
         if op is Op.DOT:

@@ -74,15 +74,15 @@ def schedule(
     A node becomes a variable when it is named (by the user, or as the adjoint of a named
     value), used more than once, returned, or when inlining it would nest more than
     ``max_inline`` operations deep. ``forward_only`` routines ignore the adjoint names.
-    ``can_inline(node, consumer)`` may forbid inlining further (the C backend inlines only
+    ``can_inline(node, consumer)``, asked of every consumer, may forbid inlining further (the C backend inlines only
     elementwise nodes into the reductions that consume them).
     """
     order = toposort(roots.values())
     uses = use_counts(roots.values())
-    consumer: dict[Node, Node] = {}
+    consumers: dict[Node, list[Node]] = {}
     for node in order:
         for a in node.args:
-            consumer[a] = node
+            consumers.setdefault(a, []).append(node)
     returned = {id(n) for n in roots.values()}
     names: dict[Node, str] = dict(leaves or {})
     for node in order:
@@ -102,10 +102,10 @@ def schedule(
         variable = (
             named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
         )
-        if not variable and can_inline is not None:
-            variable = not can_inline(node, consumer[node])
         if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and not named:
-            variable = id(node) in returned
+            variable = id(node) in returned  # a constant: print it where it is used
+        if not variable and can_inline is not None:
+            variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
         if not variable:
             depth[node] = d
             continue
