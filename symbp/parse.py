@@ -34,8 +34,6 @@ BINOPS = {
     ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
     ast.Pow: ops.power, ast.MatMult: ops.matmul,
 }
-SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
-           ast.MatMult: "@"}
 STATEMENT_NAMES = {
     ast.For: "a for loop", ast.AsyncFor: "a for loop", ast.While: "a while loop",
     ast.If: "an if statement", ast.Import: "an import", ast.ImportFrom: "an import",
@@ -447,6 +445,8 @@ class _Parser:
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS and not isinstance(e.op, ast.MatMult):
             left = self.scalar_expr(e.left, env, fname)
             right = self.scalar_expr(e.right, env, fname)
+            if isinstance(e.op, ast.Div) and right == 0:
+                raise self.error(e, f"division by zero in `{self.segment(e)}`")
             if isinstance(e.op, ast.Pow):
                 folded = self.fold_power(e, left, right)
                 return left**right if folded is None else folded
@@ -478,7 +478,12 @@ class _Parser:
     def check_constant(self, e: ast.expr, value: sympy.Expr) -> None:
         """A constant the spec computes must be a finite real float (no exp(1000), sqrt(-1))."""
         if ew.as_float(value) is None:
-            what = "not a real number" if value.is_real is False else "too large for a float"
+            if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+                what = "infinite or undefined"
+            elif value.is_real is False:
+                what = "not a real number"
+            else:
+                what = "too large for a float"
             raise self.error(e, f"the constant `{self.segment(e)}` is {what}")
 
     def fold_power(self, e: ast.BinOp, base: sympy.Expr, exponent: sympy.Expr):
@@ -578,14 +583,14 @@ class _Parser:
                 folded = self.fold_power(e, self.constant(left), self.constant(right))
                 if folded is not None:
                     return folded
+            if isinstance(e.op, ast.Div) and self.constant(right) == 0:
+                raise self.error(e, f"division by zero in `{self.segment(e)}`")
             if not isinstance(left, Node) and not isinstance(right, Node):
                 if isinstance(e.op, ast.MatMult):
                     raise self.error(e, "matmul of two numbers")
-                value = ops.elementwise(
-                    {ast.Add: X[0] + X[1], ast.Sub: X[0] - X[1], ast.Mult: X[0] * X[1],
-                     ast.Div: X[0] / X[1], ast.Pow: X[0] ** X[1]}[type(e.op)],
-                    (ops.const(left), ops.const(right)), SYMBOLS[type(e.op)])
-                return value.attr
+                return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
+                        ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
+                        ast.Pow: lambda: left**right}[type(e.op)]()
             return BINOPS[type(e.op)](self.as_node(left), self.as_node(right))
         if isinstance(e, ast.Attribute):
             if e.attr != "T":
@@ -634,7 +639,10 @@ class _Parser:
             raise self.error(bad, f"{name}() takes no keyword argument '{bad.arg}'")
         if name in ew.BUILTINS:
             self.arity(e, name, 1)
-            return ops.apply(name, self.as_node(self.expr(e.args[0])))
+            x = self.as_node(self.expr(e.args[0]))
+            if x.op is Op.CONST:  # say which constant fails, e.g. log(0), in spec terms
+                self.check_constant(e, ew.BUILTINS[name](x.attr))
+            return ops.apply(name, x)
         if name in REDUCTIONS:
             self.arity(e, name, 1)
             x = self.as_node(self.expr(e.args[0]))
@@ -659,6 +667,8 @@ class _Parser:
             arity, body, _ = self.functions[name]
             self.arity(e, name, arity)
             args = [self.as_node(self.expr(a)) for a in e.args]
+            if all(a.op is Op.CONST for a in args):
+                self.check_constant(e, body.xreplace({X[i]: a.attr for i, a in enumerate(args)}))
             return ops.elementwise(body, args, name)
         if name in self.values:
             raise self.error(e.func, f"'{name}' is a value, not a function")
