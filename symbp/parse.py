@@ -238,7 +238,7 @@ class _Parser:
         self.values[name] = (node, stmt.lineno)
         self.graph.names.setdefault(node, name)
         self.graph.equations.append((name, node, stmt.lineno))
-        segment = ast.get_source_segment(self.source, stmt) or ""
+        segment = self.source_of(stmt)
         self.graph.statements[stmt.lineno] = " ".join(segment.split())
         self._mark_lines(node, stmt.lineno)
         return node
@@ -526,9 +526,25 @@ class _Parser:
     def as_node(self, v: Value) -> Node:
         return v if isinstance(v, Node) else ops.const(v)
 
+    def source_of(self, node: ast.AST) -> str:
+        """The source text of ``node``, from the lines already split.
+
+        (``ast.get_source_segment`` splits the whole source again on every call, which made
+        parsing quadratic in the length of the spec.)
+        """
+        end_line = getattr(node, "end_lineno", None)
+        end = getattr(node, "end_col_offset", None)
+        if end_line is None or end is None:
+            return ""
+        lines = [text.encode("utf-8") for text in self.lines[node.lineno - 1 : end_line]]
+        if len(lines) == 1:
+            return lines[0][node.col_offset : end].decode("utf-8", "replace")
+        lines[0], lines[-1] = lines[0][node.col_offset :], lines[-1][:end]
+        return b"\n".join(lines).decode("utf-8", "replace")
+
     def segment(self, e: ast.AST, limit: int = 60) -> str:
         """The source text of ``e`` on one line, shortened to ``limit`` characters."""
-        seg = " ".join((ast.get_source_segment(self.source, e) or "").split())
+        seg = " ".join(self.source_of(e).split())
         return seg if len(seg) <= limit else seg[: limit - 3] + "..."
 
     def describe(self, e: ast.AST) -> str:

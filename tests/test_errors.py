@@ -664,6 +664,19 @@ def test_moderate_nesting_compiles():
     assert 0.5 < module.loss({"a": np.array(0.1)}) < 1
 
 
+def test_long_specs_parse_in_linear_time():
+    """2000 equations: the parser once re-split the whole source for every statement."""
+    n = 2000
+    source = "a0: Param = 1\n" + "".join(f"a{i} = sigmoid(a{i - 1}) * 1.5\n" for i in range(1, n))
+    start = time.perf_counter()
+    graph = symbp.parse_text(source + f"C: Loss = a{n - 1}\n")
+    assert time.perf_counter() - start < 3
+    assert len(graph.equations) == n
+    assert graph.statements[n] == f"a{n - 1} = sigmoid(a{n - 2}) * 1.5"
+    err = parse_error(source + "C: Loss = a1 + nope\n")
+    located(err, n + 1, 16, ["unknown name 'nope'"])
+
+
 # ----------------------------------------------------------- the error object itself
 
 
