@@ -101,6 +101,8 @@ def _lines(source: str) -> list[str]:
 
 
 class _Parser:
+    """One reading of one spec: statements in order, each name bound once, into a Graph."""
+
     def __init__(self, source: str, filename: str, name: str) -> None:
         self.source = source
         self.filename = filename
