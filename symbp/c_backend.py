@@ -141,13 +141,19 @@ def index(idx: list[str], st: list[str]) -> str:
     return " + ".join(terms) or "0"
 
 
-def loops(idx: list[str], bounds: list[str | int], body: list[str]) -> list[str]:
-    """Nested for-loops around ``body``."""
-    lines = [
-        "  " * depth + f"for (long {i} = 0; {i} < {d}; {i}++)" + (" {" if depth == len(idx) - 1
-                                                                   and len(body) > 1 else "")
-        for depth, (i, d) in enumerate(zip(idx, bounds))
-    ]
+def loops(idx: list[str], bounds: list[str | int], body: list[str],
+          reduction: str | None = None, simd: bool = False) -> list[str]:
+    """Nested for-loops around ``body``. ``simd`` asks to vectorize the innermost loop, whose
+    iterations are independent; ``reduction`` names a sum it may vectorize (reassociating
+    it, as BLAS does)."""
+    lines = []
+    for depth, (i, d) in enumerate(zip(idx, bounds)):
+        if reduction and depth == len(idx) - 1:
+            lines.append("  " * depth + f"#pragma omp simd reduction(+:{reduction})")
+        elif simd and depth == len(idx) - 1:
+            lines.append("  " * depth + "#pragma omp simd")
+        brace = " {" if depth == len(idx) - 1 and len(body) > 1 else ""
+        lines.append("  " * depth + f"for (long {i} = 0; {i} < {d}; {i}++)" + brace)
     pad = "  " * len(idx)
     lines += [pad + line for line in body]
     if idx and len(body) > 1:
@@ -346,13 +352,16 @@ class CWriter:
         inner = [k for k in range(len(xd)) if k in red]
         elem = self.element(x, x, idx)
         dst = f"{self.pointer[node]}[{index([idx[k] for k in kept], strides(dims(node)))}]"
-        over = (lambda body: loops([idx[k] for k in inner], [xd[k] for k in inner], body))
+        def over(body: list[str], reduction: str | None = None) -> list[str]:
+            return loops([idx[k] for k in inner], [xd[k] for k in inner], body, reduction)
+
         if node.op is Op.SUM:
-            body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"]), f"{dst} = _acc;"]
+            body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"], "_acc"),
+                    f"{dst} = _acc;"]
         else:
             body = [f"{self.real} _m = -INFINITY;", *over([f"_m = fmax(_m, {elem});"]),
                     "if (!isfinite(_m)) _m = 0;", f"{self.real} _acc = 0;",
-                    *over([f"_acc += exp({elem} - _m);"]), f"{dst} = _m + log(_acc);"]
+                    *over([f"_acc += exp({elem} - _m);"], "_acc"), f"{dst} = _m + log(_acc);"]
         if not kept:
             return ["{", *("  " + b for b in body), "}"]
         return loops([idx[k] for k in kept], [xd[k] for k in kept], body)
@@ -381,7 +390,32 @@ class CWriter:
             elem = f"{self.pointer[x]}[{index(x_idx, strides(dims(x)))}]"
         return loops(idx, ds, [f"{self.pointer[node]}[{index(idx, strides(ds))}] = {elem};"])
 
+    def matmul(self, node: Node) -> Matmul | None:
+        """The GEMM computing a DOT node, when it is a product of (batches of) matrices."""
+        a, b = node.args
+        c = node.attr
+        sa = ("b" if a.batched else "") + c.a
+        sb = ("b" if b.batched else "") + c.b
+        so = ("b" if node.batched else "") + c.out
+        form = matmul_form(sa, sb, so)
+        if form is None:
+            return None
+        sizes: dict[str, str | int] = {"b": N}
+        for letters, nd in ((c.a, a), (c.b, b)):
+            sizes.update(zip(letters, nd.shape))
+        swap, ta, tb = form
+        (la, pl), (lb, pr) = ((sb, b), (sa, a)) if swap else ((sa, a), (sb, b))
+        k = ((set(la) & set(lb)) - set(so)).pop()
+        m, nn = la.replace(k, ""), lb.replace(k, "")
+        cols = sizes[nn] if nn else 1
+        return Matmul(ta, tb, sizes[m] if m else 1, cols, sizes[k], self.pointer[pl],
+                      sizes[la[-1]], self.pointer[pr], sizes[lb[-1]] if len(lb) == 2 else 1,
+                      cols)
+
     def dot(self, node: Node) -> list[str]:
+        mm = self.matmul(node)
+        if mm is not None:
+            return self.gemm(mm, self.pointer[node])
         a, b = node.args
         c = node.attr
         sa = ("b" if a.batched else "") + c.a
@@ -391,18 +425,6 @@ class CWriter:
         sizes: dict[str, str | int] = {"b": N}
         for letters, nd in ((c.a, a), (c.b, b)):
             sizes.update(zip(letters, nd.shape))
-        form = matmul_form(sa, sb, so)
-        if form is not None:
-            swap, ta, tb = form
-            (la, pl), (lb, pr) = ((sb, pb), (sa, pa)) if swap else ((sa, pa), (sb, pb))
-            k = ((set(la) & set(lb)) - set(so)).pop()
-            m, nn = la.replace(k, ""), lb.replace(k, "")
-            rows = sizes[m] if m else 1
-            cols = sizes[nn] if nn else 1
-            lda = sizes[la[-1]]
-            ldb = sizes[lb[-1]] if len(lb) == 2 else 1
-            return [f"gemm_({int(ta)}, {int(tb)}, {rows}, {cols}, {sizes[k]}, {pl}, {lda}, "
-                    f"{pr}, {ldb}, {dst}, {cols});"]
         letters = list(dict.fromkeys(so + sa + sb))
         at = index([f"_l{ch}" for ch in sa], strides([sizes[ch] for ch in sa]))
         bt = index([f"_l{ch}" for ch in sb], strides([sizes[ch] for ch in sb]))
@@ -411,6 +433,63 @@ class CWriter:
         return [f"for (long _i = 0; _i < {total}; _i++) {dst}[_i] = 0;",
                 *loops([f"_l{ch}" for ch in letters], [sizes[ch] for ch in letters],
                        [f"{dst}[{ot}] += {pa}[{at}] * {pb}[{bt}];"])]
+
+    def gemm(self, mm: Matmul, dst: str, alpha: str = "1", beta: int = 0) -> list[str]:
+        """dst = alpha * op(A) op(B) + beta * dst: loops the compiler can vectorize for
+        small products (a BLAS call costs more than their arithmetic), CBLAS otherwise."""
+        r = self.real
+        a_ik = "_A[_k * {} + _i]".format(mm.lda) if mm.ta else "_A[_i * {} + _k]".format(mm.lda)
+        scale = "" if alpha == "1" else f"({alpha}) * "
+        head = [f"const {r} *restrict _A = {mm.a};", f"const {r} *restrict _B = {mm.b};",
+                f"{r} *restrict _C = {dst};"]
+        if mm.tb:  # C[i, j] = A[i, :] . B[j, :]
+            keep = "" if beta == 0 else "_C[_i * {ldc} + _j] + ".format(ldc=mm.ldc)
+            small = loops(["_i", "_j"], [mm.m, mm.n], [
+                f"{r} _acc = 0;",
+                *loops(["_k"], [mm.k], [f"_acc += {a_ik} * _B[_j * {mm.ldb} + _k];"], "_acc"),
+                f"_C[_i * {mm.ldc} + _j] = {keep}{scale}_acc;",
+            ])
+        else:  # C[i, :] += A[i, k] B[k, :]
+            zero = [] if beta else loops(["_j"], [mm.n], [f"_C[_i * {mm.ldc} + _j] = 0;"],
+                                         simd=True)
+            small = loops(["_i"], [mm.m], [
+                *zero,
+                *loops(["_k"], [mm.k], [
+                    f"const {r} _a = {scale}{a_ik};",
+                    *loops(["_j"], [mm.n], [
+                        f"_C[_i * {mm.ldc} + _j] += _a * _B[_k * {mm.ldb} + _j];"], simd=True),
+                ]),
+            ])
+        blas = (f"scipy_cblas_{'s' if r == 'float' else 'd'}gemm(CblasRowMajor, "
+                f"{'CblasTrans' if mm.ta else 'CblasNoTrans'}, "
+                f"{'CblasTrans' if mm.tb else 'CblasNoTrans'}, {mm.m}, {mm.n}, {mm.k}, "
+                f"{alpha}, _A, {mm.lda}, _B, {mm.ldb}, {beta}, _C, {mm.ldc});")
+        work = product([mm.m, mm.n, mm.k])
+        if work.isdigit():  # known when generating: choose now
+            body = small if int(work) <= SMALL_GEMM else [blas]
+        else:
+            body = [f"if ((long)({work}) <= {SMALL_GEMM}) {{", *("  " + x for x in small),
+                    "} else {", "  " + blas, "}"]
+        return ["{", *("  " + x for x in head + body), "}"]
+
+
+@dataclass
+class Matmul:
+    """C = op(A) op(B), row-major: op(A) is m x k, op(B) k x n; ld* are leading dimensions."""
+
+    ta: bool
+    tb: bool
+    m: str | int
+    n: str | int
+    k: str | int
+    a: str
+    lda: str | int
+    b: str
+    ldb: str | int
+    ldc: str | int
+
+
+SMALL_GEMM = 16384  # multiply-adds below which inline loops beat a BLAS call
 
 
 def _inplace_ok(node: Node, arg: Node) -> bool:
@@ -555,6 +634,8 @@ class Generator:
             plan: Plan = writer.plan
             grad_of: dict[str, str] = {}
             for a in self.params:
+                if a.key in folded:
+                    continue
                 g = roots[a.key]
                 while g.op is Op.RESHAPE:
                     g = g.args[0]
@@ -567,6 +648,10 @@ class Generator:
                     plan.fixed_size += size
                     grad_of[a.key] = name
             for a in self.params:
+                if a.key in folded:
+                    mm = writer.matmul(folded[a.key])
+                    lines += writer.gemm(mm, a.name, alpha=f"-_lr / {N}", beta=1)
+                    continue
                 g = roots[a.key]
                 idx = [f"_i{k}" for k in range(len(a.shape))]
                 space = _space(a)
@@ -578,7 +663,15 @@ class Generator:
                                [f"{a.name}[{index(idx, strides(list(a.shape)))}] -= _lr * {value};"])
             return [*lines, "return _loss;"]
 
-        step_roots = {loss_name: loss_node, **prog.grads}
+        # A weight gradient (delta.T @ a) / n folds into its update: one GEMM with
+        # alpha = -lr/n and beta = 1 writes the new weights, after every read of the old.
+        folded = {k: g.args[0] for k, g in prog.grads.items() if _is_batch_mean_product(g)}
+        step_roots = {loss_name: loss_node}
+        for k, g in prog.grads.items():
+            if k in folded:
+                step_roots[f"_{k}_a"], step_roots[f"_{k}_b"] = folded[k].args
+            else:
+                step_roots[k] = g
         step = self.function(
             "train_step", "One step of gradient descent in place; the loss before it.",
             step_roots, [], False, update, direct_ok=False, extra=[f"{self.real} _lr"],
@@ -595,6 +688,19 @@ class Generator:
                       slots=len(self.params) + len(self.inputs))
         context = dict(outputs=outputs, params=self.params, inputs=self.inputs, prefix=prefix)
         return source, cdef, context
+
+
+def _is_batch_mean_product(g: Node) -> bool:
+    """Is ``g`` a matrix product summed over the batch, divided by n (a weight gradient)?"""
+    if not (g.op is Op.EW and g.attr == X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE
+            and g.args[0].op is Op.DOT and g.args[0].attr.sum_batch
+            and len(g.args[0].attr.out) == 2):
+        return False
+    a, b = g.args[0].args
+    c = g.args[0].attr
+    sa = ("b" if a.batched else "") + c.a
+    sb = ("b" if b.batched else "") + c.b
+    return matmul_form(sa, sb, c.out) is not None
 
 
 def _space(a: Arg) -> Node:

@@ -23,7 +23,7 @@ import types
 from functools import lru_cache
 from pathlib import Path
 
-DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99")
+DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd")
 
 
 class BuildError(RuntimeError):
@@ -76,6 +76,17 @@ def _blas() -> tuple[str, str, str]:
     return ob.get_include_dir(), ob.get_lib_dir(), ob.get_library()
 
 
+@lru_cache(maxsize=1)
+def _has_libmvec() -> bool:
+    """glibc's vector math library (vectorized exp and log), on x86-64 Linux."""
+    import ctypes.util
+    import platform
+
+    return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64") and (
+        ctypes.util.find_library("mvec") is not None
+    )
+
+
 def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
     import cffi
 
@@ -84,7 +95,7 @@ def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
         json.dumps(files, sort_keys=True), cdef, module, _compiler_identity(compiler()),
         " ".join(flags()), cffi.__version__, sys.implementation.cache_tag,
         sysconfig.get_config_var("EXT_SUFFIX") or "", libdir, lib,
-        os.environ.get("SYMBP_SANITIZE", ""),
+        os.environ.get("SYMBP_SANITIZE", ""), str(_has_libmvec()),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -116,12 +127,16 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
     ffi.cdef(cdef)
     compile_args = list(flags())
     link_args = [f"-Wl,-rpath,{libdir}"]
+    libraries = [lib]
+    if _has_libmvec():
+        compile_args.append("-DSYMBP_MVEC")
+        libraries.append("mvec")
     sanitize = os.environ.get("SYMBP_SANITIZE")
     if sanitize:
         compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
         link_args += [f"-fsanitize={sanitize}"]
     ffi.set_source(
-        module, files[c_file], include_dirs=[include], library_dirs=[libdir], libraries=[lib],
+        module, files[c_file], include_dirs=[include], library_dirs=[libdir], libraries=libraries,
         extra_compile_args=compile_args, extra_link_args=link_args,
     )
     work = Path(tempfile.mkdtemp(prefix="build-", dir=dest))

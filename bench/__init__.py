@@ -1,0 +1,1 @@
+"""symbp's benchmarks: side by side, in one process, reported as ratios."""
