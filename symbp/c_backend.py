@@ -22,7 +22,7 @@ from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
 from .render import render
-from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, schedule
+from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
 
 C_RESERVED = {
     # C99 keywords and names the translation unit or its headers use
@@ -679,9 +679,9 @@ class Generator:
         functions = [fwd, loss, lag, step]
         prefix = f"symbp_{c_identifier(graph.name)}_"
         source = render(
-            "c_module.c.j2", name=graph.name, version=__version__,
+            "c_module.c.j2", name=doc_text(graph.name), version=__version__,
             slots=len(self.params) + len(self.inputs),
-            spec_file=Path(graph.filename).name, dtype=self.dtype, real=self.real,
+            spec_file=doc_text(Path(graph.filename).name), dtype=self.dtype, real=self.real,
             blas=("s" if self.dtype == "float32" else "d"), prefix=prefix, functions=functions,
         )
         cdef = render("c_cdef.h.j2", real=self.real, prefix=prefix, functions=functions,
@@ -746,8 +746,8 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
                        "shape_text": shape_text(["n"] + [str(d) for d in a.shape])}
                       for a in gen.inputs]
     wrapper = render(
-        "c_wrapper.py.j2", name=graph.name, title=_title(graph), version=__version__,
-        spec_file=Path(graph.filename).name, dtype=dtype, ext=ext, real=gen.real,
+        "c_wrapper.py.j2", name=doc_text(graph.name), title=_title(graph), version=__version__,
+        spec_file=doc_text(Path(graph.filename).name), dtype=dtype, ext=ext, real=gen.real,
         prefix=ctx["prefix"], loss_name=graph.loss_name, outputs=outputs,
         params_dict=_dict_text({k: d.node.shape for k, d in graph.params.items()}),
         inputs_dict=_dict_text({k: d.node.shape for k, d in graph.inputs.items()}),

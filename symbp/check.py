@@ -115,3 +115,50 @@ def check_grads(
 
     module = compile(net, backend=backend, dtype="float64")
     return check_module(module, seed=seed, batch=batch, tolerance=tolerance, backend=backend)
+
+
+@dataclass
+class Agreement:
+    """How closely two backends agree on the loss and every gradient, in float64."""
+
+    backends: tuple[str, ...]
+    tolerance: float
+    errors: dict[str, float] = field(default_factory=dict)  # "loss" or param -> rel. error
+
+    @property
+    def ok(self) -> bool:
+        return all(e <= self.tolerance for e in self.errors.values())
+
+    def table(self) -> str:
+        a, b = self.backends[:2]
+        lines = [f"{a} against {b}: max relative difference (tolerance {self.tolerance:.0e})"]
+        for name, err in self.errors.items():
+            lines.append(f"  {name:<16} {err:.2e}  {'ok' if err <= self.tolerance else 'OFF'}")
+        lines.append("backends agree" if self.ok else "BACKENDS DISAGREE")
+        return "\n".join(lines)
+
+
+def compare_backends(
+    net: Graph | str | Path, backends: tuple[str, ...] = ("numpy", "c"), seed: int = 0,
+    batch: int = 3, tolerance: float = 1e-12,
+) -> Agreement:
+    """Loss and gradients of ``backends`` on the same random data, relative to the largest
+    magnitude of each array (elements near zero would otherwise dominate)."""
+    from .compiler import compile
+
+    modules = [compile(net, backend=b, dtype="float64") for b in backends]
+    rng = np.random.default_rng(seed)
+    params = random_params(modules[0], rng)
+    inputs = random_inputs(modules[0], batch, rng)
+    results = [m.loss_and_grads({k: v.copy() for k, v in params.items()}, **inputs)
+               for m in modules]
+    (loss0, grads0), rest = results[0], results[1:]
+    agreement = Agreement(tuple(backends), tolerance)
+    for loss, grads in rest:
+        err = abs(loss - loss0) / max(abs(loss0), 1e-300)
+        agreement.errors["loss"] = max(agreement.errors.get("loss", 0.0), err)
+        for name, g0 in grads0.items():
+            scale = max(float(np.max(np.abs(g0), initial=0.0)), 1e-300)
+            err = float(np.max(np.abs(grads[name] - g0), initial=0.0)) / scale
+            agreement.errors[name] = max(agreement.errors.get(name, 0.0), err)
+    return agreement

@@ -1,4 +1,4 @@
-"""The command line: ``symbp compile | check | grad`` (SPEC.md §2).
+"""The command line: ``symbp compile | check | grad | cache`` (SPEC.md §2).
 
 Whatever a user gets wrong -- a bad spec, a missing or unwritable file, a bad option, a
 missing C compiler -- prints ``file:line:col: error: ...`` (or ``symbp: error: ...``) on
@@ -74,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", help="the .sbp file")
     g.add_argument("--passes", action="store_true",
                    help="also print the passes that ran, rules fired and node counts")
-    p.verbs = {"compile": c, "check": k, "grad": g}  # to report stray arguments by verb
+    h = sub.add_parser("cache", help="show or clear the C backend's build cache",
+                       description="The C backend keeps built modules in a cache folder "
+                       "(SYMBP_CACHE_DIR, else $XDG_CACHE_HOME/symbp or ~/.cache/symbp).")
+    h.add_argument("action", choices=("info", "clear"),
+                   help="info: where it is and what it holds; clear: delete every entry")
+    p.verbs = {"compile": c, "check": k, "grad": g, "cache": h}  # stray arguments, by verb
     return p
 
 
@@ -151,7 +156,24 @@ def _check(args) -> int:
         report = check_grads(graph, backend=backend, seed=args.seed, batch=args.batch)
         print(report.table())
         ok &= report.ok
+    if len(backends) > 1:
+        from .check import compare_backends
+
+        agreement = compare_backends(graph, backends, seed=args.seed, batch=args.batch)
+        print(agreement.table())
+        ok &= agreement.ok
     return 0 if ok else 1
+
+
+def _cache(args) -> int:
+    from .cbuild import cache_clear, cache_info
+
+    if args.action == "clear":
+        print(f"removed {cache_clear()} entries from {cache_info()['path']}")
+        return 0
+    info = cache_info()
+    print(f"cache {info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    return 0
 
 
 def _grad(args) -> int:
@@ -166,7 +188,7 @@ def _grad(args) -> int:
     return 0
 
 
-VERBS = {"compile": _compile, "check": _check, "grad": _grad}
+VERBS = {"compile": _compile, "check": _check, "grad": _grad, "cache": _cache}
 
 
 if __name__ == "__main__":

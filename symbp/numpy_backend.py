@@ -18,7 +18,7 @@ from . import __version__
 from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import NumpyPrinter
-from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, schedule
+from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
 from .render import render
 
 MODULE_NAMES = {
@@ -203,10 +203,10 @@ def generate(program: Program, dtype: str = "float64") -> str:
     outputs = tuple(program.outputs)
     return render(
         "numpy_module.py.j2",
-        name=graph.name,
+        name=doc_text(graph.name),
         title=_title(graph),
         version=__version__,
-        spec_file=Path(graph.filename).name,
+        spec_file=doc_text(Path(graph.filename).name),
         dtype=dtype,
         loss_name=loss_name,
         params_dict=params_dict,
@@ -230,8 +230,7 @@ def _title(graph: Graph) -> str:
     for line in graph.source.splitlines():
         line = line.strip()
         if line.startswith("#"):
-            text = comment_text(line.lstrip("#").strip()).replace('"""', "'''")
-            return text.replace("\\", "/")[:100] or "a symbp network"
+            return doc_text(line.lstrip("#").strip())[:100] or "a symbp network"
         if line:
             break
     return "a symbp network"

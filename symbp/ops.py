@@ -99,8 +99,10 @@ def elementwise(expr: sympy.Expr, args: Sequence[Node], what: str = "") -> Node:
     expr = sympy.sympify(expr).xreplace(subs)
     used = sorted(ew.placeholder_index(s) - len(args) for s in expr.free_symbols)
     expr = expr.xreplace({X[j + len(args)]: X[k] for k, j in enumerate(used)})
-    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-        raise GraphError(f"{what or 'expression'} gives a non-finite constant ({expr})")
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or not _finite_real(expr):
+        shown = str(expr) if len(str(expr)) <= 60 else str(expr)[:57] + "..."
+        raise GraphError(f"{what or 'expression'} has a constant that is not a finite real "
+                         f"number ({shown})")
     kept = [kept[j] for j in used]
     if not kept:
         node = const(expr) if expr.is_number else None
@@ -115,6 +117,21 @@ def elementwise(expr: sympy.Expr, args: Sequence[Node], what: str = "") -> Node:
         node = broadcast(node, shape)
     del batched  # a value independent of the examples may stay unbatched
     return node
+
+
+def _finite_real(expr: sympy.Expr) -> bool:
+    """Do the constant parts of ``expr`` (sqrt(-1), exp(1000), 10**400) fit a float?"""
+    if expr.has(sympy.I):
+        return False
+    for part in sympy.preorder_traversal(expr):
+        if not (isinstance(part, sympy.Expr) and part.is_number):
+            continue
+        if part.is_Rational:
+            if abs(part.p) >= 10**300 or part.q >= 10**300:
+                return False
+        elif ew.as_float(part) is None:
+            return False
+    return True
 
 
 def add(a: Node, b: Node) -> Node:

@@ -123,3 +123,8 @@ def schedule(
 def comment_text(text: str) -> str:
     """A spec line made safe for a one-line comment in any language."""
     return re.sub(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]", "#", text).rstrip()
+
+
+def doc_text(text: str) -> str:
+    """User text (a file name, a title) made safe inside a docstring or a C comment."""
+    return comment_text(text).replace('"', "'").replace("*/", "*_/").replace("/*", "/_*")
