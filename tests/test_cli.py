@@ -227,6 +227,32 @@ def test_check_exits_1_when_gradients_are_off(tmp_path, capsys, monkeypatch):
     assert "OFF (fd" in out and out.rstrip().endswith("GRADIENTS ARE OFF")
 
 
+def test_check_all_backends_compares_them(tmp_path, capsys):
+    spec = write(tmp_path, NEURON)
+    code, out, err = run_main(capsys, "check", spec, "--backend", "all")
+    assert (code, err) == (0, "")
+    assert "backend numpy: loss" in out and "backend c: loss" in out
+    assert "numpy against c: max relative difference (tolerance 1e-12)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert {r[0] for r in rows} == {"loss", "w", "b"}
+    assert all(float(r[1]) <= 1e-12 and r[2] == "ok" for r in rows)
+    assert out.rstrip().endswith("backends agree")
+
+
+def test_cache_info_and_clear(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = run_main(capsys, "cache", "info")
+    assert (code, err) == (0, "")
+    assert out == f"cache {tmp_path / 'cache'}: 0 entries, 0.0 MB\n"
+    symbp.compile(symbp.parse_text(NEURON), backend="c")
+    code, out, _ = run_main(capsys, "cache", "info")
+    assert code == 0 and ": 1 entries, " in out
+    code, out, _ = run_main(capsys, "cache", "clear")
+    assert (code, out) == (0, f"removed 1 entries from {tmp_path / 'cache'}\n")
+    assert run_main(capsys, "cache", "info")[1].endswith(": 0 entries, 0.0 MB\n")
+    assert run_main(capsys, "cache", "prune")[0] == 2
+
+
 def test_grad_prints_the_backward_equations(capsys):
     code, out, err = run_main(capsys, "grad", MLP)
     assert (code, err) == (0, "")
@@ -339,10 +365,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("verb, options", [
-    (None, ["compile", "check", "grad", "--version"]),
+    (None, ["compile", "check", "grad", "cache", "--version"]),
     ("compile", ["--backend", "--dtype", "--output"]),
     ("check", ["--backend", "--seed", "--batch"]),
     ("grad", ["--passes"]),
+    ("cache", ["info", "clear"]),
 ])
 def test_help_on_every_verb(capsys, verb, options):
     code, out, err = run_main(capsys, *([verb] if verb else []), "--help")
