@@ -1133,3 +1133,40 @@ def test_small_specs_that_crashed_the_compiler(spec, grad, backend):
     _, grads = module.loss_and_grads({name: w}, **{xname: x})
     want = np.mean([grad(w, example) for example in x], axis=0).reshape(shape)
     assert_close(f"d{name}", grads[name], want, 1e-12, 1e-14)
+
+
+STABILITY_SPEC = """
+z: Input[3]
+t: Input[3]
+s: Param = 1.0
+def logsig(u):
+    return log(sigmoid(u))
+def sp(u):
+    return log(1 + exp(u))
+bce = -sum(t * logsig(s * z) + (1 - t) * log(1 - sigmoid(s * z)))
+C: Loss = cross_entropy(s * z, t) + bce + sum(sp(s * z)) + logsumexp(s * z)
+p: Output = softmax(s * z)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("s", [1.0, 1000.0])
+def test_naive_log_forms_are_stable_at_large_logits(s, backend):
+    """log(sigmoid(u)) inside a def was not rewritten to -softplus(-u): inf at u = -1000."""
+    module = module_for(STABILITY_SPEC, backend)
+    z = np.array([[1.0, -1.0, 0.5], [-0.7, 0.2, 1.0]])
+    t = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    u = s * z
+    softplus, sigmoid = np.logaddexp(0, u), 1 / (1 + np.exp(-u))
+    lse = np.max(u, 1) + np.log(np.sum(np.exp(u - np.max(u, 1, keepdims=True)), 1))
+    log_softmax = u - lse[:, None]
+    per = -np.sum(t * log_softmax, 1) + np.sum(t * np.logaddexp(0, -u) + (1 - t) * softplus, 1)
+    per += np.sum(softplus, 1) + lse
+    # d/ds: each term is a function of u = s z, so d/ds = sum(z * d/du)
+    du = -t + t.sum(1, keepdims=True) * np.exp(log_softmax)  # cross entropy
+    du += -t * (1 - sigmoid) + (1 - t) * sigmoid + sigmoid + np.exp(log_softmax)
+    value, grads = module.loss_and_grads({"s": np.array(s)}, z=z, t=t)
+    assert_close("loss", value, per.mean(), 1e-12, 1e-14)
+    assert_close("ds", grads["s"], np.mean(np.sum(z * du, 1)), 1e-12, 1e-14)
+    assert_close("p", module.forward({"s": np.array(s)}, z=z, t=t)["p"], np.exp(log_softmax),
+                 1e-12, 1e-14)
