@@ -144,3 +144,126 @@ def train_step(params, lr, /, **inputs) -> float:
     for name, grad in grads.items():
         params[name] -= lr * grad
     return value
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+_HYPER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
+          "eps": 1e-8}
+
+
+def _hyper(hyper):
+    """Optimizer settings, with defaults, checked."""
+    if not isinstance(hyper, dict):
+        raise ValueError(f"hyper: expected a dict, got {type(hyper).__name__}")
+    unknown = [k for k in hyper if k not in _HYPER]
+    if unknown:
+        raise ValueError(f"hyper: unknown setting {unknown[0]!r}; expected {list(_HYPER)}")
+    out = {**_HYPER, **hyper}
+    if out["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"hyper['optimizer']: expected one of {OPTIMIZERS}, "
+                         f"got {out['optimizer']!r}")
+    for key in ("lr", "momentum", "beta1", "beta2", "eps"):
+        try:
+            out[key] = float(out[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"hyper[{key!r}]: expected a number, got {out[key]!r}") from None
+    return out
+
+
+def init_state(optimizer="sgd") -> dict:
+    """Fresh optimizer state: a velocity per Param for momentum; for adam, the two moment
+    estimates per Param and the step count t."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+    state = {}
+    if optimizer == "momentum":
+        state = {f"v.{name}": np.zeros(shape, dtype=DTYPE) for name, shape in PARAMS.items()}
+    if optimizer == "adam":
+        for name, shape in PARAMS.items():
+            state[f"m.{name}"] = np.zeros(shape, dtype=DTYPE)
+            state[f"v.{name}"] = np.zeros(shape, dtype=DTYPE)
+        state["t"] = np.zeros((), dtype=np.float64)
+    return state
+
+
+def _state(state, optimizer):
+    """The state arrays ``optimizer`` updates in place, checked like params."""
+    if not isinstance(state, dict):
+        raise ValueError(f"state: expected a dict of arrays, got {type(state).__name__}")
+    want = init_state(optimizer)
+    if set(state) != set(want):
+        raise ValueError(f"state: expected the keys {sorted(want)} of init_state"
+                         f"({optimizer!r}), got {sorted(state, key=str)}")
+    for key, fresh in want.items():
+        value = state[key]
+        ok = (isinstance(value, np.ndarray) and value.dtype == fresh.dtype
+              and value.shape == fresh.shape and value.flags.writeable
+              and value.flags.c_contiguous)
+        if not ok:
+            raise ValueError(f"state[{key!r}]: must be a writable, C-contiguous "
+                             f"{fresh.dtype} array of shape {fresh.shape}")
+    return state
+
+
+def _order(order, rows, batch_size):
+    try:
+        order = np.asarray(order)
+    except (TypeError, ValueError):
+        order = None
+    if order is None or order.ndim != 1 or order.dtype.kind not in "iu":
+        raise ValueError("order: expected a 1-D integer array of example indices")
+    if order.size and (order.min() < 0 or order.max() >= rows):
+        raise ValueError(f"order: indices must lie in [0, {rows}), the examples in the data")
+    if type(batch_size) is not int or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    return np.ascontiguousarray(order, dtype=np.int64)
+
+
+
+def _update(params, grads, state, h):
+    """One optimizer update in place (the same arithmetic the C backend compiles)."""
+    opt, lr = h["optimizer"], h["lr"]
+    if opt == "adam":
+        state["t"] += 1
+        t = float(state["t"])
+        c1, c2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+    for name, grad in grads.items():
+        if opt == "sgd":
+            params[name] -= lr * grad
+        elif opt == "momentum":
+            v = state[f"v.{name}"]
+            v *= h["momentum"]
+            v += grad
+            params[name] -= lr * v
+        else:
+            m, v = state[f"m.{name}"], state[f"v.{name}"]
+            m += (1 - h["beta1"]) * (grad - m)
+            v += (1 - h["beta2"]) * (grad * grad - v)
+            params[name] -= lr * (m / c1) / (np.sqrt(v / c2) + h["eps"])
+
+
+def train_epoch(params, state, hyper, order, batch_size, /, **data) -> tuple:
+    """Mini-batch steps over the examples of ``data`` in ``order`` (batches of batch_size,
+    the last one partial), updating params and state in place.
+
+    Returns (the sum over steps of the batch loss times the batch size, the steps done).
+    A step whose loss is not finite is not applied and ends the call early.
+    """
+    h = _hyper(hyper)
+    _params(params, in_place=True)
+    _state(state, h["optimizer"])
+    if set(data) != set(INPUTS):
+        _inputs({k: v[:1] for k, v in data.items()})  # names the missing or extra input
+    rows = len(next(iter(data.values()))) if data else 1
+    order = _order(order, rows, batch_size)
+    total, steps = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        rows_now = order[start:start + batch_size]
+        batch = {name: np.asarray(data[name])[rows_now] for name in INPUTS}
+        value, grads = loss_and_grads(params, **batch)
+        if not np.isfinite(value):
+            break
+        _update(params, grads, state, h)
+        total += value * len(rows_now)
+        steps += 1
+    return total, steps

@@ -1,4 +1,4 @@
-"""The command line: ``symbp compile | check | grad | cache`` (SPEC.md §2).
+"""The command line: ``symbp compile | check | grad | train | cache`` (SPEC.md §2).
 
 Whatever a user gets wrong -- a bad spec, a missing or unwritable file, a bad option, a
 missing C compiler -- prints ``file:line:col: error: ...`` (or ``symbp: error: ...``) on
@@ -42,6 +42,26 @@ def _count(least: int):
     return convert
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symbp", description="Compile neural-network specs to gradient code.")
     p.add_argument("--version", action="version", version=f"symbp {__version__}")
@@ -74,12 +94,34 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", help="the .sbp file")
     g.add_argument("--passes", action="store_true",
                    help="also print the passes that ran, rules fired and node counts")
+    t = sub.add_parser("train", help="mini-batch training with a progress bar",
+                       description="Train SPEC on the arrays of FILE.npz, named after its "
+                       "Inputs (batch on axis 0). Arrays suffixed _val are the held-out set; "
+                       "else --val-split holds out a fraction. A checkpoint is written after "
+                       "every epoch and on Ctrl-C; --resume continues a run exactly.")
+    t.add_argument("spec", help="the .sbp file")
+    t.add_argument("--data", required=True, metavar="FILE.npz", help="the training data")
+    t.add_argument("--val-split", type=_fraction, default=0.0, metavar="F",
+                   help="hold out this fraction of the data for validation (default 0)")
+    t.add_argument("--epochs", type=_count(1), default=10, help="epochs in all (default 10)")
+    t.add_argument("--batch-size", type=_count(1), default=32, help="default 32")
+    t.add_argument("--lr", type=_positive, default=None,
+                   help="learning rate (default 0.001 for adam, 0.01 otherwise)")
+    t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="adam")
+    t.add_argument("--seed", type=_count(0), default=0, help="initialization and shuffling")
+    t.add_argument("--backend", choices=BACKENDS, default="numpy")
+    t.add_argument("--dtype", choices=DTYPES, default="float64")
+    t.add_argument("--save", metavar="PATH", help="checkpoint file (default SPEC.ckpt.npz)")
+    t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
+    t.add_argument("--plot", metavar="FILE.png", help="loss and accuracy curves (matplotlib)")
+
     h = sub.add_parser("cache", help="show or clear the C backend's build cache",
                        description="The C backend keeps built modules in a cache folder "
                        "(SYMBP_CACHE_DIR, else $XDG_CACHE_HOME/symbp or ~/.cache/symbp).")
     h.add_argument("action", choices=("info", "clear"),
                    help="info: where it is and what it holds; clear: delete every entry")
-    p.verbs = {"compile": c, "check": k, "grad": g, "cache": h}  # stray arguments, by verb
+    p.verbs = {"compile": c, "check": k, "grad": g, "train": t, "cache": h}  # to report stray
+    # arguments with the verb's own usage
     return p
 
 
@@ -165,6 +207,121 @@ def _check(args) -> int:
     return 0 if ok else 1
 
 
+class DataError(ValueError):
+    """The training data does not fit the spec."""
+
+
+def _load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, dict | None]:
+    """Arrays named after the Inputs, and the held-out ones (suffix _val, or a split)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    names = list(module.INPUTS)
+    train, val = {}, {}
+    for name in names:
+        if name not in arrays:
+            raise DataError(f"{path}: no array {name!r}; the spec's Inputs are "
+                            f"{', '.join(names)} and the file has {', '.join(arrays) or 'none'}")
+        train[name] = arrays[name]
+        if f"{name}_val" in arrays:
+            val[name] = arrays[f"{name}_val"]
+    if val and set(val) != set(names):
+        missing = [f"{n}_val" for n in names if n not in val]
+        raise DataError(f"{path}: held-out arrays are incomplete: no {', '.join(missing)}")
+    for split in (train, val):
+        rows = {len(v) if v.ndim else 0 for v in split.values()}
+        for name, value in split.items():
+            shape = module.INPUTS[name]
+            if value.ndim != len(shape) + 1 or value.shape[1:] != shape:
+                want = ", ".join(["examples", *map(str, shape)])
+                raise DataError(f"{path}: array {name!r} has shape {value.shape}; the spec "
+                                f"wants ({want})")
+            if value.dtype.kind not in "fiub":
+                raise DataError(f"{path}: array {name!r} holds {value.dtype}, not numbers")
+        if len(rows) > 1:
+            raise DataError(f"{path}: the arrays have different numbers of examples: "
+                            + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+    if not val and val_split > 0:
+        rows = len(next(iter(train.values())))
+        order = np.random.default_rng(seed).permutation(rows)
+        cut = rows - max(1, int(round(rows * val_split)))
+        val = {k: v[order[cut:]] for k, v in train.items()}
+        train = {k: v[order[:cut]] for k, v in train.items()}
+    if not train or len(next(iter(train.values()))) == 0:
+        raise DataError(f"{path}: no training examples")
+    return train, (val or None)
+
+
+def _train(args) -> int:
+    import time
+
+    from .compiler import compile
+    from .progress import ProgressBar, plot, summary
+    from .train import Trainer, TrainingError
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("symbp: error: --plot needs matplotlib: pip install 'symbp[plot]'",
+                  file=sys.stderr)
+            return 2
+    graph = parse(args.spec)
+    module = compile(graph, backend=args.backend, dtype=args.dtype)
+    if not module.INPUTS:
+        print("symbp: error: the spec has no Input: there is nothing to train on",
+              file=sys.stderr)
+        return 2
+    try:
+        train, val = _load_data(args.data, module, args.val_split, args.seed)
+    except DataError as e:
+        print(f"symbp: error: {e}", file=sys.stderr)
+        return 2
+    save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
+    if args.resume:
+        try:
+            trainer = Trainer.load(args.resume, module)
+        except ValueError as e:
+            print(f"symbp: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 1e-2)
+        trainer = Trainer(module, optimizer=args.optimizer, lr=lr,
+                          batch_size=args.batch_size, seed=args.seed)
+    rows = len(next(iter(train.values())))
+    bar = ProgressBar(args.epochs, trainer.batch_size, rows)
+    start = time.perf_counter()
+    try:
+        while trainer.epoch < args.epochs:
+            bar.begin(trainer.epoch + 1)
+            (stats,) = trainer.fit(train, 1, val, progress=bar.update, checkpoint=save)
+            bar.end(stats)
+    except KeyboardInterrupt:
+        trainer.save(save)
+        print(f"\ninterrupted: checkpoint {save} (resume with --resume {save})",
+              file=sys.stderr)
+        return 130
+    except TrainingError as e:
+        last = f"the last good checkpoint is {save}" if Path(save).exists() else (
+            "no checkpoint was written yet")
+        print(f"\nsymbp: error: {e}; {last}", file=sys.stderr)
+        return 1
+    if not trainer.history:
+        print(f"nothing to do: the checkpoint has {trainer.epoch} epochs already")
+        return 0
+    print(summary(trainer.history, time.perf_counter() - start, save))
+    if args.plot:
+        plot(trainer.history, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
 def _cache(args) -> int:
     from .cbuild import cache_clear, cache_info
 
@@ -188,7 +345,8 @@ def _grad(args) -> int:
     return 0
 
 
-VERBS = {"compile": _compile, "check": _check, "grad": _grad, "cache": _cache}
+VERBS = {"compile": _compile, "check": _check, "grad": _grad, "train": _train,
+         "cache": _cache}
 
 
 if __name__ == "__main__":
