@@ -20,6 +20,7 @@ from test_unseen_networks import (  # noqa: E402 - after the skip
     CASES,
     FLOAT32_RUNS,
     Case,
+    _c_builds_in_parallel,  # noqa: F401 - the autouse fixture that builds the C modules
     assert_close,
     compiled,
     draw_inputs,
