@@ -15,6 +15,7 @@ from .parse import parse, parse_text  # noqa: E402
 from .compiler import compile, generate  # noqa: E402
 from .check import check_grads  # noqa: E402
 from .train import Trainer, TrainingError  # noqa: E402
+from .hessian import hvp  # noqa: E402
 from .build import (  # noqa: E402
     input, param, network, sigmoid, tanh, relu, softplus, exp, log, sqrt, sin, cos,
     abs, sum, mean, logsumexp, softmax, log_softmax, cross_entropy, grad,
@@ -22,7 +23,7 @@ from .build import (  # noqa: E402
 
 __all__ = [
     "SpecError", "Graph", "Node", "parse", "parse_text", "compile", "generate", "check_grads",
-    "Trainer", "TrainingError",
+    "Trainer", "TrainingError", "hvp",
     "input", "param", "network", "sigmoid", "tanh", "relu", "softplus", "exp", "log", "sqrt",
     "sin", "cos", "abs", "sum", "mean", "logsumexp", "softmax", "log_softmax",
     "cross_entropy", "grad",

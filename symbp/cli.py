@@ -1,4 +1,4 @@
-"""The command line: ``symbp compile | check | grad | train | cache`` (SPEC.md §2).
+"""The command line: ``symbp compile | check | grad | graph | train | cache`` (SPEC.md §2).
 
 Whatever a user gets wrong -- a bad spec, a missing or unwritable file, a bad option, a
 missing C compiler -- prints ``file:line:col: error: ...`` (or ``symbp: error: ...``) on
@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", help="the .sbp file")
     g.add_argument("--passes", action="store_true",
                    help="also print the passes that ran, rules fired and node counts")
+    d = sub.add_parser("graph", help="draw the computation graph (DOT, SVG or PNG)",
+                       description="Write the computation graph of SPEC as Graphviz DOT, or "
+                       "as SVG or PNG through Graphviz's dot, by the output's extension.")
+    d.add_argument("spec", help="the .sbp file")
+    d.add_argument("--grad", action="store_true", help="also draw the backward pass")
+    d.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="FILE.dot, FILE.svg or FILE.png")
+
     t = sub.add_parser("train", help="mini-batch training with a progress bar",
                        description="Train SPEC on the arrays of FILE.npz, named after its "
                        "Inputs (batch on axis 0). Arrays suffixed _val are the held-out set; "
@@ -120,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(SYMBP_CACHE_DIR, else $XDG_CACHE_HOME/symbp or ~/.cache/symbp).")
     h.add_argument("action", choices=("info", "clear"),
                    help="info: where it is and what it holds; clear: delete every entry")
-    p.verbs = {"compile": c, "check": k, "grad": g, "train": t, "cache": h}  # to report stray
+    p.verbs = {"compile": c, "check": k, "grad": g, "graph": d, "train": t, "cache": h}  # stray
     # arguments with the verb's own usage
     return p
 
@@ -205,6 +213,29 @@ def _check(args) -> int:
         print(agreement.table())
         ok &= agreement.ok
     return 0 if ok else 1
+
+
+def _graph(args) -> int:
+    from .picture import GraphvizMissing, render, to_dot
+    from .pipeline import optimize
+
+    out = Path(args.output)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("dot", "gv", "svg", "png"):
+        print(f"symbp: error: {out}: the output must end in .dot, .svg or .png",
+              file=sys.stderr)
+        return 2
+    text = to_dot(optimize(parse(args.spec)), grad=args.grad)
+    if fmt in ("dot", "gv"):
+        out.write_text(text, encoding="utf-8")
+    else:
+        try:
+            out.write_bytes(render(text, fmt))
+        except GraphvizMissing as e:
+            print(f"symbp: error: {e}", file=sys.stderr)
+            return 2
+    print(f"wrote {out}")
+    return 0
 
 
 class DataError(ValueError):
@@ -345,8 +376,8 @@ def _grad(args) -> int:
     return 0
 
 
-VERBS = {"compile": _compile, "check": _check, "grad": _grad, "train": _train,
-         "cache": _cache}
+VERBS = {"compile": _compile, "check": _check, "grad": _grad, "graph": _graph,
+         "train": _train, "cache": _cache}
 
 
 if __name__ == "__main__":
