@@ -630,7 +630,9 @@ class Generator:
             {loss_name: loss_node, **prog.grads}, grads, False, mean_loss)
 
         def update(writer: CWriter, roots) -> list[str]:
-            lines = loss_value(writer)  # before the update: the loss may read a param
+            # the loss before the update (it may read a param); a step whose loss is not
+            # finite changes nothing
+            lines = [*loss_value(writer), "if (!isfinite(_loss)) return _loss;"]
             plan: Plan = writer.plan
             grad_of: dict[str, str] = {}
             for a in self.params:
@@ -678,8 +680,16 @@ class Generator:
             mutable=True)
         functions = [fwd, loss, lag, step]
         prefix = f"symbp_{c_identifier(graph.name)}_"
+        sizes = dict(
+            inputs=[{"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
+                    for a in self.inputs],
+            params=[{"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
+                    for a in self.params],
+        )
+        sizes["input_size"] = sum(x["size"] for x in sizes["inputs"])
+        sizes["param_size"] = sum(p["size"] for p in sizes["params"])
         source = render(
-            "c_module.c.j2", name=doc_text(graph.name), version=__version__,
+            "c_module.c.j2", name=doc_text(graph.name), version=__version__, **sizes,
             slots=len(self.params) + len(self.inputs),
             spec_file=doc_text(Path(graph.filename).name), dtype=self.dtype, real=self.real,
             blas=("s" if self.dtype == "float32" else "d"), prefix=prefix, functions=functions,
