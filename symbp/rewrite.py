@@ -164,13 +164,22 @@ def log_sum_exp(node: Node, ctx: Context) -> Node | None:
     return None
 
 
+FUSE_MAX_ARGS = 6  # a fused loop reading more arrays than this stops paying off
+FUSE_MAX_OPS = 40  # and an expression longer than this stops being readable
+
+
 def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
-    """Inline an elementwise argument used only here into this elementwise node."""
+    """Inline an elementwise argument used only here into this elementwise node, while the
+    result stays a small expression (long chains would grow it, and the time, without end)."""
     if node.op is not Op.EW:
         return None
     for i, arg in enumerate(node.args):
         # inline only where X[i] occurs once: more would compute arg several times
         if arg.op is Op.EW and ctx.single_use(arg) and node.attr.count(X[i]) == 1:
+            if len(node.args) + len(arg.args) - 1 > FUSE_MAX_ARGS:
+                continue
+            if sympy.count_ops(node.attr) + sympy.count_ops(arg.attr) > FUSE_MAX_OPS:
+                continue
             expr, args = _substitute(node, i)
             return ops.elementwise(expr, args)
     return None
