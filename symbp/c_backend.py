@@ -304,17 +304,13 @@ class CWriter:
         ds = dims(node)
         idx = [f"_i{k}" for k in range(len(ds))]
         if op is Op.EW:
-            own = self.pointer.pop(node)
-            try:
-                value = self.ew_value(node, node, idx)
-            finally:
-                self.pointer[node] = own
             if all(arg_strides(node, a) in (strides(ds), ["0"] * len(ds))
                    for a in node.args if a in self.pointer):
                 if not ds:
                     return [f"{dst}[0] = {self.ew_value_flat(node, '0')};"]
                 value = self.ew_value_flat(node, "_i")  # the same layout everywhere: one loop
                 return loops(["_i"], [product(ds)], [f"{dst}[_i] = {value};"])
+            value = self.ew_value(node, node, idx)
             return loops(idx, ds, [f"{dst}[{index(idx, strides(ds))}] = {value};"])
         if op in (Op.SUM, Op.LOGSUMEXP):
             return self.reduce(node)
@@ -329,18 +325,14 @@ class CWriter:
     def ew_value_flat(self, node: Node, flat: str) -> str:
         """The elementwise value at flat index ``flat`` when every argument buffer has the
         node's own layout (or is a single value)."""
-        own = self.pointer.pop(node)
-        try:
-            subs = {}
-            for k, a in enumerate(node.args):
-                if a in self.pointer and strides(dims(a)) == strides(dims(node)):
-                    text = f"{self.pointer[a]}[{flat}]"
-                else:
-                    text = self.element(a, node, ["0"] * len(dims(node)))
-                subs[X[k]] = Code(f"_x{k:04d}", text, ATOM)
-            return self.printer.doprint(node.attr.xreplace(subs))
-        finally:
-            self.pointer[node] = own
+        subs = {}
+        for k, a in enumerate(node.args):
+            if a in self.pointer and strides(dims(a)) == strides(dims(node)):
+                text = f"{self.pointer[a]}[{flat}]"
+            else:
+                text = self.element(a, node, ["0"] * len(dims(node)))
+            subs[X[k]] = Code(f"_x{k:04d}", text, ATOM)
+        return self.printer.doprint(node.attr.xreplace(subs))
 
     def reduce(self, node: Node) -> list[str]:
         """SUM or LOGSUMEXP over per-example axes; the summand is computed in the loop."""
