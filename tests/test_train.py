@@ -11,9 +11,11 @@ themselves until the C wrapper exposes ``train_epoch``. The SIGKILL and Ctrl-C r
 from __future__ import annotations
 
 import functools
+import io
 import re
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -398,6 +400,12 @@ def _bad_arguments():
     def extra(a):
         a[5]["z"] = a[5]["x"]
 
+    def short(a):
+        a[5]["y"] = a[5]["y"][:8]
+
+    def narrow(a):
+        a[5]["x"] = a[5]["x"][:, :2]
+
     return [
         ("optimizer", hyper(optimizer="rmsprop"), r"optimizer.*rmsprop"),
         ("hyper-key", hyper(learning_rate=0.1), r"hyper.*learning_rate"),
@@ -416,6 +424,8 @@ def _bad_arguments():
         ("params-read-only", readonly, r"params\['W'\].*read-only"),
         ("input-missing", missing, r"'y'"),
         ("input-extra", extra, r"'z'"),
+        ("input-lengths", short, r"'y'"),
+        ("input-shape", narrow, r"'x'.*, 2\)"),
     ]
 
 
@@ -432,6 +442,34 @@ def test_train_epoch_names_a_bad_argument_and_changes_nothing(backend, spoil, wo
         module.train_epoch(*args[:5], **args[5])
     assert_same(params, before)
     assert_same(args[1], before_state)
+
+
+@pytest.mark.parametrize("backend", ["c"])
+def test_train_epoch_in_two_threads_at_once(backend):
+    """The C wrapper lets threads call it at once (each has its own workspace): two threads
+    training their own params on their own data get what they get one after the other."""
+    module = compiled(NET, backend)
+    datasets = [net_data(40_000, seed=seed) for seed in (1, 2)]
+
+    def run(data, out):
+        params, state = module.init_params(0), module.init_state("adam")
+        for _ in range(4):
+            module.train_epoch(params, state, {"optimizer": "adam", "lr": 0.01},
+                               np.arange(40_000), 16, **data)
+        out.append(params)
+
+    alone = []
+    for data in datasets:
+        run(data, alone)
+    together = [[], []]
+    threads = [threading.Thread(target=run, args=(data, out))
+               for data, out in zip(datasets, together, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for (got,), want in zip(together, alone, strict=True):
+        assert_same(got, want)
 
 
 # ---------------------------------------------------------------------------- Trainer
@@ -1010,3 +1048,27 @@ def test_digits_reach_97_percent(backend, tmp_path, capsys):
     assert metrics["accuracy"] >= 0.97
     assert 100 * metrics["accuracy"] == pytest.approx(accuracy, abs=0.006)
 
+
+
+def test_progress_bar_redraws_on_a_terminal_and_logs_each_epoch():
+    from symbp.progress import ProgressBar
+    from symbp.train import EpochStats
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    live, log = Terminal(), io.StringIO()
+    bar = ProgressBar(3, 32, 1000, out=live, log=log)
+    bar.begin(2)
+    bar.update(16, 32, 0.25)
+    assert re.search(r"\repoch 2/3 \[#{12}\.{12}\]  50% loss 0\.25  [\d,]+ ex/s  eta \d+:\d\d",
+                     live.getvalue())
+    bar.end(EpochStats(2, 0.125, val_loss=0.5, val_accuracy=0.875, seconds=0.5,
+                       examples=1000))
+    assert log.getvalue() == ("epoch 2/3  loss 0.125  2,000 ex/s  0.50 s  val loss 0.5  "
+                              "val accuracy 87.50%\n")
+    quiet = io.StringIO()  # not a terminal: no bar, only the epoch lines
+    bar = ProgressBar(3, 32, 1000, out=quiet, log=io.StringIO())
+    bar.update(16, 32, 0.25)
+    assert quiet.getvalue() == ""
