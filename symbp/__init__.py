@@ -9,17 +9,35 @@ rewriting, optimized, and emitted as a readable NumPy module.
 
 __version__ = "0.1.0"
 
+from .build import (  # noqa: E402
+    abs,
+    cos,
+    cross_entropy,
+    exp,
+    grad,
+    input,
+    log,
+    log_softmax,
+    logsumexp,
+    mean,
+    network,
+    param,
+    relu,
+    sigmoid,
+    sin,
+    softmax,
+    softplus,
+    sqrt,
+    sum,
+    tanh,
+)
+from .check import check_grads  # noqa: E402
+from .compiler import compile, generate  # noqa: E402
 from .errors import SpecError  # noqa: E402
+from .hessian import hvp  # noqa: E402
 from .ir import Graph, Node  # noqa: E402
 from .parse import parse, parse_text  # noqa: E402
-from .compiler import compile, generate  # noqa: E402
-from .check import check_grads  # noqa: E402
 from .train import Trainer, TrainingError  # noqa: E402
-from .hessian import hvp  # noqa: E402
-from .build import (  # noqa: E402
-    input, param, network, sigmoid, tanh, relu, softplus, exp, log, sqrt, sin, cos,
-    abs, sum, mean, logsumexp, softmax, log_softmax, cross_entropy, grad,
-)
 
 __all__ = [
     "SpecError", "Graph", "Node", "parse", "parse_text", "compile", "generate", "check_grads",

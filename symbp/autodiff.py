@@ -12,7 +12,7 @@ sent to every example (the seed 1/n is one). Summing it over the batch multiplie
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sympy
 

@@ -10,9 +10,9 @@ Buffers live in one workspace laid out by ``plan_memory`` from the statements' l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import sympy
 
@@ -430,12 +430,12 @@ class CWriter:
         """dst = alpha * op(A) op(B) + beta * dst: loops the compiler can vectorize for
         small products (a BLAS call costs more than their arithmetic), CBLAS otherwise."""
         r = self.real
-        a_ik = "_A[_k * {} + _i]".format(mm.lda) if mm.ta else "_A[_i * {} + _k]".format(mm.lda)
+        a_ik = f"_A[_k * {mm.lda} + _i]" if mm.ta else f"_A[_i * {mm.lda} + _k]"
         scale = "" if alpha == "1" else f"({alpha}) * "
         head = [f"const {r} *restrict _A = {mm.a};", f"const {r} *restrict _B = {mm.b};",
                 f"{r} *restrict _C = {dst};"]
         if mm.tb:  # C[i, j] = A[i, :] . B[j, :]
-            keep = "" if beta == 0 else "_C[_i * {ldc} + _j] + ".format(ldc=mm.ldc)
+            keep = "" if beta == 0 else f"_C[_i * {mm.ldc} + _j] + "
             small = loops(["_i", "_j"], [mm.m, mm.n], [
                 f"{r} _acc = 0;",
                 *loops(["_k"], [mm.k], [f"_acc += {a_ik} * _B[_j * {mm.ldb} + _k];"], "_acc"),
@@ -653,8 +653,8 @@ class Generator:
                     value = f"{grad_of[a.key]}[{index(idx, strides(list(a.shape)))}]"
                 else:
                     value = writer.element(g, space, idx)
-                lines += loops(idx, list(a.shape),
-                               [f"{a.name}[{index(idx, strides(list(a.shape)))}] -= _lr * {value};"])
+                target = f"{a.name}[{index(idx, strides(list(a.shape)))}]"
+                lines += loops(idx, list(a.shape), [f"{target} -= _lr * {value};"])
             return [*lines, "return _loss;"]
 
         # A weight gradient (delta.T @ a) / n folds into its update: one GEMM with
@@ -717,8 +717,9 @@ def _c_comment(text: str) -> str:
 
 def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, str, str]:
     """(files of the package folder, cffi declarations, extension name, C file name)."""
-    from .numpy_backend import _dict_text, _initializers, _title, HELPERS
     import re
+
+    from .numpy_backend import HELPERS, _dict_text, _initializers, _title
 
     graph = program.graph
     gen = Generator(program, dtype)

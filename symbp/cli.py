@@ -112,11 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--val-split", type=_fraction, default=0.0, metavar="F",
                    help="hold out this fraction of the data for validation (default 0)")
     t.add_argument("--epochs", type=_count(1), default=10, help="epochs in all (default 10)")
-    t.add_argument("--batch-size", type=_count(1), default=32, help="default 32")
+    t.add_argument("--batch-size", type=_count(1), default=None, help="default 32")
     t.add_argument("--lr", type=_positive, default=None,
                    help="learning rate (default 0.001 for adam, 0.01 otherwise)")
-    t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="adam")
-    t.add_argument("--seed", type=_count(0), default=0, help="initialization and shuffling")
+    t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
+                   help="default adam")
+    t.add_argument("--seed", type=_count(0), default=None,
+                   help="initialization, shuffling and the held-out split (default 0)")
     t.add_argument("--backend", choices=BACKENDS, default="numpy")
     t.add_argument("--dtype", choices=DTYPES, default="float64")
     t.add_argument("--save", metavar="PATH", help="checkpoint file (default SPEC.ckpt.npz)")
@@ -309,24 +311,31 @@ def _train(args) -> int:
         print("symbp: error: the spec has no Input: there is nothing to train on",
               file=sys.stderr)
         return 2
-    try:
-        train, val = _load_data(args.data, module, args.val_split, args.seed)
-    except DataError as e:
-        print(f"symbp: error: {e}", file=sys.stderr)
-        return 2
     save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
     if args.resume:
         try:
             trainer = Trainer.load(args.resume, module)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             print(f"symbp: error: {e}", file=sys.stderr)
             return 2
+        given = [f"--{k.replace('_', '-')}" for k in ("lr", "optimizer", "batch_size", "seed")
+                 if getattr(args, k) is not None]
+        if given:
+            print(f"note: {', '.join(given)} come from the checkpoint when resuming",
+                  file=sys.stderr)
     else:
-        lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 1e-2)
-        trainer = Trainer(module, optimizer=args.optimizer, lr=lr,
-                          batch_size=args.batch_size, seed=args.seed)
+        optimizer = args.optimizer or "adam"
+        lr = args.lr if args.lr is not None else (1e-3 if optimizer == "adam" else 1e-2)
+        trainer = Trainer(module, optimizer=optimizer, lr=lr, batch_size=args.batch_size or 32,
+                          seed=args.seed or 0)
+    try:  # the held-out split follows the run's seed, the same when resuming
+        train, val = _load_data(args.data, module, args.val_split, trainer.seed)
+    except DataError as e:
+        print(f"symbp: error: {e}", file=sys.stderr)
+        return 2
     rows = len(next(iter(train.values())))
     bar = ProgressBar(args.epochs, trainer.batch_size, rows)
+    already = len(trainer.history)
     start = time.perf_counter()
     try:
         while trainer.epoch < args.epochs:
@@ -343,10 +352,10 @@ def _train(args) -> int:
             "no checkpoint was written yet")
         print(f"\nsymbp: error: {e}; {last}", file=sys.stderr)
         return 1
-    if not trainer.history:
+    if len(trainer.history) == already:
         print(f"nothing to do: the checkpoint has {trainer.epoch} epochs already")
         return 0
-    print(summary(trainer.history, time.perf_counter() - start, save))
+    print(summary(trainer.history[already:], time.perf_counter() - start, save))
     if args.plot:
         plot(trainer.history, args.plot)
         print(f"plot: {args.plot}")

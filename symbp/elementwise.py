@@ -12,7 +12,7 @@ recomputing exponentials.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy
 
@@ -105,7 +105,7 @@ def _no_distributions(expr: sympy.Expr) -> sympy.Expr:
     return expr.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
 
 
-@lru_cache(maxsize=None)
+@cache
 def derivative(expr: sympy.Expr, nargs: int, i: int) -> sympy.Expr:
     """d(expr)/d(X[i]), over X[0..nargs-1] and X[nargs] = the value of ``expr`` itself."""
     d = _no_distributions(sympy.diff(expr, X[i]))

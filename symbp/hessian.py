@@ -9,8 +9,8 @@ H v for the network's own Params.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import ops
 from .ir import Decl, Graph

@@ -13,9 +13,10 @@ belong to several graphs (the forward graph and its gradient graph share most no
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 Shape = tuple[int, ...]
 

@@ -18,8 +18,8 @@ from . import __version__
 from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import NumpyPrinter
-from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
 from .render import render
+from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
 
 MODULE_NAMES = {
     "np", "PARAMS", "INPUTS", "OUTPUTS", "DTYPE", "init_params", "forward", "loss",
@@ -109,8 +109,8 @@ class _Writer:
         if graph.has_batch:
             batch = namer("n")
             leaves[Node(Op.BATCH_SIZE, (), None, (), False)] = batch
-            prologue.append(f"({', '.join(inames)},), {batch} = _inputs(inputs)"
-                            if len(inames) == 1 else f"({', '.join(inames)}), {batch} = _inputs(inputs)")
+            target = f"({inames[0]},)" if len(inames) == 1 else f"({', '.join(inames)})"
+            prologue.append(f"{target}, {batch} = _inputs(inputs)")
         else:
             batch = "n"
             prologue.append("_inputs(inputs)")
@@ -162,7 +162,8 @@ def generate(program: Program, dtype: str = "float64") -> str:
     def finish_forward(routine, printer, batch):
         items = []
         for name, node in program.outputs.items():
-            items.append(f"{name!r}: {w.value(routine, printer, node, batch, node.shape, batched)},")
+            value = w.value(routine, printer, node, batch, node.shape, batched)
+            items.append(f"{name!r}: {value},")
         return ["return {", *("    " + i for i in items), "}"]
 
     def finish_loss(routine, printer, batch):

@@ -10,7 +10,7 @@ The same functions, with operator sugar on ``Node``, are the Python way to build
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sympy
 

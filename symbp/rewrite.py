@@ -9,8 +9,8 @@ old to new nodes so that names and spec lines follow the values they label.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import sympy
 

@@ -74,8 +74,8 @@ def schedule(
     A node becomes a variable when it is named (by the user, or as the adjoint of a named
     value), used more than once, returned, or when inlining it would nest more than
     ``max_inline`` operations deep. ``forward_only`` routines ignore the adjoint names.
-    ``can_inline(node, consumer)``, asked of every consumer, may forbid inlining further (the C backend inlines only
-    elementwise nodes into the reductions that consume them).
+    ``can_inline(node, consumer)``, asked of every consumer, may forbid inlining further
+    (the C backend inlines only elementwise nodes into the reductions that consume them).
     """
     order = toposort(roots.values())
     uses = use_counts(roots.values())

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -53,6 +55,28 @@ class _Position:
     seconds: float = 0.0
 
 
+class _deferred_interrupt:
+    """Hold Ctrl-C while a compiled call runs and its progress is booked, so that a saved
+    checkpoint never misses steps that were already applied. Truthy if one came."""
+
+    def __enter__(self) -> _deferred_interrupt:
+        self.hit = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def __bool__(self) -> bool:
+        return self.hit
+
+
 def _rows(data: dict) -> int:
     lengths = {len(np.asarray(v)) for v in data.values()}
     if len(lengths) != 1:
@@ -60,21 +84,27 @@ def _rows(data: dict) -> int:
     return lengths.pop()
 
 
-def one_hot_pairs(module: types.ModuleType, data: dict) -> list[tuple[str, str]]:
-    """(Output, target Input) pairs for accuracy: an Input whose rows are one-hot, and an
-    Output of the same per-example shape whose argmax is the prediction."""
-    pairs = []
+def one_hot_targets(module: types.ModuleType, data: dict) -> list[str]:
+    """Inputs whose rows are one-hot vectors: targets whose accuracy can be measured."""
+    names = []
     for name, shape in module.INPUTS.items():
         values = np.asarray(data.get(name, np.zeros(0)))
         if len(shape) != 1 or shape[0] < 2 or values.size == 0:
             continue
         rows = values.reshape(len(values), -1)
-        if not (np.isin(rows, (0, 1)).all() and (rows.sum(axis=1) == 1).all()):
-            continue
-        for out in module.OUTPUTS[:-1]:
-            pairs.append((out, name))
-            break
-    return pairs
+        if np.isin(rows, (0, 1)).all() and (rows.sum(axis=1) == 1).all():
+            names.append(name)
+    return names
+
+
+def accuracy_pair(module: types.ModuleType, outputs: dict, targets: list[str]):
+    """(Output, target): the first Output with a one-hot target's shape, its argmax the guess."""
+    for target in targets:
+        shape = module.INPUTS[target]
+        for name in module.OUTPUTS[:-1]:
+            if outputs[name].shape[1:] == shape:
+                return name, target
+    return None
 
 
 class Trainer:
@@ -132,18 +162,21 @@ class Trainer:
                 take = min(per_chunk, steps_per_epoch - pos.step)
                 lo = pos.step * self.batch_size
                 piece = pos.order[lo:lo + take * self.batch_size]
-                total, steps = self.module.train_epoch(
-                    self.params, self.state, self.hyper, piece, self.batch_size, **data)
-                pos.seconds += time.perf_counter() - start
-                if steps < take:
-                    bad = self.epoch * steps_per_epoch + pos.step + steps + 1
+                with _deferred_interrupt() as interrupted:
+                    total, steps = self.module.train_epoch(
+                        self.params, self.state, self.hyper, piece, self.batch_size, **data)
+                    pos.seconds += time.perf_counter() - start  # book what was applied
                     pos.step += steps
+                    pos.loss_sum += total
+                    pos.examples += min(len(piece), steps * self.batch_size)
+                if interrupted:
+                    raise KeyboardInterrupt
+                if steps < take:
+                    step = self.epoch * steps_per_epoch + pos.step + 1
                     raise TrainingError(
-                        f"the loss is not finite at step {bad} (epoch {self.epoch + 1}, "
-                        f"batch {pos.step + 1}); try a smaller learning rate")
-                pos.step += steps
-                pos.loss_sum += total
-                pos.examples += min(len(piece), steps * self.batch_size)
+                        f"the loss is not finite at step {step} (epoch {self.epoch + 1}, batch "
+                        f"{pos.step + 1}); the params are those before it; try a smaller "
+                        "learning rate")
                 if progress is not None:
                     progress(pos.step, steps_per_epoch, pos.loss_sum / pos.examples)
             stats = EpochStats(self.epoch + 1, pos.loss_sum / pos.examples,
@@ -160,21 +193,23 @@ class Trainer:
         return done
 
     def evaluate(self, data: dict, batch_size: int = 4096) -> dict:
-        """Mean loss over ``data``, and accuracy when a target Input is one-hot."""
+        """Mean loss over ``data``, and accuracy when a target Input is one-hot and an Output
+        has its shape (the prediction is that Output's argmax)."""
         rows = _rows(data)
-        pairs = one_hot_pairs(self.module, data)
-        loss_sum, correct = 0.0, 0
+        targets = one_hot_targets(self.module, data)
+        loss_sum, correct, pair = 0.0, 0, None
         loss_name = self.module.OUTPUTS[-1]
         for lo in range(0, rows, batch_size):
             batch = {k: np.asarray(v)[lo:lo + batch_size] for k, v in data.items()}
             out = self.module.forward(self.params, **batch)
             loss_sum += float(np.sum(out[loss_name]))
-            for output, target in pairs[:1]:
-                guess = np.argmax(out[output].reshape(len(batch[target]), -1), axis=1)
-                truth = np.argmax(np.asarray(batch[target]).reshape(len(guess), -1), axis=1)
-                correct += int(np.sum(guess == truth))
+            pair = pair or accuracy_pair(self.module, out, targets)
+            if pair is not None:
+                output, target = pair
+                guess = np.argmax(out[output], axis=1)
+                correct += int(np.sum(guess == np.argmax(batch[target], axis=1)))
         metrics = {"loss": loss_sum / rows}
-        if pairs:
+        if pair is not None:
             metrics["accuracy"] = correct / rows
         return metrics
 
@@ -211,8 +246,13 @@ class Trainer:
         if pos.order is not None:
             arrays["order"] = pos.order
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                   dir=path.parent if str(path.parent) else ".")
+        folder = path.parent if str(path.parent) else Path(".")
+        for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
@@ -247,10 +287,10 @@ class Trainer:
                       batch_size=meta["batch_size"], seed=meta["seed"],
                       **{k: v for k, v in hyper.items() if k not in ("optimizer", "lr")})
         dtype = np.dtype(module.DTYPE)
-        trainer.params = {k: np.ascontiguousarray(arrays[f"param/{k}"], dtype=dtype)
+        trainer.params = {k: np.array(arrays[f"param/{k}"], dtype=dtype, order="C")
                           for k in module.PARAMS}
         for key, fresh in trainer.state.items():
-            trainer.state[key] = np.ascontiguousarray(arrays[f"state/{key}"], dtype=fresh.dtype)
+            trainer.state[key] = np.array(arrays[f"state/{key}"], dtype=fresh.dtype, order="C")
         trainer.rng.bit_generator.state = meta["rng"]
         trainer.epoch = meta["epoch"]
         trainer.history = [EpochStats(**h) for h in meta["history"]]

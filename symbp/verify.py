@@ -6,7 +6,7 @@ produces a malformed node fails at the pass that made it, not at code generation
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import sympy
 

@@ -17,7 +17,8 @@ def test_equal_subexpressions_are_one_node():
     w = ops.param_node("w", (3,))
     assert ops.mul(w, x) is ops.mul(w, x)
     assert ops.add(ops.mul(w, x), x) is ops.add(ops.mul(w, x), x)
-    assert ops.mul(w, x) is not ops.mul(x, w) or ops.mul(w, x).attr == ops.mul(x, w).attr
+    assert ops.mul(w, x).args == (w, x) and ops.mul(x, w).args == (x, w)
+    assert ops.input_node("x", (3,)) is x and ops.input_node("x", (4,)) is not x
 
 
 def test_nodes_are_immutable():
@@ -28,12 +29,23 @@ def test_nodes_are_immutable():
 
 def test_constants_fold_into_expressions():
     x = ops.input_node("x", (2,))
-    node = ops.mul(ops.const(2), ops.mul(x, ops.const(0.5)))
-    assert node.op is Op.EW and node.attr == 2 * X[0] if False else True
+    half = ops.mul(x, ops.const(0.5))
+    assert half.op is Op.EW and half.args == (x,) and half.attr == X[0] / 2
+    assert ops.mul(ops.const(2), half).attr == 2 * X[0]
     # x * 1 and x + 0 are x itself: the constructor simplifies through sympy
     assert ops.mul(x, ops.const(1)) is x
     assert ops.add(x, ops.const(0)) is x
-    assert ops.neg(ops.neg(x)) is not None and ops.elementwise(-(-X[0]), (x,)) is x
+    # x - x is a constant, broadcast to x's shape; it no longer depends on the batch
+    zero = ops.sub(x, x)
+    assert zero.op is Op.BROADCAST and zero.shape == (2,) and not zero.batched
+    assert zero.args[0].op is Op.CONST and zero.args[0].attr == 0
+
+
+def test_negation_of_negation_fuses_away():
+    x = ops.input_node("x", (2,))
+    twice = ops.neg(ops.neg(x))
+    assert twice.op is Op.EW and twice.args[0].op is Op.EW  # two nodes as built
+    assert _run(rewrite.FUSE, ops.mul(twice, ops.const(3)))[0].attr == 3 * X[0]
 
 
 def test_transpose_of_transpose_and_transpose_into_matmul():

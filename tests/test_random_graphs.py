@@ -216,7 +216,8 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
     for name, g in grads_n.items():
         np.testing.assert_allclose(grads_c[name], g, rtol=1e-12,
                                    atol=1e-12 * (1 + np.max(np.abs(g))))
-    forward_n, forward_c = numpy_module.forward(params, **inputs), c_module.forward(params, **inputs)
+    forward_n = numpy_module.forward(params, **inputs)
+    forward_c = c_module.forward(params, **inputs)
     assert forward_n.keys() == forward_c.keys()
     for name, value in forward_n.items():
         np.testing.assert_allclose(forward_c[name], value, rtol=1e-12,
