@@ -5,12 +5,15 @@ extension. Its cache key hashes everything that decides the binary (C source, cf
 declarations, wrapper, compiler path and version, flags, cffi, Python ABI, BLAS version).
 Each build happens in a private temporary folder renamed into place atomically, so several
 processes building the same network all succeed and none loads a half-written module; an
-entry whose files no longer match its manifest is rebuilt.
+entry whose files no longer match its manifest is rebuilt. Replacing a damaged entry happens
+under a lock on the cache folder, so no process ever removes an entry another one just made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -19,8 +22,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import types
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd")
@@ -44,7 +48,7 @@ def compiler() -> str:
     return cc.split()[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiler_identity(cc: str) -> str:
     path = shutil.which(cc)
     if path is None:
@@ -87,6 +91,21 @@ def _has_libmvec() -> bool:
     )
 
 
+@lru_cache(maxsize=1)
+def _cpu_identity() -> str:
+    """The CPU the default -march=native builds for: a cache shared by several machines (a
+    network home folder) must not hand one machine's binary to another, whose CPU may lack
+    its instructions."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags", "Features"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
 def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
     import cffi
 
@@ -95,7 +114,7 @@ def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
         json.dumps(files, sort_keys=True), cdef, module, _compiler_identity(compiler()),
         " ".join(flags()), cffi.__version__, sys.implementation.cache_tag,
         sysconfig.get_config_var("EXT_SUFFIX") or "", libdir, lib,
-        os.environ.get("SYMBP_SANITIZE", ""), str(_has_libmvec()),
+        os.environ.get("SYMBP_SANITIZE", ""), str(_has_libmvec()), _cpu_identity(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -104,13 +123,56 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _valid(entry: Path) -> bool:
-    manifest = entry / "manifest.json"
+def _valid(entry: Path, module: str, c_file: str) -> bool:
+    """Does the entry hold the wrapper, the C source and the extension, each matching the
+    digest its manifest records? (A missing, truncated, replaced or garbled file: no.)"""
     try:
-        expected = json.loads(manifest.read_text())
-        return all(_digest(entry / name) == digest for name, digest in expected.items())
+        expected = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+        names = set(expected)
+        extension = any(name.startswith(f"{module}.") and name.endswith(suffix)
+                        for name in names for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+        return (
+            extension and {"__init__.py", c_file} <= names
+            and all(isinstance(digest, str) and name == Path(name).name
+                    and _digest(entry / name) == digest for name, digest in expected.items())
+        )
     except (OSError, ValueError, TypeError, AttributeError):
         return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path, create: bool = False, patience: float = 600.0):
+    """Hold an exclusive lock on ``path`` (a folder, or a lock file made if ``create``).
+
+    A process that dies releases its locks. After ``patience`` seconds of waiting the body
+    runs anyway: the locks spare work or order renames, and every rename is atomic.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: renames alone must do
+        yield
+        return
+    flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        if create:
+            raise
+        yield  # a folder we may write but not open: renames alone must do
+        return
+    try:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
@@ -143,9 +205,10 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
     try:
         built = ffi.compile(tmpdir=str(work), verbose=False)
     except Exception as e:  # cffi raises distutils' errors, whose classes vary by version
-        raise BuildError(f"compiling {c_file} failed: {e}") from None
-    finally:
-        pass
+        raise BuildError(
+            f"compiling {c_file} with the C compiler {compiler()!r} failed: {e}; set CC to a "
+            "working C compiler or use --backend numpy"
+        ) from None
     shutil.move(built, dest / Path(built).name)
     shutil.rmtree(work, ignore_errors=True)
     manifest = {p.name: _digest(p) for p in sorted(dest.iterdir()) if p.is_file()}
@@ -153,40 +216,43 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
 
 
 def cached_package(files: dict[str, str], cdef: str, module: str, c_file: str) -> Path:
-    """The cache entry for these files, built if missing or damaged."""
+    """The cache entry for these files, built if missing or damaged.
+
+    Processes wanting the same missing entry take turns on its lock file: one builds, the
+    others find its entry when their turn comes.
+    """
     root = cache_dir()
     key = cache_key(files, cdef, module)
     entry = root / key
-    if entry.is_dir() and _valid(entry):
+    if entry.is_dir() and _valid(entry, module, c_file):
         return entry
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-    except OSError as e:
-        raise BuildError(f"cannot write the build cache {root}: {e.strerror}; set "
-                         "SYMBP_CACHE_DIR to a writable folder") from None
-    try:
-        build_package(tmp, files, cdef, module, c_file)
-        if entry.exists() and not _valid(entry):
-            _discard(entry)
+    with contextlib.ExitStack() as stack:
         try:
-            os.rename(tmp, entry)  # atomic: readers see the whole entry or none
-        except OSError:
-            if not (entry.is_dir() and _valid(entry)):  # another process won with a bad one
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            if root.exists() and not root.is_dir():
+                raise NotADirectoryError(20, "exists and is not a folder")
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_locked(root / f".{key}.lock", create=True))
+            if entry.is_dir() and _valid(entry, module, c_file):  # built while we waited
+                return entry
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        except OSError as e:
+            raise BuildError(f"cannot write the build cache {root}: {e.strerror or e}; set "
+                             "SYMBP_CACHE_DIR to a writable folder") from None
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # gone once renamed
+        build_package(tmp, files, cdef, module, c_file)
+        with _locked(root):  # no other process checks, discards or renames in between
+            if not (entry.is_dir() and _valid(entry, module, c_file)):  # else another won
+                if os.path.lexists(entry):
+                    _discard(entry)
+                os.rename(tmp, entry)  # atomic: readers see the whole entry or none
     return entry
 
 
 def _discard(entry: Path) -> None:
     """Move a damaged entry aside (rename is atomic), then delete it."""
-    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}")
-    try:
-        os.rename(entry, trash)
-    except OSError:
-        return
+    trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=entry.parent))
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(entry, trash / "entry")
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -218,8 +284,10 @@ def cache_clear() -> int:
     if not root.is_dir():
         return 0
     count = 0
-    for p in root.iterdir():
-        if p.is_dir():
+    for p in list(root.iterdir()):
+        if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file():
+            p.unlink(missing_ok=True)
+        elif p.is_dir():
             _discard(p) if not p.name.startswith(".") else shutil.rmtree(p, ignore_errors=True)
             count += not p.name.startswith(".")
     return count
