@@ -43,14 +43,29 @@ def init_params(seed: int = 0) -> dict:
     }
 
 
-def _array(value, what, shape=None, dtype=DTYPE):
+def _array(value, what, shape=None):
+    """``value`` as an aligned, C-contiguous DTYPE array. Other real dtypes (bool, integer,
+    float) and layouts are converted, into a copy; complex, text and objects are refused."""
     try:
-        arr = np.asarray(value, dtype=dtype, order="C")
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(f"{what}: cannot be read as a {dtype} array ({e})") from None
+        arr = np.asarray(value)
+    except MemoryError:
+        raise
+    except Exception as e:  # whatever an object's __array__ or __len__ may raise
+        raise ValueError(f"{what}: cannot be read as an array ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        got = f"an array of {arr.dtype}" if isinstance(value, np.ndarray) else repr(value)[:80]
+        raise ValueError(f"{what}: expected real numbers, got {got}")
+    if arr.dtype != DTYPE or not (arr.flags.c_contiguous and arr.flags.aligned):
+        arr = np.array(arr, dtype=DTYPE, order="C")
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{what}: expected shape {shape}, got {arr.shape}")
     return arr
+
+
+def _overlap(a, b):
+    """Do arrays a and b share memory? (Exact for the contiguous arrays checked here.)"""
+    return a is b or (not (a.flags.owndata and b.flags.owndata)
+                      and np.may_share_memory(a, b))
 
 
 def _params(params, in_place=False):
@@ -64,14 +79,31 @@ def _params(params, in_place=False):
         if name not in params:
             raise ValueError(f"params: missing {name!r}")
         value = params[name]
-        if in_place:
-            ok = isinstance(value, np.ndarray) and value.dtype == DTYPE
-            if not ok or not value.flags.writeable or not value.flags.c_contiguous:
+        if in_place:  # updated where it is: never converted
+            if not isinstance(value, np.ndarray):
+                why = f"got {type(value).__name__}"
+            elif value.dtype != DTYPE:
+                why = f"got {value.dtype}"
+            else:
+                flags = value.flags
+                why = ("it is read-only" if not flags.writeable else
+                       "it is not C-contiguous" if not flags.c_contiguous else
+                       "it is not aligned" if not flags.aligned else None)
+            if why:
                 raise ValueError(
                     f"params[{name!r}]: train_step updates it in place, so it must be a "
-                    f"writable, C-contiguous {DTYPE} numpy array"
+                    f"writable, C-contiguous {DTYPE} numpy array ({why})"
                 )
         out.append(_array(value, f"params[{name!r}]", shape))
+    if in_place:
+        names = list(PARAMS)
+        for i, a in enumerate(out):
+            for j in range(i):
+                if _overlap(a, out[j]):
+                    raise ValueError(
+                        f"params[{names[i]!r}]: shares memory with params[{names[j]!r}], "
+                        "so train_step cannot update both in place"
+                    )
     return out
 
 
