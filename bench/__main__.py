@@ -11,8 +11,9 @@ are checked against a float64 reference before it is timed. Then all of a worklo
 run interleaved, after warm-up: the table gives the median time per step, the ratio to the
 fastest, and for the matrix-heavy workloads the ratio to the BLAS floor (the step's matrix
 products alone, timed with numpy at their shapes). First calls (build + first step) are
-reported apart: symbp's in fresh processes with an empty SYMBP_CACHE_DIR, then from that
-cache; the others in this process, with their caches in a fresh folder.
+reported apart, each measured in a fresh process (imports done) with empty compile caches
+(SYMBP_CACHE_DIR, inductor's, PyTensor's, JAX's persistent cache), then again from the
+caches that run filled; --quick measures only symbp's, on mnist-f32.
 
 Every thread pool (the BLAS libraries, OpenMP, XLA) gets --threads threads, 1 by default.
 """
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from . import threads
+from . import caches, threads
 
 WORKLOAD_KEYS = ("neuron", "mlp-small", "classifier", "mnist-f32", "mnist-f64", "wide-f32")
 
@@ -78,15 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"unknown workload {unknown[0]!r}; expected one of {', '.join(WORKLOAD_KEYS)}")
     systems = [s.strip().lower() for s in args.systems.split(",")] if args.systems else None
     env = threads.configure(args.threads)
-    caches = tempfile.mkdtemp(prefix="symbp-bench-")  # every compile cache starts empty
-    os.environ["SYMBP_CACHE_DIR"] = os.path.join(caches, "symbp")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(caches, "inductor")
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(caches, "numba")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(caches, "jax")  # opt-in in JAX
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [
-        os.environ.get("PYTENSOR_FLAGS"), f"base_compiledir={os.path.join(caches, 'pytensor')}"]))
+    caches_root = tempfile.mkdtemp(prefix="symbp-bench-")  # every compile cache starts empty
+    os.environ.update(caches.env(caches_root))
 
     from . import report  # numpy and the frameworks are imported from here on
     from .run import Settings, run
@@ -107,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = run(workloads, systems, Settings.of(args.quick, args.rounds), args.quick, log)
     finally:
-        shutil.rmtree(caches, ignore_errors=True)
+        shutil.rmtree(caches_root, ignore_errors=True)
     result.update(
         machine=machine(), versions=versions(), threads=args.threads, thread_env=env,
         pools=threads.pools(), quick=args.quick, seconds=time.perf_counter() - began,

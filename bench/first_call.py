@@ -4,18 +4,22 @@ call, which is where the tracing frameworks compile.
 
     python -m bench.first_call WORKLOAD SYSTEM    # prints {"first_s": ..}
 
-``measure`` runs it twice per system in child processes sharing the parent's cache folders
-(SYMBP_CACHE_DIR, TORCHINDUCTOR_CACHE_DIR, PyTensor's compiledir, JAX's persistent cache),
-which start empty: the first run is cold, the second one finds the caches filled.
+``measure`` runs it twice per system in child processes sharing a fresh folder of caches for
+the workload (SYMBP_CACHE_DIR, TORCHINDUCTOR_CACHE_DIR, PyTensor's compiledir, JAX's
+persistent cache): the first run is cold, the second one finds the caches filled.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from . import caches
 
 # The systems whose first call compiles something, and so is worth a cold and a cached run.
 COMPILING = ("symbp C", "symbp NumPy", "torch.compile", "jax.jit", "PyTensor")
@@ -36,10 +40,10 @@ def main(argv: list[str]) -> None:
     print(json.dumps({"first_s": time.perf_counter() - start}))
 
 
-def run_child(key: str, system: str) -> dict:
+def run_child(key: str, system: str, env: dict[str, str]) -> dict:
     """One child process's measurement; {"error": ...} if it failed."""
     proc = subprocess.run([sys.executable, "-m", "bench.first_call", key, system],
-                          capture_output=True, text=True, timeout=900,
+                          capture_output=True, text=True, timeout=900, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -49,8 +53,12 @@ def run_child(key: str, system: str) -> dict:
 
 def measure(key: str, systems: list[str]) -> dict[str, dict]:
     """{system: {"cold": .., "cached": ..}} for the given systems on one workload."""
-    return {name: {"cold": run_child(key, name), "cached": run_child(key, name)}
-            for name in systems}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="symbp-bench-first-") as root:
+        env = {**os.environ, **caches.env(root)}
+        for name in systems:
+            out[name] = {"cold": run_child(key, name, env), "cached": run_child(key, name, env)}
+    return out
 
 
 if __name__ == "__main__":

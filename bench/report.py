@@ -83,11 +83,14 @@ def targets(result: dict) -> list[dict]:
         add(f"{key}: symbp C train_step", r and r["us"], limit, "us")
     for key in ("neuron", "mlp-small"):
         epoch = _row(rows, key, "symbp C epoch")
-        best = min((r for r in rows if r["key"] == key and r["family"] == "competitor"
-                    and "us" in r), key=lambda r: r["us"], default=None)
-        if epoch and best:
-            add(f"{key}: symbp C epoch per step / best competitor ({best['system']})",
-                epoch["us"] / best["us"], 0.5, "x")
+        competitors = [r for r in rows if r["key"] == key and r["family"] == "competitor"
+                       and "us" in r]
+        per_call = [r for r in competitors if r.get("steps_per_call", 1) == 1]
+        for label, pool in (("best competitor", competitors), ("best per-call", per_call)):
+            best = min(pool, key=lambda r: r["us"], default=None)
+            if epoch and best:
+                add(f"{key}: symbp C epoch per step / {label} ({best['system']})",
+                    epoch["us"] / best["us"], 0.5, "x")
     for key, limit in (("mnist-f32", 1.10), ("wide-f32", 1.05)):
         r = _row(rows, key, "symbp C")
         add(f"{key}: symbp C / BLAS floor", r and r["vs_floor"], limit, "x")
@@ -104,6 +107,6 @@ def target_lines(items: list[dict]) -> str:
     lines = []
     for t in items:
         verdict = "met" if t["met"] else f"missed by {t['value'] / t['limit'] - 1:.0%}"
-        lines.append(f"{t['target']:<64} {t['value']:>9.3f} {t['unit']:<2} "
+        lines.append(f"{t['target']:<66} {t['value']:>9.3f} {t['unit']:<2} "
                      f"(target <= {t['limit']:g}) {verdict}")
     return "\n".join(lines)
