@@ -122,6 +122,21 @@ def _inputs(inputs):
     return out, n
 
 
+def _lr(lr):
+    """The learning rate: a finite real number (not a string, a bool or an array)."""
+    if isinstance(lr, np.ndarray) and lr.ndim == 0 and lr.dtype.kind in "iuf":
+        lr = lr[()]
+    value = None
+    if isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool):
+        try:
+            value = float(lr)
+        except OverflowError:
+            pass
+    if value is None or value - value != 0:
+        raise ValueError(f"lr: expected a finite number, got {lr!r}")
+    return value
+
+
 
 def forward(params, /, **inputs) -> dict:
     """Every Output and the per-example C, batch on axis 0."""
@@ -175,13 +190,13 @@ def loss_and_grads(params, /, **inputs) -> tuple:
 
 
 def train_step(params, lr, /, **inputs) -> float:
-    """One step of gradient descent in place, params -= lr * grad; the loss before it."""
+    """One step of gradient descent in place, params -= lr * grad; the loss before it.
+    A step whose loss is not finite changes nothing."""
     _params(params, in_place=True)
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError(f"lr: expected a number, got {lr!r}") from None
+    lr = _lr(lr)
     value, grads = loss_and_grads(params, **inputs)
+    if not np.isfinite(value):
+        return value
     for name, grad in grads.items():
         params[name] -= lr * grad
     return value
@@ -205,9 +220,14 @@ def _hyper(hyper):
                          f"got {out['optimizer']!r}")
     for key in ("lr", "momentum", "beta1", "beta2", "eps"):
         try:
-            out[key] = float(out[key])
-        except (TypeError, ValueError):
-            raise ValueError(f"hyper[{key!r}]: expected a number, got {out[key]!r}") from None
+            out[key] = _lr(out[key])
+        except ValueError:
+            raise ValueError(f"hyper[{key!r}]: expected a finite number, got {out[key]!r}") from None
+    for key in ("momentum", "beta1", "beta2"):
+        if not 0 <= out[key] < 1:
+            raise ValueError(f"hyper[{key!r}]: must be at least 0 and below 1, got {out[key]}")
+    if out["eps"] <= 0:
+        raise ValueError(f"hyper['eps']: must be positive, got {out['eps']}")
     return out
 
 
@@ -257,7 +277,7 @@ def _order(order, rows, batch_size):
         raise ValueError(f"order: indices must lie in [0, {rows}), the examples in the data")
     if type(batch_size) is not int or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    return np.ascontiguousarray(order, dtype=np.int64)
+    return np.ascontiguousarray(order, dtype=np.int64), min(batch_size, max(1, len(order)))
 
 
 
@@ -293,14 +313,12 @@ def train_epoch(params, state, hyper, order, batch_size, /, **data) -> tuple:
     h = _hyper(hyper)
     _params(params, in_place=True)
     _state(state, h["optimizer"])
-    if set(data) != set(INPUTS):
-        _inputs({k: v[:1] for k, v in data.items()})  # names the missing or extra input
-    rows = len(next(iter(data.values()))) if data else 1
-    order = _order(order, rows, batch_size)
+    arrays, rows = _inputs(data)  # all of it checked (and converted) once
+    order, batch_size = _order(order, rows or 1, batch_size)
     total, steps = 0.0, 0
     for start in range(0, len(order), batch_size):
         rows_now = order[start:start + batch_size]
-        batch = {name: np.asarray(data[name])[rows_now] for name in INPUTS}
+        batch = {name: a[rows_now] for name, a in zip(INPUTS, arrays)}
         value, grads = loss_and_grads(params, **batch)
         if not np.isfinite(value):
             break

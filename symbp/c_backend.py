@@ -22,7 +22,7 @@ from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
 from .render import render
-from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
+from .schedule import Namer, Routine, comment_text, doc_text, schedule
 
 C_RESERVED = {
     # C99 keywords and names the translation unit or its headers use
@@ -737,16 +737,12 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
                                      + ("," if len(a.shape) + batched == 1 else "") + ")"}
         for a in ctx["outputs"]
     ]
-    namer = Namer(PYTHON_RESERVED | {"params", "inputs", "lr", "n", "fast", "np", "ffi", "lib"})
-    shape_text = lambda dims_: "(" + ", ".join(dims_) + ("," if len(dims_) == 1 else "") + ")"
-    item = 4 if dtype == "float32" else 8
-    wrapper_params = [{"key": a.key, "local": namer(a.key),
-                       "shape_text": shape_text([str(d) for d in a.shape]),
-                       "strides_text": shape_text([str(item * math.prod(a.shape[k + 1:]))
-                                                   for k in range(len(a.shape))])}
+    def shape_text(dims_: list[str]) -> str:
+        return "(" + ", ".join(dims_) + ("," if len(dims_) == 1 else "") + ")"
+
+    wrapper_params = [{"key": a.key, "shape_text": shape_text([str(d) for d in a.shape])}
                       for a in gen.params]
-    wrapper_inputs = [{"key": a.key, "local": namer(a.key),
-                       "shape_text": shape_text(["n"] + [str(d) for d in a.shape])}
+    wrapper_inputs = [{"key": a.key, "shape_text": shape_text(["n", *map(str, a.shape)])}
                       for a in gen.inputs]
     wrapper = render(
         "c_wrapper.py.j2", name=doc_text(graph.name), title=_title(graph), version=__version__,

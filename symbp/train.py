@@ -77,6 +77,16 @@ class _deferred_interrupt:
         return self.hit
 
 
+def _snapshot(params: dict, state: dict) -> tuple[dict, dict]:
+    return ({k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in state.items()})
+
+
+def _restore(snapshot: tuple[dict, dict], params: dict, state: dict) -> None:
+    for saved, live in zip(snapshot, (params, state)):
+        for key, value in saved.items():
+            live[key][...] = value
+
+
 def _rows(data: dict) -> int:
     lengths = {len(np.asarray(v)) for v in data.values()}
     if len(lengths) != 1:
@@ -163,8 +173,13 @@ class Trainer:
                 lo = pos.step * self.batch_size
                 piece = pos.order[lo:lo + take * self.batch_size]
                 with _deferred_interrupt() as interrupted:
-                    total, steps = self.module.train_epoch(
-                        self.params, self.state, self.hyper, piece, self.batch_size, **data)
+                    before = _snapshot(self.params, self.state)
+                    try:
+                        total, steps = self.module.train_epoch(
+                            self.params, self.state, self.hyper, piece, self.batch_size, **data)
+                    except BaseException:  # whatever it applied is undone: nothing is booked
+                        _restore(before, self.params, self.state)
+                        raise
                     pos.seconds += time.perf_counter() - start  # book what was applied
                     pos.step += steps
                     pos.loss_sum += total
