@@ -10,8 +10,8 @@ def _num(value, fmt: str, width: int) -> str:
 
 
 def step_table(rows: list[dict]) -> str:
-    lines = [f"{'workload':<33} {'system':<19} {'us/step':>10} {'IQR %':>6} {'x fastest':>9} "
-             f"{'x floor':>8}  note"]
+    lines = [f"{'workload':<33} {'system':<19} {'us/step':>10} {'IQR %':>6} {'min':>10} "
+             f"{'x fastest':>9} {'x floor':>8}  note"]
     previous = None
     for r in rows:
         if previous is not None and r["workload"] != previous:
@@ -25,7 +25,7 @@ def step_table(rows: list[dict]) -> str:
         note = r.get("note") or ""
         if r.get("steps_per_call", 1) > 1:
             note = f"{r['steps_per_call']} steps per call; {note}".rstrip("; ")
-        lines.append(f"{head} {r['us']:>10.2f} {spread:>6.1f} "
+        lines.append(f"{head} {r['us']:>10.2f} {spread:>6.1f} {r['min_us']:>10.2f} "
                      f"{_num(r['vs_fastest'], '.2f', 9)} {_num(r['vs_floor'], '.2f', 8)}  {note}")
     return "\n".join(lines)
 

@@ -114,8 +114,8 @@ def run_workload(w: Workload, builders: dict[System, object], settings: Settings
     timed = [r for r in rows if r["system"] in stats]
     for r in timed:
         s = stats[r["system"]]
-        r.update(us=s.median * 1e6, q1_us=s.q1 * 1e6, q3_us=s.q3 * 1e6, samples=s.samples,
-                 calls_per_sample=s.calls_per_sample)
+        r.update(us=s.median * 1e6, min_us=s.minimum * 1e6, q1_us=s.q1 * 1e6,
+                 q3_us=s.q3 * 1e6, samples=s.samples, calls_per_sample=s.calls_per_sample)
     fastest = min((r["us"] for r in timed if r["family"] != "floor"), default=None)
     floor = stats[FLOOR].median * 1e6 if FLOOR in stats else None
     for r in timed:

@@ -15,6 +15,7 @@ import numpy as np
 @dataclass
 class Stats:
     median: float  # seconds per step
+    minimum: float
     q1: float
     q3: float
     samples: int
@@ -55,7 +56,8 @@ def measure(calls: dict[str, tuple[Callable[[], object], int]], rounds: int, sam
     out = {}
     for key, values in samples.items():
         q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-        out[key] = Stats(statistics.median(values), q1, q3, len(values), inner[key])
+        out[key] = Stats(statistics.median(values), min(values), q1, q3, len(values),
+                         inner[key])
     return out
 
 
