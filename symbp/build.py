@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import keyword
 import numbers
 import weakref
 from typing import Any
@@ -45,16 +46,23 @@ def _init(init: Any) -> tuple:
                      f"('normal', std) or ('uniform', low, high), got {init!r}")
 
 
+def _name(name: str, what: str) -> str:
+    """A name as a spec could write it: a Python identifier, not a keyword."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{what}: {name!r} is not a valid name (a Python identifier)")
+    return name
+
+
 def input(name: str, *shape: int) -> Node:  # noqa: A001 - the spec's own word
     """A per-example Input; the compiler adds the batch axis."""
-    node = ops.input_node(name, shape)
+    node = ops.input_node(_name(name, "input"), shape)
     _INITS.setdefault(node, (next(_ORDER), None))
     return node
 
 
 def param(name: str, *shape: int, init: Any = "zeros") -> Node:
     """A trainable Param, shared by all examples, with its initializer."""
-    node = ops.param_node(name, shape)
+    node = ops.param_node(_name(name, "param"), shape)
     _INITS[node] = (next(_ORDER), _init(init))
     return node
 
@@ -109,6 +117,9 @@ def network(
     the generated code uses them.
     """
     loss = _node(loss)
+    _name(loss_name, "loss_name")
+    for key in [*(outputs or {}), *(names or {})]:
+        _name(key, "outputs and names")
     if loss.shape != ():
         raise ValueError(f"loss: must be a scalar per example, got shape {loss.shape}")
     outputs = {k: _node(v) for k, v in (outputs or {}).items()}

@@ -22,7 +22,7 @@ from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
 from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
 from .render import render
-from .schedule import Namer, Routine, comment_text, doc_text, schedule
+from .schedule import Namer, Routine, doc_text, schedule
 
 C_RESERVED = {
     # C99 keywords and names the translation unit or its headers use
@@ -32,16 +32,25 @@ C_RESERVED = {
     "typedef", "union", "unsigned", "void", "volatile", "while", "bool", "true", "false",
     "exp", "log", "sqrt", "tanh", "sin", "cos", "fabs", "pow", "log1p", "fmax", "isfinite",
     "INFINITY", "NULL", "main", "errno", "real", "blasint", "sigmoid_", "softplus_", "relu_",
-    "step_", "sign_", "gemm_", "asm", "fortran",
+    "step_", "sign_", "gemm_", "asm", "fortran", "I", "complex", "imaginary", "isnan", "isinf",
+    "signbit", "fpclassify", "isnormal", "math_errhandling", "memcpy", "memset", "expf",
+    "logf", "log1pf", "sqrtf", "powf", "tanhf", "sinf", "cosf", "fabsf", "fmaxf",
 }
 
 
+MACRO_PREFIXES = ("_", "scipy_", "cblas", "Cblas", "CBLAS", "openblas", "OPENBLAS", "FP_",
+                  "M_", "LAPACK", "__")
+
+
 def c_identifier(name: str) -> str:
-    """An ASCII C identifier for a user name: other characters spelled as uXXXX."""
+    """An ASCII C identifier for a user name: other characters spelled as uXXXX. Names the
+    headers may define as macros (leading underscores, NAN, M_PI, CblasTrans, ...) get a v
+    in front: all capitals of three letters or more, and the headers' own prefixes."""
     out = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"u{ord(ch):04x}"
                   for ch in name)
-    if out.startswith("_") or out.startswith("scipy_") or out.startswith("cblas"):
-        out = "v" + out  # leading underscores belong to the C implementation
+    macro_like = len(out) >= 3 and out.upper() == out and any(ch.isalpha() for ch in out)
+    if out.startswith(MACRO_PREFIXES) or macro_like:
+        out = "v" + out
     return out
 
 
@@ -327,7 +336,7 @@ class CWriter:
         node's own layout (or is a single value)."""
         subs = {}
         for k, a in enumerate(node.args):
-            if a in self.pointer and strides(dims(a)) == strides(dims(node)):
+            if a in self.pointer and dims(a) == dims(node):  # read along, element by element
                 text = f"{self.pointer[a]}[{flat}]"
             else:
                 text = self.element(a, node, ["0"] * len(dims(node)))
@@ -712,7 +721,7 @@ def _space(a: Arg) -> Node:
 
 
 def _c_comment(text: str) -> str:
-    return comment_text(text).replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+    return doc_text(text)
 
 
 def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, str, str]:

@@ -126,5 +126,7 @@ def comment_text(text: str) -> str:
 
 
 def doc_text(text: str) -> str:
-    """User text (a file name, a title) made safe inside a docstring or a C comment."""
-    return comment_text(text).replace('"', "'").replace("*/", "*_/").replace("/*", "/_*")
+    """User text (a file name, a title, a spec line) made safe inside a docstring or a C
+    comment: no quote to close it, no comment delimiter, no trigraph."""
+    return (comment_text(text).replace('"', "'").replace("*/", "*_/").replace("/*", "/_*")
+            .replace("??", "?_?"))

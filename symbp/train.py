@@ -88,6 +88,10 @@ def _restore(snapshot: tuple[dict, dict], params: dict, state: dict) -> None:
 
 
 def _rows(data: dict) -> int:
+    for name, value in data.items():
+        if np.ndim(value) == 0:
+            raise ValueError(f"data[{name!r}]: expected an array with the examples on axis 0, "
+                             "got a single value")
     lengths = {len(np.asarray(v)) for v in data.values()}
     if len(lengths) != 1:
         raise ValueError(f"data: every array needs the same number of examples, got {lengths}")
