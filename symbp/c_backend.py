@@ -728,7 +728,7 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     """(files of the package folder, cffi declarations, extension name, C file name)."""
     import re
 
-    from .numpy_backend import HELPERS, _dict_text, _initializers, _title
+    from .numpy_backend import HELPERS, _dict_text, _initializers, _shape_text, _title
 
     graph = program.graph
     gen = Generator(program, dtype)
@@ -740,18 +740,10 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     helpers = [code for name, code in HELPERS.items()
                if re.search(rf"\b{name}\(", "\n".join(code for _, code in inits))]
     batched = graph.has_batch
-    outputs = [
-        {"key": a.key, "shape_expr": "(" + ", ".join((["n"] if batched else [])
-                                                    + [str(d) for d in a.shape])
-                                     + ("," if len(a.shape) + batched == 1 else "") + ")"}
-        for a in ctx["outputs"]
-    ]
-    def shape_text(dims_: list[str]) -> str:
-        return "(" + ", ".join(dims_) + ("," if len(dims_) == 1 else "") + ")"
-
-    wrapper_params = [{"key": a.key, "shape_text": shape_text([str(d) for d in a.shape])}
-                      for a in gen.params]
-    wrapper_inputs = [{"key": a.key, "shape_text": shape_text(["n", *map(str, a.shape)])}
+    outputs = [{"key": a.key, "shape_expr": _shape_text((["n"] if batched else []) + [*a.shape])}
+               for a in ctx["outputs"]]
+    wrapper_params = [{"key": a.key, "shape_text": _shape_text(a.shape)} for a in gen.params]
+    wrapper_inputs = [{"key": a.key, "shape_text": _shape_text(["n", *a.shape])}
                       for a in gen.inputs]
     wrapper = render(
         "c_wrapper.py.j2", name=doc_text(graph.name), title=_title(graph), version=__version__,

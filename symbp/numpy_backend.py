@@ -80,7 +80,8 @@ def _tuple_target(names: list[str]) -> str:
     return ", ".join(names)
 
 
-def _shape_text(shape: Shape) -> str:
+def _shape_text(shape) -> str:
+    """Python text of a tuple of dimensions (numbers, or names such as the batch's n)."""
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
