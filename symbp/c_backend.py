@@ -20,7 +20,7 @@ from . import __version__
 from .elementwise import X
 from .ir import Graph, Node, Op, Shape
 from .pipeline import PARAM_GRADS_LINE, Program
-from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form
+from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form, runtime_subscripts
 from .render import render
 from .schedule import Namer, Routine, doc_text, schedule
 
@@ -394,16 +394,11 @@ class CWriter:
     def matmul(self, node: Node) -> Matmul | None:
         """The GEMM computing a DOT node, when it is a product of (batches of) matrices."""
         a, b = node.args
-        c = node.attr
-        sa = ("b" if a.batched else "") + c.a
-        sb = ("b" if b.batched else "") + c.b
-        so = ("b" if node.batched else "") + c.out
+        sa, sb, so = runtime_subscripts(node)
         form = matmul_form(sa, sb, so)
         if form is None:
             return None
-        sizes: dict[str, str | int] = {"b": N}
-        for letters, nd in ((c.a, a), (c.b, b)):
-            sizes.update(zip(letters, nd.shape))
+        sizes = _letter_sizes(node)
         swap, ta, tb = form
         (la, pl), (lb, pr) = ((sb, b), (sa, a)) if swap else ((sa, a), (sb, b))
         k = ((set(la) & set(lb)) - set(so)).pop()
@@ -418,14 +413,9 @@ class CWriter:
         if mm is not None:
             return self.gemm(mm, self.pointer[node])
         a, b = node.args
-        c = node.attr
-        sa = ("b" if a.batched else "") + c.a
-        sb = ("b" if b.batched else "") + c.b
-        so = ("b" if node.batched else "") + c.out
+        sa, sb, so = runtime_subscripts(node)
         pa, pb, dst = self.pointer[a], self.pointer[b], self.pointer[node]
-        sizes: dict[str, str | int] = {"b": N}
-        for letters, nd in ((c.a, a), (c.b, b)):
-            sizes.update(zip(letters, nd.shape))
+        sizes = _letter_sizes(node)
         letters = list(dict.fromkeys(so + sa + sb))
         at = index([f"_l{ch}" for ch in sa], strides([sizes[ch] for ch in sa]))
         bt = index([f"_l{ch}" for ch in sb], strides([sizes[ch] for ch in sb]))
@@ -472,6 +462,15 @@ class CWriter:
             body = [f"if ((long)({work}) <= {SMALL_GEMM}) {{", *("  " + x for x in small),
                     "} else {", "  " + blas, "}"]
         return ["{", *("  " + x for x in head + body), "}"]
+
+
+def _letter_sizes(node: Node) -> dict[str, str | int]:
+    """The size of every einsum letter of a DOT node, the batch's "b" included."""
+    a, b = node.args
+    sizes: dict[str, str | int] = {"b": N}
+    sizes.update(zip(node.attr.a, a.shape))
+    sizes.update(zip(node.attr.b, b.shape))
+    return sizes
 
 
 @dataclass
@@ -707,11 +706,7 @@ def _is_batch_mean_product(g: Node) -> bool:
             and g.args[0].op is Op.DOT and g.args[0].attr.sum_batch
             and len(g.args[0].attr.out) == 2):
         return False
-    a, b = g.args[0].args
-    c = g.args[0].attr
-    sa = ("b" if a.batched else "") + c.a
-    sb = ("b" if b.batched else "") + c.b
-    return matmul_form(sa, sb, c.out) is not None
+    return matmul_form(*runtime_subscripts(g.args[0])) is not None
 
 
 def _space(a: Arg) -> Node:

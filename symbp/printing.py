@@ -185,11 +185,7 @@ class NumpyPrinter:
         return _atom(text, prec) + "[:, " + ", ".join(["None"] * (node.ndim - arg.ndim)) + "]"
 
     def dot(self, node: Node, x: list[tuple[str, int]]) -> tuple[str, int]:
-        a, b = node.args
-        c = node.attr
-        sa = ("b" if a.batched else "") + c.a
-        sb = ("b" if b.batched else "") + c.b
-        so = ("b" if node.batched else "") + c.out
+        sa, sb, so = runtime_subscripts(node)
         form = stacked_matmul_form(sa, sb, so)
         if form is not None:
             stack, swap, ta, tb = form
@@ -216,6 +212,15 @@ def sympy_precedence(expr: sympy.Expr) -> int:
     if expr.could_extract_minus_sign() or (expr.is_Number and expr < 0):
         p = min(p, ADD)
     return p
+
+
+def runtime_subscripts(node: Node) -> tuple[str, str, str]:
+    """A DOT node's einsum letters over the arrays as they are at run time: "b", the batch
+    axis, leads every batched operand and a batched result."""
+    a, b = node.args
+    c = node.attr
+    return tuple(("b" if n.batched else "") + letters
+                 for n, letters in ((a, c.a), (b, c.b), (node, c.out)))
 
 
 def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
