@@ -110,7 +110,8 @@ class _Parser:
         self.graph = Graph(name=name, source=source, filename=filename)
         self.values: dict[str, tuple[Value, int]] = {}  # bound names -> (value, line)
         self.functions: dict[str, tuple[int, sympy.Expr, int]] = {}  # name -> (arity, body, line)
-        self.terms: dict[str, int] = {}  # user function -> its size with calls expanded
+        self.terms: dict[str, tuple[int, list[int]]] = {}  # user function -> its size with
+        # calls expanded, and the uses of each of its parameters
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
         self.line = 0  # the line of the statement being read
 
@@ -339,10 +340,17 @@ class _Parser:
             if e.keywords or len(args) != arity or None in args:
                 usage = {"normal": "normal(std)", "uniform": "uniform(low, high)"}[e.func.id]
                 raise self.error(e, f"bad initializer: use {usage} with number literals")
+            args = [a + 0.0 for a in args]  # -0.0 is 0.0 (numpy's normal refuses a std of -0.0)
             if e.func.id == "normal" and args[0] < 0:
                 raise self.error(e, "bad initializer: normal(std) needs std >= 0")
+            if e.func.id == "normal" and not math.isfinite(args[0] * 64):
+                raise self.error(e, "bad initializer: normal(std) with so large a std draws "
+                                 "infinite values")
             if e.func.id == "uniform" and not args[0] <= args[1]:
                 raise self.error(e, "bad initializer: uniform(low, high) needs low <= high")
+            if e.func.id == "uniform" and not math.isfinite(args[1] - args[0]):
+                raise self.error(e, "bad initializer: uniform(low, high) needs high - low to be "
+                                 "a finite number")
             return (e.func.id, *args)
         raise self.error(e, "bad initializer: expected a number, zeros, ones, normal(std), "
                          "uniform(low, high), glorot or he")
@@ -404,7 +412,7 @@ class _Parser:
             where = wrong[0] if wrong else body[1]
             raise self.error(where, f"function '{name}' must be a single `return <expression>`")
         result = body[0].value
-        terms = self.expanded_terms(result)
+        terms, uses = self.expanded_size(result, params)
         if terms > MAX_FUNCTION_TERMS:
             raise self.error(result, f"function '{name}' is too large once the functions it "
                              f"calls are expanded (more than {MAX_FUNCTION_TERMS} terms)")
@@ -413,18 +421,32 @@ class _Parser:
         if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
             raise self.error(result, f"function '{name}' has a non-finite constant")
         self.functions[name] = (len(params), expr, f.lineno)
-        self.terms[name] = terms
+        self.terms[name] = (terms, uses)
         self.graph.functions[name] = (len(params), expr)
 
-    def expanded_terms(self, e: ast.expr) -> int:
-        """An upper bound on the size of ``e`` with every user function call inlined.
+    def expanded_size(self, e: ast.AST, params: list[str]) -> tuple[int, list[int]]:
+        """The size of ``e`` with every user function call inlined, and how many times each
+        of ``params`` occurs in it.
 
-        Functions calling functions grow geometrically (f1(u) = f0(f0(u)), f2 = f1(f1(u)),
-        ...); bounding the size keeps sympy from building, or hanging on, such bodies.
+        A call's size is its function's, plus each argument's (less the parameter it
+        replaces) as often as the function uses that parameter: a chain of functions each
+        calling the last once grows linearly, as it should, while f1(u) = f0(f0(u)),
+        f2(u) = f1(f1(u)), ... grow geometrically and are caught early.
         """
+        if isinstance(e, ast.Name):
+            return 1, [int(e.id == p) for p in params]
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.terms:
-            return self.terms[e.func.id] * (1 + sum(self.expanded_terms(a) for a in e.args))
-        return 1 + sum(self.expanded_terms(c) for c in ast.iter_child_nodes(e))
+            size, uses = self.terms[e.func.id]
+            args = [self.expanded_size(a, params) for a in e.args]
+            size += sum(k * (s - 1) for k, (s, _) in zip(uses, args))
+            inner = [sum(k * a[1][i] for k, a in zip(uses, args)) for i in range(len(params))]
+            return size, inner
+        size, uses = int(isinstance(e, ast.expr)), [0] * len(params)
+        for child in ast.iter_child_nodes(e):
+            s, u = self.expanded_size(child, params)
+            size += s
+            uses = [a + b for a, b in zip(uses, u)]
+        return size, uses
 
     def scalar_expr(self, e: ast.expr, env: dict[str, sympy.Symbol], fname: str) -> sympy.Expr:
         """A user function body: elementwise arithmetic of its parameters, as sympy."""
