@@ -35,11 +35,17 @@ C_RESERVED = {
     "step_", "sign_", "gemm_", "asm", "fortran", "I", "complex", "imaginary", "isnan", "isinf",
     "signbit", "fpclassify", "isnormal", "math_errhandling", "memcpy", "memset", "expf",
     "logf", "log1pf", "sqrtf", "powf", "tanhf", "sinf", "cosf", "fabsf", "fmaxf",
+    # keywords of GNU C and C23 (gcc 15 builds C23 by default), names gnu99 predefines as
+    # macros, and the lowercase macros of the headers cffi's build includes (Python.h,
+    # <stdio.h>, <sys/stat.h>, openblas_config.h); offsetof also stops cffi's parser
+    "typeof", "typeof_unqual", "alignas", "alignof", "constexpr", "nullptr", "static_assert",
+    "thread_local", "noreturn", "linux", "unix", "i386", "offsetof", "xdouble", "st_atime",
+    "st_mtime", "st_ctime", "sched_priority", "stdin", "stdout", "stderr",
 }
 
 
 MACRO_PREFIXES = ("_", "scipy_", "cblas", "Cblas", "CBLAS", "openblas", "OPENBLAS", "FP_",
-                  "M_", "LAPACK", "__")
+                  "M_", "LAPACK", "__", "Py", "PRI", "SCN", "L_", "P_")
 
 
 def c_identifier(name: str) -> str:

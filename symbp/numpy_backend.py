@@ -23,7 +23,8 @@ from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, s
 
 MODULE_NAMES = {
     "np", "PARAMS", "INPUTS", "OUTPUTS", "DTYPE", "init_params", "forward", "loss",
-    "loss_and_grads", "train_step", "params", "inputs", "lr", "_array", "_params", "_inputs",
+    "loss_and_grads", "train_step", "params", "inputs", "lr", "grads", "_array", "_params",
+    "_inputs",
     "_full", "_sigmoid", "_softplus", "_relu", "_step", "_logsumexp", "_glorot", "_he",
 }
 
