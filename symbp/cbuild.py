@@ -12,6 +12,9 @@ another one just made.
 The extension is three translation units compiled at once by the C compiler itself: the two
 halves of the generated C with the optimizing flags, and cffi's glue (Python's C API,
 argument conversion) quickly at -O1. All hide their symbols: calls between them are direct.
+
+Beside the entries, the folder ``.index`` maps spec keys (see ``symbp.compiler``) to entries,
+so that a spec compiled before is found without parsing it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd",
                  "-g0")
 GLUE_FLAGS = ("-O1", "-g0", "-DNDEBUG")  # cffi's glue: a call's argument conversions
+INDEX = ".index"  # spec key -> entry, in the cache folder
 _RECIPE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # how builds are made
 
 
@@ -125,6 +129,54 @@ def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
         os.environ.get("SYMBP_SANITIZE", ""), str(_has_libmvec()), _cpu_identity(), _RECIPE,
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _stamp(path: str | None) -> str:
+    """A file's real path, size and modification time: any reinstall changes it."""
+    if path is None:
+        return "none"
+    try:
+        real = os.path.realpath(path)
+        s = os.stat(real)
+        return f"{real} {s.st_size} {s.st_mtime_ns}"
+    except OSError:
+        return f"{path} missing"
+
+
+def toolchain_stamp() -> str:
+    """What ``cache_key`` learns from the toolchain, from cheap looks alone (no subprocess,
+    no import of the BLAS): the compiler's file, the flags and settings, the BLAS's files,
+    cffi's version, the Python ABI, the CPU and the C library. For the spec index, which
+    must miss whenever the cache key could differ."""
+    import importlib.util
+
+    try:
+        import _cffi_backend
+
+        cffi_version = _cffi_backend.__version__
+    except ImportError:
+        cffi_version = "none"
+    blas = importlib.util.find_spec("scipy_openblas32")
+    blas_files = []
+    if blas is not None and blas.origin:
+        libdir = Path(blas.origin).parent / "lib"
+        blas_files = [blas.origin, str(libdir)]
+        with contextlib.suppress(OSError):
+            blas_files += sorted(str(p) for p in libdir.iterdir() if p.is_file())
+    parts = [
+        compiler(), _stamp(shutil.which(compiler())), " ".join(flags()),
+        os.environ.get("SYMBP_SANITIZE", ""), cffi_version, sys.implementation.cache_tag,
+        importlib.machinery.EXTENSION_SUFFIXES[0], *map(_stamp, blas_files), _cpu_identity(),
+        os.uname().machine if hasattr(os, "uname") else "", _libc(), _RECIPE,
+    ]
+    return "\n".join(parts)
+
+
+def _libc() -> str:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return ""
 
 
 def _digest(path: Path) -> str:
@@ -300,6 +352,39 @@ def _discard(entry: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.rename(entry, trash / "entry")
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def indexed(key: str) -> Path | None:
+    """The entry the spec index records under ``key``, if its files still match its
+    manifest; else None (no record, a garbled one, a missing or damaged entry)."""
+    root = cache_dir()
+    try:
+        record = json.loads((root / INDEX / f"{key}.json").read_text(encoding="utf-8"))
+        names = [record["entry"], record["module"], record["c_file"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not all(isinstance(n, str) and n and n == Path(n).name and not n.startswith(".")
+               for n in names):
+        return None
+    entry = root / names[0]
+    return entry if entry.is_dir() and _valid(entry, names[1], names[2]) else None
+
+
+def remember(key: str, entry: Path, module: str, c_file: str) -> None:
+    """Record ``entry`` under the spec key ``key`` (atomically; not at all in a cache folder
+    this process may not write)."""
+    folder = cache_dir() / INDEX
+    tmp = None
+    try:
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}-", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"entry": entry.name, "module": module, "c_file": c_file}, f)
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def load_package(path: Path, name: str) -> types.ModuleType:

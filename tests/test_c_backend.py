@@ -913,9 +913,10 @@ def entries(root: Path) -> list[Path]:
 
 
 def leftovers(root: Path) -> list[str]:
-    """Temporary build folders and trash left behind (lock files, one per network, stay)."""
-    return sorted(p.name for p in root.iterdir()
-                  if p.name.startswith(".") and not p.name.endswith(".lock"))
+    """Temporary build folders and trash left behind (lock files, one per network, and the
+    spec index stay)."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")
+                  and not p.name.endswith(".lock") and p.name != cbuild.INDEX)
 
 
 def check_works(mod, spec: Path) -> None:
