@@ -12,6 +12,7 @@ def env(root: str) -> dict[str, str]:
              if f and not f.startswith("base_compiledir=")]
     return {
         "SYMBP_CACHE_DIR": os.path.join(root, "symbp"),
+        "SYMBP_BENCH_SPECS": os.path.join(root, "specs"),  # the spec files symbp compiles
         "TORCHINDUCTOR_CACHE_DIR": os.path.join(root, "inductor"),
         "NUMBA_CACHE_DIR": os.path.join(root, "numba"),
         "PYTENSOR_FLAGS": ",".join([*flags, f"base_compiledir={os.path.join(root, 'pytensor')}"]),
