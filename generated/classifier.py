@@ -165,15 +165,16 @@ def forward(params, /, **inputs) -> dict:
     W1, b1, W2, b2 = _params(params)
     (x, t), n = _inputs(inputs)
     # line 12: h = swish(W1 @ x + b1)
-    h = (x @ W1.T + b1)*_sigmoid(x @ W1.T + b1)
+    t1 = x @ W1.T + b1
+    h = t1*_sigmoid(t1)
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
-    t1 = _logsumexp(logits, axis=1)
+    t2 = _logsumexp(logits, axis=1)
     # line 15: probs: Output = softmax(logits)
-    probs = np.exp(logits - t1[:, None])
+    probs = np.exp(logits - t2[:, None])
     # line 14: C: Loss = cross_entropy(logits, t)
-    C = -np.sum(t*(logits - t1[:, None]), axis=1)
+    C = -np.sum(t*(logits - t2[:, None]), axis=1)
     return {
         'probs': probs,
         'C': C,
@@ -185,7 +186,8 @@ def loss(params, /, **inputs) -> float:
     W1, b1, W2, b2 = _params(params)
     (x, t), n = _inputs(inputs)
     # line 12: h = swish(W1 @ x + b1)
-    h = (x @ W1.T + b1)*_sigmoid(x @ W1.T + b1)
+    t1 = x @ W1.T + b1
+    h = t1*_sigmoid(t1)
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
@@ -199,24 +201,27 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     (x, t), n = _inputs(inputs)
     # line 12: h = swish(W1 @ x + b1)
     t1 = x @ W1.T + b1
-    h = t1*_sigmoid(t1)
+    # grad of line 12: h = swish(W1 @ x + b1)
+    t2 = _sigmoid(t1)
+    # line 12: h = swish(W1 @ x + b1)
+    h = t1*t2
     # line 13: logits = W2 @ h + b2
     logits = h @ W2.T + b2
     # line 14: C: Loss = cross_entropy(logits, t)
-    t2 = _logsumexp(logits, axis=1)
-    C = -np.sum(t*(logits - t2[:, None]), axis=1)
+    t3 = _logsumexp(logits, axis=1)
+    C = -np.sum(t*(logits - t3[:, None]), axis=1)
     # grad of line 14: C: Loss = cross_entropy(logits, t)
-    t3 = -t
+    t4 = -t
     # line 15: probs: Output = softmax(logits)
-    probs = np.exp(logits - t2[:, None])
+    probs = np.exp(logits - t3[:, None])
     # grad of line 13: logits = W2 @ h + b2
-    dlogits = t3 + np.sum(-t3, axis=1)[:, None]*probs
+    dlogits = t4 + np.sum(-t4, axis=1)[:, None]*probs
     dh = dlogits @ W2
     # grad of line 12: h = swish(W1 @ x + b1)
-    t4 = dh*(h*(1 - _sigmoid(t1)) + _sigmoid(t1))
+    t5 = dh*(t2 + t1*(t2*(1 - t2)))
     # gradients of the mean loss over the batch
-    dW1 = (t4.T @ x)/n
-    db1 = np.sum(t4, axis=0)/n
+    dW1 = (t5.T @ x)/n
+    db1 = np.sum(t5, axis=0)/n
     dW2 = (dlogits.T @ h)/n
     db2 = np.sum(dlogits, axis=0)/n
     grads = {

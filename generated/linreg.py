@@ -144,7 +144,7 @@ def forward(params, /, **inputs) -> dict:
     # line 9: e = yhat - y
     e = yhat - y
     # line 10: J: Loss = 0.5 * e ** 2
-    J = e**2/2
+    J = 0.5*e**2
     return {
         'J': J,
     }
@@ -161,7 +161,7 @@ def loss(params, /, **inputs) -> float:
     # line 9: e = yhat - y
     e = yhat - y
     # line 10: J: Loss = 0.5 * e ** 2
-    J = e**2/2
+    J = 0.5*e**2
     return float(np.mean(J))
 
 
@@ -176,7 +176,7 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     # line 9: e = yhat - y
     e = yhat - y
     # line 10: J: Loss = 0.5 * e ** 2
-    J = e**2/2
+    J = 0.5*e**2
     # gradients of the mean loss over the batch
     dw = np.einsum("b,b->", e, x)/n
     db = np.sum(e, axis=0)/n

@@ -161,7 +161,7 @@ def forward(params, /, **inputs) -> dict:
     # line 12: a2 = sigmoid(z2)
     a2 = _sigmoid(z2)
     # line 13: C: Loss = 0.5 * sum((a2 - y) ** 2)
-    C = np.sum((a2 - y)**2, axis=1)/2
+    C = 0.5*np.sum((a2 - y)**2, axis=1)
     return {
         'p': a2,
         'C': C,
@@ -181,7 +181,7 @@ def loss(params, /, **inputs) -> float:
     # line 12: a2 = sigmoid(z2)
     a2 = _sigmoid(z2)
     # line 13: C: Loss = 0.5 * sum((a2 - y) ** 2)
-    C = np.sum((a2 - y)**2, axis=1)/2
+    C = 0.5*np.sum((a2 - y)**2, axis=1)
     return float(np.mean(C))
 
 
@@ -200,13 +200,13 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     # grad of line 13: C: Loss = 0.5 * sum((a2 - y) ** 2)
     da2 = a2 - y
     # line 13: C: Loss = 0.5 * sum((a2 - y) ** 2)
-    C = np.sum(da2**2, axis=1)/2
+    C = 0.5*np.sum(da2**2, axis=1)
     # grad of line 12: a2 = sigmoid(z2)
-    dz2 = da2*a2*(1 - a2)
+    dz2 = da2*(a2*(1 - a2))
     # grad of line 11: z2 = W2 @ a1 + b2
     da1 = dz2 @ W2
     # grad of line 10: a1 = sigmoid(z1)
-    dz1 = da1*a1*(1 - a1)
+    dz1 = da1*(a1*(1 - a1))
     # gradients of the mean loss over the batch
     dW1 = (dz1.T @ x)/n
     db1 = np.sum(dz1, axis=0)/n

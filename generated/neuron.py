@@ -143,11 +143,11 @@ def forward(params, /, **inputs) -> dict:
     w, b = _params(params)
     (x, y), n = _inputs(inputs)
     # line 7: z = w * x + b
-    z = b + w*x
+    z = w*x + b
     # line 8: a = sigmoid(z)
     a = _sigmoid(z)
     # line 9: C: Loss = 0.5 * (a - y) ** 2
-    C = (a - y)**2/2
+    C = 0.5*(a - y)**2
     return {
         'C': C,
     }
@@ -158,11 +158,11 @@ def loss(params, /, **inputs) -> float:
     w, b = _params(params)
     (x, y), n = _inputs(inputs)
     # line 7: z = w * x + b
-    z = b + w*x
+    z = w*x + b
     # line 8: a = sigmoid(z)
     a = _sigmoid(z)
     # line 9: C: Loss = 0.5 * (a - y) ** 2
-    C = (a - y)**2/2
+    C = 0.5*(a - y)**2
     return float(np.mean(C))
 
 
@@ -171,14 +171,14 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     w, b = _params(params)
     (x, y), n = _inputs(inputs)
     # line 7: z = w * x + b
-    z = b + w*x
+    z = w*x + b
     # line 8: a = sigmoid(z)
     a = _sigmoid(z)
     # line 9: C: Loss = 0.5 * (a - y) ** 2
     t1 = a - y
-    C = t1**2/2
+    C = 0.5*t1**2
     # grad of line 8: a = sigmoid(z)
-    dz = t1*a*(1 - a)
+    dz = t1*(a*(1 - a))
     # gradients of the mean loss over the batch
     dw = np.einsum("b,b->", dz, x)/n
     db = np.sum(dz, axis=0)/n

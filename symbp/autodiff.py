@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import sympy
-
 from . import elementwise as ew
+from . import expr as ex
 from . import ops
-from .elementwise import X
+from .expr import X
 from .ir import Contraction, Graph, Node, Op, toposort
 
 
@@ -38,7 +37,7 @@ def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
 
 
 def _ew_rule(node: Node, g: Node) -> list[Node | None]:
-    """d/d arg_i of an elementwise expression: g * sympy.diff, reusing the output."""
+    """d/d arg_i of an elementwise expression: g times its derivative, reusing the output."""
     n = len(node.args)
     operands = (g, *node.args, node)
     shifted = {X[j]: X[j + 1] for j in range(n + 1)}
@@ -48,7 +47,7 @@ def _ew_rule(node: Node, g: Node) -> list[Node | None]:
         if d == 0:
             out.append(None)
             continue
-        out.append(ops.elementwise(X[0] * d.xreplace(shifted), operands))
+        out.append(ops.elementwise(X[0] * ex.replace(d, shifted), operands))
     return out
 
 
@@ -69,7 +68,7 @@ def _sum_rule(node: Node, g: Node) -> list[Node | None]:
 def _logsumexp_rule(node: Node, g: Node) -> list[Node | None]:
     (x,) = node.args
     axes = node.attr
-    soft = ops.elementwise(sympy.exp(X[0] - X[1]), (x, ops.keepdims(node, axes, x.shape)))
+    soft = ops.elementwise(ex.call("exp", X[0] - X[1]), (x, ops.keepdims(node, axes, x.shape)))
     return [ops.mul(ops.keepdims(g, axes, x.shape), soft)]
 
 

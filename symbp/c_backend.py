@@ -14,13 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sympy
-
 from . import __version__
-from .elementwise import X
-from .ir import Graph, Node, Op, Shape
+from .expr import ATOM, Expr, X
+from .ir import Graph, Node, Op, Shape, gc_paused
 from .pipeline import PARAM_GRADS_LINE, Program
-from .printing import ATOM, Code, ExprPrinter, exact_decimal, matmul_form, runtime_subscripts
+from .printing import (
+    ExprPrinter,
+    Term,
+    exact_decimal,
+    matmul_form,
+    paren,
+    print_expr,
+    runtime_subscripts,
+)
 from .render import render
 from .schedule import Namer, Routine, doc_text, schedule
 
@@ -72,12 +78,11 @@ class CExprPrinter(ExprPrinter):
 
     functions = {
         "exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos",
-        "sign": "sign_", "Abs": "fabs", "sqrt": "sqrt", "sigmoid": "sigmoid_",
+        "sign": "sign_", "abs": "fabs", "sqrt": "sqrt", "sigmoid": "sigmoid_",
         "softplus": "softplus_", "relu": "relu_", "step": "step_",
     }
 
     def __init__(self, dtype: str) -> None:
-        super().__init__()
         self.suffix = "f" if dtype == "float32" else ""
 
     def literal(self, value: float) -> str:
@@ -86,28 +91,20 @@ class CExprPrinter(ExprPrinter):
             text += ".0"
         return text + self.suffix
 
-    def _print_Integer(self, expr):
-        return self.literal(int(expr))
+    def number(self, value) -> Term:
+        if isinstance(value, float) or value.denominator == 1 or exact_decimal(value):
+            text = self.literal(value)
+        else:
+            text = f"({self.literal(value.numerator)}/{self.literal(value.denominator)})"
+        return (f"({text})", ATOM) if text.startswith("-") else (text, ATOM)
 
-    def _print_Rational(self, expr):
-        if exact_decimal(expr) is not None:
-            return self.literal(float(expr))
-        return f"({self.literal(expr.p)}/{self.literal(expr.q)})"
-
-    def _print_Float(self, expr):
-        return self.literal(float(expr))
-
-    def _print_Pow(self, expr, rational=False):
-        base, e = expr.base, expr.exp
-        if e == sympy.S.Half:
-            return f"sqrt({self._print(base)})"
-        if e == -sympy.S.Half:
-            return f"(1/sqrt({self._print(base)}))"
-        b = self.parenthesize(base, ATOM)
-        if e.is_Integer and 1 <= abs(int(e)) <= 4:
-            prod = "*".join([b] * abs(int(e)))
-            return f"({prod})" if e > 0 else f"(1/({prod}))"
-        return f"pow({self._print(base)}, {self._print(e)})"
+    def power(self, base: Term, exponent: Expr, exp_term: Term) -> Term:
+        b = paren(base, ATOM)
+        k = exponent.value if exponent.op == "num" else None
+        if k is not None and k == int(k) and 1 <= abs(int(k)) <= 4:
+            prod = "*".join([b] * abs(int(k)))
+            return (f"({prod})" if k > 0 else f"(1/({prod}))"), ATOM
+        return f"pow({base[0]}, {exp_term[0]})", ATOM
 
 
 # ---------------------------------------------------------------- index arithmetic
@@ -297,9 +294,9 @@ class CWriter:
     def element(self, node: Node, space: Node, idx: list[str]) -> str:
         """C expression of ``node``'s element at ``idx`` of the index space of ``space``."""
         if node.op is Op.CONST:
-            return f"({self.printer.doprint(node.attr)})"
+            return f"({print_expr(node.attr, [], self.printer)[0]})"
         if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:
-            return f"({self.printer.doprint(node.args[0].attr)})"
+            return f"({print_expr(node.args[0].attr, [], self.printer)[0]})"
         if node.op is Op.BATCH_SIZE:
             return f"(({self.real}){N})"
         if node in self.pointer:
@@ -309,9 +306,8 @@ class CWriter:
         raise AssertionError(f"{node!r} has no buffer and cannot be inlined")
 
     def ew_value(self, node: Node, space: Node, idx: list[str]) -> str:
-        subs = {X[i]: Code(f"_x{i:04d}", self.element(a, space, idx), ATOM)
-                for i, a in enumerate(node.args)}
-        return self.printer.doprint(node.attr.xreplace(subs))
+        args = [(self.element(a, space, idx), ATOM) for a in node.args]
+        return print_expr(node.attr, args, self.printer)[0]
 
     def statement(self, node: Node) -> list[str]:
         op = node.op
@@ -340,14 +336,14 @@ class CWriter:
     def ew_value_flat(self, node: Node, flat: str) -> str:
         """The elementwise value at flat index ``flat`` when every argument buffer has the
         node's own layout (or is a single value)."""
-        subs = {}
-        for k, a in enumerate(node.args):
+        args = []
+        for a in node.args:
             if a in self.pointer and dims(a) == dims(node):  # read along, element by element
                 text = f"{self.pointer[a]}[{flat}]"
             else:
                 text = self.element(a, node, ["0"] * len(dims(node)))
-            subs[X[k]] = Code(f"_x{k:04d}", text, ATOM)
-        return self.printer.doprint(node.attr.xreplace(subs))
+            args.append((text, ATOM))
+        return print_expr(node.attr, args, self.printer)[0]
 
     def reduce(self, node: Node) -> list[str]:
         """SUM or LOGSUMEXP over per-example axes; the summand is computed in the loop."""
@@ -708,7 +704,7 @@ class Generator:
 
 def _is_batch_mean_product(g: Node) -> bool:
     """Is ``g`` a matrix product summed over the batch, divided by n (a weight gradient)?"""
-    if not (g.op is Op.EW and g.attr == X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE
+    if not (g.op is Op.EW and g.attr is X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE
             and g.args[0].op is Op.DOT and g.args[0].attr.sum_batch
             and len(g.args[0].attr.out) == 2):
         return False
@@ -725,6 +721,7 @@ def _c_comment(text: str) -> str:
     return doc_text(text)
 
 
+@gc_paused
 def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, str, str]:
     """(files of the package folder, cffi declarations, extension name, C file name)."""
     import re

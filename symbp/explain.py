@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .expr import X
 from .ir import Node, Op
 from .pipeline import PARAM_GRADS_LINE, Program
-from .printing import ATOM, MATMUL, SpecExprPrinter, matmul_form, print_elementwise
+from .printing import ATOM, MATMUL, SpecExprPrinter, matmul_form, print_expr
 from .schedule import Namer, comment_text, schedule
 
 
@@ -23,19 +24,18 @@ class SpecPrinter:
     def expression(self, node: Node) -> tuple[str, int]:
         op = node.op
         if op is Op.CONST:
-            return self.printer.doprint(node.attr), ATOM
+            return print_expr(node.attr, [], self.printer)
         if op is Op.BATCH_SIZE:
             return "n", ATOM
         if op is Op.EW:
-            if (node.attr.is_Mul and len(node.args) == 2 and node.args[1].op is Op.BATCH_SIZE
-                    and str(node.attr) == "_x0/_x1"):
+            if node.attr is X[0] / X[1] and node.args[1].op is Op.BATCH_SIZE:
                 inner = node.args[0]
                 text = self.term(inner.args[0])[0] if inner.op is Op.BATCH_SUM else (
                     self.dot(inner, summed=False)[0] if inner.op is Op.DOT else None)
                 if text is not None:
                     return f"batch_mean({text})", ATOM
             args = [self.term(a) for a in node.args]
-            return print_elementwise(node.attr, args, self.printer), MATMUL - 1
+            return print_expr(node.attr, args, self.printer)
         x = [self.term(a)[0] for a in node.args]
         if op is Op.SUM:
             axes = node.attr
@@ -119,8 +119,15 @@ def backward_equations(program: Program) -> str:
 
 
 def pass_report(program: Program) -> str:
-    lines = ["pass                 nodes before -> after   rules fired"]
+    """The passes in the order they ran: the rule sets each applied, the graph's node count
+    before and after (nodes no root reaches any more are gone: that is dead-code
+    elimination), and how often each rule fired. Differentiation runs between the forward
+    pass "stabilize" and the rest."""
+    lines = ["pass        rule sets                                  nodes before -> after"
+             "   rules fired"]
     for st in program.stats:
         fired = ", ".join(f"{k} x{v}" for k, v in sorted(st.fired.items())) or "-"
-        lines.append(f"{st.name:<20} {st.nodes_before:>12} -> {st.nodes_after:<6}  {fired}")
+        sets = ", ".join(st.sets)
+        lines.append(f"{st.name:<11} {sets:<42} {st.nodes_before:>12} -> {st.nodes_after:<6}"
+                     f"  {fired}")
     return "\n".join(lines) + "\n"

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sympy
-
 from . import elementwise as ew
-from .elementwise import X
+from . import expr as ex
+from .expr import Expr, X
 from .ir import Contraction, Node, Op, Shape
 
 LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated einsums
@@ -51,10 +50,15 @@ def param_node(name: str, shape: Sequence[int] = ()) -> Node:
 
 
 def const(value) -> Node:
-    """A scalar constant; ``value`` a Python or sympy number."""
-    if not isinstance(value, sympy.Basic):
-        value = ew.number(value)
-    return Node(Op.CONST, (), sympy.nsimplify(value) if value.is_Float else value, (), False)
+    """A scalar constant; ``value`` a Python number (a float is taken as its shortest
+    decimal, 0.1 as 1/10) or a number ``Expr``."""
+    if not isinstance(value, Expr):
+        value = ex.decimal(value)
+    if not value.is_number:
+        raise GraphError(f"a constant must be a number, got {value}")
+    if value.bad:
+        raise GraphError(f"the constant is {value.bad}")
+    return Node(Op.CONST, (), value, (), False)
 
 
 def batch_size() -> Node:
@@ -65,6 +69,9 @@ def batch_size() -> Node:
 
 
 def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
+    first = shapes[0] if shapes else ()
+    if all(s == first for s in shapes):
+        return first
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):
@@ -77,7 +84,12 @@ def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Sha
     return tuple(out)
 
 
-def elementwise(expr: sympy.Expr, args: Sequence[Node], what: str = "") -> Node:
+# (expression, what each argument is) -> (canonical expression, the arguments it keeps):
+# graphs repeat a handful of expressions, so each is canonicalized once
+_canonical_ew: dict[tuple, tuple[Expr, tuple[int, ...]]] = {}
+
+
+def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     """The node computing ``expr`` (over X[0..]) of ``args``, broadcast, in canonical form.
 
     Constants are folded into the expression, repeated arguments merged, unused ones
@@ -85,53 +97,40 @@ def elementwise(expr: sympy.Expr, args: Sequence[Node], what: str = "") -> Node:
     """
     args = list(args)
     shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
-    batched = any(a.batched for a in args)
-    subs = {}
     kept: list[Node] = []
-    for i, a in enumerate(args):
+    pattern: list[tuple] = []
+    for a in args:
         if a.op is Op.CONST:
-            subs[X[i]] = a.attr
+            pattern.append(("c", a.attr))
         elif a in kept:
-            subs[X[i]] = X[kept.index(a) + len(args)]  # temporary, renumbered below
+            pattern.append(("a", kept.index(a)))
         else:
+            pattern.append(("a", len(kept)))
             kept.append(a)
-            subs[X[i]] = X[len(kept) - 1 + len(args)]
-    expr = sympy.sympify(expr).xreplace(subs)
-    used = sorted(ew.placeholder_index(s) - len(args) for s in expr.free_symbols)
-    expr = expr.xreplace({X[j + len(args)]: X[k] for k, j in enumerate(used)})
-    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or not _finite_real(expr):
-        shown = str(expr) if len(str(expr)) <= 60 else str(expr)[:57] + "..."
-        raise GraphError(f"{what or 'expression'} has a constant that is not a finite real "
-                         f"number ({shown})")
-    kept = [kept[j] for j in used]
+    key = (expr, tuple(pattern))
+    hit = _canonical_ew.get(key)
+    if hit is None:
+        n = len(args)
+        values = {i: (p[1] if p[0] == "c" else ex.arg(n + p[1])) for i, p in enumerate(pattern)}
+        e = ex.substitute(expr, values)
+        used = tuple(sorted(j - n for j in e.args_used))
+        renumber = {n + j: ex.arg(k) for k, j in enumerate(used)}
+        hit = _canonical_ew[key] = (ex.substitute(e, renumber), used)
+    e, used = hit
+    if e.bad:
+        raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")
+    if len(used) != len(kept):
+        kept = [kept[j] for j in used]
     if not kept:
-        node = const(expr) if expr.is_number else None
-        if node is None:
-            raise GraphError(f"cannot evaluate constant expression {expr}")
-    elif expr == X[0]:
+        node = const(e)
+    elif e is X[0]:
         node = kept[0]
     else:
-        inner = broadcast_shapes(*(a.shape for a in kept))
-        node = Node(Op.EW, tuple(kept), expr, inner, any(a.batched for a in kept))
+        inner = shape if len(kept) == len(args) else broadcast_shapes(*(a.shape for a in kept))
+        node = Node(Op.EW, tuple(kept), e, inner, any(a.batched for a in kept))
     if node.shape != shape:
         node = broadcast(node, shape)
-    del batched  # a value independent of the examples may stay unbatched
     return node
-
-
-def _finite_real(expr: sympy.Expr) -> bool:
-    """Do the constant parts of ``expr`` (sqrt(-1), exp(1000), 10**400) fit a float?"""
-    if expr.has(sympy.I):
-        return False
-    for part in sympy.preorder_traversal(expr):
-        if not (isinstance(part, sympy.Expr) and part.is_number):
-            continue
-        if part.is_Rational:
-            if abs(part.p) >= 10**300 or part.q >= 10**300:
-                return False
-        elif ew.as_float(part) is None:
-            return False
-    return True
 
 
 def add(a: Node, b: Node) -> Node:
@@ -204,7 +203,7 @@ def batch_sum(x: Node) -> Node:
     if x.op is Op.DOT and not x.attr.sum_batch:
         c = x.attr
         return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
-    if x.op is Op.EW and x.attr == X[0] * X[1] and all(a.batched for a in x.args):
+    if x.op is Op.EW and x.attr is X[0] * X[1] and all(a.batched for a in x.args):
         scalar, other = sorted(x.args, key=lambda a: a.ndim)
         if scalar.ndim == 0:  # sum over examples of a scalar times a vector: one product
             letters = LETTERS[: other.ndim]
@@ -234,7 +233,8 @@ def log_softmax(x: Node, axis: int = -1) -> Node:
 def softmax(x: Node, axis: int = -1) -> Node:
     """exp(x - logsumexp(x)): never overflows, and its log simplifies to log_softmax."""
     axes = _axes(axis, x.ndim, "softmax")
-    return elementwise(sympy.exp(X[0] - X[1]), (x, keepdims(logsumexp(x, axes), axes, x.shape)))
+    return elementwise(ex.call("exp", X[0] - X[1]),
+                       (x, keepdims(logsumexp(x, axes), axes, x.shape)))
 
 
 def cross_entropy(logits: Node, target: Node) -> Node:

@@ -17,15 +17,13 @@ import tokenize
 import warnings
 from pathlib import Path
 
-import sympy
-
 from . import elementwise as ew
 from . import ops
-from .elementwise import X
 from .errors import SpecError
-from .ir import Decl, Graph, Node, Op
+from .expr import Expr, X
+from .ir import Decl, Graph, Node, Op, gc_paused
 
-Value = "Node | sympy.Expr"  # a node, or a number not yet placed in the graph
+Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
 DECLARATIONS = ("Input", "Param", "Loss", "Output")
 INITIALIZERS = {"zeros": 0, "ones": 0, "glorot": 0, "he": 0, "normal": 1, "uniform": 2}
@@ -59,7 +57,6 @@ OPERATOR_NAMES = {
     ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
 }
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
-MAX_EXACT_EXPONENT = 1_000  # constant powers beyond this are folded in floating point
 
 
 def parse(path: str | Path) -> Graph:
@@ -89,6 +86,7 @@ def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) 
     return parse_text(source, filename, name)
 
 
+@gc_paused
 def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -> Graph:
     """Parse spec ``source``; ``filename`` is used in error messages and generated code."""
     if name is None:
@@ -109,7 +107,7 @@ class _Parser:
         self.lines = _lines(source)
         self.graph = Graph(name=name, source=source, filename=filename)
         self.values: dict[str, tuple[Value, int]] = {}  # bound names -> (value, line)
-        self.functions: dict[str, tuple[int, sympy.Expr, int]] = {}  # name -> (arity, body, line)
+        self.functions: dict[str, tuple[int, Expr, int]] = {}  # name -> (arity, body, line)
         self.terms: dict[str, tuple[int, list[int]]] = {}  # user function -> its size with
         # calls expanded, and the uses of each of its parameters
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
@@ -378,7 +376,7 @@ class _Parser:
     # -------------------------------------------------------------- functions
 
     def function(self, f: ast.FunctionDef) -> None:
-        """A user ``def``: one ``return`` of elementwise arithmetic, kept as a sympy body."""
+        """A user ``def``: one ``return`` of elementwise arithmetic, kept as an ``Expr``."""
         name = f.name
         if name in ew.BUILTINS or name in REDUCTIONS or name == "cross_entropy":
             raise self.error(f, f"cannot redefine the built-in function '{name}'")
@@ -418,8 +416,8 @@ class _Parser:
                              f"calls are expanded (more than {MAX_FUNCTION_TERMS} terms)")
         env = {p: X[i] for i, p in enumerate(params)}
         expr = self.scalar_expr(result, env, name)
-        if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-            raise self.error(result, f"function '{name}' has a non-finite constant")
+        if expr.bad:
+            raise self.error(result, f"function '{name}' has a constant that is {expr.bad}")
         self.functions[name] = (len(params), expr, f.lineno)
         self.terms[name] = (terms, uses)
         self.graph.functions[name] = (len(params), expr)
@@ -448,14 +446,14 @@ class _Parser:
             uses = [a + b for a, b in zip(uses, u)]
         return size, uses
 
-    def scalar_expr(self, e: ast.expr, env: dict[str, sympy.Symbol], fname: str) -> sympy.Expr:
-        """A user function body: elementwise arithmetic of its parameters, as sympy."""
+    def scalar_expr(self, e: ast.expr, env: dict[str, Expr], fname: str) -> Expr:
+        """A user function body: elementwise arithmetic of its parameters."""
         value = self._scalar_expr(e, env, fname)
         if value.is_number:
             self.check_constant(e, value)
         return value
 
-    def _scalar_expr(self, e: ast.expr, env: dict[str, sympy.Symbol], fname: str) -> sympy.Expr:
+    def _scalar_expr(self, e: ast.expr, env: dict[str, Expr], fname: str) -> Expr:
         if isinstance(e, ast.Constant):
             return self.number(e)
         if isinstance(e, ast.Name):
@@ -471,12 +469,9 @@ class _Parser:
             right = self.scalar_expr(e.right, env, fname)
             if isinstance(e.op, ast.Div) and right == 0:
                 raise self.error(e, f"division by zero in `{self.segment(e)}`")
-            if isinstance(e.op, ast.Pow):
-                folded = self.fold_power(e, left, right)
-                return left**right if folded is None else folded
-            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
-                    ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
-                    }[type(e.op)]()
+            return {ast.Pow: lambda: left**right, ast.Add: lambda: left + right,
+                    ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
+                    ast.Div: lambda: left / right}[type(e.op)]()
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
@@ -499,48 +494,17 @@ class _Parser:
                              f"{self.suggest(callee, [*ew.BUILTINS, *self.functions])}")
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
 
-    def check_constant(self, e: ast.expr, value: sympy.Expr) -> None:
-        """A constant the spec computes must be a finite real float (no exp(1000), sqrt(-1))."""
-        if ew.as_float(value) is None:
-            if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-                what = "infinite or undefined"
-            elif value.is_real is False:
-                what = "not a real number"
-            else:
-                what = "too large for a float"
-            raise self.error(e, f"the constant `{self.segment(e)}` is {what}")
+    def check_constant(self, e: ast.expr, value: Expr) -> None:
+        """A constant the spec computes must be a finite real float (no exp(1000), sqrt(-1)).
 
-    def fold_power(self, e: ast.BinOp, base: sympy.Expr, exponent: sympy.Expr):
-        """``base ** exponent`` of two constants, or None to leave it to sympy.
-
-        sympy computes powers of exact numbers exactly: 10**10**10 would take forever, and
-        (1/10)**10**6 build a million-digit denominator. Powers whose result is out of float
-        range are errors; those with large exponents are computed in floating point.
-        """
-        if not (base.is_number and exponent.is_number):
-            return None
-        if base in (0, 1, -1) or exponent == 0:  # exact and cheap for sympy
-            return None
-        b, x = ew.as_float(base), ew.as_float(exponent)
-        if b is None or x is None or b == 0.0:
-            return None
-        magnitude = x * math.log10(abs(b))
-        if magnitude > 308:
-            raise self.error(e, f"the constant `{self.segment(e)}` is too large for a float")
-        if abs(x) <= MAX_EXACT_EXPONENT and magnitude > -308:
-            return None
-        try:
-            value = b**x
-        except (OverflowError, ZeroDivisionError):
-            value = math.inf
-        if isinstance(value, complex) or not math.isfinite(value):
-            what = "not a real number" if isinstance(value, complex) else "too large for a float"
-            raise self.error(e, f"the constant `{self.segment(e)}` is {what}")
-        return sympy.Float(value)
+        Arithmetic on numbers folds exactly where it stays small, else in floating point
+        (``symbp.expr``), so 10**10**10 is found too large without being computed."""
+        if value.bad:
+            raise self.error(e, f"the constant `{self.segment(e)}` is {value.bad}")
 
     # ------------------------------------------------------------ expressions
 
-    def number(self, e: ast.Constant) -> sympy.Expr:
+    def number(self, e: ast.Constant) -> Expr:
         v = e.value
         if type(v) not in (int, float):
             raise self.error(e, f"unsupported literal `{self.segment(e)}`: only numbers")
@@ -619,10 +583,6 @@ class _Parser:
             return -v if not isinstance(v, Node) else ops.neg(v)
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS:
             left, right = self.expr(e.left), self.expr(e.right)
-            if isinstance(e.op, ast.Pow):
-                folded = self.fold_power(e, self.constant(left), self.constant(right))
-                if folded is not None:
-                    return folded
             if isinstance(e.op, ast.Div) and self.constant(right) == 0:
                 raise self.error(e, f"division by zero in `{self.segment(e)}`")
             if not isinstance(left, Node) and not isinstance(right, Node):
@@ -642,7 +602,7 @@ class _Parser:
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
 
     @staticmethod
-    def constant(v: Value) -> sympy.Expr:
+    def constant(v: Value) -> Expr:
         """The number a value is, or a symbol standing for "not a constant"."""
         if not isinstance(v, Node):
             return v

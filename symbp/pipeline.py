@@ -1,6 +1,8 @@
 """The pipeline: every pass by name, in order, from a parsed network to an optimized program.
 
-    stabilize (forward) -> grad -> simplify -> fuse_elementwise
+    stabilize (forward) -> grad -> simplify -> cse -> specialize -> fuse
+
+Each pass is one traversal applying one or more rule sets of ``symbp.rules``.
 
 ``optimize`` returns a ``Program``: the forward roots, the gradient of every Param, and the
 names and spec lines that generated code and ``symbp grad`` print.
@@ -11,13 +13,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import autodiff, rewrite
-from .ir import Graph, Node, Op
-from .rewrite import PassStats
+from . import autodiff, rewrite, rules
+from .ir import Graph, Node, Op, gc_paused
+from .rewrite import Pass, PassStats
 
-FORWARD_PASSES = [rewrite.STABILIZE]
+FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE])]
 PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
-GRADIENT_PASSES = [rewrite.SIMPLIFY, rewrite.FUSE]
+GRADIENT_PASSES = [
+    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY]),
+    Pass("cse", [rules.CSE]),
+    Pass("specialize", [rules.SPECIALIZE]),
+    Pass("fuse", [rules.FUSE]),
+]
 
 
 @dataclass
@@ -45,15 +52,19 @@ def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, 
     return out
 
 
-def optimize(graph: Graph, verify: bool | None = None) -> Program:
+@gc_paused
+def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     """Stabilize, differentiate and optimize ``graph``; see the module docstring.
 
     With ``verify`` (default: the environment variable SYMBP_VERIFY=1, as in the tests)
-    the IR verifier checks the graph after every pass.
+    the IR verifier checks the graph after every pass. ``trace(where, outputs, grads)``, if
+    given, sees the program after each step ("parse", "grad", then each pass by name; grads
+    is empty before "grad").
     """
     if verify is None:
         verify = os.environ.get("SYMBP_VERIFY") == "1"
     check = _verifier if verify else (lambda roots, where: None)
+    trace = trace or (lambda where, outputs, grads: None)
     stats: list[PassStats] = []
     outputs = dict(graph.outputs)
     outputs[graph.loss_name] = graph.loss
@@ -61,6 +72,7 @@ def optimize(graph: Graph, verify: bool | None = None) -> Program:
     lines = dict(graph.lines)
     keep = {id(n) for n in names}
     check(list(outputs.values()), "parse")
+    trace("parse", outputs, {})
 
     for p in FORWARD_PASSES:
         mapping, st = rewrite.run_pass(p, list(outputs.values()), keep)
@@ -68,12 +80,14 @@ def optimize(graph: Graph, verify: bool | None = None) -> Program:
         outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
         names, lines = _follow(mapping, names), _follow(mapping, lines)
         check(list(outputs.values()), p.name)
+        trace(p.name, outputs, {})
 
     stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
     origin: dict[Node, Node] = {}
     adjoints: dict[Node, Node] = {}
     grads = autodiff.grad(stable, origin, adjoints)
     check(list(grads.values()), "grad")
+    trace("grad", outputs, grads)
     forward_ids = {id(n) for n in lines}
     for adj, fwd in origin.items():
         if id(adj) not in forward_ids and fwd in lines:
@@ -94,10 +108,16 @@ def optimize(graph: Graph, verify: bool | None = None) -> Program:
         stats.append(st)
         outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
         grads = {k: mapping.get(v, v) for k, v in grads.items()}
+        before = lines
         names, lines = _follow(mapping, names), _follow(mapping, lines)
-        backward = {id(mapping.get(n, n)) for n in mapping if id(n) in backward}
+        made_backward = {id(new) for new, old in st.born.items() if id(old) in backward}
+        backward = {id(mapping.get(n, n)) for n in mapping if id(n) in backward} | made_backward
+        for new, old in st.born.items():  # a node a rule made cites its origin's line
+            if old in before:
+                lines.setdefault(new, before[old])
         roots = list(outputs.values()) + list(grads.values())
         check(roots, p.name)
+        trace(p.name, outputs, grads)
     for g in grads.values():
         if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
             backward.add(id(g))

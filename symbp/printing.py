@@ -1,105 +1,111 @@
 """Expression printers: IR nodes to Python/NumPy text, and to per-example spec notation.
 
-Elementwise nodes are sympy expressions, printed by subclasses of sympy's ``StrPrinter``
-whose argument symbols carry the already-printed text of each argument (and its operator
-precedence, so parentheses appear exactly where needed). Other ops are printed here, with
-the batch axis made explicit: a batched array has it as axis 0.
+Elementwise nodes hold ``symbp.expr`` trees, printed by ``print_expr`` with the already
+printed text of each argument (and its operator precedence, so parentheses appear exactly
+where needed: nowhere Python's grammar does not ask for them, and around a right operand of
+the same precedence, so that the printed code evaluates in the order the tree says). Other
+ops are printed here, with the batch axis made explicit: a batched array has it as axis 0.
 """
 
 from __future__ import annotations
 
-import sympy
-from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.str import StrPrinter
+from fractions import Fraction
 
-from . import elementwise as ew
-from .elementwise import X
+from .expr import ADD, ATOM, MUL, POW, Expr
 from .ir import Node, Op
 
-ATOM = PRECEDENCE["Atom"]
-MATMUL = PRECEDENCE["Mul"] - 1  # parenthesized inside * and /, not inside + and -
-ADD = PRECEDENCE["Add"]
+MATMUL = MUL - 1  # parenthesized inside * and /, not inside + and -
+
+Term = tuple[str, int]  # printed text and the precedence of its top operator
+
+BINARY_SYMBOLS = {"add": (" + ", ADD), "sub": (" - ", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
 
 
-class Code(sympy.Symbol):
-    """A symbol that prints as a piece of code, with the precedence of its top operator.
-
-    Its sympy name is the placeholder's, so sympy orders terms by argument position and
-    ``z1 = W1 @ x + b1`` keeps the user's order.
-    """
-
-    def __new__(cls, key: str, text: str, precedence: int = ATOM):
-        obj = super().__new__(cls, f"{key}|{precedence}|{text}", real=True)
-        obj.key, obj.text, obj.precedence = key, text, precedence
-        return obj
-
-
-def exact_decimal(value: sympy.Rational) -> str | None:
+def exact_decimal(value: Fraction) -> str | None:
     """'0.1' for 1/10: the shortest float text when it is exactly the rational."""
-    f = float(value)
-    text = repr(f)
-    return text if sympy.Rational(text) == value else None
+    text = repr(float(value))
+    return text if Fraction(text) == value else None
 
 
-class ExprPrinter(StrPrinter):
-    """Prints an elementwise sympy expression whose symbols are ``Code``."""
+def paren(term: Term, need: int) -> str:
+    """The text of ``term``, parenthesized unless its precedence is at least ``need``."""
+    return term[0] if term[1] >= need else f"({term[0]})"
+
+
+class ExprPrinter:
+    """Prints an elementwise expression; subclasses name the functions and the numbers."""
 
     functions: dict[str, str] = {}
 
-    def _print(self, expr, **kwargs):
-        # a number like log(2) or pi prints as a literal: np.log(2) would be a float64 scalar,
-        # which NumPy does not demote to a float32 array's dtype
-        if (isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational
-                and not expr.is_Float):
-            value = ew.as_float(expr)
-            if value is not None:
-                return self._print_Float(sympy.Float(value, 17))
-        return super()._print(expr, **kwargs)
+    def number(self, value: Fraction | float) -> Term:
+        if isinstance(value, Fraction):
+            if value.denominator == 1:
+                text = str(value.numerator)
+            else:
+                text = exact_decimal(value) or f"{value.numerator}/{value.denominator}"
+        else:
+            text = repr(float(value))
+        if "/" in text:
+            return text, MUL
+        return text, ADD if text.startswith("-") else ATOM
 
-    def _print_Symbol(self, expr):
-        return expr.text if isinstance(expr, Code) else expr.name
+    def power(self, base: Term, exponent: Expr, exp_term: Term) -> Term:
+        return f"{paren(base, POW + 1)}**{paren(exp_term, POW)}", POW
 
-    def _print_Rational(self, expr):
-        if expr.q == 1:
-            return str(expr.p)
-        return exact_decimal(expr) or f"{expr.p}/{expr.q}"
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
-
-    def _print_Function(self, expr):
-        name = type(expr).__name__
+    def call(self, name: str, a: Term) -> Term:
         if name not in self.functions:
             raise NotImplementedError(f"no printing for function {name}")
-        return f"{self.functions[name]}({self.stringify(expr.args, ', ')})"
+        return f"{self.functions[name]}({a[0]})", ATOM
 
-    def _print_Abs(self, expr):
-        return f"{self.functions['Abs']}({self._print(expr.args[0])})"
 
-    def _print_Pow(self, expr, rational=False):
-        if expr.exp == sympy.S.Half:
-            return f"{self.functions['sqrt']}({self._print(expr.base)})"
-        if expr.exp == -sympy.S.Half:
-            return f"1/{self.functions['sqrt']}({self._print(expr.base)})"
-        return super()._print_Pow(expr, rational=rational)
+def print_expr(e: Expr, args: list[Term], printer: ExprPrinter) -> Term:
+    """``e`` as code, ``arg(i)`` printed as ``args[i]``."""
+    memo: dict[Expr, Term] = {}
+
+    def go(t: Expr) -> Term:
+        done = memo.get(t)
+        if done is not None:
+            return done
+        op = t.op
+        if op == "arg":
+            out = args[t.value]
+        elif op == "num":
+            out = printer.number(t.value)
+        elif op == "undefined":
+            raise ValueError(f"cannot print an undefined constant ({t.value})")
+        elif op == "neg":
+            out = "-" + paren(go(t.args[0]), MUL), ADD
+        elif op == "pow":
+            out = printer.power(go(t.args[0]), t.args[1], go(t.args[1]))
+        elif op in BINARY_SYMBOLS:
+            symbol, prec = BINARY_SYMBOLS[op]
+            left, right = go(t.args[0]), go(t.args[1])
+            out = paren(left, prec) + symbol + paren(right, prec + 1), prec
+        else:
+            out = printer.call(op, go(t.args[0]))
+        memo[t] = out
+        return out
+
+    return go(e)
 
 
 class NumpyExprPrinter(ExprPrinter):
     functions = {
         "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
-        "sign": "np.sign", "Abs": "np.abs", "sqrt": "np.sqrt", "sigmoid": "_sigmoid",
+        "sign": "np.sign", "abs": "np.abs", "sqrt": "np.sqrt", "sigmoid": "_sigmoid",
         "softplus": "_softplus", "relu": "_relu", "step": "_step",
     }
 
 
 class SpecExprPrinter(ExprPrinter):
     functions = {name: name for name in NumpyExprPrinter.functions}
-    functions["Abs"] = "abs"
 
 
-def print_elementwise(expr: sympy.Expr, args: list[tuple[str, int]], printer: ExprPrinter) -> str:
-    subs = {X[i]: Code(f"_x{i:04d}", text, prec) for i, (text, prec) in enumerate(args)}
-    return printer.doprint(expr.xreplace(subs))
+SPEC_PRINTER = SpecExprPrinter()
+
+
+def print_elementwise(e: Expr, args: list[Term], printer: ExprPrinter) -> str:
+    return print_expr(e, args, printer)[0]
 
 
 def _atom(text: str, prec: int) -> str:
@@ -139,8 +145,7 @@ class NumpyPrinter:
     def expression(self, node: Node) -> tuple[str, int]:
         op = node.op
         if op is Op.CONST:
-            text = self.printer.doprint(node.attr)
-            return text, (ATOM if not text.startswith("-") and "/" not in text else ADD)
+            return print_expr(node.attr, [], self.printer)
         if op is Op.EW:
             args = []
             for a in node.args:
@@ -148,8 +153,7 @@ class NumpyPrinter:
                 if node.batched and a.batched and a.ndim < node.ndim:
                     text, prec = self.aligned(node, a), ATOM
                 args.append((text, prec))
-            text = print_elementwise(node.attr, args, self.printer)
-            return text, sympy_precedence(node.attr)
+            return print_expr(node.attr, args, self.printer)
         x = [self.term(a) for a in node.args]
         if op is Op.SUM:
             return f"np.sum({x[0][0]}, axis={_axis(node.attr, node.batched)})", ATOM
@@ -200,18 +204,9 @@ class NumpyPrinter:
             # for another product, the right side needs them for anything looser than **
             lt = transposed(left, ls) if ta else (left[0] if left[1] >= MATMUL else _atom(*left))
             rt = transposed(right, rs) if tb else (
-                right[0] if right[1] > PRECEDENCE["Mul"] else _atom(*right))
+                right[0] if right[1] > MUL else _atom(*right))
             return f"{lt} @ {rt}", MATMUL
         return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
-
-
-def sympy_precedence(expr: sympy.Expr) -> int:
-    from sympy.printing.precedence import precedence
-
-    p = precedence(expr)
-    if expr.could_extract_minus_sign() or (expr.is_Number and expr < 0):
-        p = min(p, ADD)
-    return p
 
 
 def runtime_subscripts(node: Node) -> tuple[str, str, str]:

@@ -1,25 +1,34 @@
-"""Rewrite passes: rules as data, one driver, one pipeline that names every pass.
+"""The rewrite engine: rules as data, grouped in named rule sets, and one driver.
 
-A rule is a function ``(node, ctx) -> Node | None``; ``None`` declines. A rule set is a
-named list of rules, list order being priority. ``run_pass`` rebuilds a graph bottom-up,
-applying the first rule that fires to each node until none does, and returns the map from
-old to new nodes so that names and spec lines follow the values they label.
+Two kinds of rule, both plain data:
+
+- ``Rule(name, ops, fn)``: a graph rule. ``fn(node, ctx)`` returns the replacement node or
+  ``None`` (its guard declined); ``ops`` lists the node ops it can fire on, so the driver
+  offers each node only the rules that can match it.
+- ``equation("log(sigmoid(x)) = -softplus(-x)")``: the shorthand for a pure identity of
+  elementwise expressions. ``x``, ``y``, ``u`` and ``v`` match any subexpression, ``c`` and
+  ``k`` only numbers, and ``+`` and ``*`` match either operand order. An optional guard
+  sees the bindings. A rule set's equations are applied inside every elementwise node,
+  bottom-up through its expression, each expression once (the results are cached).
+
+``run_pass`` applies a ``Pass`` (one or more rule sets) to a graph in one bottom-up
+traversal, linear in the graph's size: each node is rebuilt on its rewritten arguments and
+then rewritten until no rule fires; nodes a rule creates are normalized the same way before
+their parent sees them. It returns the map from old to new nodes, so that names and spec
+lines follow the values they label, and how often each rule fired.
 """
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sympy
-
-from . import elementwise as ew
+from . import expr as ex
 from . import ops
-from .elementwise import X
+from .expr import Expr
 from .ir import Node, Op, toposort, use_counts
-
-Rule = Callable[[Node, "Context"], "Node | None"]
 
 
 @dataclass
@@ -28,15 +37,196 @@ class Context:
 
     uses: dict[Node, int] = field(default_factory=dict)
     keep: set[int] = field(default_factory=set)  # ids of named nodes
+    nodes: set[int] = field(default_factory=set)  # ids of the nodes of the input graph
+    fired: Counter = field(default_factory=Counter)  # rule name -> times fired
 
     def single_use(self, node: Node) -> bool:
         return self.uses.get(node, 0) <= 1 and id(node) not in self.keep
 
 
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    ops: tuple[Op, ...]
+    fn: Callable[[Node, Context], Node | None]
+    doc: str = ""
+
+
+# ---------------------------------------------------------------- the shorthand
+
+ANY = frozenset("xyuvw")  # pattern variables matching any subexpression
+NUMBER = frozenset("ck")  # pattern variables matching numbers only
+COMMUTATIVE = frozenset(("add", "mul"))
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+
+Pattern = tuple  # ("var", name) | ("num", value) | (op, *children)
+
+
+def _pattern(node: ast.expr) -> Pattern:
+    if isinstance(node, ast.Name):
+        if node.id not in ANY | NUMBER:
+            raise ValueError(f"pattern variable {node.id!r}: use one of {sorted(ANY | NUMBER)}")
+        return ("var", node.id)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return ("num", ex.decimal(node.value))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _pattern(node.operand)
+        return ("num", ex.neg(inner[1])) if inner[0] == "num" else ("neg", inner)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return (_BINOPS[type(node.op)], _pattern(node.left), _pattern(node.right))
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ex.FUNCTIONS and len(node.args) == 1):
+        return (node.func.id, _pattern(node.args[0]))
+    raise ValueError(f"cannot read {ast.unparse(node)!r} as a pattern")
+
+
+def _match(p: Pattern, e: Expr, env: dict[str, Expr]) -> bool:
+    kind = p[0]
+    if kind == "var":
+        name = p[1]
+        if name in NUMBER and e.op != "num":
+            return False
+        bound = env.get(name)
+        if bound is not None:
+            return bound is e
+        env[name] = e
+        return True
+    if kind == "num":
+        return e is p[1]
+    if e.op != kind:
+        return False
+    if len(p) == 2:
+        return _match(p[1], e.args[0], env)
+    saved = dict(env)
+    if _match(p[1], e.args[0], env) and _match(p[2], e.args[1], env):
+        return True
+    if kind in COMMUTATIVE:
+        env.clear()
+        env.update(saved)
+        if _match(p[1], e.args[1], env) and _match(p[2], e.args[0], env):
+            return True
+    env.clear()
+    env.update(saved)
+    return False
+
+
+def _instantiate(p: Pattern, env: dict[str, Expr]) -> Expr:
+    kind = p[0]
+    if kind == "var":
+        return env[p[1]]
+    if kind == "num":
+        return p[1]
+    return ex.build(kind, tuple(_instantiate(c, env) for c in p[1:]))
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A pure identity ``lhs = rhs`` of elementwise expressions, read left to right."""
+
+    name: str
+    text: str
+    lhs: Pattern
+    rhs: Pattern
+    guard: Callable[[dict[str, Expr]], bool] | None = None
+
+    def apply(self, e: Expr) -> Expr | None:
+        env: dict[str, Expr] = {}
+        if not _match(self.lhs, e, env):
+            return None
+        if self.guard is not None and not self.guard(env):
+            return None
+        out = _instantiate(self.rhs, env)
+        return None if out is e else out
+
+
+def equation(text: str, name: str | None = None,
+             guard: Callable[[dict[str, Expr]], bool] | None = None) -> Equation:
+    """``equation("x + x = 2 * x")``: an identity in the spec's own notation."""
+    lhs, sep, rhs = text.partition("=")
+    if not sep:
+        raise ValueError(f"an equation needs '=': {text!r}")
+    left = _pattern(ast.parse(lhs.strip(), mode="eval").body)
+    right = _pattern(ast.parse(rhs.strip(), mode="eval").body)
+    if left[0] in ("var", "num"):
+        raise ValueError(f"the left side of {text!r} must be an operation")
+    return Equation(name or text, text, left, right, guard)
+
+
+@dataclass
+class RuleSet:
+    """A named group of rules: graph rules, and equations applied inside expressions."""
+
+    name: str
+    rules: list[Rule] = field(default_factory=list)
+    equations: list[Equation] = field(default_factory=list)
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        self.by_op: dict[Op, list[Rule]] = {}
+        for r in self.rules:
+            for op in r.ops:
+                self.by_op.setdefault(op, []).append(r)
+        self.eq_by_op: dict[str, list[Equation]] = {}
+        for eq in self.equations:
+            self.eq_by_op.setdefault(eq.lhs[0], []).append(eq)
+        # expression -> (normal form, the equations that fired on the way)
+        self._normal: dict[Expr, tuple[Expr, tuple[str, ...]]] = {}
+
+    def normal_form(self, e: Expr) -> tuple[Expr, tuple[str, ...]]:
+        """``e`` with the equations applied bottom-up until none fires (cached)."""
+        done = self._normal.get(e)
+        if done is not None:
+            return done
+        fired: list[str] = []
+        t = e
+        if e.args:
+            parts = [self.normal_form(a) for a in e.args]
+            for _, f in parts:
+                fired.extend(f)
+            args = tuple(p[0] for p in parts)
+            t = e if args == e.args else ex.build(e.op, args, e.value)
+        for _ in range(50):
+            for eq in self.eq_by_op.get(t.op, ()):
+                out = eq.apply(t)
+                if out is not None:
+                    fired.append(eq.name)
+                    t, more = self.normal_form(out)
+                    fired.extend(more)
+                    break
+            else:
+                break
+        done = self._normal[e] = (t, tuple(fired))
+        return done
+
+
+def expression_rule(rs: RuleSet) -> Rule:
+    """The graph rule applying ``rs``'s equations inside an elementwise node."""
+
+    def fn(node: Node, ctx: Context) -> Node | None:
+        new, fired = rs.normal_form(node.attr)
+        if new is node.attr:
+            return None
+        ctx.fired.update(fired)
+        return ops.elementwise(new, node.args)
+
+    return Rule(f"{rs.name} equations", (Op.EW,), fn)
+
+
 @dataclass
 class Pass:
+    """Rule sets applied together in one traversal (list order is priority)."""
+
     name: str
-    rules: list[tuple[str, Rule]]
+    sets: list[RuleSet]
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        self.by_op: dict[Op, list[Rule]] = {}
+        for rs in self.sets:
+            rules = list(rs.rules) + ([expression_rule(rs)] if rs.equations else [])
+            for r in rules:
+                for op in r.ops:
+                    self.by_op.setdefault(op, []).append(r)
 
 
 @dataclass
@@ -44,15 +234,25 @@ class PassStats:
     name: str
     fired: Counter
     nodes_before: int
-    nodes_after: int
+    roots_after: list[Node]
+    sets: list[str] = field(default_factory=list)  # the rule sets the pass applied
+    born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
+
+    @property
+    def nodes_after(self) -> int:  # counted when asked: a toposort of the whole graph
+        return len(toposort(self.roots_after))
 
 
 def rebuild(node: Node, args: list[Node]) -> Node:
     """The node ``node`` would be with ``args``, through the canonicalizing constructors."""
-    if list(node.args) == args:
+    if len(args) == len(node.args) and all(a is b for a, b in zip(args, node.args)):
         return node
     op = node.op
     if op is Op.EW:
+        if (len(set(args)) == len(args)
+                and all(a.op is not Op.CONST and a.shape == b.shape
+                        for a, b in zip(args, node.args))):  # still canonical: no checks
+            return Node(Op.EW, tuple(args), node.attr, node.shape, any(a.batched for a in args))
         return ops.elementwise(node.attr, args)
     if op is Op.SUM:
         return ops.reduce_sum(args[0], node.attr)
@@ -71,188 +271,66 @@ def rebuild(node: Node, args: list[Node]) -> Node:
     raise AssertionError(f"cannot rebuild {op}")
 
 
-def run_pass(
-    p: Pass, roots: list[Node], keep: set[int], max_sweeps: int = 20
-) -> tuple[dict[Node, Node], PassStats]:
-    """Apply ``p`` to the graph below ``roots`` until nothing fires; old -> new node map."""
-    total: dict[Node, Node] = {n: n for n in toposort(roots)}
-    before = len(total)
-    fired: Counter = Counter()
-    current = list(roots)
-    for _ in range(max_sweeps):
-        ctx = Context(use_counts(current), keep)
-        mapping: dict[Node, Node] = {}
-        changed = False
-        for old in toposort(current):
-            new = rebuild(old, [mapping[a] for a in old.args])
-            for _ in range(100):
-                for rule_name, rule in p.rules:
-                    out = rule(new, ctx)
-                    if out is not None and out is not new:
-                        fired[rule_name] += 1
-                        new = out
-                        break
-                else:
-                    break
-            if new is not old:
-                changed = True
-                ctx.uses[new] = ctx.uses.get(new, 0) + ctx.uses.get(old, 0)
-                if id(old) in keep:
-                    keep.add(id(new))
-            mapping[old] = new
-        total = {k: mapping.get(v, v) for k, v in total.items()}
-        current = [mapping[r] for r in current]
-        if not changed:
-            break
-    after = len(toposort(current))
-    return total, PassStats(p.name, fired, before, after)
+MAX_REWRITES_PER_NODE = 100
 
 
-# ------------------------------------------------------------------------------ rules
+def run_pass(p: Pass, roots: list[Node], keep: set[int]) -> tuple[dict[Node, Node], PassStats]:
+    """Apply ``p`` to the graph below ``roots``; old -> new node map, and what fired.
 
-
-def _substitute(node: Node, i: int) -> tuple[sympy.Expr, list[Node]]:
-    """The expression of ``node`` with its i-th argument (an EW node) inlined."""
-    inner = node.args[i]
-    n = len(node.args)
-    args = list(node.args) + list(inner.args)
-    inner_expr = inner.attr.xreplace({X[j]: X[n + j] for j in range(len(inner.args))})
-    return node.attr.xreplace({X[i]: inner_expr}), args
-
-
-def _suspect(node: Node, depth: int = 3) -> bool:
-    """An elementwise node computing exp or sigmoid, possibly a few levels down."""
-    if node.op is not Op.EW or depth == 0:
-        return False
-    return node.attr.has(sympy.exp, ew.sigmoid) or any(_suspect(a, depth - 1) for a in node.args)
-
-
-def stabilize_log(node: Node, ctx: Context) -> Node | None:
-    """log(sigmoid(u)) -> -softplus(-u), log(softmax(z)) -> log_softmax(z), and friends.
-
-    The suspect arguments (those computing exp or sigmoid) are inlined into the log's
-    expression, where sympy and ``elementwise.stabilize`` can see the whole formula.
+    Bottom-up in one traversal: a node is rebuilt on its arguments' normal forms and then
+    rewritten until no rule fires. A node a rule creates may have arguments the traversal
+    has not seen (``batch_sum(x)`` made from ``sum over the batch of c * x``); they are
+    normalized first, so the result is in normal form all the way down.
     """
-    if node.op is not Op.EW or not node.attr.has(sympy.exp, sympy.log):
-        return None
-    if not any(_suspect(a) for a in node.args):  # the whole formula is in this node
-        expr = ew.stabilize(node.attr)
-        if expr == node.attr or ew.is_unstable(expr):
-            return None
-        return ops.elementwise(expr, node.args)
-    expr, args = node.attr, list(node.args)
-    for _ in range(8):
-        used = {ew.placeholder_index(sym) for sym in expr.free_symbols}
-        i = next((i for i, a in enumerate(args) if i in used and _suspect(a)), None)
-        if i is None:
-            break
-        expr, args = _substitute(Node(Op.EW, tuple(args), expr, node.shape, node.batched), i)
-    expr = ew.stabilize(expr)
-    used = {ew.placeholder_index(sym) for sym in expr.free_symbols}
-    if ew.is_unstable(expr) or any(i in used and _suspect(a) for i, a in enumerate(args)):
-        return None
-    return ops.elementwise(expr, args)
+    order = toposort(roots)
+    ctx = Context(use_counts(roots, order), keep, {id(n) for n in order})
+    fired = ctx.fired
+    mapping: dict[Node, Node] = {}
+    normal: set[Node] = set()  # nodes known to be in normal form
+    born: dict[Node, Node] = {}  # a node a rule made -> the node being rewritten then
+    current: list[Node] = []
+    by_op = p.by_op
 
+    def normalize(node: Node, depth: int = 0) -> Node:
+        """``node``, whose arguments are in normal form, rewritten until no rule fires."""
+        for _ in range(MAX_REWRITES_PER_NODE):
+            if node in normal:
+                return node
+            for rule in by_op.get(node.op, ()):
+                out = rule.fn(node, ctx)
+                if out is not None and out is not node:
+                    if not rule.name.endswith(" equations"):
+                        fired[rule.name] += 1
+                    if depth < 50:
+                        out = rebuild(out, [normalize_new(a, depth + 1) for a in out.args])
+                    node = out
+                    break
+            else:
+                normal.add(node)
+                return node
+        return node
 
-def log_sum_exp(node: Node, ctx: Context) -> Node | None:
-    """log(sum(exp(x))) -> logsumexp(x)."""
-    if node.op is not Op.EW or node.attr != sympy.log(X[0]):
-        return None
-    s = node.args[0]
-    if s.op is Op.SUM and s.args[0].op is Op.EW and s.args[0].attr == sympy.exp(X[0]):
-        return ops.logsumexp(s.args[0].args[0], s.attr)
-    return None
+    def normalize_new(node: Node, depth: int) -> Node:
+        if node in normal:
+            return node
+        if node in mapping:
+            return mapping[node]
+        if not node.args:
+            return node
+        rebuilt = rebuild(node, [normalize_new(a, depth + 1) for a in node.args])
+        out = normalize(rebuilt, depth)
+        if id(out) not in ctx.nodes:
+            born.setdefault(out, current[0])
+        return out
 
-
-FUSE_MAX_ARGS = 6  # a fused loop reading more arrays than this stops paying off
-FUSE_MAX_OPS = 40  # and an expression longer than this stops being readable
-
-
-def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
-    """Inline an elementwise argument used only here into this elementwise node, while the
-    result stays a small expression (long chains would grow it, and the time, without end)."""
-    if node.op is not Op.EW:
-        return None
-    for i, arg in enumerate(node.args):
-        # inline only where X[i] occurs once: more would compute arg several times
-        if arg.op is Op.EW and ctx.single_use(arg) and node.attr.count(X[i]) == 1:
-            if len(node.args) + len(arg.args) - 1 > FUSE_MAX_ARGS:
-                continue
-            if sympy.count_ops(node.attr) + sympy.count_ops(arg.attr) > FUSE_MAX_OPS:
-                continue
-            expr, args = _substitute(node, i)
-            return ops.elementwise(expr, args)
-    return None
-
-
-def _leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
-    while shape and shape[0] == 1:
-        shape = shape[1:]
-    return shape
-
-
-def drop_broadcast(node: Node, ctx: Context) -> Node | None:
-    """An elementwise argument need not be broadcast, nor given leading size-1 axes,
-    explicitly: elementwise broadcasting does both."""
-    if node.op is not Op.EW:
-        return None
-    for i, arg in enumerate(node.args):
-        padding = arg.op is Op.RESHAPE and (
-            _leading_ones(arg.shape) == _leading_ones(arg.args[0].shape)
-        )
-        if arg.op is Op.BROADCAST or padding:
-            args = list(node.args)
-            args[i] = arg.args[0]
-            shapes = [a.shape for a in args]
-            if ops.broadcast_shapes(*shapes) == node.shape:
-                return ops.elementwise(node.attr, args)
-    return None
-
-
-def sum_of_broadcast(node: Node, ctx: Context) -> Node | None:
-    """sum(broadcast(c)) over the broadcast axes is c times their size."""
-    if node.op is not Op.SUM or node.args[0].op is not Op.BROADCAST:
-        return None
-    inner = node.args[0].args[0]
-    full = node.args[0].shape
-    if inner.ndim == 0:
-        count = 1
-        for ax in node.attr:
-            count *= full[ax]
-        return ops.broadcast(ops.elementwise(X[0] * count, (inner,)), node.shape)
-    return None
-
-
-def batch_sum_scale(node: Node, ctx: Context) -> Node | None:
-    """Sum over the batch of c * x, c the same for every example: c * (sum of x)."""
-    if node.op is not Op.BATCH_SUM or node.args[0].op is not Op.EW:
-        return None
-    inner = node.args[0]
-    batched = [i for i, a in enumerate(inner.args) if a.batched]
-    if len(batched) != 1:
-        return None
-    i = batched[0]
-    expr = inner.attr
-    if sympy.diff(expr, X[i], 2) != 0 or expr.subs(X[i], 0) != 0:
-        return None  # not linear in the batched argument
-    factor = sympy.simplify(expr / X[i])
-    if factor.has(X[i]):
-        return None
-    args = list(inner.args)
-    args[i] = ops.batch_sum(inner.args[i])
-    return ops.elementwise(factor * X[i], args)
-
-
-STABILIZE = Pass("stabilize", [("log_sum_exp", log_sum_exp), ("stabilize_log", stabilize_log)])
-SIMPLIFY = Pass(
-    "simplify",
-    [
-        ("drop_broadcast", drop_broadcast),
-        ("sum_of_broadcast", sum_of_broadcast),
-        ("batch_sum_scale", batch_sum_scale),
-    ],
-)
-FUSE = Pass(
-    "fuse_elementwise",
-    [("fuse_elementwise", fuse_elementwise), ("drop_broadcast", drop_broadcast)],
-)
+    for old in order:
+        current[:] = [old]
+        new = rebuild(old, [mapping[a] for a in old.args]) if old.args else old
+        new = normalize(new)
+        if new is not old:
+            ctx.uses[new] = ctx.uses.get(new, 0) + ctx.uses.get(old, 0)
+            if id(old) in keep:
+                keep.add(id(new))
+        mapping[old] = new
+    return mapping, PassStats(p.name, fired, len(order), [mapping[r] for r in roots],
+                              [rs.name for rs in p.sets], born)

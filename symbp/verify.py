@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import sympy
-
-from .elementwise import X
+from .expr import Expr
 from .ir import Contraction, Node, Op, toposort
 from .ops import broadcast_shapes
 
@@ -35,19 +33,21 @@ def _leaf(batched: bool | None, attr_type: type | None = None):
 def _const(n: Node):
     if n.args or n.shape != () or n.batched:
         return "a constant is an unbatched scalar leaf"
-    if not (isinstance(n.attr, sympy.Expr) and n.attr.is_number and n.attr.is_finite):
-        return f"constant {n.attr!r} is not a finite sympy number"
+    if not (isinstance(n.attr, Expr) and n.attr.op == "num"):
+        return f"constant {n.attr!r} is not a finite number"
     return None
 
 
 def _ew(n: Node):
     if not n.args:
         return "an elementwise node has arguments (constants are CONST)"
-    if not isinstance(n.attr, sympy.Expr):
-        return "attr must be a sympy expression"
-    wanted = {X[i] for i in range(len(n.args))}
-    if n.attr.free_symbols != wanted:
-        return f"expression uses {n.attr.free_symbols}, arguments are {wanted}"
+    if not isinstance(n.attr, Expr):
+        return "attr must be an Expr"
+    if n.attr.bad:
+        return f"expression has a constant that is {n.attr.bad}"
+    wanted = frozenset(range(len(n.args)))
+    if n.attr.args_used != wanted:
+        return f"expression uses arguments {sorted(n.attr.args_used)}, has {len(n.args)}"
     if any(a.op is Op.CONST for a in n.args):
         return "constant arguments are folded into the expression"
     if len(set(map(id, n.args))) != len(n.args):
