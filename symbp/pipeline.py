@@ -1,6 +1,6 @@
 """The pipeline: every pass by name, in order, from a parsed network to an optimized program.
 
-    stabilize (forward) -> grad -> simplify -> cse -> specialize -> fuse
+    stabilize (forward) -> grad -> simplify (with cse) -> specialize -> fuse
 
 Each pass is one traversal applying one or more rule sets of ``symbp.rules``.
 
@@ -19,9 +19,10 @@ from .rewrite import Pass, PassStats
 
 FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE])]
 PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
+# Rule sets that cannot undo each other share a traversal; specialize needs the nodes cse
+# made, and fusion must not inline a value specialize is about to reuse.
 GRADIENT_PASSES = [
-    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY]),
-    Pass("cse", [rules.CSE]),
+    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE]),
     Pass("specialize", [rules.SPECIALIZE]),
     Pass("fuse", [rules.FUSE]),
 ]
