@@ -9,9 +9,9 @@ functions' logs are equations of the ``stabilize`` rule set (``symbp.rules``).
 
 from __future__ import annotations
 
-from .expr import Expr, X, as_float, decimal, derivative, function, has, walk
+from .expr import Expr, X, decimal, derivative, function, has, walk
 
-__all__ = ["BUILTINS", "X", "as_float", "derivative", "is_unstable", "number"]
+__all__ = ["BUILTINS", "X", "derivative", "is_unstable", "number"]
 
 # The spec's elementwise built-ins: name -> constructor of one argument.
 BUILTINS = {name: function(name) for name in

@@ -479,13 +479,6 @@ def substitute(e: Expr, values: dict[int, Expr]) -> Expr:
     return replace(e, {arg(i): v for i, v in values.items()})
 
 
-def count(e: Expr, sub_tree: Expr) -> int:
-    """How many times ``sub_tree`` occurs in ``e``, counting shared subtrees once per use."""
-    if e is sub_tree:
-        return 1
-    return sum(count(a, sub_tree) for a in e.args)
-
-
 def walk(e: Expr):
     """Every subtree of ``e``, outermost first (shared ones once)."""
     seen: set[int] = set()
@@ -501,11 +494,6 @@ def walk(e: Expr):
 
 def has(e: Expr, *ops: str) -> bool:
     return any(t.op in ops for t in walk(e))
-
-
-def as_float(e: Expr) -> float | None:
-    """The value of a number, or None if ``e`` is not a finite real number."""
-    return float(e.value) if e.op == "num" else None
 
 
 # ------------------------------------------------------------------ derivatives

@@ -104,10 +104,6 @@ class SpecExprPrinter(ExprPrinter):
 SPEC_PRINTER = SpecExprPrinter()
 
 
-def print_elementwise(e: Expr, args: list[Term], printer: ExprPrinter) -> str:
-    return print_expr(e, args, printer)[0]
-
-
 def _atom(text: str, prec: int) -> str:
     return text if prec >= ATOM else f"({text})"
 
