@@ -40,15 +40,19 @@ def _ew_rule(node: Node, g: Node) -> list[Node | None]:
     """d/d arg_i of an elementwise expression: g times its derivative, reusing the output."""
     n = len(node.args)
     operands = (g, *node.args, node)
-    shifted = {X[j]: X[j + 1] for j in range(n + 1)}
     out = []
     for i in range(n):
-        d = ew.derivative(node.attr, n, i)
-        if d == 0:
-            out.append(None)
-            continue
-        out.append(ops.elementwise(X[0] * ex.replace(d, shifted), operands))
+        key = (node.attr, n, i)
+        adjoint = _adjoint_exprs.get(key)
+        if adjoint is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
+            d = ew.derivative(node.attr, n, i)
+            shifted = {X[j]: X[j + 1] for j in range(n + 1)}
+            adjoint = _adjoint_exprs[key] = X[0] * ex.replace(d, shifted) if d != 0 else d
+        out.append(None if adjoint == 0 else ops.elementwise(adjoint, operands))
     return out
+
+
+_adjoint_exprs: dict[tuple, ex.Expr] = {}
 
 
 def _dot_rule(node: Node, g: Node) -> list[Node | None]:

@@ -51,7 +51,7 @@ C_RESERVED = {
 
 
 MACRO_PREFIXES = ("_", "scipy_", "cblas", "Cblas", "CBLAS", "openblas", "OPENBLAS", "FP_",
-                  "M_", "LAPACK", "__", "Py", "PRI", "SCN", "L_", "P_")
+                  "M_", "LAPACK", "__", "Py", "PRI", "SCN", "L_", "P_", "symbp_")
 
 
 def c_identifier(name: str) -> str:
