@@ -20,7 +20,7 @@ from pathlib import Path
 from . import elementwise as ew
 from . import ops
 from .errors import SpecError
-from .expr import Expr, X
+from .expr import Expr, X, substitute, walk
 from .ir import Decl, Graph, Node, Op, gc_paused
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
@@ -469,6 +469,8 @@ class _Parser:
             right = self.scalar_expr(e.right, env, fname)
             if isinstance(e.op, ast.Div) and right == 0:
                 raise self.error(e, f"division by zero in `{self.segment(e)}`")
+            if isinstance(e.op, ast.Pow):
+                self.check_power(e, left, right)
             return {ast.Pow: lambda: left**right, ast.Add: lambda: left + right,
                     ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
                     ast.Div: lambda: left / right}[type(e.op)]()
@@ -585,6 +587,8 @@ class _Parser:
             left, right = self.expr(e.left), self.expr(e.right)
             if isinstance(e.op, ast.Div) and self.constant(right) == 0:
                 raise self.error(e, f"division by zero in `{self.segment(e)}`")
+            if isinstance(e.op, ast.Pow):
+                self.check_power(e, self.constant(left), self.constant(right))
             if not isinstance(left, Node) and not isinstance(right, Node):
                 if isinstance(e.op, ast.MatMult):
                     raise self.error(e, "matmul of two numbers")
@@ -600,6 +604,15 @@ class _Parser:
         if isinstance(e, ast.Call):
             return self.call(e)
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
+
+    def check_power(self, e: ast.expr, base: Expr, exponent: Expr) -> None:
+        """``base ** exponent`` with an exponent that varies needs a base above 0: its
+        derivative with respect to the exponent holds log(base) (0 ** u, (-2) ** u, and
+        exp(-1000) ** u, whose base is 0 in floating point)."""
+        if base.op == "num" and base.value <= 0 and not exponent.is_number:
+            raise self.error(e, f"`{self.segment(e)}` raises {float(base.value):g} to a power "
+                             "that varies: the base of such a power must be above 0 (its "
+                             "derivative holds the log of the base)")
 
     @staticmethod
     def constant(v: Value) -> Expr:
@@ -669,6 +682,11 @@ class _Parser:
             args = [self.as_node(self.expr(a)) for a in e.args]
             if all(a.op is Op.CONST for a in args):
                 self.check_constant(e, body.xreplace({X[i]: a.attr for i, a in enumerate(args)}))
+            elif any(a.op is Op.CONST for a in args):  # f(0, w) with u ** v in f: 0 ** w
+                known = {i: a.attr for i, a in enumerate(args) if a.op is Op.CONST}
+                for t in walk(substitute(body, known)):
+                    if t.op == "pow":
+                        self.check_power(e, *t.args)
             return ops.elementwise(body, args, name)
         if name in self.values:
             raise self.error(e.func, f"'{name}' is a value, not a function")
