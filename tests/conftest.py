@@ -12,6 +12,34 @@ import numpy as np
 os.environ["SYMBP_VERIFY"] = "1"
 
 BATCH = 5  # not one of the tests' dimensions, so a misplaced batch axis cannot hide
+LONG = 10  # how much bigger the campaigns are under --long
+_long = False
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help=f"run the reliability campaigns (fuzzing, differential, boundary, concurrency, "
+             f"sanitizer) {LONG} times longer than CI does",
+    )
+
+
+def pytest_configure(config):
+    global _long
+    _long = bool(config.getoption("--long", default=False))
+
+
+def scale(n: int, factor: int = LONG) -> int:
+    """A campaign's size: ``n`` by default, ``factor`` times more under ``--long``.
+
+    Test modules are imported after ``pytest_configure``, so a decorator such as
+    ``@settings(max_examples=scale(200))`` sees the option.
+    """
+    return n * factor if _long else n
+
+
+def is_long() -> bool:
+    return _long
 
 
 def away_from_zero(rng: np.random.Generator, shape) -> np.ndarray:
