@@ -87,6 +87,29 @@ def _restore(snapshot: tuple[dict, dict], params: dict, state: dict) -> None:
             live[key][...] = value
 
 
+def _save_error(e: OSError, path: Path) -> OSError:
+    """The error of a checkpoint that could not be written (the disk is full, say), naming
+    the file and what is there now; the same OSError subclass and errno as ``e``."""
+    kept = ("the previous checkpoint there is unchanged" if path.exists() else
+            "no checkpoint was written")
+    reason = e.strerror or str(e) or type(e).__name__
+    return OSError(e.errno, f"cannot write the checkpoint: {reason}; {kept}", str(path))
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the system lets a folder be synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _rows(data: dict) -> int:
     for name, value in data.items():
         if np.ndim(value) == 0:
@@ -248,7 +271,9 @@ class Trainer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint atomically: a temporary file in the same folder, then a rename,
-        so a crash leaves the previous checkpoint whole."""
+        so a crash leaves the previous checkpoint whole. A write that fails (a full disk)
+        removes the temporary file and raises OSError naming ``path``, whose previous
+        checkpoint is unchanged."""
         path = Path(path)
         pos = self._position
         meta = {
@@ -271,19 +296,25 @@ class Trainer:
                 stale.unlink()
             except OSError:
                 pass
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise _save_error(e, path) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(e, OSError):  # disk full, quota, I/O error: say which file, and
+                raise _save_error(e, path) from e  # that the one before is still there
             raise
+        _sync_folder(folder)
 
     @classmethod
     def load(cls, path: str | os.PathLike, module: types.ModuleType) -> Trainer:
