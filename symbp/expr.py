@@ -231,7 +231,7 @@ def _fold_power(x: Number, y: Number) -> Expr:
     if x < 0 and not (isinstance(y, Fraction) and y.denominator == 1) and float(y) != int(y):
         return undefined(NOT_REAL)
     if x != 0:  # decide overflow from the magnitude before computing it
-        magnitude = float(y) * math.log10(abs(float(x)))
+        magnitude = float(y) * _log10(abs(x))
         if magnitude > 308.2:
             return undefined(TOO_LARGE)
         if magnitude < -330:
@@ -240,6 +240,13 @@ def _fold_power(x: Number, y: Number) -> Expr:
     if isinstance(value, complex):
         return undefined(NOT_REAL)
     return num(value)
+
+
+def _log10(x: Number) -> float:
+    """log10 of a positive number, exact Fractions beyond float range included."""
+    if isinstance(x, Fraction):
+        return math.log10(x.numerator) - math.log10(x.denominator)
+    return math.log10(x)
 
 
 def add(a: Expr, b: Expr) -> Expr:
@@ -411,10 +418,14 @@ def _evaluate(name: str, x: Number) -> Expr:
         return undefined(NOT_REAL)
     if name == "exp" and x == 0:
         return ONE
+    if name == "log" and isinstance(x, Fraction):  # exact: 2**-1075 is no float, its log is
+        return num(math.log(x.numerator) - math.log(x.denominator))
     try:
         return num(EVALUATE[name](float(x)))
     except OverflowError:
         return undefined(TOO_LARGE)
+    except ValueError:  # a math domain error the checks above did not foresee
+        return undefined(NOT_REAL)
 
 
 def call(name: str, a: Expr) -> Expr:

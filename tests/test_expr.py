@@ -119,3 +119,11 @@ def test_simplification_keeps_every_value():
              ((X[0] ** 2) ** 2, x**4), (2 * (X[0] / 4), x / 2)]
     for e, want in cases:
         np.testing.assert_allclose(expression(e, [x]), want, rtol=1e-15)
+
+
+def test_exact_numbers_beyond_float_range():
+    """Found by the parser fuzzer: 2.0**-1075 is an exact Fraction no float can hold."""
+    tiny = ex.lift(2.0) ** -1075
+    assert tiny.op == "num" and tiny.value > 0
+    assert ex.call("log", tiny).value == pytest.approx(-1075 * math.log(2))
+    assert (tiny ** 0.5).op == "num" and ex.call("sqrt", tiny).op == "num"
