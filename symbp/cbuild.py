@@ -11,7 +11,8 @@ another one just made.
 
 The extension is three translation units compiled at once by the C compiler itself: the two
 halves of the generated C with the optimizing flags, and cffi's glue (Python's C API,
-argument conversion) quickly at -O1. All hide their symbols: calls between them are direct.
+argument conversion) at -O0, as fast to call. All hide their symbols: calls between them are
+direct.
 
 Beside the entries, the folder ``.index`` maps spec keys (see ``symbp.compiler``) to entries,
 so that a spec compiled before is found without parsing it.
@@ -37,7 +38,7 @@ from pathlib import Path
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd",
                  "-g0")
-GLUE_FLAGS = ("-O1", "-g0", "-DNDEBUG")  # cffi's glue: a call's argument conversions
+GLUE_FLAGS = ("-O0", "-g0", "-DNDEBUG")  # cffi's glue: argument conversions, as fast at -O0
 INDEX = ".index"  # spec key -> entry, in the cache folder
 _RECIPE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # how builds are made
 
