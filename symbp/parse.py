@@ -567,6 +567,11 @@ class _Parser:
             value = self._expr(e)
         except ops.GraphError as err:
             raise self.error(e, str(err)) from None
+        return self.checked(e, value)
+
+    def checked(self, e: ast.expr, value: Value) -> Value:
+        """``value``, the value of ``e``, if it passes the check every value gets: a constant
+        must be a finite real number."""
         if not isinstance(value, Node):
             self.check_constant(e, value)
         elif value.op is Op.CONST:
@@ -584,18 +589,19 @@ class _Parser:
                 return v
             return -v if not isinstance(v, Node) else ops.neg(v)
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS:
-            left, right = self.expr(e.left), self.expr(e.right)
-            if isinstance(e.op, ast.Div) and self.constant(right) == 0:
-                raise self.error(e, f"division by zero in `{self.segment(e)}`")
-            if isinstance(e.op, ast.Pow):
-                self.check_power(e, self.constant(left), self.constant(right))
-            if not isinstance(left, Node) and not isinstance(right, Node):
-                if isinstance(e.op, ast.MatMult):
-                    raise self.error(e, "matmul of two numbers")
-                return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
-                        ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
-                        ast.Pow: lambda: left**right}[type(e.op)]()
-            return BINOPS[type(e.op)](self.as_node(left), self.as_node(right))
+            # a left-nested chain (a + b + c + ... of a thousand terms) is read in a loop:
+            # only its right operands recurse, so its length is no depth
+            spine = [e]
+            while isinstance(spine[-1].left, ast.BinOp) and type(spine[-1].left.op) in BINOPS:
+                spine.append(spine[-1].left)
+            value = self.expr(spine[-1].left)
+            for node in reversed(spine[1:]):
+                right = self.expr(node.right)
+                try:
+                    value = self.checked(node, self.binop(node, value, right))
+                except ops.GraphError as err:
+                    raise self.error(node, str(err)) from None
+            return self.binop(e, value, self.expr(e.right))
         if isinstance(e, ast.Attribute):
             if e.attr != "T":
                 raise self.error(e, f"unsupported attribute '.{e.attr}': only .T (transpose)")
@@ -604,6 +610,20 @@ class _Parser:
         if isinstance(e, ast.Call):
             return self.call(e)
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
+
+    def binop(self, e: ast.BinOp, left: Value, right: Value) -> Value:
+        """``left <op> right``, the operands of ``e`` already read."""
+        if isinstance(e.op, ast.Div) and self.constant(right) == 0:
+            raise self.error(e, f"division by zero in `{self.segment(e)}`")
+        if isinstance(e.op, ast.Pow):
+            self.check_power(e, self.constant(left), self.constant(right))
+        if not isinstance(left, Node) and not isinstance(right, Node):
+            if isinstance(e.op, ast.MatMult):
+                raise self.error(e, "matmul of two numbers")
+            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
+                    ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
+                    ast.Pow: lambda: left**right}[type(e.op)]()
+        return BINOPS[type(e.op)](self.as_node(left), self.as_node(right))
 
     def check_power(self, e: ast.expr, base: Expr, exponent: Expr) -> None:
         """``base ** exponent`` with an exponent that varies needs a base above 0: its

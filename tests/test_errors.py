@@ -636,7 +636,7 @@ def test_long_lines_are_shown_around_the_column():
     pytest.param("-" * 100_000 + "a", id="100000-minus-signs"),
     pytest.param("a" + " + a" * 100_000, id="100000-terms"),
     pytest.param("-" * 900 + "a", id="900-minus-signs"),
-    pytest.param("a" + " * a" * 2000, id="2000-factors"),
+    pytest.param("a" + " ** a" * 2000, id="2000-level-power-tower"),
 ])
 def test_deep_nesting_points_at_its_statement(expr):
     source = "a: Param = 1\nb: Param = 2\nC: Loss = " + expr + "\n"

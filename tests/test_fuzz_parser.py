@@ -339,6 +339,21 @@ def test_deep_nesting(kind, depth):
     result = outcome(source, build=depth <= 100)
     if valid and depth <= 60:  # shallow nesting of a valid construct must parse
         assert isinstance(result, Graph), str(result)
+    if kind in ("sum chain", "mixed chain", "many operands on one line") and depth <= 2000:
+        assert isinstance(result, Graph), str(result)  # long, but flat
+
+
+@pytest.mark.parametrize("op, n, value", [("+", 2000, 2000.0), ("*", 2000, 1.0),
+                                          ("-", 1500, -1498.0), ("/", 1000, 1.0)])
+def test_long_flat_chains_compile(op, n, value):
+    """Found by this file's campaigns: a sum of 500 terms was "nested too deeply" (the parser
+    recursed once per operator of a left-nested chain); now only Python's own parser limits
+    the length (about 2500 operators)."""
+    source = "a: Param = 1\nC: Loss = a" + f" {op} a" * (n - 1) + "\n"
+    graph = outcome(source, build=False)
+    assert isinstance(graph, Graph), str(graph)
+    module = symbp.compile(graph)
+    assert module.loss({"a": np.array(1.0)}) == value
 
 
 @pytest.mark.parametrize("kind", NESTINGS)
