@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from conftest import scale
 
 import symbp
 from symbp import cbuild
@@ -876,7 +877,7 @@ def test_campaign_in_process(pairs, tmp_path):
     hostile = hostile_calls(pairs, tmp_path)
     assert "(it is read-only)" in hostile[1]
     assert len(hostile) == 2 + 2 * len(FUNCTIONS)
-    summary = Campaign(pairs, seed=1).run(1500).summary()
+    summary = Campaign(pairs, seed=1).run(scale(1500)).summary()
     assert summary["problems"] == []
     assert summary["returned"] > 300 and summary["refused"] > 300
 
@@ -884,14 +885,15 @@ def test_campaign_in_process(pairs, tmp_path):
 def test_campaign_in_a_subprocess(spec_paths, pairs, tmp_path):
     """The same in a child process, longer: a crash there is a failure of this test."""
     paths = json.dumps({k: str(v) for k, v in spec_paths.items()})
+    calls = scale(4000)
     child = subprocess.run(
-        [sys.executable, "-c", CAMPAIGN, str(HERE), paths, str(tmp_path), "2", "4000"],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-c", CAMPAIGN, str(HERE), paths, str(tmp_path), "2", str(calls)],
+        capture_output=True, text=True, timeout=600 * scale(1),
     )
     assert child.returncode == 0, f"the campaign died ({child.returncode}): {child.stderr}"
     summary = json.loads(child.stdout)
     assert summary["problems"] == []
-    assert summary["calls"] == 4000
+    assert summary["calls"] == calls
     assert summary["returned"] > 800 and summary["refused"] > 800
     assert len(summary["hostile"]) == 2 + 2 * len(FUNCTIONS)
     assert "(it is read-only)" in summary["hostile"][1]
@@ -1130,7 +1132,7 @@ def reference_loss(spec: Path) -> str:
 def test_eight_processes_build_one_new_network(tmp_path):
     spec = tiny_spec(tmp_path, 6)
     root = tmp_path / "cache"
-    reports = race([spec] * 8, root, tmp_path)
+    reports = race([spec] * scale(8, 2), root, tmp_path)  # 16 under --long
     [entry] = entries(root)
     assert {r["file"] for r in reports} == {str(entry / "__init__.py")}
     assert len({r["loss"] for r in reports}) == 1

@@ -14,7 +14,13 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_grads_match, finite_differences, random_inputs, random_params
+from conftest import (
+    assert_grads_match,
+    finite_differences,
+    random_inputs,
+    random_params,
+    scale,
+)
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -168,7 +174,7 @@ def specs(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scale(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=specs(), seed=st.integers(0, 2**32 - 1), batch=st.sampled_from((1, 2, 3, 5)))
 def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     note(text)
@@ -183,7 +189,7 @@ def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     assert_grads_match(grads, expected, loss)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scale(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=specs(), seed=st.integers(0, 2**32 - 1))
 def test_random_graph_float32_agrees_with_float64(text, seed):
     note(text)
@@ -200,7 +206,7 @@ def test_random_graph_float32_agrees_with_float64(text, seed):
         np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-3 * (1 + np.max(np.abs(g64))))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scale(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=specs(), seed=st.integers(0, 2**32 - 1), batch=st.sampled_from((1, 2, 5)))
 def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
     """Every random network compiled to C gives the NumPy backend's loss, forward values,

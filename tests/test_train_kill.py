@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import scale
 
 import symbp
 
@@ -182,12 +183,13 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_the_uninterrupted_run(setup, tmp_p
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_checkpoint_rewritten_all_the_time_survives_sigkill(backend, tmp_path):
     """One step per epoch, so the checkpoint is being written almost all the time: killed at
-    any moment, what is on disk is a whole checkpoint."""
+    any moment, what is on disk is a whole checkpoint. (--long adds 27 random moments.)"""
     module = module_for(backend)
     (tmp_path / "neuron.sbp").write_text(NEURON)
     np.savez(tmp_path / "d.npz", **make_data(64))
     ckpt = tmp_path / "ckpt.npz"
-    for delay in (0.05, 0.13, 0.21):
+    delays = [0.05, 0.13, 0.21] + list(np.random.default_rng(0).uniform(0, 0.3, scale(3) - 3))
+    for delay in delays:
         proc = start(train_command(tmp_path, backend, "--batch-size", 64, "--epochs", 10 ** 6,
                                    "--save", ckpt), tmp_path)
         try:
