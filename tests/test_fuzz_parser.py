@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import scale
-from hypothesis import HealthCheck, given, note, reject, settings
+from hypothesis import HealthCheck, event, given, note, reject, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -106,7 +106,11 @@ def outcome(data: bytes | str, filename: str = "fuzz.sbp", build: bool = True):
                 graph = symbp.parse_text(data, filename)
         except SpecError as err:
             assert_located(err, data, filename)
+            if currently_in_test_context():
+                event("SpecError")  # counted in --hypothesis-show-statistics
             return err
+        if currently_in_test_context():
+            event("parsed")
         assert isinstance(graph, Graph) and graph.loss is not None
         if build:
             try:

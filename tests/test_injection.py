@@ -32,7 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_grads_match, finite_differences, is_long
+from conftest import assert_grads_match, finite_differences, is_long, scale
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from test_random_graphs import specs as random_specs
 
 import symbp
 from symbp import cli
@@ -474,3 +477,51 @@ def test_hostile_file_name_through_the_cli(tmp_path):
     assert from_cli.loss(params, **inputs) == want
     assert math.isclose(c_module.loss(params, **inputs), want, rel_tol=1e-12)
     assert not mark.exists()
+
+
+# ------------------------------------------------------ random networks, hostile names
+
+NAME_POOL = valid_names(C_KEYWORDS + C_LIBRARY + PYTHON_NAMES + CASE_NAMES + UNICODE_NAMES
+                        + ["grads", "_params", "_inputs", "_full", "t1", "t2", "dp0", "_n",
+                           "_ws", "_i0", "_acc", "value", "n", "symbp_net_loss"])
+NAME_POOL = [n for n in NAME_POOL if n not in ("swish", "blend")]  # the random specs' defs
+
+
+@st.composite
+def renamed_random_network(draw) -> tuple[str, str]:
+    """A random network of test_random_graphs (names x0, p0, h0, ..., C) and the same
+    network with every name replaced by a hostile one."""
+    text = draw(random_specs())
+    names = list(dict.fromkeys(re.findall(r"\b(?:[xph]\d+|C)\b", text)))
+    hostile = draw(st.lists(st.sampled_from(NAME_POOL), min_size=len(names),
+                            max_size=len(names), unique=True))
+    mapping = dict(zip(names, hostile))
+    renamed = re.sub(r"\b(?:[xph]\d+|C)\b", lambda m: mapping[m.group()], text)
+    return text, renamed
+
+
+@settings(max_examples=scale(25), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(pair=renamed_random_network())
+def test_random_networks_with_hostile_names(pair):
+    """Random networks (every op, branches, reuse) whose names are drawn from all of the
+    above: the generated texts keep their structure, and the NumPy module computes the same
+    numbers bit for bit."""
+    neutral_text, hostile_text = pair
+    note(hostile_text)
+    neutral = symbp.parse_text(neutral_text, "net.sbp")
+    hostile = symbp.parse_text(hostile_text, "net.sbp")
+    assert_contained(neutral, hostile)
+    numpy_n, numpy_h = symbp.compile(neutral), symbp.compile(hostile)
+    mapping = {}
+    for a, b in [(numpy_n.PARAMS, numpy_h.PARAMS), (numpy_n.INPUTS, numpy_h.INPUTS)]:
+        mapping.update(zip(a, b))
+    mapping.update(zip(numpy_n.OUTPUTS, numpy_h.OUTPUTS))
+    rng = np.random.default_rng(0)
+    params = {k: rng.uniform(-1, 1, s) for k, s in numpy_n.PARAMS.items()}
+    inputs = {k: rng.uniform(-1, 1, (2, *s)) for k, s in numpy_n.INPUTS.items()}
+    loss, grads = numpy_n.loss_and_grads(params, **inputs)
+    loss_h, grads_h = numpy_h.loss_and_grads(rename(params, mapping), **rename(inputs, mapping))
+    assert loss_h == loss or (math.isnan(loss) and math.isnan(loss_h))
+    for k, g in grads.items():
+        np.testing.assert_array_equal(grads_h[mapping[k]], g)
