@@ -878,6 +878,7 @@ def test_campaign_in_process(pairs, tmp_path):
     assert "(it is read-only)" in hostile[1]
     assert len(hostile) == 2 + 2 * len(FUNCTIONS)
     summary = Campaign(pairs, seed=1).run(scale(1500)).summary()
+    print(f"RELIABILITY campaign in-process: {summary}")
     assert summary["problems"] == []
     assert summary["returned"] > 300 and summary["refused"] > 300
 
@@ -892,6 +893,8 @@ def test_campaign_in_a_subprocess(spec_paths, pairs, tmp_path):
     )
     assert child.returncode == 0, f"the campaign died ({child.returncode}): {child.stderr}"
     summary = json.loads(child.stdout)
+    counts = {k: v for k, v in summary.items() if k != "hostile"}
+    print(f"RELIABILITY campaign in a subprocess: {counts}")
     assert summary["problems"] == []
     assert summary["calls"] == calls
     assert summary["returned"] > 800 and summary["refused"] > 800

@@ -316,6 +316,7 @@ def assert_same_numbers(neutral, hostile, mapping: dict, exact: bool = True, bat
 def check_twins(names: list[str], tmp_path: Path, comments_of=None, run: bool = True) -> None:
     """The whole check for one list of hostile names; ``run``: compile and run too."""
     names = valid_names(names)
+    print(f"RELIABILITY injection: {len(names)} names, run={run}")
     hostile_text = spec_for(names)
     neutral_text = spec_for(neutral_names(len(names)))
     if comments_of is not None:

@@ -189,6 +189,7 @@ def test_a_checkpoint_rewritten_all_the_time_survives_sigkill(backend, tmp_path)
     np.savez(tmp_path / "d.npz", **make_data(64))
     ckpt = tmp_path / "ckpt.npz"
     delays = [0.05, 0.13, 0.21] + list(np.random.default_rng(0).uniform(0, 0.3, scale(3) - 3))
+    print(f"RELIABILITY SIGKILL while rewriting: {len(delays)} kills")
     for delay in delays:
         proc = start(train_command(tmp_path, backend, "--batch-size", 64, "--epochs", 10 ** 6,
                                    "--save", ckpt), tmp_path)
