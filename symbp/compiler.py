@@ -18,7 +18,6 @@ from pathlib import Path
 
 import jinja2
 import numpy
-import sympy
 
 from . import c_backend, cbuild, numpy_backend
 from .ir import Graph
@@ -114,7 +113,7 @@ def spec_key(data: bytes, filename: str, backend: str, dtype: str) -> str | None
         return None
     parts = [
         "symbp spec index 1", compiler_hash, hashlib.sha256(data).hexdigest(), filename,
-        backend, dtype, sympy.__version__, jinja2.__version__, numpy.__version__,
+        backend, dtype, jinja2.__version__, numpy.__version__,
         sys.version, sys.prefix, sys.executable, cbuild.toolchain_stamp(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
