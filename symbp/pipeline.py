@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import autodiff, rewrite, rules
-from .ir import Graph, Node, Op, gc_paused
+from .ir import Graph, Node, Op, gc_paused, toposort
 from .rewrite import Pass, PassStats
 
 FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE])]
@@ -83,6 +83,8 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
         check(list(outputs.values()), p.name)
         trace(p.name, outputs, {})
 
+    if stats:  # differentiation comes next: count the forward graph now
+        stats[-1].nodes_after = len(toposort(list(outputs.values())))
     stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
     origin: dict[Node, Node] = {}
     adjoints: dict[Node, Node] = {}
@@ -119,11 +121,23 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
         roots = list(outputs.values()) + list(grads.values())
         check(roots, p.name)
         trace(p.name, outputs, grads)
+    _count_after(stats, roots)
     for g in grads.values():
         if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
             backward.add(id(g))
             lines[g] = PARAM_GRADS_LINE
     return Program(graph, outputs, grads, names, lines, backward, stats)
+
+
+def _count_after(stats: list[PassStats], roots: list[Node]) -> None:
+    """Each pass's node count after it, where not counted yet: the next pass counted it as
+    its count before; the last pass counts ``roots``. The nodes the passes made are
+    forgotten here: the Program keeps no intermediate graph."""
+    for k, st in enumerate(stats):
+        if st.nodes_after < 0:
+            last = k == len(stats) - 1
+            st.nodes_after = len(toposort(roots)) if last else stats[k + 1].nodes_before
+        st.born = {}
 
 
 def _verifier(roots: list[Node], where: str) -> None:

@@ -234,13 +234,9 @@ class PassStats:
     name: str
     fired: Counter
     nodes_before: int
-    roots_after: list[Node]
+    nodes_after: int = -1  # filled in by the pipeline, which knows the next pass's count
     sets: list[str] = field(default_factory=list)  # the rule sets the pass applied
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
-
-    @property
-    def nodes_after(self) -> int:  # counted when asked: a toposort of the whole graph
-        return len(toposort(self.roots_after))
 
 
 def rebuild(node: Node, args: list[Node]) -> Node:
@@ -282,19 +278,43 @@ def run_pass(p: Pass, roots: list[Node], keep: set[int]) -> tuple[dict[Node, Nod
     has not seen (``batch_sum(x)`` made from ``sum over the batch of c * x``); they are
     normalized first, so the result is in normal form all the way down.
     """
-    order = toposort(roots)
-    ctx = Context(use_counts(roots, order), keep, {id(n) for n in order})
-    fired = ctx.fired
-    mapping: dict[Node, Node] = {}
-    normal: set[Node] = set()  # nodes known to be in normal form
-    born: dict[Node, Node] = {}  # a node a rule made -> the node being rewritten then
-    current: list[Node] = []
-    by_op = p.by_op
+    return _Rewriter(p, roots, keep).run()
 
-    def normalize(node: Node, depth: int = 0) -> Node:
+
+class _Rewriter:
+    """One application of a pass (an object, not closures: closures calling each other
+    form a reference cycle that would keep every intermediate graph alive while the
+    compiler runs with the garbage collector paused)."""
+
+    def __init__(self, p: Pass, roots: list[Node], keep: set[int]) -> None:
+        self.p, self.roots, self.keep = p, roots, keep
+        self.order = toposort(roots)
+        self.ctx = Context(use_counts(roots, self.order), keep, {id(n) for n in self.order})
+        self.mapping: dict[Node, Node] = {}
+        self.normal: set[Node] = set()  # nodes known to be in normal form
+        self.born: dict[Node, Node] = {}  # a node a rule made -> the node rewritten then
+        self.current: Node | None = None
+
+    def run(self) -> tuple[dict[Node, Node], PassStats]:
+        mapping, uses, keep = self.mapping, self.ctx.uses, self.keep
+        for old in self.order:
+            self.current = old
+            new = rebuild(old, [mapping[a] for a in old.args]) if old.args else old
+            new = self.normalize(new)
+            if new is not old:
+                uses[new] = uses.get(new, 0) + uses.get(old, 0)
+                if id(old) in keep:
+                    keep.add(id(new))
+            mapping[old] = new
+        stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
+                          sets=[rs.name for rs in self.p.sets], born=self.born)
+        return mapping, stats
+
+    def normalize(self, node: Node, depth: int = 0) -> Node:
         """``node``, whose arguments are in normal form, rewritten until no rule fires."""
+        by_op, ctx, fired = self.p.by_op, self.ctx, self.ctx.fired
         for _ in range(MAX_REWRITES_PER_NODE):
-            if node in normal:
+            if node in self.normal:
                 return node
             for rule in by_op.get(node.op, ()):
                 out = rule.fn(node, ctx)
@@ -302,35 +322,24 @@ def run_pass(p: Pass, roots: list[Node], keep: set[int]) -> tuple[dict[Node, Nod
                     if not rule.name.endswith(" equations"):
                         fired[rule.name] += 1
                     if depth < 50:
-                        out = rebuild(out, [normalize_new(a, depth + 1) for a in out.args])
+                        out = rebuild(out, [self.normalize_new(a, depth + 1) for a in out.args])
                     node = out
                     break
             else:
-                normal.add(node)
+                self.normal.add(node)
                 return node
         return node
 
-    def normalize_new(node: Node, depth: int) -> Node:
-        if node in normal:
+    def normalize_new(self, node: Node, depth: int) -> Node:
+        """A node a rule made (or one of its arguments), in normal form."""
+        if node in self.normal:
             return node
-        if node in mapping:
-            return mapping[node]
+        if node in self.mapping:
+            return self.mapping[node]
         if not node.args:
             return node
-        rebuilt = rebuild(node, [normalize_new(a, depth + 1) for a in node.args])
-        out = normalize(rebuilt, depth)
-        if id(out) not in ctx.nodes:
-            born.setdefault(out, current[0])
+        rebuilt = rebuild(node, [self.normalize_new(a, depth + 1) for a in node.args])
+        out = self.normalize(rebuilt, depth)
+        if id(out) not in self.ctx.nodes:
+            self.born.setdefault(out, self.current)
         return out
-
-    for old in order:
-        current[:] = [old]
-        new = rebuild(old, [mapping[a] for a in old.args]) if old.args else old
-        new = normalize(new)
-        if new is not old:
-            ctx.uses[new] = ctx.uses.get(new, 0) + ctx.uses.get(old, 0)
-            if id(old) in keep:
-                keep.add(id(new))
-        mapping[old] = new
-    return mapping, PassStats(p.name, fired, len(order), [mapping[r] for r in roots],
-                              [rs.name for rs in p.sets], born)
