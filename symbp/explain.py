@@ -89,10 +89,10 @@ def backward_equations(program: Program) -> str:
     routine = schedule(program, roots, namer, leaves)
     names = dict(routine.names)
     printer = SpecPrinter(names)
-    user = {id(n) for n in program.names if id(n) not in program.backward}
+    user = {n for n in program.names if n not in program.backward}
     rows: list[tuple[str, str]] = []
     for st in routine.statements:
-        if id(st.node) in user:
+        if st.node in user:
             continue  # the spec's own equations
         del names[st.node]
         text = f"{st.name} = {printer.term(st.node)[0]}"

@@ -32,7 +32,7 @@ def to_dot(program: Program, grad: bool = False) -> str:
     for node in order:
         if node.op in (Op.INPUT, Op.PARAM):
             names[node] = node.attr
-        elif node in program.names and (grad or id(node) not in program.backward):
+        elif node in program.names and (grad or node not in program.backward):
             names[node] = program.names[node]
     grads = {g: f"d{k}" for k, g in program.grads.items()} if grad else {}
     printer = SpecPrinter(dict(names))  # unnamed arguments print inline
@@ -56,7 +56,7 @@ def to_dot(program: Program, grad: bool = False) -> str:
                 expr = expr[:45] + "..."
             also = grads.get(node) if name != grads.get(node) else None
             label = f"{head}{expr}" + (f"  (= {also})" if also else "") + f"\n{shape}"
-            backward = id(node) in program.backward
+            backward = node in program.backward
             style = 'style=filled, fillcolor="#f6c28b"' if backward else (
                 'style=filled, fillcolor="#f2f2f2"')
             if node is program.loss:

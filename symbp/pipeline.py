@@ -37,7 +37,7 @@ class Program:
     grads: dict[str, Node]  # Param name -> gradient of the batch-mean loss
     names: dict[Node, str]  # user names, and "d<name>" for adjoints of named values
     lines: dict[Node, int]  # spec line each node comes from
-    backward: set[int] = field(default_factory=set)  # ids of nodes made by grad
+    backward: set[Node] = field(default_factory=set)  # nodes made by grad
     stats: list[PassStats] = field(default_factory=list)
 
     @property
@@ -71,7 +71,7 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     outputs[graph.loss_name] = graph.loss
     names = dict(graph.names)
     lines = dict(graph.lines)
-    keep = {id(n) for n in names}
+    keep = set(names)  # named values stay variables (a set of nodes: they hash by identity)
     check(list(outputs.values()), "parse")
     trace("parse", outputs, {})
 
@@ -91,19 +91,19 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     grads = autodiff.grad(stable, origin, adjoints)
     check(list(grads.values()), "grad")
     trace("grad", outputs, grads)
-    forward_ids = {id(n) for n in lines}
+    forward = set(lines)
     for adj, fwd in origin.items():
-        if id(adj) not in forward_ids and fwd in lines:
+        if adj not in forward and fwd in lines:
             lines.setdefault(adj, lines[fwd])
-    backward = {id(n) for n in origin if id(n) not in forward_ids}
+    backward = {n for n in origin if n not in forward}
     forward_names = dict(names)
     for pname, g in grads.items():
         if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):
             names.setdefault(g, "d" + pname)
     for fwd, adj in adjoints.items():
-        if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST) and id(adj) in backward:
+        if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST) and adj in backward:
             names.setdefault(adj, "d" + forward_names[fwd])
-    keep = {id(n) for n in names}
+    keep = set(names)
 
     roots = list(outputs.values()) + list(grads.values())
     for p in GRADIENT_PASSES:
@@ -113,8 +113,8 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
         grads = {k: mapping.get(v, v) for k, v in grads.items()}
         before = lines
         names, lines = _follow(mapping, names), _follow(mapping, lines)
-        made_backward = {id(new) for new, old in st.born.items() if id(old) in backward}
-        backward = {id(mapping.get(n, n)) for n in mapping if id(n) in backward} | made_backward
+        made_backward = {new for new, old in st.born.items() if old in backward}
+        backward = {mapping.get(n, n) for n in backward} | made_backward
         for new, old in st.born.items():  # a node a rule made cites its origin's line
             if old in before:
                 lines.setdefault(new, before[old])
@@ -124,7 +124,7 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     _count_after(stats, roots)
     for g in grads.values():
         if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
-            backward.add(id(g))
+            backward.add(g)
             lines[g] = PARAM_GRADS_LINE
     return Program(graph, outputs, grads, names, lines, backward, stats)
 

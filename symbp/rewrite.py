@@ -36,12 +36,12 @@ class Context:
     """What a rule may ask about the graph: use counts and nodes that must stay variables."""
 
     uses: dict[Node, int] = field(default_factory=dict)
-    keep: set[int] = field(default_factory=set)  # ids of named nodes
-    nodes: set[int] = field(default_factory=set)  # ids of the nodes of the input graph
+    keep: set[Node] = field(default_factory=set)  # named nodes (nodes hash by identity)
+    nodes: set[Node] = field(default_factory=set)  # the nodes of the input graph
     fired: Counter = field(default_factory=Counter)  # rule name -> times fired
 
     def single_use(self, node: Node) -> bool:
-        return self.uses.get(node, 0) <= 1 and id(node) not in self.keep
+        return self.uses.get(node, 0) <= 1 and node not in self.keep
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def rebuild(node: Node, args: list[Node]) -> Node:
 MAX_REWRITES_PER_NODE = 100
 
 
-def run_pass(p: Pass, roots: list[Node], keep: set[int]) -> tuple[dict[Node, Node], PassStats]:
+def run_pass(p: Pass, roots: list[Node], keep: set[Node]) -> tuple[dict[Node, Node], PassStats]:
     """Apply ``p`` to the graph below ``roots``; old -> new node map, and what fired.
 
     Bottom-up in one traversal: a node is rebuilt on its arguments' normal forms and then
@@ -286,10 +286,10 @@ class _Rewriter:
     form a reference cycle that would keep every intermediate graph alive while the
     compiler runs with the garbage collector paused)."""
 
-    def __init__(self, p: Pass, roots: list[Node], keep: set[int]) -> None:
+    def __init__(self, p: Pass, roots: list[Node], keep: set[Node]) -> None:
         self.p, self.roots, self.keep = p, roots, keep
         self.order = toposort(roots)
-        self.ctx = Context(use_counts(roots, self.order), keep, {id(n) for n in self.order})
+        self.ctx = Context(use_counts(roots, self.order), keep, set(self.order))
         self.mapping: dict[Node, Node] = {}
         self.normal: set[Node] = set()  # nodes known to be in normal form
         self.born: dict[Node, Node] = {}  # a node a rule made -> the node rewritten then
@@ -303,8 +303,8 @@ class _Rewriter:
             new = self.normalize(new)
             if new is not old:
                 uses[new] = uses.get(new, 0) + uses.get(old, 0)
-                if id(old) in keep:
-                    keep.add(id(new))
+                if old in keep:
+                    keep.add(new)
             mapping[old] = new
         stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
                           sets=[rs.name for rs in self.p.sets], born=self.born)
@@ -340,6 +340,6 @@ class _Rewriter:
             return node
         rebuilt = rebuild(node, [self.normalize_new(a, depth + 1) for a in node.args])
         out = self.normalize(rebuilt, depth)
-        if id(out) not in self.ctx.nodes:
+        if out not in self.ctx.nodes:
             self.born.setdefault(out, self.current)
         return out

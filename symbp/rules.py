@@ -277,7 +277,7 @@ def reuse_value(node: Node, ctx: Context) -> Node | None:
         if t is node.attr or t.op not in EXPENSIVE or not t.args_used:
             continue
         candidate = ops.elementwise(t, node.args)
-        if id(candidate) in ctx.nodes and candidate is not node:
+        if candidate in ctx.nodes and candidate is not node:
             n = len(node.args)
             return ops.elementwise(ex.replace(node.attr, {t: X[n]}),
                                    list(node.args) + [candidate])

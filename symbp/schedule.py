@@ -97,7 +97,7 @@ def schedule(
             continue
         d = 1 + max((depth[a] for a in node.args), default=0)
         named = program.names.get(node)
-        if forward_only and id(node) in program.backward:
+        if forward_only and node in program.backward:
             named = None
         variable = (
             named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
@@ -115,7 +115,7 @@ def schedule(
         names[node] = namer(named)
         depth[node] = 0
         statements.append(
-            Statement(node, names[node], program.lines.get(node, 0), id(node) in program.backward)
+            Statement(node, names[node], program.lines.get(node, 0), node in program.backward)
         )
     return Routine(statements, dict(roots), names)
 

@@ -142,7 +142,7 @@ FUSE = rewrite.Pass("fuse", [rules.FUSE])
 
 
 def _run(p, root, keep=()):
-    mapping, stats = rewrite.run_pass(p, [root], {id(k) for k in keep})
+    mapping, stats = rewrite.run_pass(p, [root], set(keep))
     return mapping[root], stats
 
 

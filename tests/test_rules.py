@@ -28,7 +28,7 @@ f = ex.call
 
 
 def run(rule_set: RuleSet, root: Node, keep=()):
-    mapping, stats = run_pass(Pass(rule_set.name, [rule_set]), [root], {id(k) for k in keep})
+    mapping, stats = run_pass(Pass(rule_set.name, [rule_set]), [root], set(keep))
     return mapping[root], stats.fired
 
 
@@ -278,3 +278,17 @@ def test_log_of_softmax_in_another_node_becomes_log_softmax():
     z = _z((4,))
     out, fired = run(rules.STABILIZE, ops.apply("log", ops.softmax(z)))
     assert out is ops.log_softmax(z) and fired["stabilize_log"] == 1
+
+
+def test_fusion_is_the_same_however_memory_is_reused():
+    """Regression: named nodes were kept by id(), and a freed node's id given to a new one
+    made it look named: a 200-layer MLP fused 69 of its 200 affine maps into their sigmoid."""
+    layers, lines, prev = 200, ["x: Input[8]", "y: Input[8]"], "x"
+    for k in range(layers):
+        lines += [f"W{k}: Param[8, 8] = glorot", f"b{k}: Param[8] = zeros",
+                  f"a{k} = sigmoid(W{k} @ {prev} + b{k})"]
+        prev = f"a{k}"
+    lines.append(f"C: Loss = 0.5 * sum(({prev} - y) ** 2)")
+    program = optimize(symbp.parse_text("\n".join(lines) + "\n"))
+    fuse = next(st for st in program.stats if st.name == "fuse")
+    assert fuse.fired["fuse_elementwise"] == layers
