@@ -40,6 +40,7 @@ DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fope
                  "-g0")
 GLUE_FLAGS = ("-O0", "-g0", "-DNDEBUG")  # cffi's glue: argument conversions, as fast at -O0
 INDEX = ".index"  # spec key -> entry, in the cache folder
+TEMPLATES = ".templates"  # compiled jinja2 templates (symbp.render), in the cache folder
 _RECIPE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # how builds are made
 
 

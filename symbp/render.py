@@ -38,14 +38,14 @@ class _BytecodeCache(jinja2.FileSystemBytecodeCache):
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    from .cbuild import cache_dir
+    from .cbuild import TEMPLATES, cache_dir
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_template_dir()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
-        bytecode_cache=_BytecodeCache(str(cache_dir() / "templates")),
+        bytecode_cache=_BytecodeCache(str(cache_dir() / TEMPLATES)),
     )
     env.filters["pyrepr"] = repr
     return env

@@ -918,10 +918,11 @@ def entries(root: Path) -> list[Path]:
 
 
 def leftovers(root: Path) -> list[str]:
-    """Temporary build folders and trash left behind (lock files, one per network, and the
-    spec index stay)."""
+    """Temporary build folders and trash left behind (lock files, one per network, the
+    spec index and the compiled templates stay)."""
     return sorted(p.name for p in root.iterdir() if p.name.startswith(".")
-                  and not p.name.endswith(".lock") and p.name != cbuild.INDEX)
+                  and not p.name.endswith(".lock")
+                  and p.name not in (cbuild.INDEX, cbuild.TEMPLATES))
 
 
 def check_works(mod, spec: Path) -> None:
