@@ -203,7 +203,7 @@ def batch_sum_scale(node: Node, ctx: Context) -> Node | None:
     if len(batched) != 1:
         return None
     i = batched[0]
-    factor = ex.linear_factor(inner.attr, i)
+    factor = ew.linear_factor(inner.attr, i)
     if factor is None:
         return None  # not a product with the batched argument
     args = list(inner.args)

@@ -14,6 +14,7 @@ import sympy
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from symbp import elementwise as ew
 from symbp import expr as ex
 from symbp.expr import X
 from symbp.interpret import expression
@@ -33,8 +34,9 @@ def trees(draw, depth=4):
     a = draw(trees(depth=depth - 1))
     if kind == "neg":
         return -a
-    if kind == "f":
-        return ex.call(draw(st.sampled_from(SMOOTH)), a)
+    if kind == "f":  # exp of a bounded argument: sin(exp(exp(..))) is noise in floats
+        name = draw(st.sampled_from(SMOOTH))
+        return ex.call("exp", ex.call("tanh", a)) if name == "exp" else ex.call(name, a)
     if kind == "pos":  # a positive argument for log and sqrt
         return ex.call(draw(st.sampled_from(("log", "sqrt"))), 1 + a * a)
     b = draw(trees(depth=depth - 1))
@@ -60,7 +62,7 @@ def test_derivatives_agree_with_sympy(e):
     note(repr(e))
     s = sympy.symbols("x0 x1", real=True)
     for i in (0, 1):
-        d_ours = ex.diff(e, i)
+        d_ours = ew.diff(e, i)
         d_sympy = sympy.diff(ex.to_sympy(e, list(s)), s[i])
         for p in POINTS:
             want = float(sympy.N(d_sympy.subs({s[0]: p[0], s[1]: p[1]}), 30))
@@ -84,7 +86,7 @@ def test_printed_code_computes_the_tree(e):
 def test_output_reuse_in_derivatives():
     for name, want in [("sigmoid", X[1] * (1 - X[1])), ("tanh", 1 - X[1] ** 2),
                        ("exp", X[1]), ("sqrt", 1 / (2 * X[1]))]:
-        assert ex.derivative(ex.call(name, X[0]), 1, 0) is want, name
+        assert ew.derivative(ex.call(name, X[0]), 1, 0) is want, name
 
 
 def test_numbers_fold_exactly_and_say_why_they_cannot():
