@@ -249,12 +249,21 @@ def _log10(x: Number) -> float:
     return math.log10(x)
 
 
-def add(a: Expr, b: Expr) -> Expr:
+def _settled(op: str, a: Expr, b: Expr) -> tuple[Expr | None, Number | None, Number | None]:
+    """What every binary constructor does first: two numbers fold, an undefined operand is
+    the result; else None, with the operands' numbers (None where not a number)."""
     x, y = _number(a), _number(b)
     if x is not None and y is not None:
-        return _fold("add", x, y)
+        return _fold(op, x, y), x, y
     if a.bad or b.bad:
-        return a if a.bad else b
+        return (a if a.bad else b), x, y
+    return None, x, y
+
+
+def add(a: Expr, b: Expr) -> Expr:
+    done, x, y = _settled("add", a, b)
+    if done is not None:
+        return done
     if x == 0:
         return b
     if y == 0:
@@ -269,11 +278,9 @@ def add(a: Expr, b: Expr) -> Expr:
 
 
 def sub(a: Expr, b: Expr) -> Expr:
-    x, y = _number(a), _number(b)
-    if x is not None and y is not None:
-        return _fold("sub", x, y)
-    if a.bad or b.bad:
-        return a if a.bad else b
+    done, x, y = _settled("sub", a, b)
+    if done is not None:
+        return done
     if a is b:
         return ZERO
     if y == 0:
@@ -288,11 +295,9 @@ def sub(a: Expr, b: Expr) -> Expr:
 
 
 def mul(a: Expr, b: Expr) -> Expr:
-    x, y = _number(a), _number(b)
-    if x is not None and y is not None:
-        return _fold("mul", x, y)
-    if a.bad or b.bad:
-        return a if a.bad else b
+    done, x, y = _settled("mul", a, b)
+    if done is not None:
+        return done
     if y is not None:  # numbers go first: 2*x, as one writes it
         a, b, x, y = b, a, y, x
     if x is not None:
@@ -319,11 +324,9 @@ def mul(a: Expr, b: Expr) -> Expr:
 
 
 def div(a: Expr, b: Expr) -> Expr:
-    x, y = _number(a), _number(b)
-    if x is not None and y is not None:
-        return _fold("div", x, y)
-    if a.bad or b.bad:
-        return a if a.bad else b
+    done, x, y = _settled("div", a, b)
+    if done is not None:
+        return done
     if y == 0:
         return undefined(UNDEFINED)
     if y == 1:
@@ -344,11 +347,9 @@ def div(a: Expr, b: Expr) -> Expr:
 
 
 def power(a: Expr, b: Expr) -> Expr:
-    x, y = _number(a), _number(b)
-    if x is not None and y is not None:
-        return _fold("pow", x, y)
-    if a.bad or b.bad:
-        return a if a.bad else b
+    done, x, y = _settled("pow", a, b)
+    if done is not None:
+        return done
     if y == 0:
         return ONE
     if y == 1:
