@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from test_train import NET
 
 import symbp
 
@@ -28,17 +29,7 @@ a = sigmoid(w * x + b)
 C: Loss = 0.5 * (a - y) ** 2
 """
 
-MLP = """\
-x: Input[3]
-y: Input[2]
-W: Param[4, 3] = normal(0.5)
-b: Param[4] = uniform(-0.5, 0.5)
-V: Param[2, 4] = glorot
-s: Param = 0.7
-h = tanh(W @ x + b)
-out: Output = s * (V @ h)
-C: Loss = 0.5 * sum((out - y) ** 2)
-"""
+MLP = NET  # test_train's: a tanh layer, a matrix, a vector and a scalar Param
 
 WIDE = """\
 x: Input[30]
