@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from .expr import ATOM, Expr
 from .printing import ExprPrinter, Term, exact_decimal, paren
 from .schedule import Namer
@@ -68,10 +70,14 @@ class CExprPrinter(ExprPrinter):
         return text + self.suffix
 
     def number(self, value) -> Term:
+        exact_ints = max(abs(value.numerator), value.denominator) <= 2**53 if isinstance(
+            value, Fraction) else False
         if isinstance(value, float) or value.denominator == 1 or exact_decimal(value):
             text = self.literal(value)
-        else:
+        elif exact_ints:  # 1/3 as (1.0/3.0): the division rounds it as Python would
             text = f"({self.literal(value.numerator)}/{self.literal(value.denominator)})"
+        else:
+            text = self.literal(float(value))
         return (f"({text})", ATOM) if text.startswith("-") else (text, ATOM)
 
     def power(self, base: Term, exponent: Expr, exp_term: Term) -> Term:

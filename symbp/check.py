@@ -167,8 +167,15 @@ def compare_backends(
     for loss, grads in rest:
         record("loss", abs(loss - loss0) / max(abs(loss0), 1e-300) if loss != loss0 else 0.0)
         for name, g0 in grads0.items():
-            scale = max(float(np.max(np.abs(g0), initial=0.0)), floor)
-            record(name, float(np.max(np.abs(grads[name] - g0), initial=0.0)) / scale)
+            g = np.asarray(grads[name], dtype=float)
+            g0 = np.asarray(g0, dtype=float)
+            # equal values agree, the same infinity and NaN where both have one included
+            same = (g == g0) | (np.isnan(g) & np.isnan(g0))
+            with np.errstate(invalid="ignore"):
+                diff = np.where(same, 0.0, np.abs(g - g0))
+            finite = np.abs(g0[np.isfinite(g0)])
+            scale = max(float(np.max(finite, initial=0.0)), floor)
+            record(name, float(np.max(diff, initial=0.0)) / scale)
     return agreement
 
 

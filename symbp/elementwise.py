@@ -97,7 +97,8 @@ def diff(e: Expr, i: int, memo: dict[Expr, Expr] | None = None) -> Expr:
     elif op == "div":
         a, b = e.args
         da, db = diff(a, i, memo), diff(b, i, memo)
-        out = sub(div(da, b), div(mul(a, db), power(b, num(2))))  # a'/b - a b'/b²
+        out = div(sub(da, mul(div(a, b), db)), b)  # (a' - (a/b) b')/b: no b², which
+        # overflows for |b| > 1e154 (and a constant b gives a'/b)
     elif op == "pow":
         a, b = e.args
         da = diff(a, i, memo)

@@ -15,6 +15,8 @@ leaf that says why; the parser turns it into an error at the spec location.
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -52,16 +54,24 @@ class Expr:
         key = (op, args, (type(value), value))
         e = cls._table.get(key)
         if e is None:
-            e = object.__new__(cls)
-            e.op, e.args, e.value = op, args, value
-            e.size = 1 + sum(a.size for a in args)
-            e.bad = value if op == "undefined" else next((a.bad for a in args if a.bad), None)
-            if op == "arg":
-                e.args_used = frozenset((value,))
-            else:
-                e.args_used = frozenset().union(*(a.args_used for a in args))
-            e._uses = None
-            cls._table[key] = e
+            with _LOCK:  # two threads building the same tree must get one object
+                e = cls._table.get(key)
+                if e is None:
+                    e = cls._make(op, args, value)
+                    cls._table[key] = e
+        return e
+
+    @classmethod
+    def _make(cls, op: str, args: tuple[Expr, ...], value: object) -> Expr:
+        e = object.__new__(cls)
+        e.op, e.args, e.value = op, args, value
+        e.size = 1 + sum(a.size for a in args)
+        e.bad = value if op == "undefined" else next((a.bad for a in args if a.bad), None)
+        if op == "arg":
+            e.args_used = frozenset((value,))
+        else:
+            e.args_used = frozenset().union(*(a.args_used for a in args))
+        e._uses = None
         return e
 
     def uses(self, i: int) -> int:
@@ -123,6 +133,8 @@ class Expr:
         return replace(self, mapping)
 
 
+_LOCK = threading.RLock()  # guards the table's misses; hits need no lock
+
 # precedences, as Python's grammar has them (the C printer parenthesizes the same way)
 ATOM = 1000
 POW = 60
@@ -142,16 +154,23 @@ def lift(v: Expr | int | float | Fraction) -> Expr:
 
 
 def num(v: int | float | Fraction) -> Expr:
-    """A number: ints and Fractions stay exact, floats stay floats."""
+    """A number: ints and small Fractions stay exact, floats stay floats (an integral float
+    becomes its integer: cos(0) is the same number as 1). A Fraction whose numerator or
+    denominator outgrows 64 bits is rounded to the nearest float: 0.1 ** 400 is no
+    decimal a printer can write exactly, and its exact digits would mean nothing."""
     if isinstance(v, float):
         if math.isnan(v):
             return undefined(UNDEFINED)
         if math.isinf(v):
             return undefined(TOO_LARGE)
+        if v.is_integer() and abs(v) < 2**53:
+            return Expr("num", (), Fraction(int(v)))
         return Expr("num", (), v + 0.0)  # no -0.0
     v = Fraction(v)
     if abs(v) > MAX_FLOAT:
         return undefined(TOO_LARGE)
+    if v.numerator.bit_length() > 64 or v.denominator.bit_length() > 64:
+        return num(float(v))
     return Expr("num", (), v)
 
 
@@ -176,8 +195,9 @@ def arg(i: int) -> Expr:
     try:
         return _ARGS[i]
     except IndexError:
-        while len(_ARGS) <= i:
-            _ARGS.append(Expr("arg", (), len(_ARGS)))
+        with _LOCK:
+            while len(_ARGS) <= i:
+                _ARGS.append(Expr("arg", (), len(_ARGS)))
         return _ARGS[i]
 
 
@@ -419,8 +439,11 @@ def _evaluate(name: str, x: Number) -> Expr:
         return undefined(NOT_REAL)
     if name == "exp" and x == 0:
         return ONE
-    if name == "log" and isinstance(x, Fraction):  # exact: 2**-1075 is no float, its log is
-        return num(math.log(x.numerator) - math.log(x.denominator))
+    if name == "log" and isinstance(x, Fraction):
+        f = float(x)
+        if f >= sys.float_info.min:  # a normal float: log1p near 1 keeps the digits
+            return num(math.log1p(float(x - 1)) if 0.5 < f < 2 else math.log(f))
+        return num(math.log(x.numerator) - math.log(x.denominator))  # 2**-1075 is no float
     try:
         return num(EVALUATE[name](float(x)))
     except OverflowError:

@@ -467,8 +467,8 @@ class _Parser:
         if isinstance(e, ast.BinOp) and type(e.op) in BINOPS and not isinstance(e.op, ast.MatMult):
             left = self.scalar_expr(e.left, env, fname)
             right = self.scalar_expr(e.right, env, fname)
-            if isinstance(e.op, ast.Div) and right == 0:
-                raise self.error(e, f"division by zero in `{self.segment(e)}`")
+            if isinstance(e.op, ast.Div):
+                self.check_divisor(e, right)
             if isinstance(e.op, ast.Pow):
                 self.check_power(e, left, right)
             return {ast.Pow: lambda: left**right, ast.Add: lambda: left + right,
@@ -611,10 +611,19 @@ class _Parser:
             return self.call(e)
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
 
+    def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
+        """No division by 0, nor by a number whose reciprocal no float holds (2e-313): the
+        quotient's derivative, 1/divisor, would be infinite."""
+        if divisor == 0:
+            raise self.error(e, f"division by zero in `{self.segment(e)}`")
+        if divisor.op == "num" and (1 / divisor).bad:
+            raise self.error(e, f"dividing by {float(divisor.value)!r} in `{self.segment(e)}`:"
+                             " its reciprocal is too large for a float")
+
     def binop(self, e: ast.BinOp, left: Value, right: Value) -> Value:
         """``left <op> right``, the operands of ``e`` already read."""
-        if isinstance(e.op, ast.Div) and self.constant(right) == 0:
-            raise self.error(e, f"division by zero in `{self.segment(e)}`")
+        if isinstance(e.op, ast.Div):
+            self.check_divisor(e, self.constant(right))
         if isinstance(e.op, ast.Pow):
             self.check_power(e, self.constant(left), self.constant(right))
         if not isinstance(left, Node) and not isinstance(right, Node):

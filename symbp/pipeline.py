@@ -122,6 +122,10 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
         check(roots, p.name)
         trace(p.name, outputs, grads)
     _count_after(stats, roots)
+    # a backward node a rewrite turned into a named forward value (u + u into the Output
+    # f = 2 u) is that forward value: forward() computes it under its own name
+    user = set(graph.names.values())
+    backward -= set(outputs.values()) | {n for n, name in names.items() if name in user}
     for g in grads.values():
         if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
             backward.add(g)

@@ -299,7 +299,7 @@ class _Rewriter:
         mapping, uses, keep = self.mapping, self.ctx.uses, self.keep
         for old in self.order:
             self.current = old
-            new = rebuild(old, [mapping[a] for a in old.args]) if old.args else old
+            new = self._rebuild(old, [mapping[a] for a in old.args]) if old.args else old
             new = self.normalize(new)
             if new is not old:
                 uses[new] = uses.get(new, 0) + uses.get(old, 0)
@@ -317,18 +317,31 @@ class _Rewriter:
             if node in self.normal:
                 return node
             for rule in by_op.get(node.op, ()):
-                out = rule.fn(node, ctx)
+                try:
+                    out = rule.fn(node, ctx)
+                    if out is not None and out is not node and depth < 50:
+                        out = rebuild(out, [self.normalize_new(a, depth + 1) for a in out.args])
+                except ops.GraphError:  # the rewrite would fold a constant that is no float
+                    out = None  # (log of a sum that is 0 everywhere): keep the node as it is
                 if out is not None and out is not node:
                     if not rule.name.endswith(" equations"):
                         fired[rule.name] += 1
-                    if depth < 50:
-                        out = rebuild(out, [self.normalize_new(a, depth + 1) for a in out.args])
                     node = out
                     break
             else:
                 self.normal.add(node)
                 return node
         return node
+
+    @staticmethod
+    def _rebuild(node: Node, args: list[Node]) -> Node:
+        """``node`` on rewritten arguments, or as it was if they make it undefined (a log
+        whose argument folded to the constant 0 computes -inf at run time, as NumPy does,
+        rather than failing the compile)."""
+        try:
+            return rebuild(node, args)
+        except ops.GraphError:
+            return node
 
     def normalize_new(self, node: Node, depth: int) -> Node:
         """A node a rule made (or one of its arguments), in normal form."""
@@ -338,7 +351,7 @@ class _Rewriter:
             return self.mapping[node]
         if not node.args:
             return node
-        rebuilt = rebuild(node, [self.normalize_new(a, depth + 1) for a in node.args])
+        rebuilt = self._rebuild(node, [self.normalize_new(a, depth + 1) for a in node.args])
         out = self.normalize(rebuilt, depth)
         if out not in self.ctx.nodes:
             self.born.setdefault(out, self.current)

@@ -1,5 +1,7 @@
 """Bugs found in review, each pinned by the smallest case that showed it."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,58 @@ def test_trainer_refuses_a_single_value_as_data():
     module = symbp.compile(symbp.parse_text("x: Input\nw: Param = 1.0\nC: Loss = (w * x) ** 2\n"))
     with pytest.raises(ValueError, match=r"data\['x'\]"):
         symbp.Trainer(module).fit({"x": 1.0})
+
+
+# ---------------------------------------------------- found by the review of the rule engine
+
+
+def test_a_rewrite_that_folds_log_of_zero_keeps_the_node():
+    """sum(0 * x) folds to 0 in the simplify pass; log of it used to raise GraphError from
+    inside the pass. Now the node stays, and both backends compute -inf alike."""
+    spec = "x: Input[3]\nw: Param = 1.0\ns = sum(0 * x)\nC: Loss = w * log(s)\n"
+    graph = symbp.parse_text(spec)
+    params, inputs = {"w": np.array(1.0)}, {"x": np.ones((2, 3))}
+    for backend in ("numpy", "c"):
+        assert symbp.compile(graph, backend=backend).loss(params, **inputs) == -np.inf
+
+
+def test_tiny_and_near_one_constants():
+    """0.1 ** 400 made the C printer overflow; log(1.0000000001) lost five digits."""
+    spec = ("x: Input\nw: Param = 1.0\n"
+            "C: Loss = 0.1 ** 400 * w * x + w ** 2 + w * log(1.0000000001)\n")
+    graph = symbp.parse_text(spec)
+    params, inputs = {"w": np.array(1.0)}, {"x": np.ones(2)}
+    want = 1.0 + math.log1p(1e-10)
+    for backend in ("numpy", "c"):
+        got = symbp.compile(graph, backend=backend).loss(params, **inputs)
+        assert got == pytest.approx(want, rel=1e-15)
+
+
+def test_a_forward_value_a_rewrite_reached_from_the_backward_pass_stays_forward():
+    """The backward u + u became the output's 2 u; forward() then called it 'grad of'."""
+    spec = "w: Param = 0.5\nx: Param = 2.0\nu = w * x\nf: Output = 2 * u\nC: Loss = u * u\n"
+    source = symbp.generate(symbp.parse_text(spec))
+    forward = source[source.index("def forward"):source.index("def loss")]
+    assert "grad of" not in forward and "f = 2*u" in forward
+
+
+def test_an_integral_float_constant_is_the_integer():
+    """cos(0) is 1.0; log(cos(0) + exp(v)) was left unstable where log(1 + exp(v)) was not."""
+    from symbp import expr as ex
+
+    assert ex.call("cos", ex.num(0)) is ex.num(1)
+    spec = "z: Input\nw: Param = 1.0\nC: Loss = log(cos(0) + exp(w * z))\n"
+    m = symbp.compile(symbp.parse_text(spec))
+    loss, grads = m.loss_and_grads({"w": np.array(1.0)}, z=np.array([1000.0]))
+    assert loss == pytest.approx(1000.0) and grads["w"] == pytest.approx(1000.0)
+
+
+def test_dividing_by_a_number_whose_reciprocal_is_no_float():
+    """Found by the parser fuzzer: w / 2.2e-313 parsed, then differentiation's 1/c failed
+    with an internal GraphError. It is a located SpecError."""
+    from symbp.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        symbp.parse_text("x: Input[3]\nw: Param[3] = ones\n"
+                         "C: Loss = sum(w / 2.2250738585e-313 * x)\n")
+    assert info.value.line == 3 and "reciprocal is too large" in info.value.message
