@@ -6,9 +6,10 @@ Two kinds of rule, both plain data:
   ``None`` (its guard declined); ``ops`` lists the node ops it can fire on, so the driver
   offers each node only the rules that can match it.
 - ``equation("log(sigmoid(x)) = -softplus(-x)")``: the shorthand for a pure identity of
-  elementwise expressions. ``x``, ``y``, ``u`` and ``v`` match any subexpression, ``c`` and
-  ``k`` only numbers, and ``+`` and ``*`` match either operand order. An optional guard
-  sees the bindings. A rule set's equations are applied inside every elementwise node,
+  elementwise expressions. ``x``, ``y``, ``u``, ``v`` and ``w`` match any subexpression,
+  ``c`` and ``k`` only numbers, and ``+`` and ``*`` match either operand order (at the top
+  of each operand; the other bindings inside it are not searched). An optional guard sees
+  the bindings. A rule set's equations are applied inside every elementwise node,
   bottom-up through its expression, each expression once (the results are cached).
 
 ``run_pass`` applies a ``Pass`` (one or more rule sets) to a graph in one bottom-up
@@ -171,12 +172,25 @@ class RuleSet:
             self.eq_by_op.setdefault(eq.lhs[0], []).append(eq)
         # expression -> (normal form, the equations that fired on the way)
         self._normal: dict[Expr, tuple[Expr, tuple[str, ...]]] = {}
+        self._open: set[Expr] = set()  # expressions being normalized, up the stack
 
     def normal_form(self, e: Expr) -> tuple[Expr, tuple[str, ...]]:
-        """``e`` with the equations applied bottom-up until none fires (cached)."""
+        """``e`` with the equations applied bottom-up until none fires (cached).
+
+        Equations that undo each other (a = b, b = a) would loop: an expression met again
+        while it is still being normalized is left as it is there."""
         done = self._normal.get(e)
         if done is not None:
             return done
+        if e in self._open:
+            return e, ()
+        self._open.add(e)
+        try:
+            return self._normalize(e)
+        finally:
+            self._open.discard(e)
+
+    def _normalize(self, e: Expr) -> tuple[Expr, tuple[str, ...]]:
         fired: list[str] = []
         t = e
         if e.args:
