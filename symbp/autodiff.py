@@ -47,7 +47,8 @@ def _ew_rule(node: Node, g: Node) -> list[Node | None]:
         if adjoint is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
             d = ew.derivative(node.attr, n, i)
             shifted = {X[j]: X[j + 1] for j in range(n + 1)}
-            adjoint = _adjoint_exprs[key] = X[0] * ex.replace(d, shifted) if d != 0 else d
+            adjoint = ex.remember(_adjoint_exprs, key,
+                                  X[0] * ex.replace(d, shifted) if d != 0 else d)
         out.append(None if adjoint == 0 else ops.elementwise(adjoint, operands))
     return out
 

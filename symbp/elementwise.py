@@ -25,6 +25,7 @@ from .expr import (
     neg,
     num,
     power,
+    remember,
     replace,
     sub,
     walk,
@@ -126,7 +127,7 @@ def derivative(e: Expr, nargs: int, i: int) -> Expr:
         d = diff(e, i)
         if e.op != "arg" and e.args_used:
             d = replace(d, {e: arg(nargs)})
-        _derivatives[key] = d
+        remember(_derivatives, key, d)
     return d
 
 

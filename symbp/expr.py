@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -40,8 +41,10 @@ MAX_EXACT_BITS = 4096  # exact powers beyond this many bits are computed in floa
 class Expr:
     """One node of an elementwise expression; build with the functions of this module."""
 
-    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses")
-    _table: dict[tuple, Expr] = {}
+    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "__weakref__")
+    # weak: an expression no graph, rule or cache holds any more is forgotten, so a long-lived
+    # process compiling many networks does not accumulate them
+    _table: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     op: str  # "arg", "num", "undefined", one of BINARY, "neg", or one of FUNCTIONS
     args: tuple[Expr, ...]
@@ -134,6 +137,18 @@ class Expr:
 
 
 _LOCK = threading.RLock()  # guards the table's misses; hits need no lock
+
+CACHE_LIMIT = 100_000  # entries of each memo cache of expressions before it starts afresh
+
+
+def remember(cache: dict, key, value):
+    """``cache[key] = value`` for the compiler's memo caches of expressions (canonical
+    forms, derivatives, normal forms): a full cache is emptied first, so a process compiling
+    network after network holds a bounded number of expressions. Returns ``value``."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 # precedences, as Python's grammar has them (the C printer parenthesizes the same way)
 ATOM = 1000

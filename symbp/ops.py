@@ -115,7 +115,7 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
         e = ex.substitute(expr, values)
         used = tuple(sorted(j - n for j in e.args_used))
         renumber = {n + j: ex.arg(k) for k, j in enumerate(used)}
-        hit = _canonical_ew[key] = (ex.substitute(e, renumber), used)
+        hit = ex.remember(_canonical_ew, key, (ex.substitute(e, renumber), used))
     e, used = hit
     if e.bad:
         raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")

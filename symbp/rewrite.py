@@ -209,7 +209,7 @@ class RuleSet:
                     break
             else:
                 break
-        done = self._normal[e] = (t, tuple(fired))
+        done = ex.remember(self._normal, e, (t, tuple(fired)))
         return done
 
 

@@ -134,3 +134,25 @@ def test_numbers_beyond_float_range():
     small = ex.lift(2.0) ** -1000  # exactly a float: kept
     assert small.value == 2.0**-1000 and ex.call("log", small).value == pytest.approx(
         -1000 * math.log(2))
+
+
+def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(monkeypatch):
+    """The review measured 20 KB kept for ever per compile: the expression table was strong
+    and the memo caches unbounded. Now the table is weak and each cache starts afresh when
+    full (here after 50 entries, to see it)."""
+    import gc
+
+    import symbp
+
+    monkeypatch.setattr(ex, "CACHE_LIMIT", 50)
+
+    def compile_some(first):
+        for k in range(first, first + 60):
+            symbp.generate(symbp.parse_text(
+                f"x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(sigmoid({k} * w * x + {k}.5))\n"))
+        gc.collect()
+        return len(ex.Expr._table)
+
+    compile_some(0)
+    after_60, after_120 = compile_some(1000), compile_some(2000)
+    assert after_120 <= after_60 + 50
