@@ -20,8 +20,9 @@ DTYPE = "float64"
 
 
 def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0.0, -x))
+    """1 / (1 + exp(-x)), as exp(x) / (1 + exp(x)) for x < 0: never exp of a large x."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def init_params(seed: int = 0) -> dict:

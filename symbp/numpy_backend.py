@@ -30,11 +30,12 @@ MODULE_NAMES = {
 
 HELPERS = {
     "_sigmoid": '''def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0.0, -x))''',
+    """1 / (1 + exp(-x)), as exp(x) / (1 + exp(x)) for x < 0: never exp of a large x."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)''',
     "_softplus": '''def _softplus(x):
-    """log(1 + exp(x)), without overflow for large |x|."""
-    return np.logaddexp(0.0, x)''',
+    """log(1 + exp(x)), as max(x, 0) + log(1 + exp(-|x|)): never exp of a large x."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))''',
     "_relu": '''def _relu(x):
     return np.maximum(x, 0.0)''',
     "_step": '''def _step(x):
