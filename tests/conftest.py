@@ -6,6 +6,9 @@ and central finite differences of a generated module's ``loss``, written indepen
 """
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -94,3 +97,24 @@ def assert_grads_match(actual: dict, expected: dict, loss: float, rtol: float = 
             f"d{name} is off at {np.argwhere(bad).tolist()}:\n"
             f"reverse mode {got[bad]}\nfinite diffs {want[bad]}"
         )
+
+
+@contextmanager
+def time_limit(seconds: float, error: type[BaseException] = AssertionError):
+    """Raise ``error`` in this thread after ``seconds`` instead of hanging (SIGALRM: on POSIX,
+    in the main thread; elsewhere no limit)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not \
+            threading.main_thread():
+        yield
+        return
+
+    def expired(*_):
+        raise error(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

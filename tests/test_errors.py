@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import pickle
-import signal
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from conftest import time_limit
 
 import symbp
 from symbp import SpecError
@@ -61,23 +60,9 @@ def check(source: str, line: int, col: int, words=()) -> SpecError:
     return err
 
 
-@contextmanager
 def deadline(seconds: float):
-    """Fail instead of hanging: specs that once made sympy compute forever."""
-    if not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expired(*_):
-        raise AssertionError(f"took more than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    """Fail instead of hanging: specs that once made the compiler compute for ever."""
+    return time_limit(seconds)
 
 
 # ---------------------------------------------------------------------------- syntax

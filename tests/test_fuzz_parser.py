@@ -18,16 +18,15 @@ from __future__ import annotations
 import io
 import re
 import resource
-import signal
-import threading
 import time
 import tokenize
-from contextlib import contextmanager, redirect_stderr
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import scale
+from conftest import time_limit as shared_time_limit
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -52,24 +51,9 @@ class Hang(Exception):
     """Parsing (or compiling) one example took longer than the hang guard allows."""
 
 
-@contextmanager
 def time_limit(seconds: float):
-    """Raise ``Hang`` in this thread after ``seconds`` (SIGALRM; main thread, POSIX only)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not \
-            threading.main_thread():
-        yield
-        return
-
-    def alarm(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    """Raise ``Hang`` after ``seconds`` (conftest's guard)."""
+    return shared_time_limit(seconds, Hang)
 
 
 def spec_lines(data: bytes | str) -> list[str]:
