@@ -51,6 +51,7 @@ class Rule:
     ops: tuple[Op, ...]
     fn: Callable[[Node, Context], Node | None]
     doc: str = ""
+    counted: bool = True  # False for a rule that counts what fired itself (equations)
 
 
 # ---------------------------------------------------------------- the shorthand
@@ -223,7 +224,7 @@ def expression_rule(rs: RuleSet) -> Rule:
         ctx.fired.update(fired)
         return ops.elementwise(new, node.args)
 
-    return Rule(f"{rs.name} equations", (Op.EW,), fn)
+    return Rule(f"{rs.name} equations", (Op.EW,), fn, counted=False)
 
 
 @dataclass
@@ -338,7 +339,7 @@ class _Rewriter:
                 except ops.GraphError:  # the rewrite would fold a constant that is no float
                     out = None  # (log of a sum that is 0 everywhere): keep the node as it is
                 if out is not None and out is not node:
-                    if not rule.name.endswith(" equations"):
+                    if rule.counted:
                         fired[rule.name] += 1
                     node = out
                     break
