@@ -10,6 +10,7 @@ ops are printed here, with the batch axis made explicit: a batched array has it 
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import cache
 
 from .expr import ADD, ATOM, MUL, POW, Expr
 from .ir import Node, Op
@@ -214,6 +215,7 @@ def runtime_subscripts(node: Node) -> tuple[str, str, str]:
                  for n, letters in ((a, c.a), (b, c.b), (node, c.out)))
 
 
+@cache  # pure, and a network asks about the same few letter patterns again and again
 def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
     """How ``einsum(sa, sb -> so)`` is a ``@`` of 2-D/1-D operands, if it is one.
 
@@ -244,6 +246,7 @@ def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
     return swap, ta, tb
 
 
+@cache
 def stacked_matmul_form(sa: str, sb: str, so: str) -> tuple[int, bool, bool, bool] | None:
     """Like ``matmul_form``, also for stacks of matrices (NumPy's @ broadcasts them): returns
     (number of leading stack axes, swap, transpose_left, transpose_right)."""
