@@ -78,7 +78,7 @@ def schedule(
     (the C backend inlines only elementwise nodes into the reductions that consume them).
     """
     order = toposort(roots.values())
-    uses = use_counts(roots.values())
+    uses = use_counts(roots.values(), order)
     consumers: dict[Node, list[Node]] = {}
     for node in order:
         for a in node.args:
