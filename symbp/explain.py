@@ -127,7 +127,10 @@ def pass_report(program: Program) -> str:
              "   rules fired"]
     for st in program.stats:
         fired = ", ".join(f"{k} x{v}" for k, v in sorted(st.fired.items())) or "-"
-        sets = ", ".join(st.sets)
+        sets = ", ".join(rs.name for rs in st.sets)
         lines.append(f"{st.name:<11} {sets:<42} {st.nodes_before:>12} -> {st.nodes_after:<6}"
                      f"  {fired}")
+    lines.append("\nrule sets:")
+    docs = {rs.name: rs.doc for st in program.stats for rs in st.sets}
+    lines += [f"  {name:<14} {doc}" for name, doc in docs.items()]
     return "\n".join(lines) + "\n"

@@ -50,7 +50,6 @@ class Rule:
     name: str
     ops: tuple[Op, ...]
     fn: Callable[[Node, Context], Node | None]
-    doc: str = ""
     counted: bool = True  # False for a rule that counts what fired itself (equations)
 
 
@@ -233,7 +232,6 @@ class Pass:
 
     name: str
     sets: list[RuleSet]
-    doc: str = ""
 
     def __post_init__(self) -> None:
         self.by_op: dict[Op, list[Rule]] = {}
@@ -250,7 +248,7 @@ class PassStats:
     fired: Counter
     nodes_before: int
     nodes_after: int = -1  # filled in by the pipeline, which knows the next pass's count
-    sets: list[str] = field(default_factory=list)  # the rule sets the pass applied
+    sets: list[RuleSet] = field(default_factory=list)  # the rule sets the pass applied
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
 
@@ -322,7 +320,7 @@ class _Rewriter:
                     keep.add(new)
             mapping[old] = new
         stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
-                          sets=[rs.name for rs in self.p.sets], born=self.born)
+                          sets=list(self.p.sets), born=self.born)
         return mapping, stats
 
     def normalize(self, node: Node, depth: int = 0) -> Node:
