@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import scale
+from test_cli import NEURON  # one sigmoid neuron, quadratic cost
 
 import symbp
 
@@ -26,15 +27,6 @@ C_PENDING = ("the C backend's train_epoch is not wired into its wrapper yet "
 EPOCHS = 5
 EPOCH_SECONDS = 0.15
 
-NEURON = """\
-x: Input[3]
-y: Input
-w: Param[3] = normal(0.5)
-b: Param = 0.1
-a = sigmoid(w @ x + b)
-C: Loss = 0.5 * (a - y) ** 2
-p: Output = a
-"""
 
 
 def module_for(backend: str):
