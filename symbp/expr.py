@@ -38,13 +38,28 @@ MAX_FLOAT = Fraction(1.7976931348623157e308)
 MAX_EXACT_BITS = 4096  # exact powers beyond this many bits are computed in floating point
 
 
+class _Entry(weakref.ref):
+    """The table's weak reference to an expression, knowing its key: an expression no
+    graph, rule or cache holds any more is forgotten, so a long-lived process compiling
+    many networks does not accumulate them."""
+
+    __slots__ = ("key",)
+
+
+def _forget(entry: _Entry) -> None:
+    if _TABLE.get(entry.key) is entry:
+        del _TABLE[entry.key]
+
+
+# (op, args, value) -> entry; a plain dict of weak references rather than a
+# WeakValueDictionary, whose methods are Python code on the hottest path of a compile
+_TABLE: dict[tuple, _Entry] = {}
+
+
 class Expr:
     """One node of an elementwise expression; build with the functions of this module."""
 
     __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "__weakref__")
-    # weak: an expression no graph, rule or cache holds any more is forgotten, so a long-lived
-    # process compiling many networks does not accumulate them
-    _table: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     op: str  # "arg", "num", "undefined", one of BINARY, "neg", or one of FUNCTIONS
     args: tuple[Expr, ...]
@@ -55,13 +70,19 @@ class Expr:
 
     def __new__(cls, op: str, args: tuple[Expr, ...] = (), value: object = None) -> Expr:
         key = (op, args, (type(value), value))
-        e = cls._table.get(key)
-        if e is None:
-            with _LOCK:  # two threads building the same tree must get one object
-                e = cls._table.get(key)
-                if e is None:
-                    e = cls._make(op, args, value)
-                    cls._table[key] = e
+        entry = _TABLE.get(key)
+        if entry is not None:
+            e = entry()
+            if e is not None:
+                return e
+        with _LOCK:  # two threads building the same tree must get one object
+            entry = _TABLE.get(key)
+            e = entry() if entry is not None else None
+            if e is None:
+                e = cls._make(op, args, value)
+                entry = _Entry(e, _forget)
+                entry.key = key
+                _TABLE[key] = entry
         return e
 
     @classmethod

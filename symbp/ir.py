@@ -93,11 +93,26 @@ class Contraction:
         return f"{self.a},{self.b}->{self.out}" + (" summed over batch" if self.sum_batch else "")
 
 
+class _Entry(weakref.ref):
+    """The hash-consing table's weak reference to a node, knowing its key: when the node
+    dies, the callback removes the entry (the entry a newer node put there stays)."""
+
+    __slots__ = ("key",)
+
+
+def _forget(entry: _Entry) -> None:
+    if _NODES.get(entry.key) is entry:
+        del _NODES[entry.key]
+
+
+_NODES: dict[tuple, _Entry] = {}  # (op, args, attr, shape, batched, dtype) -> weak entry
+_set = object.__setattr__
+
+
 class Node:
     """An immutable tensor expression; see the module docstring."""
 
     __slots__ = ("op", "args", "attr", "shape", "batched", "dtype", "__weakref__")
-    _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     op: Op
     args: tuple[Node, ...]
@@ -115,13 +130,24 @@ class Node:
         batched: bool,
         dtype: str = "float",
     ) -> Node:
+        # the table is a plain dict of weak references rather than a WeakValueDictionary:
+        # this runs a million times per large compile, and that class's methods are Python
         key = (op, args, attr, shape, batched, dtype)
-        node = cls._cache.get(key)
-        if node is None:
-            node = object.__new__(cls)
-            for slot, value in zip(("op", "args", "attr", "shape", "batched", "dtype"), key):
-                object.__setattr__(node, slot, value)
-            cls._cache[key] = node
+        entry = _NODES.get(key)
+        if entry is not None:
+            node = entry()
+            if node is not None:
+                return node
+        node = object.__new__(cls)
+        _set(node, "op", op)
+        _set(node, "args", args)
+        _set(node, "attr", attr)
+        _set(node, "shape", shape)
+        _set(node, "batched", batched)
+        _set(node, "dtype", dtype)
+        entry = _Entry(node, _forget)
+        entry.key = key
+        _NODES[key] = entry
         return node
 
     def __setattr__(self, name: str, value: Any) -> None:

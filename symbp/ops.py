@@ -95,27 +95,28 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     Constants are folded into the expression, repeated arguments merged, unused ones
     dropped and the placeholders renumbered, so equal computations are one node.
     """
-    args = list(args)
-    shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
+    # one pass over the arguments: what each is (a constant's value, or the index of the
+    # distinct node it is), and whether they all have one shape (the common case)
     kept: list[Node] = []
-    pattern: list[tuple] = []
+    pattern: list[object] = []
+    shape = args[0].shape if args else ()
+    same = True
     for a in args:
+        if a.shape != shape:
+            same = False
         if a.op is Op.CONST:
-            pattern.append(("c", a.attr))
+            pattern.append((a.attr,))  # a 1-tuple: never equal to an index
         elif a in kept:
-            pattern.append(("a", kept.index(a)))
+            pattern.append(kept.index(a))
         else:
-            pattern.append(("a", len(kept)))
+            pattern.append(len(kept))
             kept.append(a)
+    if not same:
+        shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
     key = (expr, tuple(pattern))
     hit = _canonical_ew.get(key)
     if hit is None:
-        n = len(args)
-        values = {i: (p[1] if p[0] == "c" else ex.arg(n + p[1])) for i, p in enumerate(pattern)}
-        e = ex.substitute(expr, values)
-        used = tuple(sorted(j - n for j in e.args_used))
-        renumber = {n + j: ex.arg(k) for k, j in enumerate(used)}
-        hit = ex.remember(_canonical_ew, key, (ex.substitute(e, renumber), used))
+        hit = ex.remember(_canonical_ew, key, _canonical_form(expr, pattern))
     e, used = hit
     if e.bad:
         raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")
@@ -126,11 +127,28 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     elif e is X[0]:
         node = kept[0]
     else:
-        inner = shape if len(kept) == len(args) else broadcast_shapes(*(a.shape for a in kept))
-        node = Node(Op.EW, tuple(kept), e, inner, any(a.batched for a in kept))
+        inner = shape if same or len(kept) == len(args) else broadcast_shapes(
+            *(a.shape for a in kept))
+        batched = False
+        for a in kept:
+            if a.batched:
+                batched = True
+                break
+        node = Node(Op.EW, tuple(kept), e, inner, batched)
     if node.shape != shape:
         node = broadcast(node, shape)
     return node
+
+
+def _canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
+    """``expr`` with the constants of ``pattern`` folded in and its distinct arguments
+    renumbered in order of use; and which distinct arguments it still reads."""
+    n = len(pattern)
+    values = {i: (p[0] if isinstance(p, tuple) else ex.arg(n + p)) for i, p in enumerate(pattern)}
+    e = ex.substitute(expr, values)
+    used = tuple(sorted(j - n for j in e.args_used))
+    renumber = {n + j: ex.arg(k) for k, j in enumerate(used)}
+    return ex.substitute(e, renumber), used
 
 
 def add(a: Node, b: Node) -> Node:

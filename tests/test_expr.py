@@ -151,7 +151,7 @@ def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(m
             symbp.generate(symbp.parse_text(
                 f"x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(sigmoid({k} * w * x + {k}.5))\n"))
         gc.collect()
-        return len(ex.Expr._table)
+        return len(ex._TABLE)
 
     compile_some(0)
     after_60, after_120 = compile_some(1000), compile_some(2000)
