@@ -59,7 +59,8 @@ _TABLE: dict[tuple, _Entry] = {}
 class Expr:
     """One node of an elementwise expression; build with the functions of this module."""
 
-    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "__weakref__")
+    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "_ops",
+                 "__weakref__")
 
     op: str  # "arg", "num", "undefined", one of BINARY, "neg", or one of FUNCTIONS
     args: tuple[Expr, ...]
@@ -95,7 +96,7 @@ class Expr:
             e.args_used = frozenset((value,))
         else:
             e.args_used = frozenset().union(*(a.args_used for a in args))
-        e._uses = None
+        e._uses = e._ops = None
         return e
 
     def uses(self, i: int) -> int:
@@ -564,7 +565,10 @@ def walk(e: Expr):
 
 
 def has(e: Expr, *ops: str) -> bool:
-    return any(t.op in ops for t in walk(e))
+    """Whether the tree applies any of ``ops`` (the set of its ops is cached)."""
+    if e._ops is None:
+        e._ops = frozenset(t.op for t in walk(e))
+    return not e._ops.isdisjoint(ops)
 
 
 # ----------------------------------------------------------------------- sympy

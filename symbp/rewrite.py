@@ -252,16 +252,21 @@ class PassStats:
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
 
-def rebuild(node: Node, args: list[Node]) -> Node:
+def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
     """The node ``node`` would be with ``args``, through the canonicalizing constructors."""
-    if len(args) == len(node.args) and all(a is b for a, b in zip(args, node.args)):
+    args = tuple(args)
+    if args == node.args:  # the same nodes (nodes compare by identity)
         return node
     op = node.op
     if op is Op.EW:
-        if (len(set(args)) == len(args)
-                and all(a.op is not Op.CONST and a.shape == b.shape
-                        for a, b in zip(args, node.args))):  # still canonical: no checks
-            return Node(Op.EW, tuple(args), node.attr, node.shape, any(a.batched for a in args))
+        if len(set(args)) == len(args):
+            batched = False
+            for a, b in zip(args, node.args):
+                if a.op is Op.CONST or a.shape != b.shape:
+                    break
+                batched = batched or a.batched
+            else:  # still canonical: no checks
+                return Node(Op.EW, args, node.attr, node.shape, batched)
         return ops.elementwise(node.attr, args)
     if op is Op.SUM:
         return ops.reduce_sum(args[0], node.attr)
@@ -309,11 +314,19 @@ class _Rewriter:
         self.current: Node | None = None
 
     def run(self) -> tuple[dict[Node, Node], PassStats]:
-        mapping, uses, keep = self.mapping, self.ctx.uses, self.keep
+        mapping, uses, keep, normal = self.mapping, self.ctx.uses, self.keep, self.normal
+        # the nodes no rule of the pass can match are normal as they are
+        idle = {op for op in Op if not self.p.by_op.get(op)}
         for old in self.order:
-            self.current = old
-            new = self._rebuild(old, [mapping[a] for a in old.args]) if old.args else old
-            new = self.normalize(new)
+            args = old.args
+            if args:
+                new_args = tuple([mapping[a] for a in args])
+                new = old if new_args == args else self._rebuild(old, new_args)
+            else:
+                new = old
+            if new not in normal and new.op not in idle:
+                self.current = old
+                new = self.normalize(new)
             if new is not old:
                 uses[new] = uses.get(new, 0) + uses.get(old, 0)
                 if old in keep:

@@ -39,12 +39,19 @@ def _suspect(node: Node, depth: int = 3) -> bool:
     return ex.has(node.attr, "exp", "sigmoid") or any(_suspect(a, depth - 1) for a in node.args)
 
 
+_INLINED: dict[tuple, Expr] = {}
+
+
 def _inline(attr: Expr, args: list[Node], i: int) -> tuple[Expr, list[Node]]:
     """The expression with its i-th argument (an elementwise node) written out in place."""
     inner = args[i]
     n = len(args)
-    inner_expr = ex.substitute(inner.attr, {j: X[n + j] for j in range(len(inner.args))})
-    return ex.substitute(attr, {i: inner_expr}), args + list(inner.args)
+    key = (attr, n, i, inner.attr)
+    e = _INLINED.get(key)
+    if e is None:
+        inner_expr = ex.substitute(inner.attr, {j: X[n + j] for j in range(len(inner.args))})
+        e = ex.remember(_INLINED, key, ex.substitute(attr, {i: inner_expr}))
+    return e, args + list(inner.args)
 
 
 # ------------------------------------------------------------------- stabilize
@@ -85,12 +92,15 @@ def stabilize_log(node: Node, ctx: Context) -> Node | None:
     return ops.elementwise(stable, args)
 
 
+LOG_X, EXP_X = ex.call("log", X[0]), ex.call("exp", X[0])
+
+
 def log_sum_exp(node: Node, ctx: Context) -> Node | None:
     """log(sum(exp(x))) -> logsumexp(x)."""
-    if node.attr is not ex.call("log", X[0]):
+    if node.attr is not LOG_X:
         return None
     s = node.args[0]
-    if s.op is Op.SUM and s.args[0].op is Op.EW and s.args[0].attr is ex.call("exp", X[0]):
+    if s.op is Op.SUM and s.args[0].op is Op.EW and s.args[0].attr is EXP_X:
         return ops.logsumexp(s.args[0].args[0], s.attr)
     return None
 
@@ -239,17 +249,29 @@ EXPENSIVE = frozenset(("exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "sin
 def shared_subexpression(node: Node, ctx: Context) -> Node | None:
     """A costly subexpression that one expression computes twice, e.g. sigmoid(u) in the
     derivative of u sigmoid(u), becomes a node of its own, computed once."""
-    seen: dict[Expr, int] = {}
-    for t in _subtrees(node.attr):
-        if t.op in EXPENSIVE and t.args_used:
-            seen[t] = seen.get(t, 0) + 1
-    twice = [t for t, k in seen.items() if k > 1]
-    if not twice:
+    t = _repeated_part(node.attr)
+    if t is None:
         return None
-    t = max(twice, key=lambda s: s.size)  # the largest: its parts go with it
     part = ops.elementwise(t, node.args)
     n = len(node.args)
     return ops.elementwise(ex.replace(node.attr, {t: X[n]}), list(node.args) + [part])
+
+
+_REPEATED: dict[Expr, Expr | None] = {}  # expression -> its largest repeated costly part
+
+
+def _repeated_part(e: Expr) -> Expr | None:
+    """The largest costly subexpression ``e`` computes more than once, if any (cached:
+    graphs repeat a few expressions many times)."""
+    if e in _REPEATED:
+        return _REPEATED[e]
+    seen: dict[Expr, int] = {}
+    for t in _subtrees(e):
+        if t.op in EXPENSIVE and t.args_used:
+            seen[t] = seen.get(t, 0) + 1
+    twice = [t for t, k in seen.items() if k > 1]
+    part = max(twice, key=lambda s: s.size) if twice else None  # its parts go with it
+    return ex.remember(_REPEATED, e, part)
 
 
 def _subtrees(e: Expr):
@@ -271,17 +293,27 @@ CSE = RuleSet("cse", [Rule("shared_subexpression", EW, shared_subexpression)],
 def reuse_value(node: Node, ctx: Context) -> Node | None:
     """A part of an expression that another node of the graph already computes (a
     forward value the backward pass needs again) is read from that node."""
-    if node.attr.size > 64:
-        return None
-    for t in ex.walk(node.attr):
-        if t is node.attr or t.op not in EXPENSIVE or not t.args_used:
-            continue
+    for t in _costly_parts(node.attr):
         candidate = ops.elementwise(t, node.args)
         if candidate in ctx.nodes and candidate is not node:
             n = len(node.args)
             return ops.elementwise(ex.replace(node.attr, {t: X[n]}),
                                    list(node.args) + [candidate])
     return None
+
+
+_COSTLY: dict[Expr, tuple[Expr, ...]] = {}
+
+
+def _costly_parts(e: Expr) -> tuple[Expr, ...]:
+    """The costly proper subexpressions of ``e`` that read an argument, outermost first
+    (none for an expression of more than 64 terms); cached."""
+    parts = _COSTLY.get(e)
+    if parts is None:
+        parts = () if e.size > 64 else tuple(
+            t for t in ex.walk(e) if t is not e and t.op in EXPENSIVE and t.args_used)
+        ex.remember(_COSTLY, e, parts)
+    return parts
 
 
 SPECIALIZE = RuleSet("specialize", [Rule("reuse_value", EW, reuse_value)],
@@ -297,9 +329,11 @@ FUSE_MAX_SIZE = 60  # and an expression larger than this stops being readable
 def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
     """Inline an elementwise argument used only here into this elementwise node, while the
     result stays a small expression (long chains would grow it, and the time, without end)."""
+    uses, keep = ctx.uses, ctx.keep
     for i, arg in enumerate(node.args):
         # inline only where X[i] occurs once: more would compute arg several times
-        if arg.op is Op.EW and ctx.single_use(arg) and node.attr.uses(i) == 1:
+        if (arg.op is Op.EW and node.attr.uses(i) == 1 and uses.get(arg, 0) <= 1
+                and arg not in keep):  # ctx.single_use(arg), inlined: this runs per node
             if len(node.args) + len(arg.args) - 1 > FUSE_MAX_ARGS:
                 continue
             if node.attr.size + arg.attr.size > FUSE_MAX_SIZE:
