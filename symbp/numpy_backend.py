@@ -11,7 +11,7 @@ import math
 import re
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -60,20 +60,19 @@ HELPERS = {
 
 
 @dataclass
-class Block:
-    comment: str
-    lines: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Function:
+    """One generated function; ``body`` is its code after the docstring, each line
+    starting with a newline and the indent."""
+
     name: str
     signature: str
     annotation: str
     doc: str
-    prologue: list[str]
-    blocks: list[Block]
-    epilogue: list[str]
+    body: str
+    code: list[str]  # the right-hand sides of its statements and its epilogue
+
+
+INDENT = "\n    "
 
 
 def _tuple_target(names: list[str]) -> str:
@@ -92,9 +91,39 @@ class _Writer:
         self.program = program
         self.graph: Graph = program.graph
         self.dtype = dtype
+        self.forms: dict = {}  # NumpyPrinter's patterns, shared by the routines
+        self.comments: dict[tuple[int, bool], str] = {}
+        self.done: dict[tuple, tuple] = {}  # routines already written, by their roots
+
+    def comment(self, line: int, backward: bool) -> str:
+        """The comment heading the statements of spec ``line``."""
+        graph = self.graph
+        if line == PARAM_GRADS_LINE:
+            if not graph.has_batch:
+                return "gradients of the loss"
+            return "gradients of the mean loss over the batch"
+        if not line:
+            return ""
+        source = comment_text(graph.source_line(line))
+        if backward:
+            return f"grad of line {line}: {source}"
+        return f"line {line}: {source}"
 
     def function(self, name: str, roots: dict[str, Node], doc: str, sig: str, ann: str,
                  finish, forward_only: bool = True) -> Function:
+        key = (tuple(roots.values()), forward_only)
+        if key in self.done:  # the same statements (another function with the same roots)
+            prologue, routine, printer, batch, lines, code = self.done[key]
+        else:
+            prologue, routine, printer, batch = self.routine(roots, forward_only)
+            lines, code = self.statements(routine, printer)
+            self.done[key] = prologue, routine, printer, batch, lines, code
+        epilogue = finish(routine, printer, batch)
+        body = "".join([*(INDENT + line for line in prologue), *lines,
+                        *(INDENT + line for line in epilogue)])
+        return Function(name, sig, ann, doc, body, [*code, *epilogue])
+
+    def routine(self, roots: dict[str, Node], forward_only: bool):
         graph = self.graph
         namer = Namer(PYTHON_RESERVED | MODULE_NAMES)
         leaves: dict[Node, str] = {}
@@ -118,28 +147,30 @@ class _Writer:
             batch = "n"
             prologue.append("_inputs(inputs)")
         routine = schedule(self.program, roots, namer, leaves, forward_only=forward_only)
-        printer = NumpyPrinter(routine.names, batch)
-        blocks: list[Block] = []
+        printer = NumpyPrinter(routine.names, batch, self.forms)
+        return prologue, routine, printer, batch
+
+    def statements(self, routine: Routine, printer: NumpyPrinter):
+        """The routine's statements as body text (with a comment before each run of
+        statements from one spec line), and their right-hand sides."""
+        lines: list[str] = []
+        code: list[str] = []
+        comments = self.comments
+        expression = printer.expression
         last = None
         for st in routine.statements:
             key = (st.line, st.backward)
             if key != last:
-                source = comment_text(graph.source_line(st.line)) if st.line else ""
-                if st.line == PARAM_GRADS_LINE:
-                    comment = "gradients of the mean loss over the batch"
-                    if not graph.has_batch:
-                        comment = "gradients of the loss"
-                elif st.line and st.backward:
-                    comment = f"grad of line {st.line}: {source}"
-                elif st.line:
-                    comment = f"line {st.line}: {source}"
-                else:
-                    comment = ""
-                blocks.append(Block(comment))
+                comment = comments.get(key)
+                if comment is None:
+                    comment = comments[key] = self.comment(*key)
+                if comment:
+                    lines.append(f"{INDENT}# {comment}")
                 last = key
-            blocks[-1].lines.append(f"{st.name} = {printer(st.node)}")
-        epilogue = finish(routine, printer, batch)
-        return Function(name, sig, ann, doc, prologue, blocks, epilogue)
+            text = expression(st.node)[0]
+            code.append(text)
+            lines.append(f"{INDENT}{st.name} = {text}")
+        return lines, code
 
     def value(self, routine: Routine, printer: NumpyPrinter, node: Node, batch: str,
               shape: Shape, batched: bool) -> str:
@@ -205,8 +236,7 @@ def generate(program: Program, dtype: str = "float64") -> str:
                    "params, /, **inputs", " -> tuple", finish_grads, forward_only=False),
     ]
     inits, uses_rng = _initializers(graph)
-    body = "\n".join([*(line for f in functions for b in f.blocks for line in b.lines),
-                      *(line for f in functions for line in f.epilogue),
+    body = "\n".join([*(line for f in functions for line in f.code),
                       *(code for _, code in inits)])
     helpers = [code for name, code in HELPERS.items() if _calls(name, body)]
     params_dict = _dict_text({k: d.node.shape for k, d in graph.params.items()})

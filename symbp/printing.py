@@ -9,6 +9,7 @@ ops are printed here, with the batch axis made explicit: a batched array has it 
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from functools import cache
 
@@ -16,6 +17,8 @@ from .expr import ADD, ATOM, MUL, POW, Expr
 from .ir import Node, Op
 
 MATMUL = MUL - 1  # parenthesized inside * and /, not inside + and -
+
+_HOLE = re.compile("\0([0-9]+)\1")  # argument i in NumpyPrinter.form's patterns
 
 Term = tuple[str, int]  # printed text and the precedence of its top operator
 
@@ -120,37 +123,60 @@ def _shape(shape: tuple[int, ...], batched: bool, n: str) -> str:
 
 
 class NumpyPrinter:
-    """Prints nodes as NumPy expressions over a mini-batch; ``names`` are the variables."""
+    """Prints nodes as NumPy expressions over a mini-batch; ``names`` are the variables.
 
-    def __init__(self, names: dict[Node, str], batch_name: str = "n") -> None:
+    ``forms`` may be shared by printers of one program: the printed shape of each
+    elementwise expression, which depends only on the precedences of its arguments."""
+
+    def __init__(self, names: dict[Node, str], batch_name: str = "n",
+                 forms: dict[tuple, tuple[str, int]] | None = None) -> None:
         self.names = names
         self.n = batch_name
         self.printer = NumpyExprPrinter()
         self.cache: dict[Node, tuple[str, int]] = {}
+        self.forms = {} if forms is None else forms
 
     def __call__(self, node: Node) -> str:
         """The right-hand side computing ``node`` (never just its own variable name)."""
         return self.expression(node)[0]
 
     def term(self, node: Node) -> tuple[str, int]:
-        if node in self.names:
-            return self.names[node], ATOM
-        if node not in self.cache:
-            self.cache[node] = self.expression(node)
-        return self.cache[node]
+        name = self.names.get(node)
+        if name is not None:
+            return name, ATOM
+        done = self.cache.get(node)
+        if done is None:
+            done = self.cache[node] = self.expression(node)
+        return done
+
+    def form(self, e: Expr, precedences: tuple[int, ...]) -> tuple[str, int]:
+        """``e`` printed as a ``str.format`` pattern, ``{i}`` standing for argument i."""
+        key = (e, precedences)
+        done = self.forms.get(key)
+        if done is None:
+            holes = [(f"\0{i}\1", p) for i, p in enumerate(precedences)]
+            text, prec = print_expr(e, holes, self.printer)
+            text = text.replace("{", "{{").replace("}", "}}")
+            done = self.forms[key] = _HOLE.sub(r"{\1}", text), prec
+        return done
 
     def expression(self, node: Node) -> tuple[str, int]:
         op = node.op
-        if op is Op.CONST:
-            return print_expr(node.attr, [], self.printer)
         if op is Op.EW:
-            args = []
+            texts = []
+            precedences = []
+            batched, ndim = node.batched, len(node.shape)
             for a in node.args:
                 text, prec = self.term(a)
-                if node.batched and a.batched and a.ndim < node.ndim:
+                if batched and a.batched and len(a.shape) < ndim:
                     text, prec = self.aligned(node, a), ATOM
-                args.append((text, prec))
-            return print_expr(node.attr, args, self.printer)
+                texts.append(text)
+                precedences.append(prec)
+            pattern, prec = self.form(node.attr, tuple(precedences))
+            return pattern.format(*texts), prec
+        if op is Op.CONST:
+            pattern, prec = self.form(node.attr, ())
+            return pattern.format(), prec
         x = [self.term(a) for a in node.args]
         if op is Op.SUM:
             return f"np.sum({x[0][0]}, axis={_axis(node.attr, node.batched)})", ATOM
@@ -181,9 +207,10 @@ class NumpyPrinter:
         """``arg`` ready to broadcast against ``node``: a batched argument of lower rank gets
         size-1 axes after its batch axis (NumPy would align it with the wrong axes)."""
         text, prec = self.term(arg)
-        if not arg.batched or arg.ndim >= node.ndim:
+        extra = len(node.shape) - len(arg.shape)
+        if not arg.batched or extra <= 0:
             return text
-        return _atom(text, prec) + "[:, " + ", ".join(["None"] * (node.ndim - arg.ndim)) + "]"
+        return _atom(text, prec) + "[:, " + ", ".join(["None"] * extra) + "]"
 
     def dot(self, node: Node, x: list[tuple[str, int]]) -> tuple[str, int]:
         sa, sb, so = runtime_subscripts(node)

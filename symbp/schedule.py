@@ -13,7 +13,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .ir import Node, Op, toposort, use_counts
+from .ir import Node, Op
 from .pipeline import Program
 
 
@@ -77,32 +77,42 @@ def schedule(
     ``can_inline(node, consumer)``, asked of every consumer, may forbid inlining further
     (the C backend inlines only elementwise nodes into the reductions that consume them).
     """
-    order = toposort(roots.values())
-    uses = use_counts(roots.values(), order)
+    order, uses = _order_and_uses(list(roots.values()))
     consumers: dict[Node, list[Node]] = {}
-    for node in order:
-        for a in node.args:
-            consumers.setdefault(a, []).append(node)
+    if can_inline is not None:
+        for node in order:
+            for a in node.args:
+                consumers.setdefault(a, []).append(node)
     returned = {id(n) for n in roots.values()}
     names: dict[Node, str] = dict(leaves or {})
-    for node in order:
-        if node.op in (Op.INPUT, Op.PARAM, Op.BATCH_SIZE) and node not in names:
-            names[node] = namer(leaf_name(node))
     statements: list[Statement] = []
     depth: dict[Node, int] = {}
     temp = 0
+    user_names = program.names
+    lines = program.lines
+    backward = program.backward
+    leaf_ops = (Op.INPUT, Op.PARAM, Op.BATCH_SIZE)
+    broadcast, const = Op.BROADCAST, Op.CONST
     for node in order:
-        if node.op in (Op.INPUT, Op.PARAM, Op.BATCH_SIZE, Op.CONST):
+        if node.op in leaf_ops and node not in names:
+            names[node] = namer(leaf_name(node))
+    for node in order:
+        op = node.op
+        if op in leaf_ops or op is const:
             depth[node] = 0
             continue
-        d = 1 + max((depth[a] for a in node.args), default=0)
-        named = program.names.get(node)
-        if forward_only and node in program.backward:
+        d = 0
+        for a in node.args:
+            da = depth[a]
+            if da > d:
+                d = da
+        d += 1
+        named = user_names.get(node)
+        back = node in backward
+        if forward_only and back:
             named = None
-        variable = (
-            named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
-        )
-        if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and not named:
+        variable = named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
+        if op is broadcast and node.args[0].op is const and not named:
             variable = id(node) in returned  # a constant: print it where it is used
         if not variable and can_inline is not None:
             variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
@@ -112,12 +122,37 @@ def schedule(
         if named is None:
             temp += 1
             named = f"t{temp}"
-        names[node] = namer(named)
+        names[node] = name = namer(named)
         depth[node] = 0
-        statements.append(
-            Statement(node, names[node], program.lines.get(node, 0), node in program.backward)
-        )
+        statements.append(Statement(node, name, lines.get(node, 0), back))
     return Routine(statements, dict(roots), names)
+
+
+def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
+    """``toposort(roots)`` and ``use_counts(roots)`` in one traversal."""
+    order: list[Node] = []
+    uses: dict[Node, int] = {}
+    append = order.append
+    for root in roots:
+        if root in uses:
+            uses[root] += 1
+            continue
+        uses[root] = 1
+        stack = [(root, iter(root.args))]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if child in uses:
+                    uses[child] += 1
+                else:
+                    uses[child] = 1
+                    push((child, iter(child.args)))
+                    break
+            else:
+                pop()
+                append(node)
+    return order, uses
 
 
 def comment_text(text: str) -> str:
