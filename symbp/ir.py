@@ -235,15 +235,43 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
 def use_counts(roots: Iterable[Node], order: list[Node] | None = None) -> dict[Node, int]:
     """How many times each node reachable from ``roots`` is an argument (roots count once);
     ``order`` is their toposort, if the caller has it."""
+    if order is None:
+        return order_and_uses(roots)[1]
     roots = list(roots)
     counts: dict[Node, int] = {}
-    for node in toposort(roots) if order is None else order:
+    for node in order:
         counts.setdefault(node, 0)
         for arg in node.args:
             counts[arg] = counts.get(arg, 0) + 1
     for root in roots:
         counts[root] += 1
     return counts
+
+
+def order_and_uses(roots: Iterable[Node]) -> tuple[list[Node], dict[Node, int]]:
+    """``toposort(roots)`` and ``use_counts(roots)`` in one traversal: every argument edge
+    is followed exactly once, so counting them there is the use count."""
+    order: list[Node] = []
+    counts: dict[Node, int] = {}
+    get = counts.get
+    for root in roots:
+        seen = get(root)
+        counts[root] = 1 if seen is None else seen + 1
+        if seen is not None:
+            continue
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.args))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                c = get(child)
+                counts[child] = 1 if c is None else c + 1
+                if c is None:
+                    stack.append((child, iter(child.args)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order, counts
 
 
 @dataclass

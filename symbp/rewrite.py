@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from . import expr as ex
 from . import ops
 from .expr import Expr
-from .ir import Node, Op, toposort, use_counts
+from .ir import Node, Op, order_and_uses
 
 
 @dataclass
@@ -306,8 +306,8 @@ class _Rewriter:
 
     def __init__(self, p: Pass, roots: list[Node], keep: set[Node]) -> None:
         self.p, self.roots, self.keep = p, roots, keep
-        self.order = toposort(roots)
-        self.ctx = Context(use_counts(roots, self.order), keep, set(self.order))
+        self.order, uses = order_and_uses(roots)
+        self.ctx = Context(uses, keep, set(self.order))
         self.mapping: dict[Node, Node] = {}
         self.normal: set[Node] = set()  # nodes known to be in normal form
         self.born: dict[Node, Node] = {}  # a node a rule made -> the node rewritten then

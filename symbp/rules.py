@@ -329,11 +329,11 @@ FUSE_MAX_SIZE = 60  # and an expression larger than this stops being readable
 def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
     """Inline an elementwise argument used only here into this elementwise node, while the
     result stays a small expression (long chains would grow it, and the time, without end)."""
-    uses, keep = ctx.uses, ctx.keep
-    for i, arg in enumerate(node.args):
-        # inline only where X[i] occurs once: more would compute arg several times
-        if (arg.op is Op.EW and node.attr.uses(i) == 1 and uses.get(arg, 0) <= 1
-                and arg not in keep):  # ctx.single_use(arg), inlined: this runs per node
+    uses, keep, args = ctx.uses, ctx.keep, node.args
+    # inline only where X[i] occurs once: more would compute arg several times
+    for i in _read_once(node.attr):
+        arg = args[i]
+        if arg.op is Op.EW and uses.get(arg, 0) <= 1 and arg not in keep:  # single use
             if len(node.args) + len(arg.args) - 1 > FUSE_MAX_ARGS:
                 continue
             if node.attr.size + arg.attr.size > FUSE_MAX_SIZE:
@@ -341,6 +341,17 @@ def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
             expr, args = _inline(node.attr, list(node.args), i)
             return ops.elementwise(expr, args)
     return None
+
+
+_ONCE: dict[Expr, tuple[int, ...]] = {}
+
+
+def _read_once(e: Expr) -> tuple[int, ...]:
+    """The arguments ``e`` reads exactly once, in order (cached)."""
+    once = _ONCE.get(e)
+    if once is None:
+        once = ex.remember(_ONCE, e, tuple(i for i in sorted(e.args_used) if e.uses(i) == 1))
+    return once
 
 
 FUSE = RuleSet("fuse", [
