@@ -56,6 +56,7 @@ OPERATOR_NAMES = {
     ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
     ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
 }
+DECLARED = (Op.INPUT, Op.PARAM)
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
 
@@ -89,9 +90,15 @@ def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) 
 @gc_paused
 def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -> Graph:
     """Parse spec ``source``; ``filename`` is used in error messages and generated code."""
+    from .parse_shapes import FALLBACK, read_by_shapes  # it reads with _Parser
+
     if name is None:
         name = Path(filename).stem if filename != "<spec>" else "spec"
-    return _Parser(source.removeprefix("\ufeff"), filename, name).run()
+    source = source.removeprefix("\ufeff")
+    try:  # the fast path, which gives up on what it does not read exactly as below
+        return read_by_shapes(_Parser(source, filename, name))
+    except FALLBACK:
+        return _Parser(source, filename, name).run()
 
 
 def _lines(source: str) -> list[str]:
@@ -236,20 +243,21 @@ class _Parser:
 
     def bind(self, name: str, value: Value, stmt: ast.stmt) -> Node:
         node = self.as_node(value)
-        self.values[name] = (node, stmt.lineno)
-        self.graph.names.setdefault(node, name)
-        self.graph.equations.append((name, node, stmt.lineno))
-        segment = self.source_of(stmt)
-        self.graph.statements[stmt.lineno] = " ".join(segment.split())
-        self._mark_lines(node, stmt.lineno)
+        self.bind_line(name, node, stmt.lineno, self.source_of(stmt))
         return node
 
-    def _mark_lines(self, root: Node, line: int) -> None:
-        lines = self.graph.lines
-        stack = [root]
-        while stack:
+    def bind_line(self, name: str, node: Node, line: int, text: str) -> None:
+        """Bind ``name`` to ``node``, the value of the statement at ``line`` written ``text``."""
+        self.values[name] = (node, line)
+        graph = self.graph
+        graph.names.setdefault(node, name)
+        graph.equations.append((name, node, line))
+        graph.statements[line] = " ".join(text.split())
+        lines = graph.lines
+        stack = [node]
+        while stack:  # the line of every node the statement made
             node = stack.pop()
-            if node in lines or node.op.name in ("INPUT", "PARAM"):
+            if node in lines or node.op in DECLARED:
                 continue
             lines[node] = line
             stack.extend(node.args)

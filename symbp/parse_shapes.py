@@ -1,0 +1,418 @@
+"""The parser's fast path: a spec read shape by shape instead of node by node.
+
+A large spec repeats a few statement shapes with different names (``h7 = tanh(h3) * h5``,
+``W9: Param[8, 8] = glorot``). The general reader of ``symbp.parse`` builds an ``ast`` tree
+for every line and walks it; here every line is reduced to its shape, the line with its
+comment dropped and each plain name replaced by ``$``, and each shape is parsed once into a
+plan: the ``symbp.ops`` calls its statement makes, the checks on its constants already done.
+Each line of that shape runs the plan on its own names.
+
+The general reader stays the reference. It reads the statements this path has no plan for
+(``def`` blocks, statements over several lines, unusual shapes), and whenever a plan meets
+something it does not cover (an unbound name, a constant where a node was expected, a
+second Loss) it reads that line. When anything fails, or the spec holds what this path does
+not read at all (strings, line continuations), the spec is read again from its start by the
+general reader, so every error is the general reader's. ``tests/test_parse_shapes.py``
+checks that both readers build the same graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+import warnings
+from collections.abc import Callable
+from operator import itemgetter
+
+from . import elementwise as ew
+from . import ops
+from .errors import SpecError
+from .expr import X
+from .ir import Decl, Graph, Node, Op
+
+CONST = Op.CONST
+MAX_DEPTH = 60  # deeper statements (long chains) are left to the general reader
+# Words that are never replaced by $ in a shape: keywords, which would change the syntax,
+# and the language's fixed words, so that the lines using them share a shape.
+FIXED_WORDS = (*keyword.kwlist, *keyword.softkwlist, "type", "__debug__", "axis", "Input",
+               "Param", "Loss", "Output", "zeros", "ones", "glorot", "he", "normal", "uniform")
+FIXED = "|".join(FIXED_WORDS)
+# A plain name: an ASCII identifier that is no fixed word, not an attribute and not called.
+NAME = re.compile(rf"(?<![.\w])(?!(?:{FIXED})(?!\w))[A-Za-z_]\w*(?!\w|[ \t]*\()", re.ASCII)
+COMMENT = re.compile(r"#[^\n]*")
+NOT_READ = ("'", '"', "\\", "$")  # strings and continuations: the general reader's alone
+BINARY = {ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
+          ast.Pow: ops.power, ast.MatMult: ops.matmul}
+REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
+SOFTMAX = {"softmax": ops.softmax, "log_softmax": ops.log_softmax}
+BUILT_IN = {*ew.BUILTINS, *REDUCE, *SOFTMAX, "cross_entropy"}
+
+
+class Unsupported(Exception):
+    """The fast path does not read this spec; the general reader does."""
+
+
+class _General(Exception):
+    """A plan met what it does not cover: the general reader reads this line."""
+
+
+class _NoPlan(Exception):
+    """A shape no plan covers: each of its lines is read by the general reader."""
+
+
+# What a line's shape is: its kind, how many $ it holds and by how much it opens brackets.
+BLANK, OTHER, STATEMENT = 0, 1, 2
+
+# Errors after which the spec is read again by the general reader (see parse_text).
+FALLBACK = (Unsupported, SpecError, ops.GraphError, SyntaxError, RecursionError, MemoryError)
+
+
+def read_by_shapes(parser) -> Graph:
+    """The graph of ``parser``'s spec (a fresh ``symbp.parse._Parser``), read shape by shape.
+
+    Raises one of ``FALLBACK`` when the spec must be read by the general reader instead."""
+    source = parser.source
+    if "\x00" in source:
+        raise Unsupported("a NUL byte")
+    text = source.replace("\r\n", "\n").replace("\r", "\n") if "\r" in source else source
+    code = COMMENT.sub("", text) if "#" in text else text
+    if any(c in code for c in NOT_READ):
+        raise Unsupported("strings or line continuations")
+    codes = code.split("\n")
+    names = NAME.findall(code)
+    reader = _Reader(parser, codes)
+    shapes: dict[str, tuple] = {}
+    pos = depth = 0
+    first = None  # the first line of the statements gathered for the general reader
+    for i, shape in enumerate(NAME.sub("$", code).split("\n")):
+        known = shapes.get(shape)
+        if known is None:
+            count = shape.count("$")
+            known = shapes[shape] = reader.plan(shape, codes[i], names[pos : pos + count])
+        kind, count, opens, run = known
+        if kind is STATEMENT and depth == 0:
+            if first is not None:
+                reader.general(first, i)
+                first = None
+            try:
+                run(names[pos : pos + count] if count else [], i + 1, codes[i])
+            except _General:
+                reader.general(i, i + 1)
+        elif kind is not BLANK:
+            first = i if first is None else first
+            depth += opens
+        pos += count
+    if first is not None:
+        reader.general(first, len(codes))
+    if parser.graph.loss is None:
+        raise Unsupported("no Loss")
+    return parser.graph
+
+
+def _parse(text: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text)
+
+
+def _general_line(names: list[str], line: int, code: str) -> None:
+    raise _General
+
+
+class _Reader:
+    """Plans for the shapes of one spec, run against one parser's state."""
+
+    def __init__(self, parser, codes: list[str]) -> None:
+        self.parser = parser
+        self.codes = codes
+
+    def general(self, start: int, end: int) -> None:
+        """The general reader reads lines ``start`` to ``end`` (0-based, end excluded)."""
+        parser = self.parser
+        try:
+            tree = _parse("\n".join(parser.lines[start:end]))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            raise Unsupported("a syntax error") from e
+        ast.increment_lineno(tree, start)
+        for stmt in tree.body:
+            parser.line = stmt.lineno
+            parser.statement(stmt)
+
+    def plan(self, shape: str, code: str, names: list[str]) -> tuple:
+        """(kind, number of $, brackets opened, plan) for ``shape``, the shape of ``code``,
+        whose plain names are ``names``."""
+        count = len(names)
+        if not shape.strip(" \t\f"):
+            return (BLANK, count, 0, None)
+        opens = sum(shape.count(c) for c in "([{") - sum(shape.count(c) for c in ")]}")
+        if not shape.isascii():
+            return (OTHER, count, opens, None)
+        try:
+            tree = _parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return (OTHER, count, opens, None)
+        try:
+            run = _Planner(self.parser, code, names).statement(tree.body)
+        except (_NoPlan, SpecError, ops.GraphError, RecursionError):
+            run = _general_line
+        return (STATEMENT, count, 0, run)
+
+
+Getter = Callable[[list], Node]
+
+
+class _Planner:
+    """Turns the statement of one line into a plan for every line of its shape."""
+
+    def __init__(self, parser, code: str, names: list[str]) -> None:
+        self.parser = parser
+        self.code = code
+        self.slots = {m.start(): k for k, m in enumerate(NAME.finditer(code))}
+        if len(self.slots) != len(names):
+            raise _NoPlan
+        self.names = names
+        self.used: set[int] = set()
+        self.literals: list[str] = []  # names read as written (fixed words)
+        self.reads: list[int] = []  # where each value read comes from in names + literals
+
+    def slot(self, e: ast.Name) -> int:
+        """The index in names + literals of the name ``e``."""
+        k = self.slots.get(e.col_offset)
+        if k is None:
+            self.literals.append(e.id)
+            return len(self.names) + len(self.literals) - 1
+        if k in self.used or e.id != self.names[k] or e.end_col_offset != e.col_offset + len(e.id):
+            raise _NoPlan
+        self.used.add(k)
+        return k
+
+    def statement(self, body: list[ast.stmt]):
+        if len(body) != 1:
+            raise _NoPlan
+        stmt = body[0]
+        tail = self.code[stmt.end_col_offset :] if stmt.end_lineno == 1 else "?"
+        if stmt.col_offset != 0 or tail.strip(" \t\f"):
+            raise _NoPlan  # the statement's text must be the whole line's
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            return self.equation(stmt.targets[0], stmt.value, None)
+        if isinstance(stmt, ast.AnnAssign):
+            return self.declaration(stmt)
+        raise _NoPlan
+
+    def target(self, t: ast.expr) -> int:
+        """The index in names of the name bound (a fixed word bound is left to the general
+        reader, which refuses most of them)."""
+        if not isinstance(t, ast.Name) or t.col_offset not in self.slots:
+            raise _NoPlan
+        return self.slot(t)
+
+    def finish(self) -> tuple[list[str], tuple[int, ...]]:
+        if len(self.used) != len(self.names):
+            raise _NoPlan  # a $ that is no plain name here (a keyword argument's name)
+        return self.literals, tuple(self.reads)
+
+    def equation(self, t: ast.expr, e: ast.expr, kind: str | None):
+        """The plan of ``t = e`` (``kind`` None), or of ``t: Loss = e`` / ``t: Output = e``."""
+        target = self.target(t)
+        value = self.getter(e, 0)
+        if value is None:
+            raise _NoPlan  # a constant value: the general reader folds and checks it
+        literals, reads = self.finish()
+        parser = self.parser
+        values, functions, graph = parser.values, parser.functions, parser.graph
+        bind = parser.bind_line
+        resolve = _resolver(reads, literals, values)
+
+        def run(names: list[str], line: int, code: str) -> None:
+            node = value(resolve(names))
+            name = names[target]
+            if name in values or name in functions:
+                raise _General
+            if kind == "Loss" and (graph.loss is not None or node.shape != ()):
+                raise _General
+            bind(name, node, line, code)
+            if kind == "Loss":
+                graph.loss, graph.loss_name = node, name
+            elif kind == "Output":
+                graph.outputs[name] = node
+
+        return run
+
+    def declaration(self, stmt: ast.AnnAssign):
+        ann = stmt.annotation
+        kind, dims = (ann.value, ann.slice) if isinstance(ann, ast.Subscript) else (ann, None)
+        if not isinstance(kind, ast.Name) or kind.col_offset in self.slots:
+            raise _NoPlan
+        kind = kind.id
+        if kind in ("Loss", "Output") and dims is None and stmt.value is not None:
+            return self.equation(stmt.target, stmt.value, kind)
+        if kind not in ("Input", "Param") or (kind == "Input") != (stmt.value is None):
+            raise _NoPlan
+        target = self.target(stmt.target)
+        parser = self.parser
+        shape = parser.shape(dims, kind)
+        init = parser.initializer(stmt.value) if kind == "Param" else None
+        self.finish()
+        values, functions = parser.values, parser.functions
+        decls = parser.graph.inputs if kind == "Input" else parser.graph.params
+        make = ops.input_node if kind == "Input" else ops.param_node
+
+        def run(names: list[str], line: int, code: str) -> None:
+            name = names[target]
+            if name in values or name in functions:
+                raise _General
+            node = make(name, shape)
+            decls[name] = Decl(node, line) if init is None else Decl(node, line, init)
+            values[name] = (node, line)
+
+        return run
+
+    # ------------------------------------------------------------------ values
+
+    def getter(self, e: ast.expr, depth: int) -> Getter | None:
+        """A function of the values read giving ``e``'s node, or None if ``e`` is a constant.
+
+        Constants are read by the general reader now, once per shape (they do not depend on
+        names); so are the checks that depend on them (a division by zero). What a plan
+        computes is a node, never a constant: any constant node met sends the line to the
+        general reader, whose checks on constants could tell otherwise."""
+        if depth > MAX_DEPTH:
+            raise _NoPlan
+        if _constant(e):
+            return None
+        if isinstance(e, ast.Name):
+            self.reads.append(self.slot(e))
+            return itemgetter(len(self.reads) - 1)
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.UAdd | ast.USub):
+            inner = self.getter(e.operand, depth + 1)
+            return inner if isinstance(e.op, ast.UAdd) else _checked(ops.neg, inner)
+        if isinstance(e, ast.BinOp) and type(e.op) in BINARY:
+            return self.binop(e, depth)
+        if isinstance(e, ast.Attribute) and e.attr == "T":
+            return _checked(ops.transpose, self.getter(e.value, depth + 1))
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+            if e.func.col_offset in self.slots:
+                raise _NoPlan
+            return self.call(e, depth)
+        raise _NoPlan
+
+    def operand(self, e: ast.expr, depth: int) -> tuple[Getter, object]:
+        """A getter for operand ``e`` and what the general reader's checks see of it."""
+        get = self.getter(e, depth)
+        if get is not None:
+            return get, X[0]
+        value = self.parser.expr(e)
+        node = self.parser.as_node(value)
+        return (lambda v: node), self.parser.constant(value)
+
+    def binop(self, e: ast.BinOp, depth: int) -> Getter:
+        (left, a), (right, b) = self.operand(e.left, depth + 1), self.operand(e.right, depth + 1)
+        if isinstance(e.op, ast.Div):
+            self.parser.check_divisor(e, b)
+        if isinstance(e.op, ast.Pow):
+            self.parser.check_power(e, a, b)
+        op = BINARY[type(e.op)]
+
+        def binop(v: list) -> Node:
+            node = op(left(v), right(v))
+            if node.op is CONST:
+                raise _General
+            return node
+
+        return binop
+
+    def call(self, e: ast.Call, depth: int) -> Getter:
+        name = e.func.id
+        axis = None
+        if e.keywords:
+            if name not in REDUCE and name not in SOFTMAX:
+                raise _NoPlan
+            if len(e.keywords) != 1 or e.keywords[0].arg != "axis":
+                raise _NoPlan
+            axis = self.parser.axis(e.keywords[0].value)
+        if any(isinstance(a, ast.Starred) for a in e.args):
+            raise _NoPlan
+        args = [self.getter(a, depth + 1) for a in e.args]
+        if None in args:
+            raise _NoPlan  # a constant argument: its checks are the general reader's
+        if name in ew.BUILTINS and len(args) == 1:
+            return _checked(lambda x: ops.apply(name, x), args[0])
+        if name in REDUCE and len(args) == 1:
+            return _checked(lambda x: REDUCE[name](x, axis), args[0])
+        if name in SOFTMAX and len(args) == 1:
+            f, axis = SOFTMAX[name], -1 if axis is None else axis
+            return _checked(lambda x: f(x, axis) if x.shape else _general(), args[0])
+        if name == "cross_entropy" and len(args) == 2:
+            logits, target = args
+
+            def cross_entropy(v: list) -> Node:
+                x = logits(v)
+                if not x.shape:
+                    raise _General
+                node = ops.cross_entropy(x, target(v))
+                if node.op is CONST:
+                    raise _General
+                return node
+
+            return cross_entropy
+        if name in BUILT_IN:
+            raise _NoPlan
+        functions = self.parser.functions
+
+        def user(v: list) -> Node:
+            arity, body, _ = functions.get(name) or (-1, None, 0)
+            if arity != len(args):
+                raise _General
+            node = ops.elementwise(body, [a(v) for a in args], name)
+            if node.op is CONST:
+                raise _General
+            return node
+
+        return user
+
+
+def _general() -> Node:
+    raise _General
+
+
+def _checked(f: Callable[[Node], Node], inner: Getter) -> Getter:
+    """``f`` of ``inner``'s node, sending the line to the general reader if it is a constant."""
+
+    def apply(v: list) -> Node:
+        node = f(inner(v))
+        if node.op is CONST:
+            raise _General
+        return node
+
+    return apply
+
+
+def _constant(e: ast.expr) -> bool:
+    """Whether ``e`` reads no name and calls no user function: its value is the same on
+    every line of the shape, whatever the state of the spec."""
+    if isinstance(e, ast.Name):
+        return False
+    if isinstance(e, ast.Call):
+        if not isinstance(e.func, ast.Name) or e.func.id not in BUILT_IN:
+            return False
+        return all(_constant(a) for a in [*e.args, *(k.value for k in e.keywords)])
+    return all(_constant(c) for c in ast.iter_child_nodes(e))
+
+
+def _resolver(reads: tuple[int, ...], literals: list[str], values: dict):
+    """The function from a line's names to the nodes its plan reads (never constants)."""
+
+    def resolve(names: list[str]) -> list[Node]:
+        if literals:
+            names = names + literals
+        try:
+            nodes = [values[names[r]][0] for r in reads]
+        except KeyError:
+            raise _General from None
+        for node in nodes:
+            if node.op is CONST:
+                raise _General
+        return nodes
+
+    return resolve
