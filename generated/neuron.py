@@ -175,11 +175,12 @@ def loss_and_grads(params, /, **inputs) -> tuple:
     z = w*x + b
     # line 8: a = sigmoid(z)
     a = _sigmoid(z)
+    # grad of line 9: C: Loss = 0.5 * (a - y) ** 2
+    da = a - y
     # line 9: C: Loss = 0.5 * (a - y) ** 2
-    t1 = a - y
-    C = 0.5*t1**2
+    C = 0.5*da**2
     # grad of line 8: a = sigmoid(z)
-    dz = t1*(a*(1 - a))
+    dz = da*(a*(1 - a))
     # gradients of the mean loss over the batch
     dw = np.einsum("b,b->", dz, x)/n
     db = np.sum(dz, axis=0)/n

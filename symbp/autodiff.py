@@ -16,9 +16,10 @@ from collections.abc import Callable
 
 from . import elementwise as ew
 from . import expr as ex
-from . import ops
+from . import ops, rules
 from .expr import X
 from .ir import Contraction, Graph, Node, Op, toposort
+from .rewrite import Context
 
 
 def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
@@ -51,6 +52,23 @@ def _ew_rule(node: Node, g: Node) -> list[Node | None]:
                                   X[0] * ex.replace(d, shifted) if d != 0 else d)
         out.append(None if adjoint == 0 else ops.elementwise(adjoint, operands))
     return out
+
+
+def _as_rewritten(node: Node, forward: Context) -> Node:
+    """An adjoint in the form the cse and specialize rules would give it after
+    differentiation: a costly part it computes more than once (sigmoid(u) in the derivative
+    of u sigmoid(u)) read from a node of its own, a part the forward graph computes read
+    from there. Made here, the rewrite changes one node; made by a pass, it would rebuild
+    every node above it (nodes are immutable), and the forward values would not find the
+    part in the same pass."""
+    for _ in range(8):
+        if node.op is not Op.EW:
+            break
+        out = rules.shared_subexpression(node, forward) or rules.reuse_value(node, forward)
+        if out is None:
+            break
+        node = out
+    return node
 
 
 _adjoint_exprs: dict[tuple, ex.Expr] = {}
@@ -113,6 +131,8 @@ def backward(
     """
     wanted = {id(w) for w in wrt}
     order = toposort([r for r, _ in roots])
+    forward = set(order)
+    ctx = Context(nodes=forward)  # what the adjoints may reuse: the forward values
     reaches: set[int] = set()
     for node in order:
         if id(node) in wanted or any(id(a) in reaches for a in node.args):
@@ -133,6 +153,11 @@ def backward(
         for arg, contrib in zip(node.args, RULES[node.op](node, g)):
             if contrib is None or id(arg) not in reaches:
                 continue
+            contrib = _as_rewritten(contrib, ctx)
+            if origin is not None:  # a part the rule split out is made by this node too
+                for part in contrib.args:
+                    if part not in forward:
+                        origin.setdefault(part, node)
             contrib = unbroadcast(contrib, arg, node.batched)
             if origin is not None:
                 origin.setdefault(contrib, node)

@@ -92,8 +92,8 @@ _canonical_ew: dict[tuple, tuple[Expr, tuple[int, ...]]] = {}
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     """The node computing ``expr`` (over X[0..]) of ``args``, broadcast, in canonical form.
 
-    Constants are folded into the expression, repeated arguments merged, unused ones
-    dropped and the placeholders renumbered, so equal computations are one node.
+    Constants (broadcast or not) are folded into the expression, repeated arguments merged,
+    unused ones dropped and the placeholders renumbered, so equal computations are one node.
     """
     # one pass over the arguments: what each is (a constant's value, or the index of the
     # distinct node it is), and whether they all have one shape (the common case)
@@ -106,6 +106,8 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
             same = False
         if a.op is Op.CONST:
             pattern.append((a.attr,))  # a 1-tuple: never equal to an index
+        elif a.op is Op.BROADCAST and a.args[0].op is Op.CONST:  # the same value everywhere
+            pattern.append((a.args[0].attr,))  # (the result is broadcast to its shape below)
         elif a in kept:
             pattern.append(kept.index(a))
         else:

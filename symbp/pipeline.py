@@ -1,8 +1,13 @@
 """The pipeline: every pass by name, in order, from a parsed network to an optimized program.
 
-    stabilize (forward) -> grad -> simplify (with cse) -> specialize -> fuse
+    stabilize (forward) -> grad -> simplify (with cse and specialize) -> fuse
 
-Each pass is one traversal applying one or more rule sets of ``symbp.rules``.
+Each pass is one traversal applying one or more rule sets of ``symbp.rules``. Every
+traversal rebuilds the nodes above any node it rewrites (nodes are immutable), so the
+passes are few and each does all it can: the forward graph is simplified along with its
+stabilization, before differentiation, and ``grad`` builds its adjoints in the form the
+rules would give them (constants folded, a repeated costly part split out), so that after
+it the rules fire where there is something new to do, and not in a cascade.
 
 ``optimize`` returns a ``Program``: the forward roots, the gradient of every Param, and the
 names and spec lines that generated code and ``symbp grad`` print.
@@ -17,13 +22,14 @@ from . import autodiff, rewrite, rules
 from .ir import Graph, Node, Op, gc_paused, toposort
 from .rewrite import Pass, PassStats
 
-FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE])]
+FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE, rules.CANONICALIZE, rules.CONSTANT_FOLD,
+                                   rules.SIMPLIFY, rules.CSE])]
 PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
-# Rule sets that cannot undo each other share a traversal; specialize needs the nodes cse
-# made, and fusion must not inline a value specialize is about to reuse.
+# Rule sets that cannot undo each other share a traversal; fusion must not inline a value
+# specialize is about to reuse, so it comes last, on its own.
 GRADIENT_PASSES = [
-    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE]),
-    Pass("specialize", [rules.SPECIALIZE]),
+    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE,
+                      rules.SPECIALIZE]),
     Pass("fuse", [rules.FUSE]),
 ]
 
@@ -95,7 +101,9 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     for adj, fwd in origin.items():
         if adj not in forward and fwd in lines:
             lines.setdefault(adj, lines[fwd])
-    backward = {n for n in origin if n not in forward}
+    # an adjoint that is an unnamed forward value (the adjoint of a2 in a quadratic cost is
+    # a2 - y) is shown, and named, as the adjoint it is
+    backward = {n for n in origin if n not in forward or n not in names}
     forward_names = dict(names)
     for pname, g in grads.items():
         if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):

@@ -38,7 +38,7 @@ class Context:
 
     uses: dict[Node, int] = field(default_factory=dict)
     keep: set[Node] = field(default_factory=set)  # named nodes (nodes hash by identity)
-    nodes: set[Node] = field(default_factory=set)  # the nodes of the input graph
+    nodes: set[Node] = field(default_factory=set)  # the input graph's nodes and their images
     fired: Counter = field(default_factory=Counter)  # rule name -> times fired
 
     def single_use(self, node: Node) -> bool:
@@ -315,6 +315,7 @@ class _Rewriter:
 
     def run(self) -> tuple[dict[Node, Node], PassStats]:
         mapping, uses, keep, normal = self.mapping, self.ctx.uses, self.keep, self.normal
+        nodes = self.ctx.nodes
         # the nodes no rule of the pass can match are normal as they are
         idle = {op for op in Op if not self.p.by_op.get(op)}
         for old in self.order:
@@ -331,6 +332,7 @@ class _Rewriter:
                 uses[new] = uses.get(new, 0) + uses.get(old, 0)
                 if old in keep:
                     keep.add(new)
+                nodes.add(new)  # a value of the graph from here on, for rules to reuse
             mapping[old] = new
         stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
                           sets=list(self.p.sets), born=self.born)
