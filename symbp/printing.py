@@ -149,33 +149,54 @@ class NumpyPrinter:
             done = self.cache[node] = self.expression(node)
         return done
 
-    def form(self, e: Expr, precedences: tuple[int, ...]) -> tuple[str, int]:
-        """``e`` printed as a ``str.format`` pattern, ``{i}`` standing for argument i."""
-        key = (e, precedences)
-        done = self.forms.get(key)
-        if done is None:
-            holes = [(f"\0{i}\1", p) for i, p in enumerate(precedences)]
-            text, prec = print_expr(e, holes, self.printer)
-            text = text.replace("{", "{{").replace("}", "}}")
-            done = self.forms[key] = _HOLE.sub(r"{\1}", text), prec
+    def arguments(self, node: Node) -> tuple[list[str], tuple[int, ...]]:
+        """The printed arguments of ``node``: their texts and their precedences."""
+        texts = []
+        precedences = []
+        names, cache = self.names, self.cache
+        aligning = node.op is Op.EW and node.batched
+        ndim = len(node.shape)
+        for a in node.args:
+            text = names.get(a)
+            if text is not None:
+                prec = ATOM
+            else:
+                text, prec = cache.get(a) or self.term(a)
+            if aligning and a.batched and len(a.shape) < ndim:
+                text, prec = self.aligned(node, a), ATOM
+            texts.append(text)
+            precedences.append(prec)
+        return texts, tuple(precedences)
+
+    def form(self, key: tuple, node: Node, precedences: tuple[int, ...]) -> tuple[str, int]:
+        """How ``node`` prints for arguments of these precedences, as a ``str.format``
+        pattern (``{i}`` for argument i), remembered under ``key``: elementwise expressions
+        and products print the same whatever the arguments' texts."""
+        holes = [(f"\0{i}\1", p) for i, p in enumerate(precedences)]
+        if node.op is Op.DOT:
+            text, prec = self.dot(node, holes)
+        else:
+            text, prec = print_expr(node.attr, holes, self.printer)
+        text = text.replace("{", "{{").replace("}", "}}")
+        done = self.forms[key] = _HOLE.sub(r"{\1}", text), prec
         return done
 
     def expression(self, node: Node) -> tuple[str, int]:
         op = node.op
         if op is Op.EW:
-            texts = []
-            precedences = []
-            batched, ndim = node.batched, len(node.shape)
-            for a in node.args:
-                text, prec = self.term(a)
-                if batched and a.batched and len(a.shape) < ndim:
-                    text, prec = self.aligned(node, a), ATOM
-                texts.append(text)
-                precedences.append(prec)
-            pattern, prec = self.form(node.attr, tuple(precedences))
+            texts, precedences = self.arguments(node)
+            key = (node.attr, precedences)
+            pattern, prec = self.forms.get(key) or self.form(key, node, precedences)
+            return pattern.format(*texts), prec
+        if op is Op.DOT:
+            texts, precedences = self.arguments(node)
+            a, b = node.args
+            key = (node.attr, a.batched, b.batched, node.batched, precedences)
+            pattern, prec = self.forms.get(key) or self.form(key, node, precedences)
             return pattern.format(*texts), prec
         if op is Op.CONST:
-            pattern, prec = self.form(node.attr, ())
+            key = (node.attr, ())
+            pattern, prec = self.forms.get(key) or self.form(key, node, ())
             return pattern.format(), prec
         x = [self.term(a) for a in node.args]
         if op is Op.SUM:
@@ -197,8 +218,6 @@ class NumpyPrinter:
             if node.args[0].ndim == 0 and not node.batched:  # a Python number: float64
                 return f"np.full({shape}, {x[0][0]}, dtype=DTYPE)", ATOM
             return f"np.broadcast_to({self.aligned(node, node.args[0])}, {shape})", ATOM
-        if op is Op.DOT:
-            return self.dot(node, x)
         if op is Op.BATCH_SIZE:
             return self.n, ATOM
         raise AssertionError(f"cannot print {op}")

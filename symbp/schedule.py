@@ -83,7 +83,7 @@ def schedule(
         for node in order:
             for a in node.args:
                 consumers.setdefault(a, []).append(node)
-    returned = {id(n) for n in roots.values()}
+    returned = set(roots.values())  # nodes hash by identity
     names: dict[Node, str] = dict(leaves or {})
     statements: list[Statement] = []
     depth: dict[Node, int] = {}
@@ -106,25 +106,24 @@ def schedule(
             da = depth[a]
             if da > d:
                 d = da
-        d += 1
         named = user_names.get(node)
-        back = node in backward
-        if forward_only and back:
+        if forward_only and named is not None and node in backward:
             named = None
-        variable = named is not None or uses[node] > 1 or id(node) in returned or d > max_inline
-        if op is broadcast and node.args[0].op is const and not named:
-            variable = id(node) in returned  # a constant: print it where it is used
+        if op is broadcast and node.args[0].op is const and named is None:
+            variable = node in returned  # a constant: print it where it is used
+        else:
+            variable = named is not None or uses[node] > 1 or d >= max_inline or node in returned
         if not variable and can_inline is not None:
             variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
         if not variable:
-            depth[node] = d
+            depth[node] = d + 1
             continue
         if named is None:
             temp += 1
             named = f"t{temp}"
         names[node] = name = namer(named)
         depth[node] = 0
-        statements.append(Statement(node, name, lines.get(node, 0), back))
+        statements.append(Statement(node, name, lines.get(node, 0), node in backward))
     return Routine(statements, dict(roots), names)
 
 
@@ -155,9 +154,14 @@ def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
     return order, uses
 
 
+_UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+
+
 def comment_text(text: str) -> str:
     """A spec line made safe for a one-line comment in any language."""
-    return re.sub(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]", "#", text).rstrip()
+    if text.isascii() and text.isprintable() and "\\" not in text:  # the usual, all safe
+        return text.rstrip()
+    return _UNSAFE.sub("#", text).rstrip()
 
 
 def doc_text(text: str) -> str:
