@@ -150,6 +150,13 @@ class Node:
         _NODES[key] = entry
         return node
 
+    @staticmethod
+    def find(op: Op, args: tuple[Node, ...], attr: Any, shape: Shape, batched: bool,
+             dtype: str = "float") -> Node | None:
+        """The node with these fields if one exists, without making it."""
+        entry = _NODES.get((op, args, attr, shape, batched, dtype))
+        return None if entry is None else entry()
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Node is immutable")
 

@@ -118,7 +118,7 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     key = (expr, tuple(pattern))
     hit = _canonical_ew.get(key)
     if hit is None:
-        hit = ex.remember(_canonical_ew, key, _canonical_form(expr, pattern))
+        hit = ex.remember(_canonical_ew, key, canonical_form(expr, pattern))
     e, used = hit
     if e.bad:
         raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")
@@ -142,7 +142,7 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     return node
 
 
-def _canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
+def canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
     """``expr`` with the constants of ``pattern`` folded in and its distinct arguments
     renumbered in order of use; and which distinct arguments it still reads."""
     n = len(pattern)

@@ -293,8 +293,13 @@ CSE = RuleSet("cse", [Rule("shared_subexpression", EW, shared_subexpression)],
 def reuse_value(node: Node, ctx: Context) -> Node | None:
     """A part of an expression that another node of the graph already computes (a
     forward value the backward pass needs again) is read from that node."""
-    for t in _costly_parts(node.attr):
-        candidate = ops.elementwise(t, node.args)
+    args = node.args
+    for t, alone, used in _costly_parts(node.attr):
+        inner = tuple(args[j] for j in used)
+        if Node.find(Op.EW, inner, alone, ops.broadcast_shapes(*(a.shape for a in inner)),
+                     any(a.batched for a in inner)) is None:
+            continue  # no node anywhere computes it (the test that is true of most parts)
+        candidate = ops.elementwise(t, args)
         if candidate in ctx.nodes and candidate is not node:
             n = len(node.args)
             return ops.elementwise(ex.replace(node.attr, {t: X[n]}),
@@ -302,16 +307,19 @@ def reuse_value(node: Node, ctx: Context) -> Node | None:
     return None
 
 
-_COSTLY: dict[Expr, tuple[Expr, ...]] = {}
+_COSTLY: dict[Expr, tuple[tuple[Expr, Expr, tuple[int, ...]], ...]] = {}
 
 
-def _costly_parts(e: Expr) -> tuple[Expr, ...]:
+def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
     """The costly proper subexpressions of ``e`` that read an argument, outermost first
-    (none for an expression of more than 64 terms); cached."""
+    (none for an expression of more than 64 terms), each with the expression a node
+    computing it alone would hold and which of ``e``'s arguments it reads; cached."""
     parts = _COSTLY.get(e)
     if parts is None:
+        n = max(e.args_used, default=-1) + 1
         parts = () if e.size > 64 else tuple(
-            t for t in ex.walk(e) if t is not e and t.op in EXPENSIVE and t.args_used)
+            (t, *ops.canonical_form(t, list(range(n)))) for t in ex.walk(e)
+            if t is not e and t.op in EXPENSIVE and t.args_used)
         ex.remember(_COSTLY, e, parts)
     return parts
 
