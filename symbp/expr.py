@@ -5,8 +5,9 @@ for the i-th. Building the same expression twice returns the same object, so equ
 identity and hashing is free, which keeps graphs of 1e5 nodes fast (sympy took ~0.5 ms per
 node). The constructors apply the identities every build gets, the way PyTensor's
 canonicalizer would: numbers fold (exactly, as ``Fraction``, where the spec wrote decimals),
-x + 0, x * 1, x * 0, -(-x), x - x, x / x, x ** 1, log(exp(x)). Nothing else is rewritten
-here; the rule sets in ``symbp.rules`` do the rest, by name.
+x + 0, x + x = 2 x, x * 1, x * 0, x * x = x ** 2, -(-x), x - x, x / x, x ** 1,
+log(exp(x)). Nothing else is rewritten here; the rule sets in ``symbp.rules`` do the rest,
+by name.
 
 A constant that is not a finite real (log(0), sqrt(-1), exp(1000)) becomes an ``undefined``
 leaf that says why; the parser turns it into an error at the spec location.
@@ -248,7 +249,7 @@ class _Args:
 X = _Args()
 
 
-ZERO, ONE = num(0), num(1)
+ZERO, ONE, TWO = num(0), num(1), num(2)
 
 
 def _number(e: Expr) -> Number | None:
@@ -331,6 +332,8 @@ def add(a: Expr, b: Expr) -> Expr:
         return sub(a, num(-y))
     if a.op == "neg":
         return sub(b, a.args[0])
+    if a is b:  # x + x = 2 * x, as x * x = x ** 2 below
+        return mul(TWO, a)
     return Expr("add", (a, b))
 
 
@@ -377,6 +380,8 @@ def mul(a: Expr, b: Expr) -> Expr:
         return neg(mul(a.args[0], b))
     if b.op == "neg":
         return neg(mul(a, b.args[0]))
+    if a is b:  # x * x = x ** 2, in every build: a rewrite after parsing would rebuild
+        return power(a, TWO)  # every node above the one it changes
     return Expr("mul", (a, b))
 
 

@@ -222,8 +222,6 @@ def batch_sum_scale(node: Node, ctx: Context) -> Node | None:
 
 
 ALGEBRA = [
-    equation("x + x = 2 * x", "double"),
-    equation("x * x = x ** 2", "square"),
     equation("c * x + k * x = (c + k) * x", "collect"),
     equation("x ** c * x = x ** (c + 1)", "power_times_base"),
     equation("abs(abs(x)) = abs(x)", "abs_abs"),

@@ -112,6 +112,9 @@ def test_construction_is_canonical_and_hash_consed():
     assert -(X[0] - X[1]) is X[1] - X[0] and X[0] + -X[1] is X[0] - X[1]
     assert (X[0] ** 2) ** 3 is X[0] ** 6 and X[0] ** 0.5 is ex.call("sqrt", X[0])
     assert ex.call("log", ex.call("exp", X[0])) is X[0]
+    t = ex.call("tanh", X[0])
+    assert t * t is t ** 2 and (-X[0]) * (-X[0]) is X[0] ** 2 and X[0] * X[1] != X[0] ** 2
+    assert t + t is 2 * t and X[0] + X[1] != 2 * X[0]
 
 
 def test_simplification_keeps_every_value():
