@@ -23,6 +23,7 @@ import keyword
 import re
 import warnings
 from collections.abc import Callable
+from functools import partial
 from operator import itemgetter
 
 from . import elementwise as ew
@@ -31,15 +32,17 @@ from .errors import SpecError
 from .expr import X
 from .ir import Decl, Graph, Node, Op
 
+DECLARED = (Op.INPUT, Op.PARAM)  # nodes whose line is their declaration's
+
 CONST = Op.CONST
 MAX_DEPTH = 60  # deeper statements (long chains) are left to the general reader
-# Words that are never replaced by $ in a shape: keywords, which would change the syntax,
-# and the language's fixed words, so that the lines using them share a shape.
-FIXED_WORDS = (*keyword.kwlist, *keyword.softkwlist, "type", "__debug__", "axis", "Input",
-               "Param", "Loss", "Output", "zeros", "ones", "glorot", "he", "normal", "uniform")
-FIXED = "|".join(FIXED_WORDS)
-# A plain name: an ASCII identifier that is no fixed word, not an attribute and not called.
-NAME = re.compile(rf"(?<![.\w])(?!(?:{FIXED})(?!\w))[A-Za-z_]\w*(?!\w|[ \t]*\()", re.ASCII)
+# The words a shape keeps as written: the statements' own and the language's, so that the
+# lines using them share a shape (and an attribute's name, .T, is no plain name).
+FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|uniform"
+# A plain name: an identifier that is no fixed word and is not called. Keywords are plain
+# names here, so a spec with one where a name stands goes to the general reader.
+NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
+KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
 NOT_READ = ("'", '"', "\\", "$")  # strings and continuations: the general reader's alone
 BINARY = {ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
@@ -79,13 +82,16 @@ def read_by_shapes(parser) -> Graph:
     code = COMMENT.sub("", text) if "#" in text else text
     if any(c in code for c in NOT_READ):
         raise Unsupported("strings or line continuations")
+    parts = NAME.split(code)  # text, name, text, name, ..., text
+    names = parts[1::2]
+    if not KEYWORDS.isdisjoint(names):
+        raise Unsupported("a keyword")
     codes = code.split("\n")
-    names = NAME.findall(code)
-    reader = _Reader(parser, codes)
+    reader = _Reader(parser)
     shapes: dict[str, tuple] = {}
     pos = depth = 0
     first = None  # the first line of the statements gathered for the general reader
-    for i, shape in enumerate(NAME.sub("$", code).split("\n")):
+    for i, shape in enumerate("$".join(parts[0::2]).split("\n")):
         known = shapes.get(shape)
         if known is None:
             count = shape.count("$")
@@ -96,7 +102,7 @@ def read_by_shapes(parser) -> Graph:
                 reader.general(first, i)
                 first = None
             try:
-                run(names[pos : pos + count] if count else [], i + 1, codes[i])
+                run(names, pos, i + 1, codes[i])
             except _General:
                 reader.general(i, i + 1)
         elif kind is not BLANK:
@@ -116,16 +122,15 @@ def _parse(text: str) -> ast.Module:
         return ast.parse(text)
 
 
-def _general_line(names: list[str], line: int, code: str) -> None:
+def _general_line(names: list[str], pos: int, line: int, code: str) -> None:
     raise _General
 
 
 class _Reader:
     """Plans for the shapes of one spec, run against one parser's state."""
 
-    def __init__(self, parser, codes: list[str]) -> None:
+    def __init__(self, parser) -> None:
         self.parser = parser
-        self.codes = codes
 
     def general(self, start: int, end: int) -> None:
         """The general reader reads lines ``start`` to ``end`` (0-based, end excluded)."""
@@ -153,7 +158,8 @@ class _Reader:
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return (OTHER, count, opens, None)
         try:
-            run = _Planner(self.parser, code, names).statement(tree.body)
+            planner = _Planner(self.parser, code, names, " ".join(shape.split()) == shape)
+            run = planner.statement(tree.body)
         except (_NoPlan, SpecError, ops.GraphError, RecursionError):
             run = _general_line
         return (STATEMENT, count, 0, run)
@@ -163,25 +169,27 @@ Getter = Callable[[list], Node]
 
 
 class _Planner:
-    """Turns the statement of one line into a plan for every line of its shape."""
+    """Turns the statement of one line into a plan for every line of its shape.
 
-    def __init__(self, parser, code: str, names: list[str]) -> None:
+    A plan is called with the spec's plain names, where its line's start, its line number
+    and its text without comment."""
+
+    def __init__(self, parser, code: str, names: list[str], normalized: bool) -> None:
         self.parser = parser
         self.code = code
+        self.normalized = normalized  # the line is its statement's text as the graph keeps it
         self.slots = {m.start(): k for k, m in enumerate(NAME.finditer(code))}
         if len(self.slots) != len(names):
             raise _NoPlan
         self.names = names
         self.used: set[int] = set()
-        self.literals: list[str] = []  # names read as written (fixed words)
-        self.reads: list[int] = []  # where each value read comes from in names + literals
+        self.reads: list[int | str] = []  # each value read: the index of its $, or its name
 
-    def slot(self, e: ast.Name) -> int:
-        """The index in names + literals of the name ``e``."""
+    def slot(self, e: ast.Name) -> int | str:
+        """The index of name ``e``'s $, or the name itself if it is a fixed word."""
         k = self.slots.get(e.col_offset)
         if k is None:
-            self.literals.append(e.id)
-            return len(self.names) + len(self.literals) - 1
+            return e.id
         if k in self.used or e.id != self.names[k] or e.end_col_offset != e.col_offset + len(e.id):
             raise _NoPlan
         self.used.add(k)
@@ -201,37 +209,48 @@ class _Planner:
         raise _NoPlan
 
     def target(self, t: ast.expr) -> int:
-        """The index in names of the name bound (a fixed word bound is left to the general
+        """The index of the $ of the name bound (binding a fixed word is left to the general
         reader, which refuses most of them)."""
         if not isinstance(t, ast.Name) or t.col_offset not in self.slots:
             raise _NoPlan
         return self.slot(t)
 
-    def finish(self) -> tuple[list[str], tuple[int, ...]]:
+    def finish(self) -> None:
         if len(self.used) != len(self.names):
             raise _NoPlan  # a $ that is no plain name here (a keyword argument's name)
-        return self.literals, tuple(self.reads)
 
     def equation(self, t: ast.expr, e: ast.expr, kind: str | None):
-        """The plan of ``t = e`` (``kind`` None), or of ``t: Loss = e`` / ``t: Output = e``."""
+        """The plan of ``t = e`` (``kind`` None), or of ``t: Loss = e`` / ``t: Output = e``:
+        what ``_Parser.bind`` and ``_Parser.declaration`` do."""
         target = self.target(t)
         value = self.getter(e, 0)
         if value is None:
             raise _NoPlan  # a constant value: the general reader folds and checks it
-        literals, reads = self.finish()
+        self.finish()
         parser = self.parser
         values, functions, graph = parser.values, parser.functions, parser.graph
-        bind = parser.bind_line
-        resolve = _resolver(reads, literals, values)
+        names_of, equations, statements, lines = (graph.names, graph.equations,
+                                                  graph.statements, graph.lines)
+        resolve, normalized = _resolver(tuple(self.reads), values), self.normalized
 
-        def run(names: list[str], line: int, code: str) -> None:
-            node = value(resolve(names))
-            name = names[target]
+        def run(names: list[str], pos: int, line: int, code: str) -> None:
+            node = value(resolve(names, pos))
+            name = names[pos + target]
             if name in values or name in functions:
                 raise _General
             if kind == "Loss" and (graph.loss is not None or node.shape != ()):
                 raise _General
-            bind(name, node, line, code)
+            values[name] = (node, line)
+            names_of.setdefault(node, name)
+            equations.append((name, node, line))
+            statements[line] = code if normalized else " ".join(code.split())
+            stack = [node]
+            while stack:  # as _Parser.bind_line
+                made = stack.pop()
+                if made in lines or made.op in DECLARED:
+                    continue
+                lines[made] = line
+                stack.extend(made.args)
             if kind == "Loss":
                 graph.loss, graph.loss_name = node, name
             elif kind == "Output":
@@ -258,8 +277,8 @@ class _Planner:
         decls = parser.graph.inputs if kind == "Input" else parser.graph.params
         make = ops.input_node if kind == "Input" else ops.param_node
 
-        def run(names: list[str], line: int, code: str) -> None:
-            name = names[target]
+        def run(names: list[str], pos: int, line: int, code: str) -> None:
+            name = names[pos + target]
             if name in values or name in functions:
                 raise _General
             node = make(name, shape)
@@ -297,22 +316,27 @@ class _Planner:
             return self.call(e, depth)
         raise _NoPlan
 
-    def operand(self, e: ast.expr, depth: int) -> tuple[Getter, object]:
-        """A getter for operand ``e`` and what the general reader's checks see of it."""
+    def operand(self, e: ast.expr, depth: int) -> tuple[Getter | None, object, Node | None]:
+        """A getter for operand ``e`` (None for a constant), what the general reader's checks
+        see of it, and its node if it is a constant."""
         get = self.getter(e, depth)
         if get is not None:
-            return get, X[0]
+            return get, X[0], None
         value = self.parser.expr(e)
-        node = self.parser.as_node(value)
-        return (lambda v: node), self.parser.constant(value)
+        return None, self.parser.constant(value), self.parser.as_node(value)
 
     def binop(self, e: ast.BinOp, depth: int) -> Getter:
-        (left, a), (right, b) = self.operand(e.left, depth + 1), self.operand(e.right, depth + 1)
+        left, a, left_node = self.operand(e.left, depth + 1)
+        right, b, right_node = self.operand(e.right, depth + 1)
         if isinstance(e.op, ast.Div):
             self.parser.check_divisor(e, b)
         if isinstance(e.op, ast.Pow):
             self.parser.check_power(e, a, b)
         op = BINARY[type(e.op)]
+        if left is None:
+            return _checked(partial(op, left_node), right)
+        if right is None:
+            return _checked(lambda x: op(x, right_node), left)
 
         def binop(v: list) -> Node:
             node = op(left(v), right(v))
@@ -337,7 +361,7 @@ class _Planner:
         if None in args:
             raise _NoPlan  # a constant argument: its checks are the general reader's
         if name in ew.BUILTINS and len(args) == 1:
-            return _checked(lambda x: ops.apply(name, x), args[0])
+            return _checked(partial(ops.apply, name), args[0])
         if name in REDUCE and len(args) == 1:
             return _checked(lambda x: REDUCE[name](x, axis), args[0])
         if name in SOFTMAX and len(args) == 1:
@@ -400,19 +424,39 @@ def _constant(e: ast.expr) -> bool:
     return all(_constant(c) for c in ast.iter_child_nodes(e))
 
 
-def _resolver(reads: tuple[int, ...], literals: list[str], values: dict):
-    """The function from a line's names to the nodes its plan reads (never constants)."""
+def _resolver(reads: tuple[int | str, ...], values: dict):
+    """The function of a line's names giving the nodes its plan reads, never constants."""
+    if len(reads) == 1 and type(reads[0]) is int:
+        (a,) = reads
 
-    def resolve(names: list[str]) -> list[Node]:
-        if literals:
-            names = names + literals
-        try:
-            nodes = [values[names[r]][0] for r in reads]
-        except KeyError:
-            raise _General from None
-        for node in nodes:
+        def one(names: list[str], pos: int) -> tuple[Node]:
+            node = values[names[pos + a]][0] if names[pos + a] in values else _general()
             if node.op is CONST:
                 raise _General
+            return (node,)
+
+        return one
+    if len(reads) == 2 and type(reads[0]) is int and type(reads[1]) is int:
+        a, b = reads
+
+        def two(names: list[str], pos: int) -> tuple[Node, Node]:
+            x, y = names[pos + a], names[pos + b]
+            if x not in values or y not in values:
+                raise _General
+            x, y = values[x][0], values[y][0]
+            if x.op is CONST or y.op is CONST:
+                raise _General
+            return x, y
+
+        return two
+
+    def resolve(names: list[str], pos: int) -> list[Node]:
+        read = [names[pos + r] if type(r) is int else r for r in reads]
+        if not all(name in values for name in read):
+            raise _General
+        nodes = [values[name][0] for name in read]
+        if any(node.op is CONST for node in nodes):
+            raise _General
         return nodes
 
     return resolve

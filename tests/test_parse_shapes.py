@@ -226,6 +226,12 @@ def test_literals(place, number):
     "x: Input[3]\nh = x if x else x\nC: Loss = sum(h)\n",
     "x: Input[3]\nlambda: x\nC: Loss = sum(x)\n",
     "x: Input[3]\nαx = x\nC: Loss = sum(αx)\n",
+    "x: Input[3]\nh = x\nTrue = x\nC: Loss = sum(h)\n",  # keywords where names stand
+    "x: Input[3]\nh = x\nk = h * None\nC: Loss = sum(k)\n",
+    "x: Input[3]\nh = x\n__debug__ = x\nC: Loss = sum(h)\n",
+    "x: Input[3]\nh = x.foo\nk = x.T\nC: Loss = sum(k)\n",
+    "x: Input[3]\nT = x\nk = T.T\nC: Loss = sum(k)\n",
+    "x: Input[3]\nh = x\nk = h\nu = k * x\nv = k * he\nC: Loss = sum(u)\n",
     "x: Input[3]\nﬁ = x\nC: Loss = sum(fi)\n",
     "x: Input[3]\nh = x\n@h\ndef f(u):\n    return u\nC: Loss = sum(h)\n",
     "x: Input[3]\ndef f(u):\nh = x\nC: Loss = sum(h)\n",
