@@ -47,7 +47,7 @@ def check_options(backend: str, dtype: str) -> None:
 def generate(net: Graph | str | Path, backend: str = "numpy", dtype: str = "float64") -> str:
     """The generated module's source text (for the C backend, the C translation unit)."""
     check_options(backend, dtype)
-    program: Program = optimize(_graph(net))
+    program: Program = optimize(_graph(net), fuse=backend == "c")
     if backend == "c":
         files, _, _, c_file = c_backend.package_files(program, dtype)
         return files[c_file]

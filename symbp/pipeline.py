@@ -60,8 +60,12 @@ def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, 
 
 
 @gc_paused
-def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
+def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = True) -> Program:
     """Stabilize, differentiate and optimize ``graph``; see the module docstring.
+
+    ``fuse=False`` leaves out the fuse pass. Its fusion groups are the C backend's loops;
+    the NumPy backend needs none, as its printer writes a value used once into the
+    expression that uses it (the examples' modules are the same either way).
 
     With ``verify`` (default: the environment variable SYMBP_VERIFY=1, as in the tests)
     the IR verifier checks the graph after every pass. ``trace(where, outputs, grads)``, if
@@ -114,7 +118,7 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None) -> Program:
     keep = set(names)
 
     roots = list(outputs.values()) + list(grads.values())
-    for p in GRADIENT_PASSES:
+    for p in GRADIENT_PASSES if fuse else [p for p in GRADIENT_PASSES if p.name != "fuse"]:
         mapping, st = rewrite.run_pass(p, roots, keep)
         stats.append(st)
         outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
