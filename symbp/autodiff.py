@@ -24,6 +24,10 @@ from .rewrite import Context
 
 def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
     """Sum ``g`` (an adjoint for a value of ``from_batched`` examples) to ``target``'s shape."""
+    if g.shape == target.shape:  # nothing was broadcast (the common case)
+        if from_batched and not target.batched:
+            g = ops.batch_sum(g)
+        return g
     lead = g.ndim - target.ndim
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(target.shape) if d == 1 and g.shape[lead + i] != 1
@@ -135,8 +139,13 @@ def backward(
     ctx = Context(nodes=forward)  # what the adjoints may reuse: the forward values
     reaches: set[int] = set()
     for node in order:
-        if id(node) in wanted or any(id(a) in reaches for a in node.args):
+        if id(node) in wanted:
             reaches.add(id(node))
+        else:
+            for a in node.args:
+                if id(a) in reaches:
+                    reaches.add(id(node))
+                    break
     pending: dict[Node, list[Node]] = {}
     for root, seed in roots:
         pending.setdefault(root, []).append(seed)

@@ -52,7 +52,10 @@ class Program:
 
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
-    """Carry a node-keyed table through a rewrite; the first key to land on a node wins."""
+    """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
+    first key to land on a node wins."""
+    if mapping.keys().isdisjoint(table):
+        return table
     out: dict[Node, object] = {}
     for node, value in table.items():
         out.setdefault(mapping.get(node, node), value)
@@ -93,7 +96,7 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = 
         check(list(outputs.values()), p.name)
         trace(p.name, outputs, {})
 
-    if stats:  # differentiation comes next: count the forward graph now
+    if stats and stats[-1].nodes_after < 0:  # differentiation comes next: count it now
         stats[-1].nodes_after = len(toposort(list(outputs.values())))
     stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
     origin: dict[Node, Node] = {}
@@ -126,7 +129,9 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = 
         before = lines
         names, lines = _follow(mapping, names), _follow(mapping, lines)
         made_backward = {new for new, old in st.born.items() if old in backward}
-        backward = {mapping.get(n, n) for n in backward} | made_backward
+        if not mapping.keys().isdisjoint(backward):
+            backward = {mapping.get(n, n) for n in backward}
+        backward |= made_backward
         for new, old in st.born.items():  # a node a rule made cites its origin's line
             if old in before:
                 lines.setdefault(new, before[old])

@@ -289,7 +289,8 @@ MAX_REWRITES_PER_NODE = 100
 
 
 def run_pass(p: Pass, roots: list[Node], keep: set[Node]) -> tuple[dict[Node, Node], PassStats]:
-    """Apply ``p`` to the graph below ``roots``; old -> new node map, and what fired.
+    """Apply ``p`` to the graph below ``roots``; the old -> new map of the nodes it changed
+    (a node not in it is as it was), and what fired.
 
     Bottom-up in one traversal: a node is rebuilt on its arguments' normal forms and then
     rewritten until no rule fires. A node a rule creates may have arguments the traversal
@@ -316,6 +317,7 @@ class _Rewriter:
     def run(self) -> tuple[dict[Node, Node], PassStats]:
         mapping, uses, keep, normal = self.mapping, self.ctx.uses, self.keep, self.normal
         nodes = self.ctx.nodes
+        changed: dict[Node, Node] = {}
         # the nodes no rule of the pass can match are normal as they are
         idle = {op for op in Op if not self.p.by_op.get(op)}
         for old in self.order:
@@ -333,10 +335,13 @@ class _Rewriter:
                 if old in keep:
                     keep.add(new)
                 nodes.add(new)  # a value of the graph from here on, for rules to reuse
+                changed[old] = new
             mapping[old] = new
         stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
                           sets=list(self.p.sets), born=self.born)
-        return mapping, stats
+        if not changed:  # the graph is the one it was
+            stats.nodes_after = len(self.order)
+        return changed, stats
 
     def normalize(self, node: Node, depth: int = 0) -> Node:
         """``node``, whose arguments are in normal form, rewritten until no rule fires."""

@@ -29,7 +29,7 @@ f = ex.call
 
 def run(rule_set: RuleSet, root: Node, keep=()):
     mapping, stats = run_pass(Pass(rule_set.name, [rule_set]), [root], set(keep))
-    return mapping[root], stats.fired
+    return mapping.get(root, root), stats.fired
 
 
 # ------------------------------------------------------------------- equations
