@@ -3,18 +3,16 @@
 Nothing in a spec is executed or evaluated: the parser walks the syntax tree and accepts
 only the constructs the language lists, building IR nodes through ``symbp.ops``. Every
 problem is a ``SpecError`` located at the offending construct.
+
+This is the general reader, and the reference. Large specs are read by the fast path of
+``symbp.parse_shapes``, which parses each statement shape once and hands back to this reader
+what it does not cover; on any problem the spec is read here from its start.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
-import io
 import math
-import re
-import textwrap
-import tokenize
-import warnings
 from pathlib import Path
 
 from . import elementwise as ew
@@ -22,6 +20,8 @@ from . import ops
 from .errors import SpecError
 from .expr import Expr, X, substitute, walk
 from .ir import Decl, Graph, Node, Op, gc_paused
+from .parse_shapes import DECLARED, FALLBACK, read_by_shapes
+from .parse_source import SpecSource, split_lines
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
@@ -32,31 +32,6 @@ BINOPS = {
     ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
     ast.Pow: ops.power, ast.MatMult: ops.matmul,
 }
-STATEMENT_NAMES = {
-    ast.For: "a for loop", ast.AsyncFor: "a for loop", ast.While: "a while loop",
-    ast.If: "an if statement", ast.Import: "an import", ast.ImportFrom: "an import",
-    ast.AugAssign: "augmented assignment (bind a new name instead)", ast.ClassDef: "a class",
-    ast.With: "a with statement", ast.AsyncWith: "a with statement",
-    ast.Return: "return outside a def", ast.Delete: "del", ast.Global: "global",
-    ast.Nonlocal: "nonlocal", ast.Try: "try", ast.TryStar: "try", ast.Raise: "raise",
-    ast.Assert: "assert", ast.AsyncFunctionDef: "an async def", ast.Pass: "pass",
-    ast.Break: "break", ast.Continue: "continue", ast.Match: "a match statement",
-}
-EXPRESSION_NAMES = {  # what users call the constructs the language leaves out
-    ast.Compare: "a comparison", ast.Subscript: "indexing", ast.Lambda: "a lambda",
-    ast.IfExp: "a conditional expression", ast.BoolOp: "and/or", ast.List: "a list",
-    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
-    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
-    ast.JoinedStr: "an f-string", ast.NamedExpr: "an assignment expression (:=)",
-    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Starred: "* unpacking",
-    ast.Slice: "a slice", ast.Call: "a call of an expression",
-}
-OPERATOR_NAMES = {
-    ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
-    ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
-}
-DECLARED = (Op.INPUT, Op.PARAM)
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
 
@@ -77,9 +52,9 @@ def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) 
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        before = _lines(data[: e.start].decode("utf-8"))
+        before = split_lines(data[: e.start].decode("utf-8"))
         line, col = len(before), len(before[-1]) + 1
-        text = _lines(data.decode("utf-8", "replace"))[line - 1]
+        text = split_lines(data.decode("utf-8", "replace"))[line - 1]
         raise SpecError(
             f"the spec is not valid UTF-8 (byte 0x{data[e.start]:02x}); save it as UTF-8",
             filename, line, col, text,
@@ -90,28 +65,20 @@ def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) 
 @gc_paused
 def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -> Graph:
     """Parse spec ``source``; ``filename`` is used in error messages and generated code."""
-    from .parse_shapes import FALLBACK, read_by_shapes  # it reads with _Parser
-
     if name is None:
         name = Path(filename).stem if filename != "<spec>" else "spec"
     source = source.removeprefix("\ufeff")
-    try:  # the fast path, which gives up on what it does not read exactly as below
+    try:  # the fast path: it gives up on any problem, which the general reader reports
         return read_by_shapes(_Parser(source, filename, name))
     except FALLBACK:
         return _Parser(source, filename, name).run()
 
 
-def _lines(source: str) -> list[str]:
-    return re.split(r"\r\n|\r|\n", source)
-
-
-class _Parser:
+class _Parser(SpecSource):
     """One reading of one spec: statements in order, each name bound once, into a Graph."""
 
     def __init__(self, source: str, filename: str, name: str) -> None:
-        self.source = source
-        self.filename = filename
-        self.lines = _lines(source)
+        super().__init__(source, filename)
         self.graph = Graph(name=name, source=source, filename=filename)
         self.values: dict[str, tuple[Value, int]] = {}  # bound names -> (value, line)
         self.functions: dict[str, tuple[int, Expr, int]] = {}  # name -> (arity, body, line)
@@ -119,20 +86,6 @@ class _Parser:
         # calls expanded, and the uses of each of its parameters
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
         self.line = 0  # the line of the statement being read
-
-    # ----------------------------------------------------------------- errors
-
-    def error(self, where: ast.AST | tuple[int, int], message: str) -> SpecError:
-        """A ``SpecError`` at an AST node (its UTF-8 byte offset made a column) or (line, col)."""
-        if isinstance(where, tuple):
-            line, col = where
-        else:
-            line = getattr(where, "lineno", 1)
-            text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-            offset = getattr(where, "col_offset", 0)
-            col = len(text.encode("utf-8")[:offset].decode("utf-8", "replace")) + 1
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return SpecError(message, self.filename, line, col, text)
 
     # ------------------------------------------------------------- statements
 
@@ -155,50 +108,6 @@ class _Parser:
             last = max(len(self.lines) - (self.lines[-1] == ""), 1)
             raise self.error((last, 1), "the spec has no Loss: declare one as `C: Loss = ...`")
         return self.graph
-
-    def syntax_tree(self) -> ast.Module:
-        """``ast.parse``, with its errors (and silenced warnings) turned into ``SpecError``."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e.g. SyntaxWarning: invalid escape sequence
-                return ast.parse(self.source, self.filename)
-        except SyntaxError as e:
-            line, col, message = e.lineno or 1, e.offset or 0, e.msg
-            text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-            if isinstance(e, IndentationError):  # Python's column varies; the text's start
-                col = len(text) - len(text.lstrip()) + 1
-            if "integer string conversion" in message:  # Python's 4300-digit limit
-                message = "integer literal with too many digits"
-                digits = re.search(r"[0-9_]{4000,}", text)
-                col = digits.start() + 1 if digits else col
-            raise self.error((line, max(col, 1)), f"syntax error: {message}") from None
-        except (RecursionError, MemoryError):
-            raise self.error(self._too_deep(), "the expression is nested too deeply to parse"
-                             ) from None
-
-    def _too_deep(self) -> tuple[int, int]:
-        """Where ``ast.parse`` ran out of stack: the first logical line too deep on its own."""
-        try:
-            tokens = list(tokenize.generate_tokens(io.StringIO(self.source).readline))
-        except (tokenize.TokenError, SyntaxError):
-            return (1, 1)
-        skip = (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
-        start = None
-        for tok in tokens:
-            if start is None and tok.type not in skip:
-                start = tok.start
-            if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER) and start is not None:
-                chunk = textwrap.dedent("\n".join(self.lines[start[0] - 1 : tok.end[0]]))
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        ast.parse(chunk)
-                except (RecursionError, MemoryError):
-                    return (start[0], start[1] + 1)
-                except SyntaxError:
-                    pass
-                start = None
-        return (1, 1)
 
     @staticmethod
     def _bound_names(stmt: ast.stmt) -> list[str]:
@@ -224,10 +133,7 @@ class _Parser:
             target = self.target(stmt.targets[0])
             value = self.expr(stmt.value)
             return self.bind(target, value, stmt)
-        what = STATEMENT_NAMES.get(type(stmt), f"a {type(stmt).__name__} statement")
-        if isinstance(stmt, ast.Expr):
-            what = "an expression statement (bind it to a name)"
-        raise self.error(stmt, f"unsupported construct: {what}")
+        raise self.error(stmt, f"unsupported construct: {self.describe_statement(stmt)}")
 
     def target(self, t: ast.expr) -> str:
         if not isinstance(t, ast.Name):
@@ -360,26 +266,6 @@ class _Parser:
             return (e.func.id, *args)
         raise self.error(e, "bad initializer: expected a number, zeros, ones, normal(std), "
                          "uniform(low, high), glorot or he")
-
-    def literal(self, e: ast.expr) -> float | None:
-        """A (signed) number literal as a float, or None if ``e`` is not one."""
-        sign = 1
-        while isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd)):
-            sign *= -1 if isinstance(e.op, ast.USub) else 1
-            e = e.operand
-        if isinstance(e, ast.Constant) and type(e.value) in (int, float):
-            return self.finite(e, e.value) * sign
-        return None
-
-    def finite(self, e: ast.expr, value: int | float) -> float:
-        """A literal as a float; one that overflows (1e999, a 400-digit integer) is an error."""
-        try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
-            raise self.error(e, "number is too large for a float (at most about 1.8e308)")
-        return number
 
     # -------------------------------------------------------------- functions
 
@@ -523,43 +409,6 @@ class _Parser:
 
     def as_node(self, v: Value) -> Node:
         return v if isinstance(v, Node) else ops.const(v)
-
-    def source_of(self, node: ast.AST) -> str:
-        """The source text of ``node``, from the lines already split.
-
-        (``ast.get_source_segment`` splits the whole source again on every call, which made
-        parsing quadratic in the length of the spec.)
-        """
-        end_line = getattr(node, "end_lineno", None)
-        end = getattr(node, "end_col_offset", None)
-        if end_line is None or end is None:
-            return ""
-        lines = [text.encode("utf-8") for text in self.lines[node.lineno - 1 : end_line]]
-        if len(lines) == 1:
-            return lines[0][node.col_offset : end].decode("utf-8", "replace")
-        lines[0], lines[-1] = lines[0][node.col_offset :], lines[-1][:end]
-        return b"\n".join(lines).decode("utf-8", "replace")
-
-    def segment(self, e: ast.AST, limit: int = 60) -> str:
-        """The source text of ``e`` on one line, shortened to ``limit`` characters."""
-        seg = " ".join(self.source_of(e).split())
-        return seg if len(seg) <= limit else seg[: limit - 3] + "..."
-
-    def describe(self, e: ast.AST) -> str:
-        """What a user calls construct ``e``, with its source: "a comparison `a < 2`"."""
-        if isinstance(e, ast.BinOp | ast.UnaryOp) and type(e.op) in OPERATOR_NAMES:
-            what = f"the operator {OPERATOR_NAMES[type(e.op)]}"
-        elif isinstance(e, ast.BinOp) and isinstance(e.op, ast.MatMult):
-            what = "the operator @"
-        else:
-            what = EXPRESSION_NAMES.get(type(e), type(e).__name__)
-        seg = self.segment(e)
-        return f"{what} `{seg}`" if seg else what
-
-    @staticmethod
-    def suggest(name: str, candidates) -> str:
-        close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
-        return f"; did you mean '{close[0]}'?" if close else ""
 
     def arity(self, e: ast.Call, name: str, n: int) -> None:
         if len(e.args) != n:
