@@ -155,21 +155,19 @@ class _Writer:
         """The routine's statements as body text (with a comment before each run of
         statements from one spec line), and their right-hand sides."""
         lines: list[str] = []
-        code: list[str] = []
+        code = list(map(printer, routine.variables))
+        names = map(routine.names.__getitem__, routine.variables)
         comments = self.comments
-        expression = printer.expression
-        last_line, last_backward = None, None
-        for st in routine.statements:
-            if st.line != last_line or st.backward != last_backward:
-                last_line, last_backward = key = st.line, st.backward
+        last = None
+        for name, text, key in zip(names, code, zip(routine.lines, routine.backward)):
+            if key != last:
+                last = key
                 comment = comments.get(key)
                 if comment is None:
                     comment = comments[key] = self.comment(*key)
                 if comment:
                     lines.append(f"{INDENT}# {comment}")
-            text = expression(st.node)[0]
-            code.append(text)
-            lines.append(f"{INDENT}{st.name} = {text}")
+            lines.append(f"{INDENT}{name} = {text}")
         return lines, code
 
     def value(self, routine: Routine, printer: NumpyPrinter, node: Node, batch: str,

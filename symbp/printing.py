@@ -20,6 +20,9 @@ MATMUL = MUL - 1  # parenthesized inside * and /, not inside + and -
 
 _HOLE = re.compile("\0([0-9]+)\1")  # argument i in NumpyPrinter.form's patterns
 
+_EW, _DOT = Op.EW, Op.DOT
+_ATOMS = [(ATOM,) * n for n in range(8)]  # the precedences of n variables
+
 Term = tuple[str, int]  # printed text and the precedence of its top operator
 
 BINARY_SYMBOLS = {"add": (" + ", ADD), "sub": (" - ", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
@@ -138,7 +141,21 @@ class NumpyPrinter:
 
     def __call__(self, node: Node) -> str:
         """The right-hand side computing ``node`` (never just its own variable name)."""
-        return self.expression(node)[0]
+        op = node.op
+        if op is not _EW and op is not _DOT:
+            return self.expression(node)[0]
+        # the usual case, inlined: arguments that are all variables, none to align
+        args = node.args
+        texts = list(map(self.names.get, args))
+        if None in texts or len(args) >= len(_ATOMS) or (
+                op is _EW and node.batched and _misaligned(node)):
+            return self.expression(node)[0]
+        if op is _EW:
+            key = (node.attr, _ATOMS[len(args)])
+        else:
+            key = (node.attr, args[0].batched, args[1].batched, node.batched, _ATOMS[2])
+        pattern = (self.forms.get(key) or self.form(key, node, key[-1]))[0]
+        return pattern.format(*texts)
 
     def term(self, node: Node) -> tuple[str, int]:
         name = self.names.get(node)
@@ -153,15 +170,10 @@ class NumpyPrinter:
         """The printed arguments of ``node``: their texts and their precedences."""
         texts = []
         precedences = []
-        names, cache = self.names, self.cache
-        aligning = node.op is Op.EW and node.batched
+        aligning = node.op is _EW and node.batched and _misaligned(node)
         ndim = len(node.shape)
         for a in node.args:
-            text = names.get(a)
-            if text is not None:
-                prec = ATOM
-            else:
-                text, prec = cache.get(a) or self.term(a)
+            text, prec = self.term(a)
             if aligning and a.batched and len(a.shape) < ndim:
                 text, prec = self.aligned(node, a), ATOM
             texts.append(text)
@@ -250,6 +262,17 @@ class NumpyPrinter:
                 right[0] if right[1] > MUL else _atom(*right))
             return f"{lt} @ {rt}", MATMUL
         return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
+
+
+def _misaligned(node: Node) -> bool:
+    """Has the batched elementwise ``node`` a batched argument of lower rank (one that
+    needs ``NumpyPrinter.aligned``)?"""
+    ndim = len(node.shape)
+    if ndim:
+        for a in node.args:
+            if a.batched and len(a.shape) < ndim:
+                return True
+    return False
 
 
 def runtime_subscripts(node: Node) -> tuple[str, str, str]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 
 from .ir import Node, Op
 from .pipeline import Program
@@ -44,20 +46,32 @@ class Statement:
 
 @dataclass
 class Routine:
-    """One generated function: variables in order and the nodes it returns."""
+    """One generated function: its variables in order (one statement computing each), what
+    each is called, the spec line it cites and whether differentiation made it, and the
+    nodes it returns. ``statements`` has the same, one object per variable."""
 
-    statements: list[Statement]
+    variables: list[Node]
     returns: dict[str, Node]
-    names: dict[Node, str] = field(default_factory=dict)  # variable name of each variable
+    names: dict[Node, str]  # variable name of each variable (and of each leaf)
+    lines: list[int]  # per variable: spec line, 0 if none, PARAM_GRADS_LINE for the gradients
+    backward: list[bool]  # per variable: made by differentiation
 
-    def uses(self, node: Node) -> bool:
-        return any(node is s.node for s in self.statements) or node in self.returns.values()
+    @cached_property
+    def statements(self) -> list[Statement]:
+        names = self.names
+        return [Statement(node, names[node], line, back)
+                for node, line, back in zip(self.variables, self.lines, self.backward)]
 
 
 def leaf_name(node: Node) -> str:
     if node.op is Op.BATCH_SIZE:
         return "n"
     return node.attr
+
+
+_LEAF, _CONST, _BROADCAST = 1, 2, 3
+_KIND = {Op.INPUT: _LEAF, Op.PARAM: _LEAF, Op.BATCH_SIZE: _LEAF, Op.CONST: _CONST,
+         Op.BROADCAST: _BROADCAST}
 
 
 def schedule(
@@ -85,46 +99,46 @@ def schedule(
                 consumers.setdefault(a, []).append(node)
     returned = set(roots.values())  # nodes hash by identity
     names: dict[Node, str] = dict(leaves or {})
-    statements: list[Statement] = []
-    depth: dict[Node, int] = {}
-    temp = 0
-    user_names = program.names
-    lines = program.lines
-    backward = program.backward
-    leaf_ops = (Op.INPUT, Op.PARAM, Op.BATCH_SIZE)
-    broadcast, const = Op.BROADCAST, Op.CONST
     for node in order:
-        if node.op in leaf_ops and node not in names:
+        if _KIND.get(node.op) == _LEAF and node not in names:
             names[node] = namer(leaf_name(node))
+    variables: list[Node] = []
+    depth: dict[Node, int] = {}  # operations an inlined node nests; 0 for the others
+    depth_of = depth.get
+    temp = 0
+    user_names = program.names.get
+    backward = program.backward
+    kind_of = _KIND.get
     for node in order:
-        op = node.op
-        if op in leaf_ops or op is const:
-            depth[node] = 0
+        kind = kind_of(node.op)
+        if kind == _LEAF or kind == _CONST:
             continue
-        d = 0
-        for a in node.args:
-            da = depth[a]
-            if da > d:
-                d = da
-        named = user_names.get(node)
+        named = user_names(node)
         if forward_only and named is not None and node in backward:
             named = None
-        if op is broadcast and node.args[0].op is const and named is None:
+        d = -1  # not yet needed
+        if kind == _BROADCAST and named is None and node.args[0].op is Op.CONST:
             variable = node in returned  # a constant: print it where it is used
+        elif named is not None or uses[node] > 1 or node in returned:
+            variable = True
         else:
-            variable = named is not None or uses[node] > 1 or d >= max_inline or node in returned
+            d = max(map(depth_of, node.args, repeat(0)), default=0)
+            variable = d >= max_inline
         if not variable and can_inline is not None:
             variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
         if not variable:
+            if d < 0:
+                d = max(map(depth_of, node.args, repeat(0)), default=0)
             depth[node] = d + 1
             continue
         if named is None:
             temp += 1
             named = f"t{temp}"
-        names[node] = name = namer(named)
-        depth[node] = 0
-        statements.append(Statement(node, name, lines.get(node, 0), node in backward))
-    return Routine(statements, dict(roots), names)
+        names[node] = namer(named)
+        variables.append(node)
+    lines = list(map(program.lines.get, variables, repeat(0)))
+    back = list(map(backward.__contains__, variables))
+    return Routine(variables, dict(roots), names, lines, back)
 
 
 def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
