@@ -53,8 +53,8 @@ def _ew_rule(node: Node, g: Node) -> list[Node | None]:
             d = ew.derivative(node.attr, n, i)
             shifted = {X[j]: X[j + 1] for j in range(n + 1)}
             adjoint = ex.remember(_adjoint_exprs, key,
-                                  X[0] * ex.replace(d, shifted) if d != 0 else d)
-        out.append(None if adjoint == 0 else ops.elementwise(adjoint, operands))
+                                  X[0] * ex.replace(d, shifted) if d is not ex.ZERO else d)
+        out.append(None if adjoint is ex.ZERO else ops.elementwise(adjoint, operands))
     return out
 
 
@@ -175,9 +175,17 @@ def backward(
 
 
 def _sum_all(terms: list[Node]) -> Node:
-    total = terms[0]
-    for t in terms[1:]:
-        total = ops.add(total, t)
+    """The adjoint of a node with several children: the sum of their contributions, one
+    node (its expression x0 + x1 + ... is made once per number of terms)."""
+    if len(terms) == 1:
+        return terms[0]
+    return ops.elementwise(_sum_expr(len(terms)), terms)
+
+
+def _sum_expr(k: int) -> ex.Expr:
+    total = X[0]
+    for i in range(1, k):
+        total = total + X[i]
     return total
 
 

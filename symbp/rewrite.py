@@ -51,6 +51,9 @@ class Rule:
     ops: tuple[Op, ...]
     fn: Callable[[Node, Context], Node | None]
     counted: bool = True  # False for a rule that counts what fired itself (equations)
+    # for an elementwise rule, a cheap test of the expression alone: False where the rule
+    # cannot fire whatever the arguments (the driver asks once per expression, not per node)
+    applies: Callable[[Expr], bool] | None = None
 
 
 # ---------------------------------------------------------------- the shorthand
@@ -223,7 +226,8 @@ def expression_rule(rs: RuleSet) -> Rule:
         ctx.fired.update(fired)
         return ops.elementwise(new, node.args)
 
-    return Rule(f"{rs.name} equations", (Op.EW,), fn, counted=False)
+    return Rule(f"{rs.name} equations", (Op.EW,), fn, counted=False,
+                applies=lambda e: rs.normal_form(e)[0] is not e)
 
 
 @dataclass
@@ -240,6 +244,16 @@ class Pass:
             for r in rules:
                 for op in r.ops:
                     self.by_op.setdefault(op, []).append(r)
+        self._ew_rules: dict[Expr, tuple[Rule, ...]] = {}
+
+    def ew_rules(self, e: Expr) -> tuple[Rule, ...]:
+        """The elementwise rules that may fire on a node computing ``e`` (cached)."""
+        rules = self._ew_rules.get(e)
+        if rules is None:
+            rules = tuple(r for r in self.by_op.get(Op.EW, ()) if r.applies is None
+                          or r.applies(e))
+            ex.remember(self._ew_rules, e, rules)
+        return rules
 
 
 @dataclass
@@ -349,7 +363,7 @@ class _Rewriter:
         for _ in range(MAX_REWRITES_PER_NODE):
             if node in self.normal:
                 return node
-            for rule in by_op.get(node.op, ()):
+            for rule in self.p.ew_rules(node.attr) if node.op is Op.EW else by_op.get(node.op, ()):
                 try:
                     out = rule.fn(node, ctx)
                     if out is not None and out is not node and depth < 50:

@@ -106,8 +106,8 @@ def log_sum_exp(node: Node, ctx: Context) -> Node | None:
 
 
 STABILIZE = RuleSet("stabilize", [
-    Rule("log_sum_exp", EW, log_sum_exp),
-    Rule("stabilize_log", EW, stabilize_log),
+    Rule("log_sum_exp", EW, log_sum_exp, applies=lambda e: e is LOG_X),
+    Rule("stabilize_log", EW, stabilize_log, applies=lambda e: ex.has(e, "log")),
 ], equations=STABLE_EQUATIONS,
     doc="before differentiation: saturating functions and their logs in stable form")
 
@@ -281,7 +281,8 @@ def _subtrees(e: Expr):
         stack.extend(t.args)
 
 
-CSE = RuleSet("cse", [Rule("shared_subexpression", EW, shared_subexpression)],
+CSE = RuleSet("cse", [Rule("shared_subexpression", EW, shared_subexpression,
+                           applies=lambda e: _repeated_part(e) is not None)],
               doc="a costly subexpression computed twice in one expression, once")
 
 
@@ -322,7 +323,8 @@ def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
     return parts
 
 
-SPECIALIZE = RuleSet("specialize", [Rule("reuse_value", EW, reuse_value)],
+SPECIALIZE = RuleSet("specialize", [Rule("reuse_value", EW, reuse_value,
+                                          applies=lambda e: bool(_costly_parts(e)))],
                      doc="after differentiation: values the graph already has, reused")
 
 
@@ -361,7 +363,7 @@ def _read_once(e: Expr) -> tuple[int, ...]:
 
 
 FUSE = RuleSet("fuse", [
-    Rule("fuse_elementwise", EW, fuse_elementwise),
+    Rule("fuse_elementwise", EW, fuse_elementwise, applies=lambda e: bool(_read_once(e))),
     Rule("drop_broadcast", EW, drop_broadcast),
 ], doc="elementwise chains into one expression: one loop in C")
 
