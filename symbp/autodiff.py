@@ -12,6 +12,7 @@ sent to every example (the seed 1/n is one). Summing it over the batch multiplie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from . import elementwise as ew
@@ -80,11 +81,15 @@ _adjoint_exprs: dict[tuple, ex.Expr] = {}
 
 def _dot_rule(node: Node, g: Node) -> list[Node | None]:
     a, b = node.args
-    c: Contraction = node.attr
-    # the adjoint of each operand contracts g with the other operand over the other letters
-    ga = ops.dot(g, b, Contraction(c.out, c.b, c.a))
-    gb = ops.dot(g, a, Contraction(c.out, c.a, c.b))
-    return [ga, gb]
+    ca, cb = _dot_adjoints(node.attr)
+    return [ops.dot(g, b, ca), ops.dot(g, a, cb)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _dot_adjoints(c: Contraction) -> tuple[Contraction, Contraction]:
+    """The adjoint of each operand contracts g with the other operand over the other
+    letters (cached per contraction: a network has a handful)."""
+    return Contraction(c.out, c.b, c.a), Contraction(c.out, c.a, c.b)
 
 
 def _sum_rule(node: Node, g: Node) -> list[Node | None]:

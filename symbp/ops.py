@@ -10,6 +10,7 @@ The same functions, with operator sugar on ``Node``, are the Python way to build
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from . import elementwise as ew
@@ -221,14 +222,18 @@ def batch_sum(x: Node) -> Node:
     if not x.batched:
         return mul(batch_size(), x)
     if x.op is Op.DOT and not x.attr.sum_batch:
-        c = x.attr
-        return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
+        return dot(x.args[0], x.args[1], _summed(x.attr))
     if x.op is Op.EW and x.attr is X[0] * X[1] and all(a.batched for a in x.args):
         scalar, other = sorted(x.args, key=lambda a: a.ndim)
         if scalar.ndim == 0:  # sum over examples of a scalar times a vector: one product
             letters = LETTERS[: other.ndim]
             return dot(scalar, other, Contraction("", letters, letters, sum_batch=True))
     return Node(Op.BATCH_SUM, (x,), None, x.shape, False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _summed(c: Contraction) -> Contraction:
+    return Contraction(c.a, c.b, c.out, sum_batch=True)
 
 
 def keepdims(x: Node, axes: tuple[int, ...], full: Shape) -> Node:
@@ -269,8 +274,10 @@ def cross_entropy(logits: Node, target: Node) -> Node:
 # ---------------------------------------------------------------------- contractions
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical(c: Contraction) -> Contraction:
-    """Relabel axis letters in order of first appearance, so equal products hash equal."""
+    """Relabel axis letters in order of first appearance, so equal products hash equal
+    (cached: a network has a handful of contractions, met once per product)."""
     rename: dict[str, str] = {}
     for ch in c.a + c.b + c.out:
         rename.setdefault(ch, LETTERS[len(rename)])
