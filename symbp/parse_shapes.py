@@ -44,7 +44,7 @@ FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|u
 NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
-NOT_READ = ("'", '"', "\\", "$")  # strings and continuations: the general reader's alone
+NOT_READ = ("'", '"', "\\")  # strings and continuations: the general reader's alone
 BINARY = {ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
           ast.Pow: ops.power, ast.MatMult: ops.matmul}
 REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
@@ -80,18 +80,30 @@ def read_by_shapes(parser) -> Graph:
         raise Unsupported("a NUL byte")
     text = source.replace("\r\n", "\n").replace("\r", "\n") if "\r" in source else source
     code = COMMENT.sub("", text) if "#" in text else text
-    if any(c in code for c in NOT_READ):
-        raise Unsupported("strings or line continuations")
+    if "$" in code:
+        raise Unsupported("a $")
     parts = NAME.split(code)  # text, name, text, name, ..., text
     names = parts[1::2]
-    if not KEYWORDS.isdisjoint(names):
-        raise Unsupported("a keyword")
     codes = code.split("\n")
+    lines = "$".join(parts[0::2]).split("\n")  # the shapes of the lines
+    # The lines up to the last with a string or a backslash (a docstring at the top, say),
+    # and the indented block it may be in, go to the general reader; after them, a # always
+    # starts a comment.
+    head = max(code.rfind(c) for c in NOT_READ)
+    head = code.count("\n", 0, head) + 1 if head >= 0 else 0
+    while 0 < head < len(codes) and (not codes[head] or codes[head][0] in " \t\f"):
+        head += 1
+    pos = sum(shape.count("$") for shape in lines[:head])
+    if not KEYWORDS.isdisjoint(names[pos:]):
+        raise Unsupported("a keyword")
     reader = _Reader(parser)
+    if head:
+        reader.general(0, head)
     shapes: dict[str, tuple] = {}
-    pos = depth = 0
+    depth = 0
     first = None  # the first line of the statements gathered for the general reader
-    for i, shape in enumerate("$".join(parts[0::2]).split("\n")):
+    for i in range(head, len(lines)):
+        shape = lines[i]
         known = shapes.get(shape)
         if known is None:
             count = shape.count("$")

@@ -98,6 +98,18 @@ def test_benchmark_specs(family):
     check(spec_for(family, 3000), must_read=True)
 
 
+@pytest.mark.parametrize("head", [
+    '"""A spec. If and for are words here # and this no comment\n"""\n',
+    "def f(u):\n    '''doc, with if'''\n\n    return u * 2\n",
+    "# it's a comment\ns = 'a' if 1 else 'b' # \\\n",
+    "k = 1 + \\\n  2\n",
+])
+def test_strings_and_continuations_at_the_top(head):
+    """The lines up to the last string or backslash are the general reader's; the fast path
+    reads the rest (the general reader refuses the third head, so the fast path gives up)."""
+    check(head + spec_for("dag", 300), must_read="if 1" not in head)
+
+
 # --------------------------------------------------------------- generated specs
 
 NAMES = ["x", "y", "w", "v", "s", "c", "k", "q", "W", "f", "he", "match", "Input", "nowhere"]
@@ -240,6 +252,10 @@ def test_literals(place, number):
     "x: Input[3]\nh = x\n" + "k = " + "(" * 150 + "x" + ")" * 150 + "\nC: Loss = sum(k)\n",
     "x: Input[3]\n\x00h = x\nC: Loss = sum(x)\n",
     "x: Input[3]\nh = x\n",  # no Loss
+    'x: Input[3]\nh = """start\n# end"""\ny = x\nC: Loss = sum(y)\n',  # no comment
+    'x: Input[3]\nh = f("x",\ny)\nC: Loss = sum(x)\n',
+    "x: Input[3]\nh = x * \\\n x\nk = h\nC: Loss = sum(k)\n",
+    "x: Input[3]\nh = x\nk = 2 * $h\nC: Loss = sum(k)\n",
 ])
 def test_cases(source):
     check(source)
