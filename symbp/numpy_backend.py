@@ -92,23 +92,27 @@ class _Writer:
         self.graph: Graph = program.graph
         self.dtype = dtype
         self.forms: dict = {}  # NumpyPrinter's patterns, shared by the routines
-        self.comments: dict[tuple[int, bool], str] = {}
+        self.headings: dict[tuple[int, bool], str] = {}
+        self.sources: dict[int, str] = {}
         self.done: dict[tuple, tuple] = {}  # routines already written, by their roots
 
-    def comment(self, line: int, backward: bool) -> str:
-        """The comment heading the statements of spec ``line``."""
+    def heading(self, line: int, backward: bool) -> str:
+        """The comment line heading the statements of spec ``line`` ("" for none)."""
         graph = self.graph
         if line == PARAM_GRADS_LINE:
             if not graph.has_batch:
-                return "gradients of the loss"
-            return "gradients of the mean loss over the batch"
+                return f"{INDENT}# gradients of the loss"
+            return f"{INDENT}# gradients of the mean loss over the batch"
         if not line:
             return ""
-        source = graph.statements.get(line)  # what source_line would say, without a call
-        source = comment_text(graph.source_line(line) if source is None else source)
+        source = self.sources.get(line)
+        if source is None:
+            source = graph.statements.get(line)  # what source_line says, without a call
+            source = comment_text(graph.source_line(line) if source is None else source)
+            self.sources[line] = source
         if backward:
-            return f"grad of line {line}: {source}"
-        return f"line {line}: {source}"
+            return f"{INDENT}# grad of line {line}: {source}"
+        return f"{INDENT}# line {line}: {source}"
 
     def function(self, name: str, roots: dict[str, Node], doc: str, sig: str, ann: str,
                  finish, forward_only: bool = True) -> Function:
@@ -157,16 +161,16 @@ class _Writer:
         lines: list[str] = []
         code = list(map(printer, routine.variables))
         names = map(routine.names.__getitem__, routine.variables)
-        comments = self.comments
+        headings = self.headings
         last = None
         for name, text, key in zip(names, code, zip(routine.lines, routine.backward)):
             if key != last:
                 last = key
-                comment = comments.get(key)
-                if comment is None:
-                    comment = comments[key] = self.comment(*key)
-                if comment:
-                    lines.append(f"{INDENT}# {comment}")
+                heading = headings.get(key)
+                if heading is None:
+                    heading = headings[key] = self.heading(*key)
+                if heading:
+                    lines.append(heading)
             lines.append(f"{INDENT}{name} = {text}")
         return lines, code
 

@@ -141,44 +141,20 @@ class NumpyPrinter:
 
     def __call__(self, node: Node) -> str:
         """The right-hand side computing ``node`` (never just its own variable name)."""
-        op = node.op
-        if op is not _EW and op is not _DOT:
-            return self.expression(node)[0]
-        # the usual case, inlined: arguments that are all variables, none to align
-        args = node.args
-        texts = list(map(self.names.get, args))
-        if None in texts or len(args) >= len(_ATOMS) or (
-                op is _EW and node.batched and _misaligned(node)):
-            return self.expression(node)[0]
-        if op is _EW:
-            key = (node.attr, _ATOMS[len(args)])
-        else:
-            key = (node.attr, args[0].batched, args[1].batched, node.batched, _ATOMS[2])
-        pattern = (self.forms.get(key) or self.form(key, node, key[-1]))[0]
-        return pattern.format(*texts)
+        return self.expression(node)[0]
 
     def term(self, node: Node) -> tuple[str, int]:
         name = self.names.get(node)
         if name is not None:
             return name, ATOM
+        return self.inline(node)
+
+    def inline(self, node: Node) -> tuple[str, int]:
+        """``node``, not a variable, printed where it is used."""
         done = self.cache.get(node)
         if done is None:
             done = self.cache[node] = self.expression(node)
         return done
-
-    def arguments(self, node: Node) -> tuple[list[str], tuple[int, ...]]:
-        """The printed arguments of ``node``: their texts and their precedences."""
-        texts = []
-        precedences = []
-        aligning = node.op is _EW and node.batched and _misaligned(node)
-        ndim = len(node.shape)
-        for a in node.args:
-            text, prec = self.term(a)
-            if aligning and a.batched and len(a.shape) < ndim:
-                text, prec = self.aligned(node, a), ATOM
-            texts.append(text)
-            precedences.append(prec)
-        return texts, tuple(precedences)
 
     def form(self, key: tuple, node: Node, precedences: tuple[int, ...]) -> tuple[str, int]:
         """How ``node`` prints for arguments of these precedences, as a ``str.format``
@@ -195,15 +171,29 @@ class NumpyPrinter:
 
     def expression(self, node: Node) -> tuple[str, int]:
         op = node.op
-        if op is Op.EW:
-            texts, precedences = self.arguments(node)
-            key = (node.attr, precedences)
-            pattern, prec = self.forms.get(key) or self.form(key, node, precedences)
-            return pattern.format(*texts), prec
-        if op is Op.DOT:
-            texts, precedences = self.arguments(node)
-            a, b = node.args
-            key = (node.attr, a.batched, b.batched, node.batched, precedences)
+        if op is _EW or op is _DOT:  # printed from a pattern, the hot path
+            args = node.args
+            texts = list(map(self.names.get, args))  # None for an argument printed inline
+            aligning = op is _EW and node.batched and _misaligned(node)
+            if None in texts or aligning or len(args) >= len(_ATOMS):
+                precedences = []
+                ndim = len(node.shape)
+                for i, a in enumerate(args):
+                    if texts[i] is None:
+                        texts[i], prec = self.inline(a)
+                    else:
+                        prec = ATOM
+                    if aligning and a.batched and len(a.shape) < ndim:
+                        texts[i], prec = self.aligned(node, a), ATOM
+                    precedences.append(prec)
+                precedences = tuple(precedences)
+            else:
+                precedences = _ATOMS[len(args)]
+            if op is _EW:
+                key = (node.attr, precedences)
+            else:
+                c, (a, b) = node.attr, args
+                key = (c.a, c.b, c.out, a.batched, b.batched, node.batched, precedences)
             pattern, prec = self.forms.get(key) or self.form(key, node, precedences)
             return pattern.format(*texts), prec
         if op is Op.CONST:

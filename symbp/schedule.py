@@ -109,6 +109,7 @@ def schedule(
     user_names = program.names.get
     backward = program.backward
     kind_of = _KIND.get
+    plain, taken = type(namer) is Namer, namer.taken
     for node in order:
         kind = kind_of(node.op)
         if kind == _LEAF or kind == _CONST:
@@ -134,7 +135,11 @@ def schedule(
         if named is None:
             temp += 1
             named = f"t{temp}"
-        names[node] = namer(named)
+        if plain and named not in taken:  # what Namer would do, without the call
+            taken.add(named)
+            names[node] = named
+        else:
+            names[node] = namer(named)
         variables.append(node)
     lines = list(map(program.lines.get, variables, repeat(0)))
     back = list(map(backward.__contains__, variables))
@@ -145,7 +150,7 @@ def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
     """``toposort(roots)`` and ``use_counts(roots)`` in one traversal."""
     order: list[Node] = []
     uses: dict[Node, int] = {}
-    append = order.append
+    append, count = order.append, uses.get
     for root in roots:
         if root in uses:
             uses[root] += 1
@@ -156,12 +161,16 @@ def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
         while stack:
             node, children = stack[-1]
             for child in children:
-                if child in uses:
-                    uses[child] += 1
-                else:
+                n = count(child)
+                if n is not None:
+                    uses[child] = n + 1
+                elif child.args:
                     uses[child] = 1
                     push((child, iter(child.args)))
                     break
+                else:  # a leaf: done as soon as seen
+                    uses[child] = 1
+                    append(child)
             else:
                 pop()
                 append(node)
