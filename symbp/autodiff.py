@@ -187,6 +187,7 @@ def _sum_all(terms: list[Node]) -> Node:
     return ops.elementwise(_sum_expr(len(terms)), terms)
 
 
+@functools.lru_cache(maxsize=256)
 def _sum_expr(k: int) -> ex.Expr:
     total = X[0]
     for i in range(1, k):

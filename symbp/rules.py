@@ -125,6 +125,8 @@ def drop_broadcast(node: Node, ctx: Context) -> Node | None:
     """An elementwise argument need not be broadcast, nor given leading size-1 axes,
     explicitly: elementwise broadcasting does both."""
     for i, arg in enumerate(node.args):
+        if arg.op is not Op.BROADCAST and arg.op is not Op.RESHAPE:
+            continue  # (most arguments: this runs on every elementwise node)
         padding = arg.op is Op.RESHAPE and (
             _leading_ones(arg.shape) == _leading_ones(arg.args[0].shape))
         if arg.op is Op.BROADCAST or padding:
