@@ -42,12 +42,16 @@ def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
 # -------------------------------------------------------------------------- the rules
 
 
-def _ew_rule(node: Node, g: Node) -> list[Node | None]:
-    """d/d arg_i of an elementwise expression: g times its derivative, reusing the output."""
+def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
+    """d/d arg_i of an elementwise expression: g times its derivative, reusing the output;
+    only for the arguments ``needed(arg)`` says lead to a wanted node, if it is given."""
     n = len(node.args)
     operands = (g, *node.args, node)
-    out = []
+    out: list[Node | None] = []
     for i in range(n):
+        if needed is not None and not needed(node.args[i]):
+            out.append(None)
+            continue
         key = (node.attr, n, i)
         adjoint = _adjoint_exprs.get(key)
         if adjoint is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
@@ -151,6 +155,7 @@ def backward(
                 if id(a) in reaches:
                     reaches.add(id(node))
                     break
+    needed = lambda arg: id(arg) in reaches  # noqa: E731
     pending: dict[Node, list[Node]] = {}
     for root, seed in roots:
         pending.setdefault(root, []).append(seed)
@@ -164,7 +169,9 @@ def backward(
             origin.setdefault(g, node)
         if node.op not in RULES:
             continue
-        for arg, contrib in zip(node.args, RULES[node.op](node, g)):
+        contribs = (_ew_rule(node, g, needed) if node.op is Op.EW
+                    else RULES[node.op](node, g))
+        for arg, contrib in zip(node.args, contribs):
             if contrib is None or id(arg) not in reaches:
                 continue
             contrib = _as_rewritten(contrib, ctx)
