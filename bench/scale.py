@@ -3,9 +3,10 @@
     python -m bench.scale                 # both families at 1e3, 1e4, 1e5 nodes
     python -m bench.scale --sizes 1000,10000 --json out.json
 
-Each spec is compiled to the NumPy backend (no C compiler) in a fresh child process, and
-the time of each stage is reported: parse, differentiate (grad, with the forward
-stabilize pass), the rewrite passes after it, and code generation. The size is the number
+Each spec is compiled to the NumPy backend (no C compiler) in a fresh child process, as
+``symbp.generate`` does, and the time of each stage is reported: parse, differentiate
+(grad, with the forward stabilize pass), the rewrite passes after it (the NumPy backend's
+programs skip the fuse pass, which makes the C backend's loops), and code generation. The size is the number
 of IR nodes of the forward graph as parsed. Times are CPU times of the child process (the
 machine is shared: other processes inflate wall time, which is reported as well). The
 scaling exponent between two sizes is log(t2 / t1) / log(n2 / n1) of the whole pipeline's
