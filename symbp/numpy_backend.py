@@ -12,6 +12,7 @@ import re
 import sys
 import types
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
@@ -84,6 +85,9 @@ def _tuple_target(names: list[str]) -> str:
 def _shape_text(shape) -> str:
     """Python text of a tuple of dimensions (numbers, or names such as the batch's n)."""
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+_tuple_text = lru_cache(4096)(_shape_text)  # for tuples, which a big network repeats
 
 
 class _Writer:
@@ -178,14 +182,14 @@ class _Writer:
               shape: Shape, batched: bool) -> str:
         """A returned value as a fresh array of the declared shape."""
         text = routine.names.get(node) or printer(node)
-        full = ((batch,) if batched else ()) + tuple(map(str, shape))
-        if node.op in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST) or (
-            node.shape != shape or node.batched != batched
-        ):
-            return f"_full({text}, ({', '.join(full)}{',' if len(full) == 1 else ''}))"
-        if not full:  # NumPy arithmetic on 0-d arrays gives scalars; return arrays
+        if node.op in _FILLED or node.shape != shape or node.batched != batched:
+            return f"_full({text}, {_tuple_text(((batch,) if batched else ()) + shape)})"
+        if not shape and not batched:  # NumPy arithmetic on 0-d arrays gives scalars
             return f"np.asarray({text}, dtype=DTYPE)"
         return text
+
+
+_FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST))  # values returned filled
 
 
 def _calls(name: str, body: str) -> bool:
@@ -275,7 +279,7 @@ def generate(program: Program, dtype: str = "float64") -> str:
 def _dict_text(d: dict[str, Shape]) -> str:
     if not d:
         return "{}"
-    return "{\n" + "".join(f"    {k!r}: {_shape_text(v)},\n" for k, v in d.items()) + "}"
+    return "{\n" + "".join(f"    {k!r}: {_tuple_text(v)},\n" for k, v in d.items()) + "}"
 
 
 def _title(graph: Graph) -> str:
@@ -300,30 +304,35 @@ def fans(shape: Shape) -> tuple[int, int]:
 
 def _initializers(graph: Graph) -> tuple[list[tuple[str, str]], bool]:
     out = []
-    uses_rng = False
+    codes: dict[tuple[str, Shape], str] = {}  # by the initializer's text and the shape
     for name, decl in graph.params.items():
-        shape = _shape_text(decl.node.shape)
-        kind, *args = decl.init
-        fan_in, fan_out = fans(decl.node.shape)
-        if kind == "zeros":
-            code = f"np.zeros({shape})"
-        elif kind == "ones":
-            code = f"np.ones({shape})"
-        elif kind == "const":
-            code = f"np.full({shape}, {args[0]!r})"
-        elif kind == "normal":
-            code = f"rng.normal(0.0, {args[0]!r}, {shape})"
-        elif kind == "uniform":
-            code = f"rng.uniform({args[0]!r}, {args[1]!r}, {shape})"
-        elif kind == "glorot":
-            code = f"_glorot(rng, {shape}, fan_in={fan_in}, fan_out={fan_out})"
-        elif kind == "he":
-            code = f"_he(rng, {shape}, fan_in={fan_in})"
-        else:
-            raise AssertionError(kind)
-        uses_rng |= "rng" in code
+        key = (repr(decl.init), decl.node.shape)
+        code = codes.get(key)
+        if code is None:
+            code = codes[key] = _initializer(decl.init, decl.node.shape)
         out.append((repr(name), code))
-    return out, uses_rng
+    return out, any("rng" in code for code in codes.values())
+
+
+def _initializer(init: tuple, shape: Shape) -> str:
+    kind, *args = init
+    text = _tuple_text(shape)
+    fan_in, fan_out = fans(shape)
+    if kind == "zeros":
+        return f"np.zeros({text})"
+    if kind == "ones":
+        return f"np.ones({text})"
+    if kind == "const":
+        return f"np.full({text}, {args[0]!r})"
+    if kind == "normal":
+        return f"rng.normal(0.0, {args[0]!r}, {text})"
+    if kind == "uniform":
+        return f"rng.uniform({args[0]!r}, {args[1]!r}, {text})"
+    if kind == "glorot":
+        return f"_glorot(rng, {text}, fan_in={fan_in}, fan_out={fan_out})"
+    if kind == "he":
+        return f"_he(rng, {text}, fan_in={fan_in})"
+    raise AssertionError(kind)
 
 
 def load(source: str, name: str) -> types.ModuleType:
