@@ -297,3 +297,41 @@ def test_equations_that_undo_each_other_terminate():
     e = f("exp", x0) * x1
     out, fired = loop.normal_form(e)
     assert out in (e, x1 * f("exp", x0)) and "swap" in fired
+
+
+def test_passes_after_grad_rebuild_only_what_they_change(monkeypatch):
+    """Nodes are immutable: a rewrite deep in the backward graph rebuilds every node above
+    it. grad builds its adjoints in the rules' form (constants folded, the repeated costly
+    part split out, forward values reused), so on a deep MLP the simplify pass after it
+    changes no node, and its cost is one look at each (it was a rebuild of all of them)."""
+    from symbp import rewrite
+
+    lines, prev = ["x: Input[8]", "y: Input[8]"], "x"
+    for k in range(30):
+        lines += [f"W{k}: Param[8, 8] = glorot", f"b{k}: Param[8] = zeros",
+                  f"a{k} = sigmoid(W{k} @ {prev} + b{k})"]
+        prev = f"a{k}"
+    lines.append(f"C: Loss = 0.5 * sum(({prev} - y) ** 2)")
+    changed = {}
+    real = rewrite.run_pass
+
+    def spy(p, roots, keep):
+        mapping, stats = real(p, roots, keep)
+        changed[p.name] = len(mapping)
+        return mapping, stats
+
+    monkeypatch.setattr(rewrite, "run_pass", spy)
+    optimize(symbp.parse_text("\n".join(lines) + "\n"))
+    assert changed["stabilize"] == 0 and changed["simplify"] == 0
+    assert changed["fuse"] > 0  # fusion does change the graph: z into σ(z), layer by layer
+
+
+@pytest.mark.parametrize("name", ["mlp", "classifier", "branch", "neuron", "linreg"])
+def test_numpy_modules_are_the_same_without_the_fuse_pass(name):
+    """The NumPy backend skips the fuse pass (its printer writes a value used once into
+    its user's expression): for every example the module is the one fusion would give."""
+    from symbp import numpy_backend
+
+    graph = symbp.parse(_example(f"{name}.sbp"))
+    assert (numpy_backend.generate(optimize(graph, fuse=False))
+            == numpy_backend.generate(optimize(graph)))
