@@ -48,7 +48,7 @@ OPERATOR_NAMES = {
 
 def split_lines(source: str) -> list[str]:
     """The lines of ``source`` as Python counts them (any of the three newlines)."""
-    return re.split(r"\r\n|\r|\n", source)
+    return re.split(r"\r\n|\r|\n", source) if "\r" in source else source.split("\n")
 
 
 class SpecSource:
