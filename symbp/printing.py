@@ -174,13 +174,23 @@ class NumpyPrinter:
         if op is _EW or op is _DOT:  # printed from a pattern, the hot path
             args = node.args
             texts = list(map(self.names.get, args))  # None for an argument printed inline
-            aligning = op is _EW and node.batched and _misaligned(node)
+            aligning = False
+            if op is _EW and node.batched and node.shape:
+                ndim = len(node.shape)
+                for a in args:
+                    if a.batched and len(a.shape) < ndim:
+                        aligning = True
+                        break
             if None in texts or aligning or len(args) >= len(_ATOMS):
                 precedences = []
                 ndim = len(node.shape)
+                cache = self.cache
                 for i, a in enumerate(args):
                     if texts[i] is None:
-                        texts[i], prec = self.inline(a)
+                        done = cache.get(a)
+                        if done is None:
+                            done = cache[a] = self.expression(a)
+                        texts[i], prec = done
                     else:
                         prec = ATOM
                     if aligning and a.batched and len(a.shape) < ndim:
@@ -252,17 +262,6 @@ class NumpyPrinter:
                 right[0] if right[1] > MUL else _atom(*right))
             return f"{lt} @ {rt}", MATMUL
         return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
-
-
-def _misaligned(node: Node) -> bool:
-    """Has the batched elementwise ``node`` a batched argument of lower rank (one that
-    needs ``NumpyPrinter.aligned``)?"""
-    ndim = len(node.shape)
-    if ndim:
-        for a in node.args:
-            if a.batched and len(a.shape) < ndim:
-                return True
-    return False
 
 
 def runtime_subscripts(node: Node) -> tuple[str, str, str]:

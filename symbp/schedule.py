@@ -91,7 +91,7 @@ def schedule(
     ``can_inline(node, consumer)``, asked of every consumer, may forbid inlining further
     (the C backend inlines only elementwise nodes into the reductions that consume them).
     """
-    order, uses = _order_and_uses(list(roots.values()))
+    order, leaf_nodes, uses = _order_and_uses(list(roots.values()))
     consumers: dict[Node, list[Node]] = {}
     if can_inline is not None:
         for node in order:
@@ -99,9 +99,12 @@ def schedule(
                 consumers.setdefault(a, []).append(node)
     returned = set(roots.values())  # nodes hash by identity
     names: dict[Node, str] = dict(leaves or {})
-    for node in order:
-        if _KIND.get(node.op) == _LEAF and node not in names:
+    for node in leaf_nodes:
+        kind = _KIND.get(node.op)
+        if kind == _LEAF and node not in names:
             names[node] = namer(leaf_name(node))
+        elif kind != _LEAF and kind != _CONST:
+            raise AssertionError(f"{node.op} without arguments")
     variables: list[Node] = []
     depth: dict[Node, int] = {}  # operations an inlined node nests; 0 for the others
     depth_of = depth.get
@@ -110,10 +113,8 @@ def schedule(
     backward = program.backward
     kind_of = _KIND.get
     plain, taken = type(namer) is Namer, namer.taken
-    for node in order:
+    for node in order:  # the operations
         kind = kind_of(node.op)
-        if kind == _LEAF or kind == _CONST:
-            continue
         named = user_names(node)
         if forward_only and named is not None and node in backward:
             named = None
@@ -146,16 +147,21 @@ def schedule(
     return Routine(variables, dict(roots), names, lines, back)
 
 
-def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
-    """``toposort(roots)`` and ``use_counts(roots)`` in one traversal."""
-    order: list[Node] = []
+def _order_and_uses(roots: list[Node]) -> tuple[list[Node], list[Node], dict[Node, int]]:
+    """``toposort(roots)`` split into the operations and the leaves (the nodes without
+    arguments), each in that order, and ``use_counts(roots)``, in one traversal."""
+    inner: list[Node] = []
+    leaves: list[Node] = []
     uses: dict[Node, int] = {}
-    append, count = order.append, uses.get
+    append, leaf, count = inner.append, leaves.append, uses.get
     for root in roots:
         if root in uses:
             uses[root] += 1
             continue
         uses[root] = 1
+        if not root.args:
+            leaf(root)
+            continue
         stack = [(root, iter(root.args))]
         push, pop = stack.append, stack.pop
         while stack:
@@ -170,11 +176,11 @@ def _order_and_uses(roots: list[Node]) -> tuple[list[Node], dict[Node, int]]:
                     break
                 else:  # a leaf: done as soon as seen
                     uses[child] = 1
-                    append(child)
+                    leaf(child)
             else:
                 pop()
                 append(node)
-    return order, uses
+    return inner, leaves, uses
 
 
 _UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
