@@ -8,12 +8,12 @@ plan: the ``symbp.ops`` calls its statement makes, the checks on its constants a
 Each line of that shape runs the plan on its own names.
 
 The general reader stays the reference. It reads the statements this path has no plan for
-(``def`` blocks, statements over several lines, unusual shapes), and whenever a plan meets
-something it does not cover (an unbound name, a constant where a node was expected, a
-second Loss) it reads that line. When anything fails, or the spec holds what this path does
-not read at all (strings, line continuations), the spec is read again from its start by the
-general reader, so every error is the general reader's. ``tests/test_parse_shapes.py``
-checks that both readers build the same graph.
+(``def`` blocks, statements over several lines, unusual shapes, the lines up to the last
+string or backslash), and whenever a plan meets something it does not cover (an unbound
+name, a constant divisor, a second Loss) it reads that line. When anything fails, or the
+spec holds what this path does not read (a keyword where a name stands), the spec is read
+again from its start by the general reader, so every error is the general reader's.
+``tests/test_parse_shapes.py`` checks that both readers build the same graph.
 """
 
 from __future__ import annotations
@@ -305,9 +305,10 @@ class _Planner:
         """A function of the values read giving ``e``'s node, or None if ``e`` is a constant.
 
         Constants are read by the general reader now, once per shape (they do not depend on
-        names); so are the checks that depend on them (a division by zero). What a plan
-        computes is a node, never a constant: any constant node met sends the line to the
-        general reader, whose checks on constants could tell otherwise."""
+        names); so are the checks that depend on them (a division by zero). A name may stand
+        for a constant node, and an operation may fold into one: where the general reader
+        checks such a node (a divisor, the base of a power, a function's argument), the plan
+        sends its line to the general reader instead."""
         if depth > MAX_DEPTH:
             raise _NoPlan
         if _constant(e):
@@ -317,11 +318,11 @@ class _Planner:
             return itemgetter(len(self.reads) - 1)
         if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.UAdd | ast.USub):
             inner = self.getter(e.operand, depth + 1)
-            return inner if isinstance(e.op, ast.UAdd) else _checked(ops.neg, inner)
+            return inner if isinstance(e.op, ast.UAdd) else _applied(ops.neg, inner)
         if isinstance(e, ast.BinOp) and type(e.op) in BINARY:
             return self.binop(e, depth)
         if isinstance(e, ast.Attribute) and e.attr == "T":
-            return _checked(ops.transpose, self.getter(e.value, depth + 1))
+            return _applied(ops.transpose, self.getter(e.value, depth + 1))
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             if e.func.col_offset in self.slots:
                 raise _NoPlan
@@ -330,7 +331,7 @@ class _Planner:
 
     def operand(self, e: ast.expr, depth: int) -> tuple[Getter | None, object, Node | None]:
         """A getter for operand ``e`` (None for a constant), what the general reader's checks
-        see of it, and its node if it is a constant."""
+        see of it (a symbol for a node), and its node if it is a constant."""
         get = self.getter(e, depth)
         if get is not None:
             return get, X[0], None
@@ -342,21 +343,16 @@ class _Planner:
         right, b, right_node = self.operand(e.right, depth + 1)
         if isinstance(e.op, ast.Div):
             self.parser.check_divisor(e, b)
+            right = right and _node_only(right)
         if isinstance(e.op, ast.Pow):
             self.parser.check_power(e, a, b)
+            left = left and _node_only(left)
         op = BINARY[type(e.op)]
         if left is None:
-            return _checked(partial(op, left_node), right)
+            return _applied(partial(op, left_node), right)
         if right is None:
-            return _checked(lambda x: op(x, right_node), left)
-
-        def binop(v: list) -> Node:
-            node = op(left(v), right(v))
-            if node.op is CONST:
-                raise _General
-            return node
-
-        return binop
+            return lambda v: op(left(v), right_node)
+        return lambda v: op(left(v), right(v))
 
     def call(self, e: ast.Call, depth: int) -> Getter:
         name = e.func.id
@@ -373,37 +369,30 @@ class _Planner:
         if None in args:
             raise _NoPlan  # a constant argument: its checks are the general reader's
         if name in ew.BUILTINS and len(args) == 1:
-            return _checked(partial(ops.apply, name), args[0])
+            return _applied(partial(ops.apply, name), _node_only(args[0]))
         if name in REDUCE and len(args) == 1:
-            return _checked(lambda x: REDUCE[name](x, axis), args[0])
+            return _applied(lambda x: REDUCE[name](x, axis), args[0])
         if name in SOFTMAX and len(args) == 1:
             f, axis = SOFTMAX[name], -1 if axis is None else axis
-            return _checked(lambda x: f(x, axis) if x.shape else _general(), args[0])
+            return _applied(lambda x: f(x, axis) if x.shape else _general(), args[0])
         if name == "cross_entropy" and len(args) == 2:
             logits, target = args
 
             def cross_entropy(v: list) -> Node:
                 x = logits(v)
-                if not x.shape:
-                    raise _General
-                node = ops.cross_entropy(x, target(v))
-                if node.op is CONST:
-                    raise _General
-                return node
+                return ops.cross_entropy(x, target(v)) if x.shape else _general()
 
             return cross_entropy
         if name in BUILT_IN:
             raise _NoPlan
         functions = self.parser.functions
+        args = [_node_only(a) for a in args]
 
         def user(v: list) -> Node:
             arity, body, _ = functions.get(name) or (-1, None, 0)
             if arity != len(args):
                 raise _General
-            node = ops.elementwise(body, [a(v) for a in args], name)
-            if node.op is CONST:
-                raise _General
-            return node
+            return ops.elementwise(body, [a(v) for a in args], name)
 
         return user
 
@@ -412,16 +401,18 @@ def _general() -> Node:
     raise _General
 
 
-def _checked(f: Callable[[Node], Node], inner: Getter) -> Getter:
-    """``f`` of ``inner``'s node, sending the line to the general reader if it is a constant."""
+def _applied(f: Callable[[Node], Node], inner: Getter) -> Getter:
+    return lambda v: f(inner(v))
 
-    def apply(v: list) -> Node:
-        node = f(inner(v))
-        if node.op is CONST:
-            raise _General
-        return node
 
-    return apply
+def _node_only(inner: Getter) -> Getter:
+    """``inner``, sending the line to the general reader when its node is a constant."""
+
+    def node(v: list) -> Node:
+        x = inner(v)
+        return _general() if x.op is CONST else x
+
+    return node
 
 
 def _constant(e: ast.expr) -> bool:
@@ -437,15 +428,13 @@ def _constant(e: ast.expr) -> bool:
 
 
 def _resolver(reads: tuple[int | str, ...], values: dict):
-    """The function of a line's names giving the nodes its plan reads, never constants."""
+    """The function of a line's names giving the nodes its plan reads."""
     if len(reads) == 1 and type(reads[0]) is int:
         (a,) = reads
 
         def one(names: list[str], pos: int) -> tuple[Node]:
-            node = values[names[pos + a]][0] if names[pos + a] in values else _general()
-            if node.op is CONST:
-                raise _General
-            return (node,)
+            name = names[pos + a]
+            return (values[name][0],) if name in values else _general()
 
         return one
     if len(reads) == 2 and type(reads[0]) is int and type(reads[1]) is int:
@@ -455,10 +444,7 @@ def _resolver(reads: tuple[int | str, ...], values: dict):
             x, y = names[pos + a], names[pos + b]
             if x not in values or y not in values:
                 raise _General
-            x, y = values[x][0], values[y][0]
-            if x.op is CONST or y.op is CONST:
-                raise _General
-            return x, y
+            return values[x][0], values[y][0]
 
         return two
 
@@ -466,9 +452,6 @@ def _resolver(reads: tuple[int | str, ...], values: dict):
         read = [names[pos + r] if type(r) is int else r for r in reads]
         if not all(name in values for name in read):
             raise _General
-        nodes = [values[name][0] for name in read]
-        if any(node.op is CONST for node in nodes):
-            raise _General
-        return nodes
+        return [values[name][0] for name in read]
 
     return resolve

@@ -217,6 +217,10 @@ def test_literals(place, number):
     "x: Input[3]\nc = 2\nh = x * c\nC: Loss = sum(h)\n",  # a name bound to a constant
     "x: Input[3]\nc = 0\nh = x / c\nC: Loss = sum(h)\n",  # ... which is zero
     "x: Input[3]\nc = -2\nh = c ** x\nC: Loss = sum(h)\n",
+    "x: Input[3]\nc = 2e-313\nh = x / c\nC: Loss = sum(h)\n",
+    "x: Input[3]\nc = 0\nh = log(c) * x\nC: Loss = sum(h)\n",
+    "x: Input[3]\nc = 0\ndef f(u, v):\n    return u ** v\nh = f(c, x)\nC: Loss = sum(h)\n",
+    "x: Input[3]\nc = 2\nh = (x * c + c) @ x.T - c\nC: Loss = sum(h)\n",
     "x: Input[3]\nh = x - x\nk = x / h\nC: Loss = sum(k)\n",  # a node folded to a constant
     "x: Input[3]\nh = (x - x - 1) ** x\nC: Loss = sum(h)\n",
     "x: Input\nC: Loss = x\nD: Loss = x\n",  # a second Loss, from the same shape
