@@ -186,12 +186,16 @@ def backward(
     return [adjoint.get(w) or ops.broadcast(ops.const(0), w.shape) for w in wrt]
 
 
+SUM_TERMS = 8  # terms per node of an adjoint's sum: a node with 2,000 children gets a tree
+
+
 def _sum_all(terms: list[Node]) -> Node:
     """The adjoint of a node with several children: the sum of their contributions, one
-    node (its expression x0 + x1 + ... is made once per number of terms)."""
-    if len(terms) == 1:
-        return terms[0]
-    return ops.elementwise(_sum_expr(len(terms)), terms)
+    node per SUM_TERMS terms (its expression x0 + x1 + ... is made once per count)."""
+    while len(terms) > 1:
+        terms = [ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]
+                 for part in (terms[i:i + SUM_TERMS] for i in range(0, len(terms), SUM_TERMS))]
+    return terms[0]
 
 
 @functools.lru_cache(maxsize=256)
