@@ -45,21 +45,36 @@ def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
 def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
     """d/d arg_i of an elementwise expression: g times its derivative, reusing the output;
     only for the arguments ``needed(arg)`` says lead to a wanted node, if it is given."""
-    n = len(node.args)
-    operands = (g, *node.args, node)
+    args, shape = node.args, node.shape
+    n = len(args)
+    operands = (g, *args, node)
+    # the usual case: g an array of the node's shape, every argument of that shape too; the
+    # operands are then distinct non-constants, and the node is built from the canonical
+    # form cached with the expression, without elementwise() sorting the operands out
+    direct = (g.op is not Op.CONST and g.op is not Op.BROADCAST and g.shape == shape
+              and g is not node and g not in args and all(a.shape == shape for a in args))
     out: list[Node | None] = []
     for i in range(n):
-        if needed is not None and not needed(node.args[i]):
+        if needed is not None and not needed(args[i]):
             out.append(None)
             continue
         key = (node.attr, n, i)
-        adjoint = _adjoint_exprs.get(key)
-        if adjoint is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
+        form = _adjoint_exprs.get(key)
+        if form is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
             d = ew.derivative(node.attr, n, i)
             shifted = {X[j]: X[j + 1] for j in range(n + 1)}
-            adjoint = ex.remember(_adjoint_exprs, key,
-                                  X[0] * ex.replace(d, shifted) if d is not ex.ZERO else d)
-        out.append(None if adjoint is ex.ZERO else ops.elementwise(adjoint, operands))
+            adjoint = X[0] * ex.replace(d, shifted) if d is not ex.ZERO else d
+            form = ex.remember(_adjoint_exprs, key,
+                               (adjoint, *ops.canonical_form(adjoint, list(range(n + 2)))))
+        adjoint, e, used = form
+        if adjoint is ex.ZERO:
+            out.append(None)
+        elif direct and used and not e.bad:
+            kept = tuple(operands[j] for j in used)
+            out.append(kept[0] if e is X[0] else Node(
+                Op.EW, kept, e, shape, any(a.batched for a in kept)))
+        else:
+            out.append(ops.elementwise(adjoint, operands))
     return out
 
 
@@ -71,7 +86,7 @@ def _as_rewritten(node: Node, forward: Context) -> Node:
     every node above it (nodes are immutable), and the forward values would not find the
     part in the same pass."""
     for _ in range(8):
-        if node.op is not Op.EW:
+        if node.op is not Op.EW or not rules.may_share(node.attr):
             break
         out = rules.shared_subexpression(node, forward) or rules.reuse_value(node, forward)
         if out is None:
@@ -80,7 +95,9 @@ def _as_rewritten(node: Node, forward: Context) -> Node:
     return node
 
 
-_adjoint_exprs: dict[tuple, ex.Expr] = {}
+# (expression, arity, argument) -> (the adjoint's expression over (g, x_0.., y), its
+# canonical form over distinct operands, the operands that form reads)
+_adjoint_exprs: dict[tuple, tuple[ex.Expr, ex.Expr, tuple[int, ...]]] = {}
 
 
 def _dot_rule(node: Node, g: Node) -> list[Node | None]:

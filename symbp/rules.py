@@ -325,6 +325,18 @@ def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
     return parts
 
 
+_MAY_SHARE: dict[Expr, bool] = {}
+
+
+def may_share(e: Expr) -> bool:
+    """Whether cse or specialize can rewrite a node computing ``e``: it has a costly part
+    (cached; most expressions have none)."""
+    may = _MAY_SHARE.get(e)
+    if may is None:
+        may = ex.remember(_MAY_SHARE, e, _repeated_part(e) is not None or bool(_costly_parts(e)))
+    return may
+
+
 SPECIALIZE = RuleSet("specialize", [Rule("reuse_value", EW, reuse_value,
                                           applies=lambda e: bool(_costly_parts(e)))],
                      doc="after differentiation: values the graph already has, reused")
