@@ -65,7 +65,9 @@ class _NoPlan(Exception):
 
 
 # What a line's shape is: its kind, how many $ it holds and by how much it opens brackets.
-BLANK, OTHER, STATEMENT = 0, 1, 2
+# A shape is planned the second time it is met (a spec of all different lines costs what
+# the general reader costs); until then, like OTHER lines, its line is the general reader's.
+BLANK, NEW, OTHER, STATEMENT = 0, 1, 2, 3
 
 # Errors after which the spec is read again by the general reader (see parse_text).
 FALLBACK = (Unsupported, SpecError, ops.GraphError, SyntaxError, RecursionError, MemoryError)
@@ -106,7 +108,9 @@ def read_by_shapes(parser) -> Graph:
         shape = lines[i]
         known = shapes.get(shape)
         if known is None:
-            count = shape.count("$")
+            known = shapes[shape] = _first_sight(shape)
+        elif known[0] is NEW:
+            count = known[1]
             known = shapes[shape] = reader.plan(shape, codes[i], names[pos : pos + count])
         kind, count, opens, run = known
         if kind is STATEMENT and depth == 0:
@@ -138,6 +142,14 @@ def _general_line(names: list[str], pos: int, line: int, code: str) -> None:
     raise _General
 
 
+def _first_sight(shape: str) -> tuple:
+    """(kind, number of $, brackets opened, no plan) for a shape met the first time."""
+    if not shape.strip(" \t\f"):
+        return (BLANK, shape.count("$"), 0, None)
+    opens = sum(shape.count(c) for c in "([{") - sum(shape.count(c) for c in ")]}")
+    return (NEW, shape.count("$"), opens, None)
+
+
 class _Reader:
     """Plans for the shapes of one spec, run against one parser's state."""
 
@@ -147,22 +159,24 @@ class _Reader:
     def general(self, start: int, end: int) -> None:
         """The general reader reads lines ``start`` to ``end`` (0-based, end excluded)."""
         parser = self.parser
+        # Its lines numbered as in the spec: after as many blank lines, unless so many that
+        # renumbering the tree costs less (a short block far down a long spec).
+        pad = start <= 64 * (end - start) + 1000
         try:
-            tree = _parse("\n".join(parser.lines[start:end]))
+            text = "\n".join(parser.lines[start:end])
+            tree = _parse("\n" * start + text if pad else text)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise Unsupported("a syntax error") from e
-        ast.increment_lineno(tree, start)
+        if not pad:
+            ast.increment_lineno(tree, start)
         for stmt in tree.body:
             parser.line = stmt.lineno
             parser.statement(stmt)
 
     def plan(self, shape: str, code: str, names: list[str]) -> tuple:
-        """(kind, number of $, brackets opened, plan) for ``shape``, the shape of ``code``,
-        whose plain names are ``names``."""
-        count = len(names)
-        if not shape.strip(" \t\f"):
-            return (BLANK, count, 0, None)
-        opens = sum(shape.count(c) for c in "([{") - sum(shape.count(c) for c in ")]}")
+        """(kind, number of $, brackets opened, plan) for ``shape``, met a second time in
+        ``code``, whose plain names are ``names``."""
+        count, opens = len(names), _first_sight(shape)[2]
         if not shape.isascii():
             return (OTHER, count, opens, None)
         try:

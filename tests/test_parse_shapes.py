@@ -20,7 +20,7 @@ from hypothesis.control import currently_in_test_context
 from test_fuzz_parser import LITERAL_PLACES, NUMBER_TEXT, mutated_example, token_soup
 
 from bench.scale import spec_for
-from symbp import SpecError
+from symbp import SpecError, parse_shapes
 from symbp.ir import Graph, gc_paused
 from symbp.parse import _Parser, parse_text
 from symbp.parse_shapes import FALLBACK, read_by_shapes
@@ -96,6 +96,23 @@ def test_examples(name):
 @pytest.mark.parametrize("family", ["dag", "mlp"])
 def test_benchmark_specs(family):
     check(spec_for(family, 3000), must_read=True)
+
+
+@pytest.mark.parametrize("family", ["dag", "mlp"])
+def test_benchmark_specs_are_read_by_plans(family, monkeypatch):
+    """Only the first line of each shape goes to the general reader (the fast path cannot
+    quietly become the slow one)."""
+    general = []
+    read = parse_shapes._Reader.general
+
+    def counted(reader, start: int, end: int) -> None:
+        general.append(end - start)
+        read(reader, start, end)
+
+    monkeypatch.setattr(parse_shapes._Reader, "general", counted)
+    source = spec_for(family, 3000)
+    assert isinstance(fast(source), Graph)
+    assert sum(general) < 20 < source.count("\n")
 
 
 @pytest.mark.parametrize("head", [
