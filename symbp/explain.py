@@ -123,14 +123,15 @@ def pass_report(program: Program) -> str:
     before and after (nodes no root reaches any more are gone: that is dead-code
     elimination), and how often each rule fired. Differentiation runs between the forward
     pass "stabilize" and the rest."""
-    lines = ["pass        rule sets                                  nodes before -> after"
-             "   rules fired"]
-    for st in program.stats:
+    stats = program.pass_stats()
+    sets = [", ".join(rs.name for rs in st.sets) for st in stats]
+    width = max([len("rule sets"), *map(len, sets)])
+    lines = [f"{'pass':<11} {'rule sets':<{width}} nodes before -> after   rules fired"]
+    for st, names in zip(stats, sets):
         fired = ", ".join(f"{k} x{v}" for k, v in sorted(st.fired.items())) or "-"
-        sets = ", ".join(rs.name for rs in st.sets)
-        lines.append(f"{st.name:<11} {sets:<42} {st.nodes_before:>12} -> {st.nodes_after:<6}"
-                     f"  {fired}")
+        lines.append(f"{st.name:<11} {names:<{width}} {st.nodes_before:>12} -> "
+                     f"{st.nodes_after:<6}  {fired}")
     lines.append("\nrule sets:")
-    docs = {rs.name: rs.doc for st in program.stats for rs in st.sets}
+    docs = {rs.name: rs.doc for st in stats for rs in st.sets}
     lines += [f"  {name:<14} {doc}" for name, doc in docs.items()]
     return "\n".join(lines) + "\n"

@@ -50,6 +50,14 @@ class Program:
     def loss(self) -> Node:
         return self.outputs[self.graph.loss_name]
 
+    def pass_stats(self) -> list[PassStats]:
+        """What each pass did, every node count filled in."""
+        for st in self.stats:
+            if st.nodes_after < 0:  # the last pass's: the program's own count
+                st.nodes_after = len(toposort(list(self.outputs.values())
+                                              + list(self.grads.values())))
+        return self.stats
+
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
     """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
@@ -152,12 +160,12 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = 
 
 def _count_after(stats: list[PassStats], roots: list[Node]) -> None:
     """Each pass's node count after it, where not counted yet: the next pass counted it as
-    its count before; the last pass counts ``roots``. The nodes the passes made are
-    forgotten here: the Program keeps no intermediate graph."""
+    its count before; the last pass's count is the program's, made when asked for
+    (``Program.pass_stats``): a traversal of the whole program a compile does not need. The
+    nodes the passes made are forgotten here: the Program keeps no intermediate graph."""
     for k, st in enumerate(stats):
-        if st.nodes_after < 0:
-            last = k == len(stats) - 1
-            st.nodes_after = len(toposort(roots)) if last else stats[k + 1].nodes_before
+        if st.nodes_after < 0 and k < len(stats) - 1:
+            st.nodes_after = stats[k + 1].nodes_before
         st.born = {}
 
 

@@ -261,7 +261,7 @@ class PassStats:
     name: str
     fired: Counter
     nodes_before: int
-    nodes_after: int = -1  # filled in by the pipeline, which knows the next pass's count
+    nodes_after: int = -1  # filled in by the pipeline (see Program.pass_stats)
     sets: list[RuleSet] = field(default_factory=list)  # the rule sets the pass applied
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
