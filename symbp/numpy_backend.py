@@ -97,7 +97,7 @@ class _Writer:
         self.dtype = dtype
         self.forms: dict = {}  # NumpyPrinter's patterns, shared by the routines
         self.headings: dict[tuple[int, bool], str] = {}
-        self.sources: dict[int, str] = {}
+        self.sources = _plain_sources(self.graph)  # comment_text of spec lines, by line
         self.done: dict[tuple, tuple] = {}  # routines already written, by their roots
 
     def heading(self, line: int, backward: bool) -> str:
@@ -192,6 +192,15 @@ class _Writer:
 _FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST))  # values returned filled
 
 
+def _plain_sources(graph: Graph) -> dict[int, str]:
+    """The statements of the spec as comments, when all of them are plain (printable ASCII,
+    no backslash; checked at once), else none: comment_text of each line, done in bulk."""
+    joined = "".join(graph.statements.values())
+    if joined.isascii() and joined.isprintable() and "\\" not in joined:
+        return {line: text.rstrip() for line, text in graph.statements.items()}
+    return {}
+
+
 def _calls(name: str, body: str) -> bool:
     """Does ``body`` call ``name``? (``name(`` not preceded by a letter, digit or underscore;
     found with str.find, as a regex takes a second on the body of a 1e5-node network.)"""
@@ -283,13 +292,22 @@ def _dict_text(d: dict[str, Shape]) -> str:
 
 
 def _title(graph: Graph) -> str:
-    for line in graph.source.splitlines():
-        line = line.strip()
-        if line.startswith("#"):
-            return doc_text(line.lstrip("#").strip())[:100] or "a symbp network"
-        if line:
-            break
-    return "a symbp network"
+    source = graph.source
+    size = 4096
+    while True:  # the first lines only: splitting all of a 1e5-line spec takes 10 ms
+        lines = source[:size].splitlines()
+        for i, line in enumerate(lines):
+            line = line.strip()
+            if line and i == len(lines) - 1 and size < len(source):
+                break  # maybe cut short: read more
+            if line.startswith("#"):
+                return doc_text(line.lstrip("#").strip())[:100] or "a symbp network"
+            if line:
+                return "a symbp network"
+        else:
+            if size >= len(source):
+                return "a symbp network"
+        size *= 16
 
 
 def fans(shape: Shape) -> tuple[int, int]:
