@@ -443,29 +443,30 @@ def _constant(e: ast.expr) -> bool:
 
 def _resolver(reads: tuple[int | str, ...], values: dict):
     """The function of a line's names giving the nodes its plan reads."""
+    get = values.get
     if len(reads) == 1 and type(reads[0]) is int:
         (a,) = reads
 
         def one(names: list[str], pos: int) -> tuple[Node]:
-            name = names[pos + a]
-            return (values[name][0],) if name in values else _general()
+            x = get(names[pos + a])
+            return _general() if x is None else (x[0],)
 
         return one
     if len(reads) == 2 and type(reads[0]) is int and type(reads[1]) is int:
         a, b = reads
 
         def two(names: list[str], pos: int) -> tuple[Node, Node]:
-            x, y = names[pos + a], names[pos + b]
-            if x not in values or y not in values:
+            x, y = get(names[pos + a]), get(names[pos + b])
+            if x is None or y is None:
                 raise _General
-            return values[x][0], values[y][0]
+            return x[0], y[0]
 
         return two
 
     def resolve(names: list[str], pos: int) -> list[Node]:
-        read = [names[pos + r] if type(r) is int else r for r in reads]
-        if not all(name in values for name in read):
+        bound = [get(names[pos + r] if type(r) is int else r) for r in reads]
+        if None in bound:
             raise _General
-        return [values[name][0] for name in read]
+        return [x[0] for x in bound]
 
     return resolve
