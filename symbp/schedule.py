@@ -124,13 +124,17 @@ def schedule(
         elif named is not None or uses[node] > 1 or node in returned:
             variable = True
         else:
-            d = max(map(depth_of, node.args, repeat(0)), default=0)
+            d = 0
+            for a in node.args:
+                da = depth_of(a, 0)
+                if da > d:
+                    d = da
             variable = d >= max_inline
         if not variable and can_inline is not None:
             variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
         if not variable:
             if d < 0:
-                d = max(map(depth_of, node.args, repeat(0)), default=0)
+                d = max([depth_of(a, 0) for a in node.args], default=0)
             depth[node] = d + 1
             continue
         if named is None:
