@@ -100,20 +100,26 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     # distinct node it is), and whether they all have one shape (the common case)
     kept: list[Node] = []
     pattern: list[object] = []
-    shape = args[0].shape if args else ()
+    shape = None  # the first array's: a scalar constant broadcasts to any shape
     same = True
     for a in args:
-        if a.shape != shape:
-            same = False
-        if a.op is Op.CONST:
+        op = a.op
+        if op is Op.CONST:
             pattern.append((a.attr,))  # a 1-tuple: never equal to an index
-        elif a.op is Op.BROADCAST and a.args[0].op is Op.CONST:  # the same value everywhere
+            continue
+        if shape is None:
+            shape = a.shape
+        elif a.shape != shape:
+            same = False
+        if op is Op.BROADCAST and a.args[0].op is Op.CONST:  # the same value everywhere
             pattern.append((a.args[0].attr,))  # (the result is broadcast to its shape below)
         elif a in kept:
             pattern.append(kept.index(a))
         else:
             pattern.append(len(kept))
             kept.append(a)
+    if shape is None:
+        shape = ()
     if not same:
         shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
     key = (expr, tuple(pattern))
@@ -154,33 +160,42 @@ def canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
     return ex.substitute(e, renumber), used
 
 
+# the operators' expressions, made once (they are asked for once per node built)
+_ADD, _SUB, _MUL, _DIV, _POW = X[0] + X[1], X[0] - X[1], X[0] * X[1], X[0] / X[1], X[0] ** X[1]
+_NEG = -X[0]
+_APPLIED: dict[str, Expr] = {}
+
+
 def add(a: Node, b: Node) -> Node:
-    return elementwise(X[0] + X[1], (a, b), "+")
+    return elementwise(_ADD, (a, b), "+")
 
 
 def sub(a: Node, b: Node) -> Node:
-    return elementwise(X[0] - X[1], (a, b), "-")
+    return elementwise(_SUB, (a, b), "-")
 
 
 def mul(a: Node, b: Node) -> Node:
-    return elementwise(X[0] * X[1], (a, b), "*")
+    return elementwise(_MUL, (a, b), "*")
 
 
 def div(a: Node, b: Node) -> Node:
-    return elementwise(X[0] / X[1], (a, b), "/")
+    return elementwise(_DIV, (a, b), "/")
 
 
 def power(a: Node, b: Node) -> Node:
-    return elementwise(X[0] ** X[1], (a, b), "**")
+    return elementwise(_POW, (a, b), "**")
 
 
 def neg(a: Node) -> Node:
-    return elementwise(-X[0], (a,))
+    return elementwise(_NEG, (a,))
 
 
 def apply(name: str, x: Node) -> Node:
     """A built-in elementwise function by its spec name (``sigmoid``, ``exp``, ...)."""
-    return elementwise(ew.BUILTINS[name](X[0]), (x,), name)
+    e = _APPLIED.get(name)
+    if e is None:
+        e = _APPLIED[name] = ew.BUILTINS[name](X[0])  # (a KeyError for an unknown name)
+    return elementwise(e, (x,), name)
 
 
 # ------------------------------------------------------------------------ reductions
