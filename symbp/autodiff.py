@@ -159,26 +159,26 @@ def backward(
     the forward node whose rule made it (the generated code cites that node's spec line);
     ``adjoints`` receives the whole adjoint of every node visited.
     """
-    wanted = {id(w) for w in wrt}
+    wanted = set(wrt)  # (nodes hash by identity)
     order = toposort([r for r, _ in roots])
     forward = set(order)
     ctx = Context(nodes=forward)  # what the adjoints may reuse: the forward values
-    reaches: set[int] = set()
+    reaches: set[Node] = set()
     for node in order:
-        if id(node) in wanted:
-            reaches.add(id(node))
+        if node in wanted:
+            reaches.add(node)
         else:
             for a in node.args:
-                if id(a) in reaches:
-                    reaches.add(id(node))
+                if a in reaches:
+                    reaches.add(node)
                     break
-    needed = lambda arg: id(arg) in reaches  # noqa: E731
+    needed = reaches.__contains__
     pending: dict[Node, list[Node]] = {}
     for root, seed in roots:
         pending.setdefault(root, []).append(seed)
     adjoint: dict[Node, Node] = {} if adjoints is None else adjoints
     for node in reversed(order):
-        if node not in pending or id(node) not in reaches:
+        if node not in pending or node not in reaches:
             continue
         g = _sum_all(pending.pop(node))
         adjoint[node] = g
@@ -189,14 +189,17 @@ def backward(
         contribs = (_ew_rule(node, g, needed) if node.op is Op.EW
                     else RULES[node.op](node, g))
         for arg, contrib in zip(node.args, contribs):
-            if contrib is None or id(arg) not in reaches:
+            if contrib is None or arg not in reaches:
                 continue
-            contrib = _as_rewritten(contrib, ctx)
-            if origin is not None:  # a part the rule split out is made by this node too
-                for part in contrib.args:
-                    if part not in forward:
-                        origin.setdefault(part, node)
-            contrib = unbroadcast(contrib, arg, node.batched)
+            if contrib.op is Op.EW and rules.may_share(contrib.attr):
+                made = contrib
+                contrib = _as_rewritten(contrib, ctx)
+                if origin is not None and contrib is not made:
+                    for part in contrib.args:  # a part the rules split out: this node's too
+                        if part not in forward:
+                            origin.setdefault(part, node)
+            if contrib.shape != arg.shape or (node.batched and not arg.batched):
+                contrib = unbroadcast(contrib, arg, node.batched)
             if origin is not None:
                 origin.setdefault(contrib, node)
             pending.setdefault(arg, []).append(contrib)
