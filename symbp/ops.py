@@ -93,9 +93,15 @@ _canonical_ew: dict[tuple, tuple[Expr, tuple[int, ...]]] = {}
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     """The node computing ``expr`` (over X[0..]) of ``args``, broadcast, in canonical form.
 
-    Constants (broadcast or not) are folded into the expression, repeated arguments merged,
-    unused ones dropped and the placeholders renumbered, so equal computations are one node.
+    Constants (broadcast or not) are folded into the expression, explicit broadcasts of
+    the other arguments dropped where the result's shape allows (elementwise broadcasting
+    does them), repeated arguments merged, unused ones dropped and the placeholders
+    renumbered, so equal computations are one node.
     """
+    for a in args:
+        if a.op is Op.BROADCAST or a.op is Op.RESHAPE:
+            args = _implicit_broadcasts(args)
+            break
     # one pass over the arguments: what each is (a constant's value, or the index of the
     # distinct node it is), and whether they all have one shape (the common case)
     kept: list[Node] = []
@@ -147,6 +153,33 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     if node.shape != shape:
         node = broadcast(node, shape)
     return node
+
+
+def _implicit_broadcasts(args: Sequence[Node]) -> list[Node]:
+    """``args`` without explicit broadcasts, nor reshapes that only add leading size-1 axes,
+    where the elementwise result keeps its shape: elementwise broadcasting does both."""
+    args = list(args)
+    full = broadcast_shapes(*(a.shape for a in args))
+    for i in range(len(args)):
+        while True:
+            a = args[i]
+            if a.op is Op.BROADCAST:
+                if a.args[0].op is Op.CONST:
+                    break  # a constant: folded into the expression as one
+            elif a.op is not Op.RESHAPE or (
+                    _leading_ones(a.shape) != _leading_ones(a.args[0].shape)):
+                break
+            trial = args[:i] + [a.args[0]] + args[i + 1:]
+            if broadcast_shapes(*(t.shape for t in trial)) != full:
+                break
+            args = trial
+    return args
+
+
+def _leading_ones(shape: Shape) -> Shape:
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:

@@ -276,7 +276,9 @@ def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
         if len(set(args)) == len(args):
             batched = False
             for a, b in zip(args, node.args):
-                if a.op is Op.CONST or a.shape != b.shape:
+                op = a.op
+                if (op is Op.CONST or op is Op.BROADCAST or op is Op.RESHAPE
+                        or a.shape != b.shape):
                     break
                 batched = batched or a.batched
             else:  # still canonical: no checks

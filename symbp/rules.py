@@ -1,15 +1,16 @@
 """The rule sets, as data: every rewrite symbp makes after parsing, by name.
 
 The constructors of ``symbp.ops`` and ``symbp.expr`` already apply the identities every
-build gets (numbers fold, x * 1 = x, (xᵀ)ᵀ = x, transposes fold into contractions, a
-reshape to the same shape is no reshape), so a rule never sees those forms. The sets here
+build gets (numbers fold, x * 1 = x, x + x = 2 x, x x = x², (xᵀ)ᵀ = x, transposes fold
+into contractions, a reshape to the same shape is no reshape, no explicit broadcast feeds
+an elementwise node), so a rule never sees those forms: a rewrite rebuilds every node
+above the one it changes, and what the constructors do costs nothing later. The sets here
 are what ``symbp.pipeline`` runs, in its order:
 
 - ``stabilize`` (before differentiation): the saturating functions' logs in stable form.
-- ``canonicalize``: one form for one computation (no explicit broadcast feeding an
-  elementwise node, sums of sums merged).
+- ``canonicalize``: one form for one computation (sums of sums merged).
 - ``constant_fold``: operations whose input is one constant value everywhere.
-- ``simplify``: algebra (x + x = 2 x, x x = x², sums of broadcasts, batch sums of scaled
+- ``simplify``: algebra (exp(a) exp(b) = exp(a + b), sums of broadcasts, batch sums of scaled
   values).
 - ``cse``: a transcendental subexpression computed twice in one expression gets its own
   node (structural CSE of equal nodes is free: nodes are hash-consed).
@@ -115,28 +116,6 @@ STABILIZE = RuleSet("stabilize", [
 # ---------------------------------------------------------------- canonicalize
 
 
-def _leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
-    while shape and shape[0] == 1:
-        shape = shape[1:]
-    return shape
-
-
-def drop_broadcast(node: Node, ctx: Context) -> Node | None:
-    """An elementwise argument need not be broadcast, nor given leading size-1 axes,
-    explicitly: elementwise broadcasting does both."""
-    for i, arg in enumerate(node.args):
-        if arg.op is not Op.BROADCAST and arg.op is not Op.RESHAPE:
-            continue  # (most arguments: this runs on every elementwise node)
-        padding = arg.op is Op.RESHAPE and (
-            _leading_ones(arg.shape) == _leading_ones(arg.args[0].shape))
-        if arg.op is Op.BROADCAST or padding:
-            args = list(node.args)
-            args[i] = arg.args[0]
-            if ops.broadcast_shapes(*(a.shape for a in args)) == node.shape:
-                return ops.elementwise(node.attr, args)
-    return None
-
-
 def sum_of_sum(node: Node, ctx: Context) -> Node | None:
     """sum(sum(x, a), b) is one sum over both sets of axes."""
     inner = node.args[0]
@@ -148,7 +127,6 @@ def sum_of_sum(node: Node, ctx: Context) -> Node | None:
 
 
 CANONICALIZE = RuleSet("canonicalize", [
-    Rule("drop_broadcast", EW, drop_broadcast),
     Rule("sum_of_sum", (Op.SUM,), sum_of_sum),
 ], doc="one form for one computation")
 
@@ -378,7 +356,6 @@ def _read_once(e: Expr) -> tuple[int, ...]:
 
 FUSE = RuleSet("fuse", [
     Rule("fuse_elementwise", EW, fuse_elementwise, applies=lambda e: bool(_read_once(e))),
-    Rule("drop_broadcast", EW, drop_broadcast),
 ], doc="elementwise chains into one expression: one loop in C")
 
 ALL = [STABILIZE, CANONICALIZE, CONSTANT_FOLD, SIMPLIFY, CSE, SPECIALIZE, FUSE]

@@ -41,6 +41,18 @@ def test_constants_fold_into_expressions():
     assert zero.args[0].op is Op.CONST and zero.args[0].attr == 0
 
 
+def test_no_explicit_broadcast_feeds_an_elementwise_node():
+    """Elementwise broadcasting does what a broadcast or a reshape adding leading size-1
+    axes would: the constructor drops them, where the result keeps its shape."""
+    z, w = ops.input_node("z", (2, 3)), ops.param_node("w", (3,))
+    assert ops.mul(z, ops.broadcast(w, (2, 3))) is ops.mul(z, w)
+    assert ops.mul(z, ops.reshape(w, (1, 3))) is ops.mul(z, w)
+    wide = ops.mul(w, ops.broadcast(w, (2, 3)))  # the broadcast makes the shape: kept
+    assert wide.shape == (2, 3) and [a.op for a in wide.args] == [Op.PARAM, Op.BROADCAST]
+    assert ops.elementwise(X[0] * X[1], [z, ops.broadcast(ops.reshape(w, (1, 3)), (2, 3))]) \
+        is ops.mul(z, w)  # both layers go
+
+
 def test_negation_of_negation_fuses_away():
     x = ops.input_node("x", (2,))
     twice = ops.neg(ops.neg(x))

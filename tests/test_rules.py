@@ -114,12 +114,6 @@ def case_stabilize_log():
         ops.elementwise(-f("softplus", -x0), [z])
 
 
-def case_drop_broadcast():
-    z, w = _z((2, 3)), ops.param_node("w", (3,))
-    explicit = Node(Op.EW, (z, ops.broadcast(w, (2, 3))), x0 * x1, (2, 3), True)
-    return rules.CANONICALIZE, explicit, ops.mul(z, w)
-
-
 def case_sum_of_sum():
     z = _z((2, 3, 4))
     return rules.CANONICALIZE, ops.reduce_sum(ops.reduce_sum(z, 1), 1), \
@@ -166,7 +160,6 @@ def case_fuse_elementwise():
 RULE_CASES = {
     "log_sum_exp": case_log_sum_exp,
     "stabilize_log": case_stabilize_log,
-    "drop_broadcast": case_drop_broadcast,
     "sum_of_sum": case_sum_of_sum,
     "fold_uniform": case_fold_uniform,
     "sum_of_broadcast": case_sum_of_broadcast,
