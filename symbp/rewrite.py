@@ -336,6 +336,7 @@ class _Rewriter:
         changed: dict[Node, Node] = {}
         # the nodes no rule of the pass can match are normal as they are
         idle = {op for op in Op if not self.p.by_op.get(op)}
+        ew_rules = self.p.ew_rules  # for an elementwise node: those its expression allows
         for old in self.order:
             args = old.args
             if args:
@@ -343,7 +344,8 @@ class _Rewriter:
                 new = old if new_args == args else self._rebuild(old, new_args)
             else:
                 new = old
-            if new not in normal and new.op not in idle:
+            if new not in normal and (ew_rules(new.attr) if new.op is Op.EW
+                                      else new.op not in idle):
                 self.current = old
                 new = self.normalize(new)
             if new is not old:
