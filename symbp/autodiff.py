@@ -22,6 +22,8 @@ from .expr import X
 from .ir import Contraction, Graph, Node, Op, toposort
 from .rewrite import Context
 
+X0 = X[0]
+
 
 def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
     """Sum ``g`` (an adjoint for a value of ``from_batched`` examples) to ``target``'s shape."""
@@ -52,30 +54,49 @@ def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
     # operands are then distinct non-constants, and the node is built from the canonical
     # form cached with the expression, without elementwise() sorting the operands out
     direct = (g.op is not Op.CONST and g.op is not Op.BROADCAST and g.shape == shape
-              and g is not node and g not in args and all(a.shape == shape for a in args))
+              and g is not node and g not in args)
+    if direct:
+        for a in args:
+            if a.shape != shape:
+                direct = False
+                break
+    forms = _adjoint_exprs.get((node.attr, n))
+    if forms is None:
+        forms = ex.remember(_adjoint_exprs, (node.attr, n), [None] * n)
     out: list[Node | None] = []
     for i in range(n):
         if needed is not None and not needed(args[i]):
             out.append(None)
             continue
-        key = (node.attr, n, i)
-        form = _adjoint_exprs.get(key)
+        form = forms[i]
         if form is None:  # g * d/dx_i over (g, x_0.., y): a graph repeats a few of these
-            d = ew.derivative(node.attr, n, i)
-            shifted = {X[j]: X[j + 1] for j in range(n + 1)}
-            adjoint = X[0] * ex.replace(d, shifted) if d is not ex.ZERO else d
-            form = ex.remember(_adjoint_exprs, key,
-                               (adjoint, *ops.canonical_form(adjoint, list(range(n + 2)))))
+            form = forms[i] = _adjoint_form(node.attr, n, i)
         adjoint, e, used = form
         if adjoint is ex.ZERO:
             out.append(None)
         elif direct and used and not e.bad:
-            kept = tuple(operands[j] for j in used)
-            out.append(kept[0] if e is X[0] else Node(
-                Op.EW, kept, e, shape, any(a.batched for a in kept)))
+            if e is X0:
+                out.append(operands[used[0]])
+                continue
+            kept = tuple([operands[j] for j in used])
+            batched = False
+            for a in kept:
+                if a.batched:
+                    batched = True
+                    break
+            out.append(Node(Op.EW, kept, e, shape, batched))
         else:
             out.append(ops.elementwise(adjoint, operands))
     return out
+
+
+def _adjoint_form(attr: ex.Expr, n: int, i: int) -> tuple[ex.Expr, ex.Expr, tuple[int, ...]]:
+    """The adjoint's expression for argument i over (g, x_0.., y), its canonical form over
+    distinct operands, and the operands that form reads."""
+    d = ew.derivative(attr, n, i)
+    shifted = {X[j]: X[j + 1] for j in range(n + 1)}
+    adjoint = X0 * ex.replace(d, shifted) if d is not ex.ZERO else d
+    return (adjoint, *ops.canonical_form(adjoint, list(range(n + 2))))
 
 
 def _as_rewritten(node: Node, forward: Context) -> Node:
@@ -95,9 +116,8 @@ def _as_rewritten(node: Node, forward: Context) -> Node:
     return node
 
 
-# (expression, arity, argument) -> (the adjoint's expression over (g, x_0.., y), its
-# canonical form over distinct operands, the operands that form reads)
-_adjoint_exprs: dict[tuple, tuple[ex.Expr, ex.Expr, tuple[int, ...]]] = {}
+# (expression, arity) -> per argument, its _adjoint_form once asked for
+_adjoint_exprs: dict[tuple, list] = {}
 
 
 def _dot_rule(node: Node, g: Node) -> list[Node | None]:
