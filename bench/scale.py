@@ -6,11 +6,11 @@
 Each spec is compiled to the NumPy backend (no C compiler) in a fresh child process, as
 ``symbp.generate`` does, and the time of each stage is reported: parse, differentiate
 (grad, with the forward stabilize pass), the rewrite passes after it (the NumPy backend's
-programs skip the fuse pass, which makes the C backend's loops), and code generation. The size is the number
-of IR nodes of the forward graph as parsed. Times are CPU times of the child process (the
-machine is shared: other processes inflate wall time, which is reported as well). The
-scaling exponent between two sizes is log(t2 / t1) / log(n2 / n1) of the whole pipeline's
-CPU time: 1 is linear.
+programs skip the fuse pass, which makes the C backend's loops), and code generation. The
+size is the number of IR nodes of the forward graph as parsed. Times are CPU times of the
+child process (the machine is shared: other processes inflate wall time, which is reported
+as well). The scaling exponent between two sizes is log(t2 / t1) / log(n2 / n1) of the
+whole pipeline's CPU time: 1 is linear.
 
 Targets (issue #4): the whole pipeline under 5 s for a 1e5-node graph, exponent at most
 1.15 from 1e4 to 1e5, and a 10-layer MLP compiled to NumPy in under 0.2 s.
