@@ -61,10 +61,25 @@ class Program:
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
     """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
-    first key to land on a node wins."""
+    first key (in the table's order) to land on a node wins. The result's order is not
+    the table's: nothing reads these tables in order."""
     if mapping.keys().isdisjoint(table):
         return table
-    out: dict[Node, object] = {}
+    moved = [k for k in mapping if k in table]
+    if len(moved) < len(table) // 8:  # a few keys move: the others stay where they are
+        out = dict(table)
+        for k in moved:
+            del out[k]
+        landed: dict[Node, object] = {}
+        for k in moved:
+            new = mapping[k]
+            if new in out or new in landed:  # two keys land on one node: the table's
+                break  # order decides which wins, below
+            landed[new] = table[k]
+        else:
+            out.update(landed)
+            return out
+    out = {}
     for node, value in table.items():
         out.setdefault(mapping.get(node, node), value)
     return out
