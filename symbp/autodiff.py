@@ -23,6 +23,8 @@ from .ir import Contraction, Graph, Node, Op, toposort
 from .rewrite import Context
 
 X0 = X[0]
+# operands elementwise() would fold or unwrap: the direct paths below leave them to it
+_NOT_PLAIN = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))
 
 
 def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
@@ -53,11 +55,10 @@ def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
     # the usual case: g an array of the node's shape, every argument of that shape too; the
     # operands are then distinct non-constants, and the node is built from the canonical
     # form cached with the expression, without elementwise() sorting the operands out
-    direct = (g.op is not Op.CONST and g.op is not Op.BROADCAST and g.shape == shape
-              and g is not node and g not in args)
+    direct = (g.op not in _NOT_PLAIN and g.shape == shape and g is not node and g not in args)
     if direct:
         for a in args:
-            if a.shape != shape:
+            if a.shape != shape or a.op in _NOT_PLAIN:
                 direct = False
                 break
     forms = _adjoint_exprs.get((node.attr, n))
@@ -232,6 +233,17 @@ SUM_TERMS = 8  # terms per node of an adjoint's sum: a node with 2,000 children 
 def _sum_all(terms: list[Node]) -> Node:
     """The adjoint of a node with several children: the sum of their contributions, one
     node per SUM_TERMS terms (its expression x0 + x1 + ... is made once per count)."""
+    if len(terms) == 1:
+        return terms[0]
+    if len(terms) <= SUM_TERMS:  # the usual case: distinct arrays of one shape, summed as is
+        shape, batched = terms[0].shape, False
+        for t in terms:
+            if t.shape != shape or t.op in _NOT_PLAIN:
+                break
+            batched = batched or t.batched
+        else:
+            if len(set(terms)) == len(terms):
+                return Node(Op.EW, tuple(terms), _sum_expr(len(terms)), shape, batched)
     while len(terms) > 1:
         terms = [ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]
                  for part in (terms[i:i + SUM_TERMS] for i in range(0, len(terms), SUM_TERMS))]

@@ -233,3 +233,25 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
     for name, value in params.items():
         np.testing.assert_allclose(stepped[name], value - 0.1 * grads_n[name], rtol=1e-12,
                                    atol=1e-12 * (1 + np.max(np.abs(value))))
+
+
+@settings(max_examples=scale(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=specs())
+def test_grads_shortcuts_build_the_canonical_nodes(text):
+    """grad builds plain adjoints (operands all arrays of one shape) as nodes directly
+    rather than through elementwise(); with the shortcut off everywhere, every gradient
+    must be the very same node (nodes are hash-consed: a shortcut that skipped a
+    canonicalization would give another one)."""
+    from symbp import autodiff
+    from symbp.ir import Op
+
+    graph = symbp.parse_text(text)
+    fast = autodiff.grad(graph)
+    plain = autodiff._NOT_PLAIN
+    try:
+        autodiff._NOT_PLAIN = frozenset(Op)  # no operand is plain: elementwise() every time
+        slow = autodiff.grad(graph)
+    finally:
+        autodiff._NOT_PLAIN = plain
+    note(text)
+    assert all(fast[k] is slow[k] for k in fast)
