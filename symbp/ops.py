@@ -347,19 +347,27 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
         b = b.args[0]
     if (a.ndim == 0 or b.ndim == 0) and not (c.sum_batch and a.batched and b.batched):
         return _scale(a, b, c)
+    shape, c, batched = _contracted(c, a.shape, b.shape, a.batched or b.batched)
+    return Node(Op.DOT, (a, b), c, shape, batched)
+
+
+@functools.lru_cache(maxsize=4096)
+def _contracted(c: Contraction, sa: Shape, sb: Shape, either_batched: bool
+                ) -> tuple[Shape, Contraction, bool]:
+    """The output shape, the canonical contraction and whether the product is batched, for
+    operands of shapes ``sa`` and ``sb`` (cached: a network has a handful of products)."""
     sizes: dict[str, int] = {}
-    for letters, node in ((c.a, a), (c.b, b)):
-        assert len(letters) == node.ndim, (letters, node.shape)
-        for ch, d in zip(letters, node.shape):
+    for letters, shape in ((c.a, sa), (c.b, sb)):
+        assert len(letters) == len(shape), (letters, shape)
+        for ch, d in zip(letters, shape):
             if sizes.setdefault(ch, d) != d:
                 raise GraphError(f"contraction {c}: axis sizes {sizes[ch]} and {d} differ")
     if not set(c.out) <= set(sizes) or len(set(c.out)) != len(c.out):
         raise GraphError(f"contraction {c}: bad output letters")
     shape = tuple(sizes[ch] for ch in c.out)
-    sum_batch = c.sum_batch and (a.batched or b.batched)
-    c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
-    batched = (a.batched or b.batched) and not sum_batch
-    return Node(Op.DOT, (a, b), c, shape, batched)
+    sum_batch = c.sum_batch and either_batched
+    return shape, _canonical(Contraction(c.a, c.b, c.out, sum_batch)), (
+        either_batched and not sum_batch)
 
 
 def _scale(a: Node, b: Node, c: Contraction) -> Node:
