@@ -70,9 +70,18 @@ def batch_size() -> Node:
 
 
 def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
-    first = shapes[0] if shapes else ()
-    if all(s == first for s in shapes):
-        return first
+    first = None  # the common shape of the non-scalars, if they have one
+    for s in shapes:
+        if s:
+            if first is None:
+                first = s
+            elif s != first:
+                return _broadcast(shapes, what)
+    return () if first is None else first
+
+
+@functools.lru_cache(maxsize=4096)
+def _broadcast(shapes: tuple[Shape, ...], what: str) -> Shape:
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):
