@@ -106,13 +106,20 @@ def _forget(entry: _Entry) -> None:
 
 
 _NODES: dict[tuple, _Entry] = {}  # (op, args, attr, shape, batched, dtype) -> weak entry
-_set = object.__setattr__
 
 
-class Node:
-    """An immutable tensor expression; see the module docstring."""
+class _Fields:
+    """A node's fields, writable: ``Node.__new__`` fills them in and then makes the object
+    a Node (plain attribute stores are several times cheaper than ``object.__setattr__``,
+    and this runs a million times per large compile)."""
 
     __slots__ = ("op", "args", "attr", "shape", "batched", "dtype", "__weakref__")
+
+
+class Node(_Fields):
+    """An immutable tensor expression; see the module docstring."""
+
+    __slots__ = ()
 
     op: Op
     args: tuple[Node, ...]
@@ -138,13 +145,14 @@ class Node:
             node = entry()
             if node is not None:
                 return node
-        node = object.__new__(cls)
-        _set(node, "op", op)
-        _set(node, "args", args)
-        _set(node, "attr", attr)
-        _set(node, "shape", shape)
-        _set(node, "batched", batched)
-        _set(node, "dtype", dtype)
+        node = object.__new__(_Fields)
+        node.op = op
+        node.args = args
+        node.attr = attr
+        node.shape = shape
+        node.batched = batched
+        node.dtype = dtype
+        node.__class__ = cls  # from here on, immutable
         entry = _Entry(node, _forget)
         entry.key = key
         _NODES[key] = entry
