@@ -339,7 +339,7 @@ class _Rewriter:
         ew_rules = self.p.ew_rules  # for an elementwise node: those its expression allows
         for old in self.order:
             args = old.args
-            if args:
+            if args and changed:  # (while nothing has changed, every argument is as it was)
                 new_args = tuple([mapping[a] for a in args])
                 new = old if new_args == args else self._rebuild(old, new_args)
             else:
