@@ -63,7 +63,7 @@ def spec_for(family: str, nodes: int) -> str:
     """A spec of about ``nodes`` forward nodes (the measured count is reported)."""
     if family == "mlp":
         return deep_mlp(max(1, nodes // 5))  # W, b, W @ a, + b, sigmoid: five per layer
-    return random_dag(max(1, int(nodes / 0.88)))  # 0.88 nodes per equation, measured
+    return random_dag(max(1, round(nodes / 1.09)))  # 1.09 nodes per equation, measured
 
 
 def child(path: str) -> None:
