@@ -19,6 +19,7 @@ import math
 import sys
 import threading
 import weakref
+from _weakref import _remove_dead_weakref
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -48,8 +49,7 @@ class _Entry(weakref.ref):
 
 
 def _forget(entry: _Entry) -> None:
-    if _TABLE.get(entry.key) is entry:
-        del _TABLE[entry.key]
+    _remove_dead_weakref(_TABLE, entry.key)  # only if dead, in one step (see ir._forget)
 
 
 # (op, args, value) -> entry; a plain dict of weak references rather than a

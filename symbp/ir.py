@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import gc
 import weakref
+from _weakref import _remove_dead_weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
@@ -42,9 +43,12 @@ def gc_paused(fn: Callable) -> Callable:
             # what was made meanwhile is all in the youngest generation, and the first
             # allocation after enable() would scan it in one go (0.3-0.6 s at 1e5 nodes):
             # freeze() and unfreeze() move every object to the oldest generation instead,
-            # in constant time, where only the collector's rare full collections look
-            gc.freeze()
-            gc.unfreeze()
+            # in constant time, where only the collector's rare full collections look. (So
+            # do the caller's young objects. A process that froze objects itself, to share
+            # them with forked workers, keeps them frozen: it is left alone.)
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
     return wrapper
@@ -107,8 +111,9 @@ class _Entry(weakref.ref):
 
 
 def _forget(entry: _Entry) -> None:
-    if _NODES.get(entry.key) is entry:
-        del _NODES[entry.key]
+    # removes the key only if its entry is dead, in one step (a thread may have put a live
+    # entry there meanwhile); WeakValueDictionary relies on the same function
+    _remove_dead_weakref(_NODES, entry.key)
 
 
 _NODES: dict[tuple, _Entry] = {}  # (op, args, attr, shape, batched, dtype) -> weak entry
@@ -253,25 +258,9 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
     return order
 
 
-def use_counts(roots: Iterable[Node], order: list[Node] | None = None) -> dict[Node, int]:
-    """How many times each node reachable from ``roots`` is an argument (roots count once);
-    ``order`` is their toposort, if the caller has it."""
-    if order is None:
-        return order_and_uses(roots)[1]
-    roots = list(roots)
-    counts: dict[Node, int] = {}
-    for node in order:
-        counts.setdefault(node, 0)
-        for arg in node.args:
-            counts[arg] = counts.get(arg, 0) + 1
-    for root in roots:
-        counts[root] += 1
-    return counts
-
-
 def order_and_uses(roots: Iterable[Node]) -> tuple[list[Node], dict[Node, int]]:
-    """``toposort(roots)`` and ``use_counts(roots)`` in one traversal: every argument edge
-    is followed exactly once, so counting them there is the use count."""
+    """``toposort(roots)``, and how many times each of those nodes is an argument (roots
+    count once more), in one traversal: every argument edge is followed exactly once."""
     order: list[Node] = []
     counts: dict[Node, int] = {}
     get = counts.get

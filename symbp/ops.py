@@ -107,9 +107,10 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     does them), repeated arguments merged, unused ones dropped and the placeholders
     renumbered, so equal computations are one node.
     """
+    args = tuple(args)  # (the same object when it is one)
     for a in args:
         if a.op is Op.BROADCAST or a.op is Op.RESHAPE:
-            args = _implicit_broadcasts(args)
+            args = _implicit_broadcasts(args, what or "elementwise operation")
             break
     # one pass over the arguments: what each is (a constant's value, or the index of the
     # distinct node it is), and whether they all have one shape (the common case)
@@ -164,11 +165,11 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     return node
 
 
-def _implicit_broadcasts(args: Sequence[Node]) -> list[Node]:
+def _implicit_broadcasts(args: Sequence[Node], what: str) -> list[Node]:
     """``args`` without explicit broadcasts, nor reshapes that only add leading size-1 axes,
     where the elementwise result keeps its shape: elementwise broadcasting does both."""
     args = list(args)
-    full = broadcast_shapes(*(a.shape for a in args))
+    full = broadcast_shapes(*(a.shape for a in args), what=what)
     for i in range(len(args)):
         while True:
             a = args[i]

@@ -15,8 +15,10 @@ Two kinds of rule, both plain data:
 ``run_pass`` applies a ``Pass`` (one or more rule sets) to a graph in one bottom-up
 traversal, linear in the graph's size: each node is rebuilt on its rewritten arguments and
 then rewritten until no rule fires; nodes a rule creates are normalized the same way before
-their parent sees them. It returns the map from old to new nodes, so that names and spec
-lines follow the values they label, and how often each rule fired.
+their parent sees them. It returns the map from old to new nodes of the nodes it changed,
+so that names and spec lines follow the values they label, and how often each rule fired.
+A rule that can only fire on some expressions says so (``Rule.applies``): a node whose
+expression no rule of the pass allows costs one lookup.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class Context:
 
     uses: dict[Node, int] = field(default_factory=dict)
     keep: set[Node] = field(default_factory=set)  # named nodes (nodes hash by identity)
-    nodes: set[Node] = field(default_factory=set)  # the input graph's nodes and their images
+    nodes: set[Node] = field(default_factory=set)  # the nodes of the input graph
+    made: set[Node] = field(default_factory=set)  # what the pass has turned them into so far
     fired: Counter = field(default_factory=Counter)  # rule name -> times fired
 
     def single_use(self, node: Node) -> bool:
@@ -266,6 +269,9 @@ class PassStats:
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
 
+_FOLDED = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))  # arguments elementwise() unwraps
+
+
 def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
     """The node ``node`` would be with ``args``, through the canonicalizing constructors."""
     args = tuple(args)
@@ -276,9 +282,7 @@ def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
         if len(set(args)) == len(args):
             batched = False
             for a, b in zip(args, node.args):
-                op = a.op
-                if (op is Op.CONST or op is Op.BROADCAST or op is Op.RESHAPE
-                        or a.shape != b.shape):
+                if a.op in _FOLDED or a.shape != b.shape:
                     break
                 batched = batched or a.batched
             else:  # still canonical: no checks
@@ -332,7 +336,7 @@ class _Rewriter:
 
     def run(self) -> tuple[dict[Node, Node], PassStats]:
         mapping, uses, keep, normal = self.mapping, self.ctx.uses, self.keep, self.normal
-        nodes = self.ctx.nodes
+        made = self.ctx.made
         changed: dict[Node, Node] = {}
         # the nodes no rule of the pass can match are normal as they are
         idle = {op for op in Op if not self.p.by_op.get(op)}
@@ -352,7 +356,7 @@ class _Rewriter:
                 uses[new] = uses.get(new, 0) + uses.get(old, 0)
                 if old in keep:
                     keep.add(new)
-                nodes.add(new)  # a value of the graph from here on, for rules to reuse
+                made.add(new)  # a value of the graph from here on, for rules to reuse
                 changed[old] = new
             mapping[old] = new
         stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
@@ -367,7 +371,8 @@ class _Rewriter:
         for _ in range(MAX_REWRITES_PER_NODE):
             if node in self.normal:
                 return node
-            for rule in self.p.ew_rules(node.attr) if node.op is Op.EW else by_op.get(node.op, ()):
+            rules = self.p.ew_rules(node.attr) if node.op is Op.EW else by_op.get(node.op, ())
+            for rule in rules:
                 try:
                     out = rule.fn(node, ctx)
                     if out is not None and out is not node and depth < 50:

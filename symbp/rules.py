@@ -5,7 +5,8 @@ build gets (numbers fold, x * 1 = x, x + x = 2 x, x x = x², (xᵀ)ᵀ = x, tran
 into contractions, a reshape to the same shape is no reshape, no explicit broadcast feeds
 an elementwise node), so a rule never sees those forms: a rewrite rebuilds every node
 above the one it changes, and what the constructors do costs nothing later. The sets here
-are what ``symbp.pipeline`` runs, in its order:
+are what ``symbp.pipeline`` runs (canonicalize to cse both before and after
+differentiation; ``grad`` itself builds its adjoints in the cse and specialize form):
 
 - ``stabilize`` (before differentiation): the saturating functions' logs in stable form.
 - ``canonicalize``: one form for one computation (sums of sums merged).
@@ -236,13 +237,15 @@ def shared_subexpression(node: Node, ctx: Context) -> Node | None:
 
 
 _REPEATED: dict[Expr, Expr | None] = {}  # expression -> its largest repeated costly part
+_UNKNOWN = object()
 
 
 def _repeated_part(e: Expr) -> Expr | None:
     """The largest costly subexpression ``e`` computes more than once, if any (cached:
     graphs repeat a few expressions many times)."""
-    if e in _REPEATED:
-        return _REPEATED[e]
+    part = _REPEATED.get(e, _UNKNOWN)
+    if part is not _UNKNOWN:
+        return part
     seen: dict[Expr, int] = {}
     for t in _subtrees(e):
         if t.op in EXPENSIVE and t.args_used:
@@ -279,7 +282,7 @@ def reuse_value(node: Node, ctx: Context) -> Node | None:
                      any(a.batched for a in inner)) is None:
             continue  # no node anywhere computes it (the test that is true of most parts)
         candidate = ops.elementwise(t, args)
-        if candidate in ctx.nodes and candidate is not node:
+        if (candidate in ctx.nodes or candidate in ctx.made) and candidate is not node:
             n = len(node.args)
             return ops.elementwise(ex.replace(node.attr, {t: X[n]}),
                                    list(node.args) + [candidate])

@@ -153,7 +153,8 @@ def schedule(
 
 def _order_and_uses(roots: list[Node]) -> tuple[list[Node], list[Node], dict[Node, int]]:
     """``toposort(roots)`` split into the operations and the leaves (the nodes without
-    arguments), each in that order, and ``use_counts(roots)``, in one traversal."""
+    arguments), each in that order, and the use counts of ``ir.order_and_uses(roots)``,
+    in one traversal."""
     inner: list[Node] = []
     leaves: list[Node] = []
     uses: dict[Node, int] = {}

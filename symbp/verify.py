@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from . import ops
 from .expr import Expr
 from .ir import Contraction, Node, Op, toposort
 from .ops import broadcast_shapes
@@ -56,6 +57,8 @@ def _ew(n: Node):
         return "shape is not the broadcast of the arguments' shapes"
     if n.batched != any(a.batched for a in n.args):
         return "batched iff an argument is"
+    if ops.elementwise(n.attr, n.args) is not n:  # the shortcuts that build nodes directly
+        return "not the canonical node the constructor builds for this expression"
     return None
 
 

@@ -89,6 +89,9 @@ def test_shape_errors_quote_both_shapes():
          "permutation"),
         (Node(Op.CONST, (), Expr("undefined", (), "infinite or undefined"), (), False),
          "finite"),
+        (Node(Op.EW, (ops.input_node("z", (2, 3)), ops.broadcast(ops.param_node("w", (3,)),
+                                                                 (2, 3))),
+              X[0] * X[1], (2, 3), True), "canonical"),  # a broadcast the constructor drops
     ],
 )
 def test_verifier_rejects_malformed_nodes(bad, message):
@@ -173,3 +176,20 @@ def test_rule_batch_sum_pulls_out_constant_factors():
     out, stats = _run(rewrite.Pass("simplify", [rules.SIMPLIFY]), node)
     assert stats.fired["batch_sum_scale"] == 1
     assert out.op is Op.EW and ops.batch_sum(d) in out.args and w in out.args
+
+
+def test_a_compile_leaves_the_callers_frozen_objects_frozen():
+    """The compiler moves the objects it made to the collector's oldest generation with
+    gc.freeze() and unfreeze(); a process that froze objects itself (to share them with
+    forked workers) must find them still frozen."""
+    import gc
+
+    import symbp
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        symbp.parse_text("x: Input\nw: Param = 0.5\nC: Loss = (w * x) ** 2\n")
+        assert frozen > 0 and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
