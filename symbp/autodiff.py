@@ -8,6 +8,12 @@ undoes broadcasting, the batch axis included.
 
 An adjoint may be unbatched while its node is batched: it then stands for the same value
 sent to every example (the seed 1/n is one). Summing it over the batch multiplies by n.
+
+The adjoints are built in the form the rewrite passes after differentiation would give
+them: a costly part an adjoint computes twice gets a node of its own (the cse rule), and
+a part the forward graph computes is read from there (the specialize rule). Nodes are
+immutable, so a pass that did it later would rebuild every node above each one it changed.
+The contributions to one node are summed SUM_TERMS at a time, as one node each.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The pipeline: every pass by name, in order, from a parsed network to an optimized program.
 
-    stabilize (forward) -> grad -> simplify (with cse and specialize) -> fuse
+    stabilize (the forward graph: stabilize, canonicalize, constant_fold, simplify, cse)
+    -> grad -> simplify (canonicalize, constant_fold, simplify, cse, specialize)
+    -> fuse (for the C backend: ``optimize(fuse=False)`` leaves it out)
 
 Each pass is one traversal applying one or more rule sets of ``symbp.rules``. Every
 traversal rebuilds the nodes above any node it rewrites (nodes are immutable), so the
@@ -44,7 +46,8 @@ class Program:
     names: dict[Node, str]  # user names, and "d<name>" for adjoints of named values
     lines: dict[Node, int]  # spec line each node comes from
     backward: set[Node] = field(default_factory=set)  # nodes made by grad
-    stats: list[PassStats] = field(default_factory=list)
+    stats: list[PassStats] = field(default_factory=list)  # the last one's nodes_after is
+    # counted when asked for, by pass_stats()
 
     @property
     def loss(self) -> Node:
