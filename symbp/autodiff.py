@@ -29,8 +29,6 @@ from .ir import Contraction, Graph, Node, Op, toposort
 from .rewrite import Context
 
 X0 = X[0]
-# operands elementwise() would fold or unwrap: the direct paths below leave them to it
-_NOT_PLAIN = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))
 
 
 def unbroadcast(g: Node, target: Node, from_batched: bool) -> Node:
@@ -61,10 +59,11 @@ def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
     # the usual case: g an array of the node's shape, every argument of that shape too; the
     # operands are then distinct non-constants, and the node is built from the canonical
     # form cached with the expression, without elementwise() sorting the operands out
-    direct = (g.op not in _NOT_PLAIN and g.shape == shape and g is not node and g not in args)
+    unwrapped = ops.UNWRAPPED  # operands the direct path leaves to elementwise()
+    direct = (g.op not in unwrapped and g.shape == shape and g is not node and g not in args)
     if direct:
         for a in args:
-            if a.shape != shape or a.op in _NOT_PLAIN:
+            if a.shape != shape or a.op in unwrapped:
                 direct = False
                 break
     forms = _adjoint_exprs.get((node.attr, n))
@@ -244,7 +243,7 @@ def _sum_all(terms: list[Node]) -> Node:
     if len(terms) <= SUM_TERMS:  # the usual case: distinct arrays of one shape, summed as is
         shape, batched = terms[0].shape, False
         for t in terms:
-            if t.shape != shape or t.op in _NOT_PLAIN:
+            if t.shape != shape or t.op in ops.UNWRAPPED:
                 break
             batched = batched or t.batched
         else:

@@ -94,6 +94,10 @@ def _broadcast(shapes: tuple[Shape, ...], what: str) -> Shape:
     return tuple(out)
 
 
+# the arguments elementwise() may fold into the expression or unwrap: code that builds an
+# elementwise node directly, as a shortcut, leaves operands of these ops to elementwise()
+UNWRAPPED = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))
+
 # (expression, what each argument is) -> (canonical expression, the arguments it keeps):
 # graphs repeat a handful of expressions, so each is canonicalized once
 _canonical_ew: dict[tuple, tuple[Expr, tuple[int, ...]]] = {}

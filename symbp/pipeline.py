@@ -29,10 +29,11 @@ FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE, rules.CANONICALIZE, rules.
 PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
 # Rule sets that cannot undo each other share a traversal; fusion must not inline a value
 # specialize is about to reuse, so it comes last, on its own.
+FUSE_PASS = Pass("fuse", [rules.FUSE])  # the C backend's loops; NumPy programs skip it
 GRADIENT_PASSES = [
     Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE,
                       rules.SPECIALIZE]),
-    Pass("fuse", [rules.FUSE]),
+    FUSE_PASS,
 ]
 
 
@@ -147,7 +148,7 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = 
     keep = set(names)
 
     roots = list(outputs.values()) + list(grads.values())
-    for p in GRADIENT_PASSES if fuse else [p for p in GRADIENT_PASSES if p.name != "fuse"]:
+    for p in GRADIENT_PASSES if fuse else [p for p in GRADIENT_PASSES if p is not FUSE_PASS]:
         mapping, st = rewrite.run_pass(p, roots, keep)
         stats.append(st)
         outputs = {k: mapping.get(v, v) for k, v in outputs.items()}

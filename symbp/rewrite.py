@@ -269,9 +269,6 @@ class PassStats:
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
 
-_FOLDED = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))  # arguments elementwise() unwraps
-
-
 def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
     """The node ``node`` would be with ``args``, through the canonicalizing constructors."""
     args = tuple(args)
@@ -282,7 +279,7 @@ def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
         if len(set(args)) == len(args):
             batched = False
             for a, b in zip(args, node.args):
-                if a.op in _FOLDED or a.shape != b.shape:
+                if a.op in ops.UNWRAPPED or a.shape != b.shape:
                     break
                 batched = batched or a.batched
             else:  # still canonical: no checks
