@@ -36,13 +36,17 @@ WORKLOAD_KEYS = ("neuron", "mlp-small", "classifier", "mnist-f32", "mnist-f64", 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__.split("\n\n")[0],
-        epilog="Workloads: " + ", ".join(WORKLOAD_KEYS))
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer, shorter samples; symbp compile times of mnist-f32 only")
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="Workloads: " + ", ".join(WORKLOAD_KEYS),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer, shorter samples; symbp compile times of mnist-f32 only",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads of every pool (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every pool (default 1)")
     parser.add_argument("--workloads", help="comma-separated workload keys (default: all)")
     parser.add_argument("--systems", help="comma-separated system names (default: all)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 21, quick 5)")
@@ -54,12 +58,14 @@ def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
-    return f"{model}, {os.cpu_count()} CPUs, {platform.system()}, Python " \
-           f"{platform.python_version()}"
+    return (
+        f"{model}, {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
+    )
 
 
 def versions() -> dict[str, str]:
@@ -103,27 +109,41 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(caches_root, ignore_errors=True)
     result.update(
-        machine=machine(), versions=versions(), threads=args.threads, thread_env=env,
-        pools=threads.pools(), quick=args.quick, seconds=time.perf_counter() - began,
-        loadavg_before=load, loadavg_after=os.getloadavg(),
-        openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"))
+        machine=machine(),
+        versions=versions(),
+        threads=args.threads,
+        thread_env=env,
+        pools=threads.pools(),
+        quick=args.quick,
+        seconds=time.perf_counter() - began,
+        loadavg_before=load,
+        loadavg_after=os.getloadavg(),
+        openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"),
+    )
     result["targets"] = report.targets(result)
     print(f"{result['machine']}; " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
-    print(f"threads: {args.threads} per pool ("
-          + ", ".join(f"{k}={v}" for k, v in env.items() if k != "BENCH_THREADS") + ")")
+    print(
+        f"threads: {args.threads} per pool ("
+        + ", ".join(f"{k}={v}" for k, v in env.items() if k != "BENCH_THREADS")
+        + ")"
+    )
     print("pools: " + "; ".join(result["pools"]))
     if result["openblas_coretype"]:
         print(f"note: OPENBLAS_CORETYPE={result['openblas_coretype']} is set; it slows numpy")
-    print(f"load average before {load[0]:.2f}, after {result['loadavg_after'][0]:.2f}; "
-          f"{result['seconds']:.0f} s")
+    print(
+        f"load average before {load[0]:.2f}, after {result['loadavg_after'][0]:.2f}; "
+        f"{result['seconds']:.0f} s"
+    )
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}")
     print()
     print(report.step_table(result["rows"]))
     print()
-    print("First call (build + first step), seconds, cold / from the caches: a fresh process "
-          "each, imports done, compile caches empty, then filled by the cold run. "
-          "* in this process (caches as earlier workloads left them).")
+    print(
+        "First call (build + first step), seconds, cold / from the caches: a fresh process "
+        "each, imports done, compile caches empty, then filled by the cold run. "
+        "* in this process (caches as earlier workloads left them)."
+    )
     print(report.compile_table(result))
     print()
     print("Targets:")

@@ -8,8 +8,11 @@ import os
 
 def env(root: str) -> dict[str, str]:
     """The environment variables pointing every cache under ``root``."""
-    flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",")
-             if f and not f.startswith("base_compiledir=")]
+    flags = [
+        f
+        for f in os.environ.get("PYTENSOR_FLAGS", "").split(",")
+        if f and not f.startswith("base_compiledir=")
+    ]
     return {
         "SYMBP_CACHE_DIR": os.path.join(root, "symbp"),
         "SYMBP_BENCH_SPECS": os.path.join(root, "specs"),  # the spec files symbp compiles

@@ -42,9 +42,14 @@ def main(argv: list[str]) -> None:
 
 def run_child(key: str, system: str, env: dict[str, str]) -> dict:
     """One child process's measurement; {"error": ...} if it failed."""
-    proc = subprocess.run([sys.executable, "-m", "bench.first_call", key, system],
-                          capture_output=True, text=True, timeout=900, env=env,
-                          cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.first_call", key, system],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {proc.returncode}: {last[:200]}"}

@@ -10,8 +10,10 @@ def _num(value, fmt: str, width: int) -> str:
 
 
 def step_table(rows: list[dict]) -> str:
-    lines = [f"{'workload':<33} {'system':<19} {'us/step':>10} {'IQR %':>6} {'min':>10} "
-             f"{'x fastest':>9} {'x floor':>8}  note"]
+    lines = [
+        f"{'workload':<33} {'system':<19} {'us/step':>10} {'IQR %':>6} {'min':>10} "
+        f"{'x fastest':>9} {'x floor':>8}  note"
+    ]
     previous = None
     for r in rows:
         if previous is not None and r["workload"] != previous:
@@ -25,8 +27,10 @@ def step_table(rows: list[dict]) -> str:
         note = r.get("note") or ""
         if r.get("steps_per_call", 1) > 1:
             note = f"{r['steps_per_call']} steps per call; {note}".rstrip("; ")
-        lines.append(f"{head} {r['us']:>10.2f} {spread:>6.1f} {r['min_us']:>10.2f} "
-                     f"{_num(r['vs_fastest'], '.2f', 9)} {_num(r['vs_floor'], '.2f', 8)}  {note}")
+        lines.append(
+            f"{head} {r['us']:>10.2f} {spread:>6.1f} {r['min_us']:>10.2f} "
+            f"{_num(r['vs_fastest'], '.2f', 9)} {_num(r['vs_floor'], '.2f', 8)}  {note}"
+        )
     return "\n".join(lines)
 
 
@@ -35,11 +39,13 @@ def _seconds(value: float) -> str:
 
 
 def first_call_cell(result: dict, key: str, system: str) -> str:
-    """"cold / cached" from the child processes, else this process's first call with *."""
+    """ "cold / cached" from the child processes, else this process's first call with *."""
     runs = result["first_calls"].get(key, {}).get(system)
     if runs:
-        cells = [_seconds(runs[k]["first_s"]) if "first_s" in runs[k] else "failed"
-                 for k in ("cold", "cached")]
+        cells = [
+            _seconds(runs[k]["first_s"]) if "first_s" in runs[k] else "failed"
+            for k in ("cold", "cached")
+        ]
         return " / ".join(cells)
     row = next((r for r in result["rows"] if r["key"] == key and r["system"] == system), None)
     if row is None:
@@ -54,18 +60,22 @@ def compile_table(result: dict) -> str:
     names = {r["key"]: r["workload"] for r in rows}
     lines = [f"{'workload':<33}" + "".join(f" {s:>15}" for s in present)]
     for key in keys:
-        lines.append(f"{names[key]:<33}" + "".join(
-            f" {first_call_cell(result, key, s):>15}" for s in present))
-    errors = [f"{key}, {system}, {kind}: {run['error']}"
-              for key, systems in result["first_calls"].items()
-              for system, runs in systems.items() for kind, run in runs.items()
-              if "error" in run]
+        lines.append(
+            f"{names[key]:<33}"
+            + "".join(f" {first_call_cell(result, key, s):>15}" for s in present)
+        )
+    errors = [
+        f"{key}, {system}, {kind}: {run['error']}"
+        for key, systems in result["first_calls"].items()
+        for system, runs in systems.items()
+        for kind, run in runs.items()
+        if "error" in run
+    ]
     return "\n".join(lines + errors)
 
 
 def _row(rows, key, system):
-    return next((r for r in rows if r["key"] == key and r["system"] == system
-                 and "us" in r), None)
+    return next((r for r in rows if r["key"] == key and r["system"] == system and "us" in r), None)
 
 
 def targets(result: dict) -> list[dict]:
@@ -75,30 +85,46 @@ def targets(result: dict) -> list[dict]:
 
     def add(what, value, limit, unit):
         if value is not None:
-            out.append({"target": what, "value": value, "limit": limit, "unit": unit,
-                        "met": value <= limit})
+            out.append(
+                {
+                    "target": what,
+                    "value": value,
+                    "limit": limit,
+                    "unit": unit,
+                    "met": value <= limit,
+                }
+            )
 
     for key, limit in (("neuron", 1.5), ("mlp-small", 4.0)):
         r = _row(rows, key, "symbp C")
         add(f"{key}: symbp C train_step", r and r["us"], limit, "us")
     for key in ("neuron", "mlp-small"):
         epoch = _row(rows, key, "symbp C epoch")
-        competitors = [r for r in rows if r["key"] == key and r["family"] == "competitor"
-                       and "us" in r]
+        competitors = [
+            r for r in rows if r["key"] == key and r["family"] == "competitor" and "us" in r
+        ]
         per_call = [r for r in competitors if r.get("steps_per_call", 1) == 1]
         for label, pool in (("best competitor", competitors), ("best per-call", per_call)):
             best = min(pool, key=lambda r: r["us"], default=None)
             if epoch and best:
-                add(f"{key}: symbp C epoch per step / {label} ({best['system']})",
-                    epoch["us"] / best["us"], 0.5, "x")
+                add(
+                    f"{key}: symbp C epoch per step / {label} ({best['system']})",
+                    epoch["us"] / best["us"],
+                    0.5,
+                    "x",
+                )
     for key, limit in (("mnist-f32", 1.10), ("wide-f32", 1.05)):
         r = _row(rows, key, "symbp C")
         add(f"{key}: symbp C / BLAS floor", r and r["vs_floor"], limit, "x")
     runs = first_calls.get("mnist-f32", {})
     c, numpy = runs.get("symbp C", {}), runs.get("symbp NumPy", {})
     add("mnist-f32: symbp C first call, cold cache", c.get("cold", {}).get("first_s"), 1.5, "s")
-    add("mnist-f32: symbp C first call, from the cache", c.get("cached", {}).get("first_s"),
-        0.020, "s")
+    add(
+        "mnist-f32: symbp C first call, from the cache",
+        c.get("cached", {}).get("first_s"),
+        0.020,
+        "s",
+    )
     add("mnist-f32: symbp NumPy first call", numpy.get("cold", {}).get("first_s"), 0.2, "s")
     return out
 
@@ -107,6 +133,8 @@ def target_lines(items: list[dict]) -> str:
     lines = []
     for t in items:
         verdict = "met" if t["met"] else f"missed by {t['value'] / t['limit'] - 1:.0%}"
-        lines.append(f"{t['target']:<66} {t['value']:>9.3f} {t['unit']:<2} "
-                     f"(target <= {t['limit']:g}) {verdict}")
+        lines.append(
+            f"{t['target']:<66} {t['value']:>9.3f} {t['unit']:<2} "
+            f"(target <= {t['limit']:g}) {verdict}"
+        )
     return "\n".join(lines)

@@ -61,8 +61,8 @@ def check(case: Case, reference, loss: float, params: dict[str, np.ndarray]):
         update = np.asarray(params[name], dtype=np.float64) - before
         ref_update = ref_after[name] - before
         num += float(np.sum((update - ref_update) ** 2))
-        den += float(np.sum(ref_update ** 2))
-    return loss_err, (num / den) ** 0.5 if den else num ** 0.5
+        den += float(np.sum(ref_update**2))
+    return loss_err, (num / den) ** 0.5 if den else num**0.5
 
 
 def start(case: Case, build, reference) -> tuple[Runner, dict]:
@@ -72,12 +72,17 @@ def start(case: Case, build, reference) -> tuple[Runner, dict]:
     loss = (runner.first or runner.call)()
     first_s = time.perf_counter() - t
     loss_err, update_err = check(case, reference, float(loss), runner.params())
-    return runner, {"first_call_s": first_s, "loss_rel_err": loss_err,
-                    "update_rel_err": update_err, "note": runner.note}
+    return runner, {
+        "first_call_s": first_s,
+        "loss_rel_err": loss_err,
+        "update_rel_err": update_err,
+        "note": runner.note,
+    }
 
 
-def run_workload(w: Workload, builders: dict[System, object], settings: Settings,
-                 log) -> list[dict]:
+def run_workload(
+    w: Workload, builders: dict[System, object], settings: Settings, log
+) -> list[dict]:
     case = make_case(w)
     reference = reference_step(case)
     loss_tol, update_tol = TOLERANCE[w.dtype]
@@ -85,8 +90,13 @@ def run_workload(w: Workload, builders: dict[System, object], settings: Settings
     for system, build in builders.items():
         if not system.applies(w):
             continue
-        row = {"workload": w.name, "key": w.key, "system": system.name,
-               "family": system.family, "status": "ok"}
+        row = {
+            "workload": w.name,
+            "key": w.key,
+            "system": system.name,
+            "family": system.family,
+            "status": "ok",
+        }
         rows.append(row)
         try:
             runner, facts = start(case, build, reference)
@@ -97,25 +107,43 @@ def run_workload(w: Workload, builders: dict[System, object], settings: Settings
             continue
         row.update(facts)
         if not (facts["loss_rel_err"] <= loss_tol and facts["update_rel_err"] <= update_tol):
-            row["status"] = (f"wrong first step: loss off by {facts['loss_rel_err']:.1e}, "
-                             f"update by {facts['update_rel_err']:.1e} (relative)")
+            row["status"] = (
+                f"wrong first step: loss off by {facts['loss_rel_err']:.1e}, "
+                f"update by {facts['update_rel_err']:.1e} (relative)"
+            )
             log(f"  {system.name}: {row['status']}")
             continue
-        log(f"  {system.name}: built and checked in {facts['first_call_s']:.2f} s "
-            f"(loss error {facts['loss_rel_err']:.1e}, update {facts['update_rel_err']:.1e})")
+        log(
+            f"  {system.name}: built and checked in {facts['first_call_s']:.2f} s "
+            f"(loss error {facts['loss_rel_err']:.1e}, update {facts['update_rel_err']:.1e})"
+        )
         calls[system.name] = (runner.call, runner.steps_per_call)
         row["steps_per_call"] = runner.steps_per_call
     if w.heavy:
         calls[FLOOR] = (floor_call(w.matmul_shapes(), w.dtype), 1)
-        rows.append({"workload": w.name, "key": w.key, "system": FLOOR, "family": "floor",
-                     "status": "ok", "steps_per_call": 1,
-                     "note": f"{w.flops() / 1e6:.1f} MFLOP of matrix products per step"})
+        rows.append(
+            {
+                "workload": w.name,
+                "key": w.key,
+                "system": FLOOR,
+                "family": "floor",
+                "status": "ok",
+                "steps_per_call": 1,
+                "note": f"{w.flops() / 1e6:.1f} MFLOP of matrix products per step",
+            }
+        )
     stats = measure(calls, settings.rounds, settings.sample_s, settings.warmup_s)
     timed = [r for r in rows if r["system"] in stats]
     for r in timed:
         s = stats[r["system"]]
-        r.update(us=s.median * 1e6, min_us=s.minimum * 1e6, q1_us=s.q1 * 1e6,
-                 q3_us=s.q3 * 1e6, samples=s.samples, calls_per_sample=s.calls_per_sample)
+        r.update(
+            us=s.median * 1e6,
+            min_us=s.minimum * 1e6,
+            q1_us=s.q1 * 1e6,
+            q3_us=s.q3 * 1e6,
+            samples=s.samples,
+            calls_per_sample=s.calls_per_sample,
+        )
     fastest = min((r["us"] for r in timed if r["family"] != "floor"), default=None)
     floor = stats[FLOOR].median * 1e6 if FLOOR in stats else None
     for r in timed:
@@ -124,8 +152,13 @@ def run_workload(w: Workload, builders: dict[System, object], settings: Settings
     return rows
 
 
-def run(workload_keys: list[str] | None, system_names: list[str] | None, settings: Settings,
-        quick: bool, log) -> dict:
+def run(
+    workload_keys: list[str] | None,
+    system_names: list[str] | None,
+    settings: Settings,
+    quick: bool,
+    log,
+) -> dict:
     """Every chosen workload with every chosen system; first calls in child processes before
     the main run (full run: every compiling system on every workload; quick: symbp's on
     mnist-f32, the targets), so the main run then finds symbp's modules in the cache."""
@@ -137,8 +170,13 @@ def run(workload_keys: list[str] | None, system_names: list[str] | None, setting
     for w in workloads:
         if quick and w.key != "mnist-f32":
             continue
-        names = [s.name for s in builders if s.name in first_call.COMPILING and s.applies(w)
-                 and (s.family == "symbp" or not quick)]
+        names = [
+            s.name
+            for s in builders
+            if s.name in first_call.COMPILING
+            and s.applies(w)
+            and (s.family == "symbp" or not quick)
+        ]
         if names:
             log(f"{w.name}: first calls of {', '.join(names)} in fresh processes")
             compiles[w.key] = first_call.measure(w.key, names)

@@ -27,16 +27,27 @@ import sys
 import time
 from pathlib import Path
 
-OPS = ("{a} + {b}", "{a} * {b}", "sigmoid({a})", "tanh({a}) * {b}", "{a} - 0.5 * {b}",
-       "exp(-{a} * {a})", "softplus({a}) / (1 + {b} * {b})")
+OPS = (
+    "{a} + {b}",
+    "{a} * {b}",
+    "sigmoid({a})",
+    "tanh({a}) * {b}",
+    "{a} - 0.5 * {b}",
+    "exp(-{a} * {a})",
+    "softplus({a}) / (1 + {b} * {b})",
+)
 
 
 def random_dag(equations: int, seed: int = 0, width: int = 4) -> str:
     """Elementwise equations over vectors, each reading the previous value or a recent one,
     and any earlier one: values branch and rejoin all along."""
     rng = random.Random(seed)
-    lines = [f"x: Input[{width}]", f"y: Input[{width}]",
-             f"w: Param[{width}] = normal(0.1)", f"v: Param[{width}] = normal(0.1)"]
+    lines = [
+        f"x: Input[{width}]",
+        f"y: Input[{width}]",
+        f"w: Param[{width}] = normal(0.1)",
+        f"v: Param[{width}] = normal(0.1)",
+    ]
     names = ["x", "w", "v"]
     for i in range(equations):
         a = names[-1] if rng.random() < 0.5 else rng.choice(names[-20:])
@@ -52,8 +63,11 @@ def deep_mlp(layers: int, width: int = 8) -> str:
     lines = [f"x: Input[{width}]", f"y: Input[{width}]"]
     prev = "x"
     for k in range(layers):
-        lines += [f"W{k}: Param[{width}, {width}] = glorot", f"b{k}: Param[{width}] = zeros",
-                  f"a{k} = sigmoid(W{k} @ {prev} + b{k})"]
+        lines += [
+            f"W{k}: Param[{width}, {width}] = glorot",
+            f"b{k}: Param[{width}] = zeros",
+            f"a{k} = sigmoid(W{k} @ {prev} + b{k})",
+        ]
         prev = f"a{k}"
     lines.append(f"C: Loss = 0.5 * sum(({prev} - y) ** 2)")
     return "\n".join(lines) + "\n"
@@ -79,31 +93,41 @@ def child(path: str) -> None:
     start = clock()
     graph = parse(path)
     marks["parse"] = clock()
-    program = optimize(graph, trace=lambda where, o, g: marks.__setitem__(where, clock()),
-                       fuse=False)  # as symbp.generate does for the NumPy backend
+    program = optimize(
+        graph, trace=lambda where, o, g: marks.__setitem__(where, clock()), fuse=False
+    )  # as symbp.generate does for the NumPy backend
     marks["optimize"] = clock()
     numpy_backend.generate(program, "float64")
     end = clock()
     wall = time.perf_counter() - wall
     forward = len(toposort([graph.loss]))
     total = len(toposort(list(program.outputs.values()) + list(program.grads.values())))
-    print(json.dumps({
-        "nodes": forward, "program_nodes": total,
-        "parse": marks["parse"] - start,
-        "grad": marks["grad"] - marks["parse"],
-        "passes": marks["optimize"] - marks["grad"],
-        "generate": end - marks["optimize"],
-        "total": end - start,
-        "wall": wall,
-    }))
+    print(
+        json.dumps(
+            {
+                "nodes": forward,
+                "program_nodes": total,
+                "parse": marks["parse"] - start,
+                "grad": marks["grad"] - marks["parse"],
+                "passes": marks["optimize"] - marks["grad"],
+                "generate": end - marks["optimize"],
+                "total": end - start,
+                "wall": wall,
+            }
+        )
+    )
 
 
 def measure(spec: str, workdir: Path, name: str) -> dict:
     path = workdir / f"{name}.sbp"
     path.write_text(spec)
-    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--child", str(path)],
-                          capture_output=True, text=True, timeout=3600,
-                          cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--child", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -131,14 +155,18 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
                 _print_row(family, row)
         mlp10 = measure(deep_mlp(10), Path(tmp), "mlp10")
-    print(f"\n10-layer MLP (8 wide) to NumPy: {mlp10.get('total', float('nan')):.3f} s "
-          "(target < 0.2 s)")
+    print(
+        f"\n10-layer MLP (8 wide) to NumPy: {mlp10.get('total', float('nan')):.3f} s "
+        "(target < 0.2 s)"
+    )
     for family, rows in results.items():
         ok = [r for r in rows if "total" in r]
         for r1, r2 in zip(ok, ok[1:]):
             k = math.log(r2["total"] / r1["total"]) / math.log(r2["nodes"] / r1["nodes"])
-            print(f"{family}: exponent {k:.2f} from {r1['nodes']} to {r2['nodes']} nodes "
-                  "(target <= 1.15 from 1e4 to 1e5)")
+            print(
+                f"{family}: exponent {k:.2f} from {r1['nodes']} to {r2['nodes']} nodes "
+                "(target <= 1.15 from 1e4 to 1e5)"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"families": results, "mlp10": mlp10}, indent=1))
 
@@ -147,10 +175,13 @@ def _print_row(family: str, row: dict) -> None:
     if "error" in row:
         print(f"{family:<4} failed: {row['error']}")
         return
-    print(f"{family:<4} {row['nodes']:>7} nodes ({row['program_nodes']:>7} in the program): "
-          f"parse {row['parse']:.2f} s, grad {row['grad']:.2f} s, passes {row['passes']:.2f} s,"
-          f" generate {row['generate']:.2f} s, total {row['total']:.2f} s CPU"
-          f" ({row['wall']:.2f} s wall)", flush=True)
+    print(
+        f"{family:<4} {row['nodes']:>7} nodes ({row['program_nodes']:>7} in the program): "
+        f"parse {row['parse']:.2f} s, grad {row['grad']:.2f} s, passes {row['passes']:.2f} s,"
+        f" generate {row['generate']:.2f} s, total {row['total']:.2f} s CPU"
+        f" ({row['wall']:.2f} s wall)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

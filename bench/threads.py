@@ -15,12 +15,15 @@ XLA_SINGLE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 def configure(threads: int) -> dict[str, str]:
     """Set every library's thread count to ``threads``; returns what was set."""
-    env = {name: str(threads) for name in (
-        "OPENBLAS_NUM_THREADS",  # numpy, scipy-openblas32 (symbp C), scipy (numba, PyTensor)
-        "OMP_NUM_THREADS",  # torch's intra-op pool (OpenMP), any other OpenMP runtime
-        "MKL_NUM_THREADS",  # an MKL, wherever one is loaded
-        "NUMBA_NUM_THREADS",  # numba's parallel layer (PyTensor does not use it)
-    )}
+    env = {
+        name: str(threads)
+        for name in (
+            "OPENBLAS_NUM_THREADS",  # numpy, scipy-openblas32 (symbp C), scipy (numba, PyTensor)
+            "OMP_NUM_THREADS",  # torch's intra-op pool (OpenMP), any other OpenMP runtime
+            "MKL_NUM_THREADS",  # an MKL, wherever one is loaded
+            "NUMBA_NUM_THREADS",  # numba's parallel layer (PyTensor does not use it)
+        )
+    }
     env["BENCH_THREADS"] = str(threads)  # read by the torch systems: torch.set_num_threads
     env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # no pool of compile workers left running
     if threads == 1:  # XLA's CPU client: run each op on the calling thread
@@ -46,6 +49,8 @@ def pools() -> list[str]:
         lib = os.path.basename(info.get("filepath", "?"))
         arch = f" {info['architecture']}" if info.get("architecture") else ""
         version = f" {info['version']}" if info.get("version") else ""
-        lines.append(f"{info.get('internal_api')}{version}{arch} ({lib}): "
-                     f"{info.get('num_threads')} thread(s)")
+        lines.append(
+            f"{info.get('internal_api')}{version}{arch} ({lib}): "
+            f"{info.get('num_threads')} thread(s)"
+        )
     return lines

@@ -22,8 +22,12 @@ class Stats:
     calls_per_sample: int
 
 
-def measure(calls: dict[str, tuple[Callable[[], object], int]], rounds: int, sample_s: float,
-            warmup_s: float) -> dict[str, Stats]:
+def measure(
+    calls: dict[str, tuple[Callable[[], object], int]],
+    rounds: int,
+    sample_s: float,
+    warmup_s: float,
+) -> dict[str, Stats]:
     """Seconds per step of each call, given as (function, steps it does per call).
 
     Each function first runs for ``warmup_s``, which also sets how many calls make one sample
@@ -44,7 +48,7 @@ def measure(calls: dict[str, tuple[Callable[[], object], int]], rounds: int, sam
     gc.disable()
     try:
         for r in range(rounds):
-            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 fn, steps = calls[key]
                 count = inner[key]
                 start = time.perf_counter()
@@ -56,8 +60,7 @@ def measure(calls: dict[str, tuple[Callable[[], object], int]], rounds: int, sam
     out = {}
     for key, values in samples.items():
         q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-        out[key] = Stats(statistics.median(values), min(values), q1, q3, len(values),
-                         inner[key])
+        out[key] = Stats(statistics.median(values), min(values), q1, q3, len(values), inner[key])
     return out
 
 

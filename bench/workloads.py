@@ -33,8 +33,10 @@ def network_spec(sizes: list[int], loss: str) -> str:
     lines = [f"x: Input[{sizes[0]}]", f"y: Input[{sizes[-1]}]"]
     layers = len(sizes) - 1
     for i in range(1, layers + 1):
-        lines += [f"W{i}: Param[{sizes[i]}, {sizes[i - 1]}] = glorot",
-                  f"b{i}: Param[{sizes[i]}] = zeros"]
+        lines += [
+            f"W{i}: Param[{sizes[i]}, {sizes[i - 1]}] = glorot",
+            f"b{i}: Param[{sizes[i]}] = zeros",
+        ]
     prev = "x"
     for i in range(1, layers + 1):
         lines.append(f"z{i} = W{i} @ {prev} + b{i}")
@@ -88,14 +90,29 @@ class Workload:
 WORKLOADS = [
     Workload("neuron", "neuron (scalar, batch 1)", None, 1, "float64", small=True),
     Workload("mlp-small", "mlp 4-16-16-3 (batch 8)", (4, 16, 16, 3), 8, "float64", small=True),
-    Workload("classifier", "softmax 64-32-10 (batch 32)", (64, 32, 10), 32, "float64",
-             loss="ce", small=True),
-    Workload("mnist-f32", "mlp 784-256-128-10 f32 (b64)", (784, 256, 128, 10), 64, "float32",
-             heavy=True),
-    Workload("mnist-f64", "mlp 784-256-128-10 f64 (b64)", (784, 256, 128, 10), 64, "float64",
-             heavy=True),
-    Workload("wide-f32", "mlp 1024-1024-1024-10 f32 (b256)", (1024, 1024, 1024, 10), 256,
-             "float32", heavy=True),
+    Workload(
+        "classifier",
+        "softmax 64-32-10 (batch 32)",
+        (64, 32, 10),
+        32,
+        "float64",
+        loss="ce",
+        small=True,
+    ),
+    Workload(
+        "mnist-f32", "mlp 784-256-128-10 f32 (b64)", (784, 256, 128, 10), 64, "float32", heavy=True
+    ),
+    Workload(
+        "mnist-f64", "mlp 784-256-128-10 f64 (b64)", (784, 256, 128, 10), 64, "float64", heavy=True
+    ),
+    Workload(
+        "wide-f32",
+        "mlp 1024-1024-1024-10 f32 (b256)",
+        (1024, 1024, 1024, 10),
+        256,
+        "float32",
+        heavy=True,
+    ),
 ]
 
 
@@ -145,9 +162,15 @@ def make_case(workload: Workload) -> Case:
             data_y = rng.uniform(0.0, 1.0, (rows, workload.sizes[-1]))
     data_x, data_y = data_x.astype(dt), data_y.astype(dt)
     b = workload.batch
-    return Case(workload, {k: v.astype(dt) for k, v in initial_params(workload).items()},
-                np.ascontiguousarray(data_x[:b]), np.ascontiguousarray(data_y[:b]),
-                data_x, data_y, rng.permutation(rows))
+    return Case(
+        workload,
+        {k: v.astype(dt) for k, v in initial_params(workload).items()},
+        np.ascontiguousarray(data_x[:b]),
+        np.ascontiguousarray(data_y[:b]),
+        data_x,
+        data_y,
+        rng.permutation(rows),
+    )
 
 
 def reference_step(case: Case) -> tuple[float, dict[str, np.ndarray]]:
@@ -160,8 +183,10 @@ def reference_step(case: Case) -> tuple[float, dict[str, np.ndarray]]:
         a = 1 / (1 + np.exp(-(p["w"] * x + p["b"])))
         d = (a - y) * a * (1 - a)
         loss = 0.5 * np.sum((a - y) ** 2) / n
-        return float(loss), {"w": p["w"] - case.lr * np.sum(d * x) / n,
-                             "b": p["b"] - case.lr * np.sum(d) / n}
+        return float(loss), {
+            "w": p["w"] - case.lr * np.sum(d * x) / n,
+            "b": p["b"] - case.lr * np.sum(d) / n,
+        }
     acts = [x]
     for i in range(1, w.layers + 1):
         z = acts[-1] @ p[f"W{i}"].T + p[f"b{i}"]

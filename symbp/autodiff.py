@@ -60,7 +60,7 @@ def _ew_rule(node: Node, g: Node, needed=None) -> list[Node | None]:
     # operands are then distinct non-constants, and the node is built from the canonical
     # form cached with the expression, without elementwise() sorting the operands out
     unwrapped = ops.UNWRAPPED  # operands the direct path leaves to elementwise()
-    direct = (g.op not in unwrapped and g.shape == shape and g is not node and g not in args)
+    direct = g.op not in unwrapped and g.shape == shape and g is not node and g not in args
     if direct:
         for a in args:
             if a.shape != shape or a.op in unwrapped:
@@ -212,8 +212,7 @@ def backward(
             origin.setdefault(g, node)
         if node.op not in RULES:
             continue
-        contribs = (_ew_rule(node, g, needed) if node.op is Op.EW
-                    else RULES[node.op](node, g))
+        contribs = _ew_rule(node, g, needed) if node.op is Op.EW else RULES[node.op](node, g)
         for arg, contrib in zip(node.args, contribs):
             if contrib is None or arg not in reaches:
                 continue
@@ -250,8 +249,10 @@ def _sum_all(terms: list[Node]) -> Node:
             if len(set(terms)) == len(terms):
                 return Node(Op.EW, tuple(terms), _sum_expr(len(terms)), shape, batched)
     while len(terms) > 1:
-        terms = [ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]
-                 for part in (terms[i:i + SUM_TERMS] for i in range(0, len(terms), SUM_TERMS))]
+        terms = [
+            ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]
+            for part in (terms[i : i + SUM_TERMS] for i in range(0, len(terms), SUM_TERMS))
+        ]
     return terms[0]
 
 

@@ -42,8 +42,10 @@ def _init(init: Any) -> tuple:
         arity = 1 if init[0] == "normal" else 2
         if len(init) == arity + 1 and builtins.all(isinstance(a, numbers.Real) for a in init[1:]):
             return tuple(init[:1]) + tuple(float(a) for a in init[1:])
-    raise ValueError(f"init: expected a number, 'zeros', 'ones', 'glorot', 'he', "
-                     f"('normal', std) or ('uniform', low, high), got {init!r}")
+    raise ValueError(
+        f"init: expected a number, 'zeros', 'ones', 'glorot', 'he', "
+        f"('normal', std) or ('uniform', low, high), got {init!r}"
+    )
 
 
 def _name(name: str, what: str) -> str:

@@ -70,8 +70,11 @@ class CWriter:
         ds = dims(node)
         idx = [f"_i{k}" for k in range(len(ds))]
         if op is Op.EW:
-            if all(arg_strides(node, a) in (strides(ds), ["0"] * len(ds))
-                   for a in node.args if a in self.pointer):
+            if all(
+                arg_strides(node, a) in (strides(ds), ["0"] * len(ds))
+                for a in node.args
+                if a in self.pointer
+            ):
                 if not ds:
                     return [f"{dst}[0] = {self.ew_value_flat(node, '0')};"]
                 value = self.ew_value_flat(node, "_i")  # the same layout everywhere: one loop
@@ -110,16 +113,21 @@ class CWriter:
         inner = [k for k in range(len(xd)) if k in red]
         elem = self.element(x, x, idx)
         dst = f"{self.pointer[node]}[{index([idx[k] for k in kept], strides(dims(node)))}]"
+
         def over(body: list[str], reduction: str | None = None) -> list[str]:
             return loops([idx[k] for k in inner], [xd[k] for k in inner], body, reduction)
 
         if node.op is Op.SUM:
-            body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"], "_acc"),
-                    f"{dst} = _acc;"]
+            body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"], "_acc"), f"{dst} = _acc;"]
         else:
-            body = [f"{self.real} _m = -INFINITY;", *over([f"_m = fmax(_m, {elem});"]),
-                    "if (!isfinite(_m)) _m = 0;", f"{self.real} _acc = 0;",
-                    *over([f"_acc += exp({elem} - _m);"], "_acc"), f"{dst} = _m + log(_acc);"]
+            body = [
+                f"{self.real} _m = -INFINITY;",
+                *over([f"_m = fmax(_m, {elem});"]),
+                "if (!isfinite(_m)) _m = 0;",
+                f"{self.real} _acc = 0;",
+                *over([f"_acc += exp({elem} - _m);"], "_acc"),
+                f"{dst} = _m + log(_acc);",
+            ]
         if not kept:
             return ["{", *("  " + b for b in body), "}"]
         return loops([idx[k] for k in kept], [xd[k] for k in kept], body)
@@ -129,10 +137,11 @@ class CWriter:
         idx = ["_b"] + [f"_i{k}" for k in range(node.ndim)]
         size = product(list(node.shape))
         dst = self.pointer[node]
-        body = [f"{dst}[{index(idx[1:], strides(list(node.shape)))}] += "
-                f"{self.element(x, x, idx)};"]
-        return [f"for (long _i = 0; _i < {size}; _i++) {dst}[_i] = 0;",
-                *loops(idx, [N, *node.shape], body)]
+        body = [f"{dst}[{index(idx[1:], strides(list(node.shape)))}] += {self.element(x, x, idx)};"]
+        return [
+            f"for (long _i = 0; _i < {size}; _i++) {dst}[_i] = 0;",
+            *loops(idx, [N, *node.shape], body),
+        ]
 
     def copy(self, node: Node) -> list[str]:
         x = node.args[0]
@@ -161,9 +170,18 @@ class CWriter:
         k = ((set(la) & set(lb)) - set(so)).pop()
         m, nn = la.replace(k, ""), lb.replace(k, "")
         cols = sizes[nn] if nn else 1
-        return Matmul(ta, tb, sizes[m] if m else 1, cols, sizes[k], self.pointer[pl],
-                      sizes[la[-1]], self.pointer[pr], sizes[lb[-1]] if len(lb) == 2 else 1,
-                      cols)
+        return Matmul(
+            ta,
+            tb,
+            sizes[m] if m else 1,
+            cols,
+            sizes[k],
+            self.pointer[pl],
+            sizes[la[-1]],
+            self.pointer[pr],
+            sizes[lb[-1]] if len(lb) == 2 else 1,
+            cols,
+        )
 
     def dot(self, node: Node) -> list[str]:
         mm = self.matmul(node)
@@ -178,9 +196,14 @@ class CWriter:
         bt = index([f"_l{ch}" for ch in sb], strides([sizes[ch] for ch in sb]))
         ot = index([f"_l{ch}" for ch in so], strides([sizes[ch] for ch in so]))
         total = product([sizes[ch] for ch in so])
-        return [f"for (long _i = 0; _i < {total}; _i++) {dst}[_i] = 0;",
-                *loops([f"_l{ch}" for ch in letters], [sizes[ch] for ch in letters],
-                       [f"{dst}[{ot}] += {pa}[{at}] * {pb}[{bt}];"])]
+        return [
+            f"for (long _i = 0; _i < {total}; _i++) {dst}[_i] = 0;",
+            *loops(
+                [f"_l{ch}" for ch in letters],
+                [sizes[ch] for ch in letters],
+                [f"{dst}[{ot}] += {pa}[{at}] * {pb}[{bt}];"],
+            ),
+        ]
 
     def gemm(self, mm: Matmul, dst: str, alpha: str = "1", beta: int = 0) -> list[str]:
         """dst = alpha * op(A) op(B) + beta * dst: loops the compiler can vectorize for
@@ -188,36 +211,63 @@ class CWriter:
         r = self.real
         a_ik = f"_A[_k * {mm.lda} + _i]" if mm.ta else f"_A[_i * {mm.lda} + _k]"
         scale = "" if alpha == "1" else f"({alpha}) * "
-        head = [f"const {r} *restrict _A = {mm.a};", f"const {r} *restrict _B = {mm.b};",
-                f"{r} *restrict _C = {dst};"]
+        head = [
+            f"const {r} *restrict _A = {mm.a};",
+            f"const {r} *restrict _B = {mm.b};",
+            f"{r} *restrict _C = {dst};",
+        ]
         if mm.tb:  # C[i, j] = A[i, :] . B[j, :]
             keep = "" if beta == 0 else f"_C[_i * {mm.ldc} + _j] + "
-            small = loops(["_i", "_j"], [mm.m, mm.n], [
-                f"{r} _acc = 0;",
-                *loops(["_k"], [mm.k], [f"_acc += {a_ik} * _B[_j * {mm.ldb} + _k];"], "_acc"),
-                f"_C[_i * {mm.ldc} + _j] = {keep}{scale}_acc;",
-            ])
+            small = loops(
+                ["_i", "_j"],
+                [mm.m, mm.n],
+                [
+                    f"{r} _acc = 0;",
+                    *loops(["_k"], [mm.k], [f"_acc += {a_ik} * _B[_j * {mm.ldb} + _k];"], "_acc"),
+                    f"_C[_i * {mm.ldc} + _j] = {keep}{scale}_acc;",
+                ],
+            )
         else:  # C[i, :] += A[i, k] B[k, :]
-            zero = [] if beta else loops(["_j"], [mm.n], [f"_C[_i * {mm.ldc} + _j] = 0;"],
-                                         simd=True)
-            small = loops(["_i"], [mm.m], [
-                *zero,
-                *loops(["_k"], [mm.k], [
-                    f"const {r} _a = {scale}{a_ik};",
-                    *loops(["_j"], [mm.n], [
-                        f"_C[_i * {mm.ldc} + _j] += _a * _B[_k * {mm.ldb} + _j];"], simd=True),
-                ]),
-            ])
-        blas = (f"scipy_cblas_{'s' if r == 'float' else 'd'}gemm(CblasRowMajor, "
-                f"{'CblasTrans' if mm.ta else 'CblasNoTrans'}, "
-                f"{'CblasTrans' if mm.tb else 'CblasNoTrans'}, {mm.m}, {mm.n}, {mm.k}, "
-                f"{alpha}, _A, {mm.lda}, _B, {mm.ldb}, {beta}, _C, {mm.ldc});")
+            zero = (
+                [] if beta else loops(["_j"], [mm.n], [f"_C[_i * {mm.ldc} + _j] = 0;"], simd=True)
+            )
+            small = loops(
+                ["_i"],
+                [mm.m],
+                [
+                    *zero,
+                    *loops(
+                        ["_k"],
+                        [mm.k],
+                        [
+                            f"const {r} _a = {scale}{a_ik};",
+                            *loops(
+                                ["_j"],
+                                [mm.n],
+                                [f"_C[_i * {mm.ldc} + _j] += _a * _B[_k * {mm.ldb} + _j];"],
+                                simd=True,
+                            ),
+                        ],
+                    ),
+                ],
+            )
+        blas = (
+            f"scipy_cblas_{'s' if r == 'float' else 'd'}gemm(CblasRowMajor, "
+            f"{'CblasTrans' if mm.ta else 'CblasNoTrans'}, "
+            f"{'CblasTrans' if mm.tb else 'CblasNoTrans'}, {mm.m}, {mm.n}, {mm.k}, "
+            f"{alpha}, _A, {mm.lda}, _B, {mm.ldb}, {beta}, _C, {mm.ldc});"
+        )
         work = product([mm.m, mm.n, mm.k])
         if work.isdigit():  # known when generating: choose now
             body = small if int(work) <= SMALL_GEMM else [blas]
         else:
-            body = [f"if ((long)({work}) <= {SMALL_GEMM}) {{", *("  " + x for x in small),
-                    "} else {", "  " + blas, "}"]
+            body = [
+                f"if ((long)({work}) <= {SMALL_GEMM}) {{",
+                *("  " + x for x in small),
+                "} else {",
+                "  " + blas,
+                "}",
+            ]
         return ["{", *("  " + x for x in head + body), "}"]
 
 
@@ -287,10 +337,18 @@ class Generator:
         out.update({self.graph.inputs[a.key].node: a.name for a in self.inputs})
         return out
 
-    def function(self, name: str, doc: str, roots: dict[str, Node], outs: list[Arg],
-                 forward_only: bool, finish: Callable[[CWriter, dict[str, Node]], list[str]],
-                 direct_ok: bool = True, extra: list[str] = (), mutable: bool = False
-                 ) -> CFunction:
+    def function(
+        self,
+        name: str,
+        doc: str,
+        roots: dict[str, Node],
+        outs: list[Arg],
+        forward_only: bool,
+        finish: Callable[[CWriter, dict[str, Node]], list[str]],
+        direct_ok: bool = True,
+        extra: list[str] = (),
+        mutable: bool = False,
+    ) -> CFunction:
         namer = self.namer()
         leaves = self.leaves()
         out_names = [f"_out_{o.name}" for o in outs]
@@ -302,15 +360,27 @@ class Generator:
                 return consumer.op not in (Op.DOT, Op.TRANSPOSE, Op.RESHAPE)
             return node.op is Op.EW and consumer.op in (Op.SUM, Op.BATCH_SUM)
 
-        routine: Routine = schedule(self.program, roots, namer, leaves, max_inline=1,
-                                    forward_only=forward_only, can_inline=can_inline)
+        routine: Routine = schedule(
+            self.program,
+            roots,
+            namer,
+            leaves,
+            max_inline=1,
+            forward_only=forward_only,
+            can_inline=can_inline,
+        )
         statements = [s.node for s in routine.statements]
         direct: dict[Node, str] = {}
         if direct_ok:
             for o, cname in zip(outs, out_names):
                 node = roots[o.key]
-                if (node in statements and node not in direct and node.op is not Op.RESHAPE
-                        and node.shape == o.shape and node.batched == o.batched):
+                if (
+                    node in statements
+                    and node not in direct
+                    and node.op is not Op.RESHAPE
+                    and node.shape == o.shape
+                    and node.batched == o.batched
+                ):
                     direct[node] = cname
         live_out = {roots[k] for k in roots}  # read after the last statement
         plan = plan_memory(statements, direct, _inplace_ok, live_out)
@@ -332,8 +402,9 @@ class Generator:
                     body.append("/* gradients of the mean loss over the batch */")
                 else:
                     kind = "grad of line" if st.backward else "line"
-                    body.append(f"/* {kind} {st.line}: "
-                                f"{_c_comment(self.graph.source_line(st.line))} */")
+                    body.append(
+                        f"/* {kind} {st.line}: {_c_comment(self.graph.source_line(st.line))} */"
+                    )
                 last = key
             if st.node.op is Op.RESHAPE:
                 continue
@@ -345,9 +416,14 @@ class Generator:
                 continue
             space = _space(o)
             idx = [f"_i{k}" for k in range(len(dims(space)))]
-            body += loops(idx, dims(space),
-                          [f"{cname}[{index(idx, strides(dims(space)))}] = "
-                           f"{writer.element(node, space, idx)};"])
+            body += loops(
+                idx,
+                dims(space),
+                [
+                    f"{cname}[{index(idx, strides(dims(space)))}] = "
+                    f"{writer.element(node, space, idx)};"
+                ],
+            )
         body += finish(writer, roots)
         params = [f"{'' if mutable else 'const '}{self.real} *{a.name}" for a in self.params]
         params += [f"const {self.real} *{a.name}" for a in self.inputs]
@@ -361,8 +437,7 @@ class Generator:
         prog, graph = self.program, self.graph
         loss_name = graph.loss_name
         batched = graph.has_batch
-        outputs = [Arg(c_identifier(k), k, node.shape, batched)
-                   for k, node in prog.outputs.items()]
+        outputs = [Arg(c_identifier(k), k, node.shape, batched) for k, node in prog.outputs.items()]
         grads = [Arg(a.name, a.key, a.shape, False) for a in self.params]
         loss_node = prog.loss
 
@@ -370,21 +445,40 @@ class Generator:
             """Sets double _loss to the mean loss."""
             if loss_node.batched:
                 elem = writer.element(loss_node, loss_node, ["_b"])
-                return ["double _loss = 0;", f"for (long _b = 0; _b < {N}; _b++) _loss += {elem};",
-                        f"_loss /= {N};"]
+                return [
+                    "double _loss = 0;",
+                    f"for (long _b = 0; _b < {N}; _b++) _loss += {elem};",
+                    f"_loss /= {N};",
+                ]
             return [f"double _loss = {writer.element(loss_node, loss_node, [])};"]
 
         def mean_loss(writer: CWriter, roots) -> list[str]:
             return [*loss_value(writer), "return _loss;"]
 
         fwd = self.function(
-            "forward", f"Every Output and the per-example {loss_name}.", dict(prog.outputs),
-            outputs, True, lambda w, r: ["return 0;"])
-        loss = self.function("loss", f"The mean of {loss_name} over the batch.",
-                             {loss_name: loss_node}, [], True, mean_loss)
+            "forward",
+            f"Every Output and the per-example {loss_name}.",
+            dict(prog.outputs),
+            outputs,
+            True,
+            lambda w, r: ["return 0;"],
+        )
+        loss = self.function(
+            "loss",
+            f"The mean of {loss_name} over the batch.",
+            {loss_name: loss_node},
+            [],
+            True,
+            mean_loss,
+        )
         lag = self.function(
-            "loss_and_grads", "The mean loss; writes the gradient of every Param.",
-            {loss_name: loss_node, **prog.grads}, grads, False, mean_loss)
+            "loss_and_grads",
+            "The mean loss; writes the gradient of every Param.",
+            {loss_name: loss_node, **prog.grads},
+            grads,
+            False,
+            mean_loss,
+        )
 
         def update(writer: CWriter, roots) -> list[str]:
             # the loss before the update (it may read a param); a step whose loss is not
@@ -402,8 +496,10 @@ class Generator:
                     size = max(1, math.prod(a.shape))
                     end = f"{N}*{plan.batched_size} + " if plan.batched_size else ""
                     name = f"_g_{a.name}"
-                    lines += [f"{self.real} *const {name} = _ws + {end}{plan.fixed_size};",
-                              f"memcpy({name}, {writer.pointer[g]}, {size} * sizeof(real));"]
+                    lines += [
+                        f"{self.real} *const {name} = _ws + {end}{plan.fixed_size};",
+                        f"memcpy({name}, {writer.pointer[g]}, {size} * sizeof(real));",
+                    ]
                     plan.fixed_size += size
                     grad_of[a.key] = name
             for a in self.params:
@@ -432,44 +528,75 @@ class Generator:
             else:
                 step_roots[k] = g
         step = self.function(
-            "train_step", "One step of gradient descent in place; the loss before it.",
-            step_roots, [], False, update, direct_ok=False, extra=[f"{self.real} _lr"],
-            mutable=True)
+            "train_step",
+            "One step of gradient descent in place; the loss before it.",
+            step_roots,
+            [],
+            False,
+            update,
+            direct_ok=False,
+            extra=[f"{self.real} _lr"],
+            mutable=True,
+        )
         functions = [fwd, loss, lag, step]
         prefix = f"symbp_{c_identifier(graph.name)}_"
         sizes = dict(
-            inputs=[{"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
-                    for a in self.inputs],
-            params=[{"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
-                    for a in self.params],
+            inputs=[
+                {"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
+                for a in self.inputs
+            ],
+            params=[
+                {"key_text": _c_comment(a.key), "size": max(1, math.prod(a.shape))}
+                for a in self.params
+            ],
         )
         sizes["input_size"] = sum(x["size"] for x in sizes["inputs"])
         sizes["param_size"] = sum(p["size"] for p in sizes["params"])
         source = render(
-            "c_module.c.j2", name=doc_text(graph.name), version=__version__, **sizes,
+            "c_module.c.j2",
+            name=doc_text(graph.name),
+            version=__version__,
+            **sizes,
             slots=len(self.params) + len(self.inputs),
-            spec_file=doc_text(Path(graph.filename).name), dtype=self.dtype, real=self.real,
-            blas=("s" if self.dtype == "float32" else "d"), prefix=prefix, functions=functions,
+            spec_file=doc_text(Path(graph.filename).name),
+            dtype=self.dtype,
+            real=self.real,
+            blas=("s" if self.dtype == "float32" else "d"),
+            prefix=prefix,
+            functions=functions,
         )
-        cdef = render("c_cdef.h.j2", real=self.real, prefix=prefix, functions=functions,
-                      slots=len(self.params) + len(self.inputs))
+        cdef = render(
+            "c_cdef.h.j2",
+            real=self.real,
+            prefix=prefix,
+            functions=functions,
+            slots=len(self.params) + len(self.inputs),
+        )
         context = dict(outputs=outputs, params=self.params, inputs=self.inputs, prefix=prefix)
         return source, cdef, context
 
 
 def _is_batch_mean_product(g: Node) -> bool:
     """Is ``g`` a matrix product summed over the batch, divided by n (a weight gradient)?"""
-    if not (g.op is Op.EW and g.attr is X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE
-            and g.args[0].op is Op.DOT and g.args[0].attr.sum_batch
-            and len(g.args[0].attr.out) == 2):
+    if not (
+        g.op is Op.EW
+        and g.attr is X[0] / X[1]
+        and g.args[1].op is Op.BATCH_SIZE
+        and g.args[0].op is Op.DOT
+        and g.args[0].attr.sum_batch
+        and len(g.args[0].attr.out) == 2
+    ):
         return False
     return matmul_form(*runtime_subscripts(g.args[0])) is not None
 
 
 def _space(a: Arg) -> Node:
     """A node standing for the index space of a caller's array."""
-    return Node(Op.PARAM, (), "__space__", a.shape, a.batched) if not a.batched else Node(
-        Op.INPUT, (), "__space__", a.shape, True)
+    return (
+        Node(Op.PARAM, (), "__space__", a.shape, a.batched)
+        if not a.batched
+        else Node(Op.INPUT, (), "__space__", a.shape, True)
+    )
 
 
 def _c_comment(text: str) -> str:
@@ -490,22 +617,40 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     ext = f"_{ident}" if ident.isidentifier() else "_network"
     c_file = f"{ext[1:] or 'network'}.c"
     inits, uses_rng = _initializers(graph)
-    helpers = [code for name, code in HELPERS.items()
-               if re.search(rf"\b{name}\(", "\n".join(code for _, code in inits))]
+    helpers = [
+        code
+        for name, code in HELPERS.items()
+        if re.search(rf"\b{name}\(", "\n".join(code for _, code in inits))
+    ]
     batched = graph.has_batch
-    outputs = [{"key": a.key, "shape_expr": _shape_text((["n"] if batched else []) + [*a.shape])}
-               for a in ctx["outputs"]]
+    outputs = [
+        {"key": a.key, "shape_expr": _shape_text((["n"] if batched else []) + [*a.shape])}
+        for a in ctx["outputs"]
+    ]
     wrapper_params = [{"key": a.key, "shape_text": _shape_text(a.shape)} for a in gen.params]
-    wrapper_inputs = [{"key": a.key, "shape_text": _shape_text(["n", *a.shape])}
-                      for a in gen.inputs]
+    wrapper_inputs = [
+        {"key": a.key, "shape_text": _shape_text(["n", *a.shape])} for a in gen.inputs
+    ]
     wrapper = render(
-        "c_wrapper.py.j2", name=doc_text(graph.name), title=_title(graph), version=__version__,
-        spec_file=doc_text(Path(graph.filename).name), dtype=dtype, ext=ext, real=gen.real,
-        prefix=ctx["prefix"], loss_name=graph.loss_name, outputs=outputs,
+        "c_wrapper.py.j2",
+        name=doc_text(graph.name),
+        title=_title(graph),
+        version=__version__,
+        spec_file=doc_text(Path(graph.filename).name),
+        dtype=dtype,
+        ext=ext,
+        real=gen.real,
+        prefix=ctx["prefix"],
+        loss_name=graph.loss_name,
+        outputs=outputs,
         params_dict=_dict_text({k: d.node.shape for k, d in graph.params.items()}),
         inputs_dict=_dict_text({k: d.node.shape for k, d in graph.inputs.items()}),
-        outputs_tuple=repr(tuple(program.outputs)), helpers=helpers, inits=inits,
-        uses_rng=uses_rng, params=wrapper_params, inputs=wrapper_inputs,
+        outputs_tuple=repr(tuple(program.outputs)),
+        helpers=helpers,
+        inits=inits,
+        uses_rng=uses_rng,
+        params=wrapper_params,
+        inputs=wrapper_inputs,
         slots=len(wrapper_params) + len(wrapper_inputs),
     )
     return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file

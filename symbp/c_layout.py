@@ -30,7 +30,7 @@ def product(items: list[str | int]) -> str:
 
 def strides(shape: list[str | int]) -> list[str]:
     """Row-major strides of a runtime shape."""
-    return [product(list(shape[i + 1:])) for i in range(len(shape))]
+    return [product(list(shape[i + 1 :])) for i in range(len(shape))]
 
 
 def arg_strides(space: Node, arg: Node) -> list[str]:
@@ -55,8 +55,13 @@ def index(idx: list[str], st: list[str]) -> str:
     return " + ".join(terms) or "0"
 
 
-def loops(idx: list[str], bounds: list[str | int], body: list[str],
-          reduction: str | None = None, simd: bool = False) -> list[str]:
+def loops(
+    idx: list[str],
+    bounds: list[str | int],
+    body: list[str],
+    reduction: str | None = None,
+    simd: bool = False,
+) -> list[str]:
     """Nested for-loops around ``body``. ``simd`` asks to vectorize the innermost loop, whose
     iterations are independent; ``reduction`` names a sum it may vectorize (reassociating
     it, as BLAS does)."""
@@ -91,8 +96,12 @@ class Plan:
         return " + ".join(p for p in parts if p and p != "0") or "0"
 
 
-def plan_memory(statements: list[Node], direct: dict[Node, str],
-                inplace_ok: Callable[[Node, Node], bool], live_out: set[Node]) -> Plan:
+def plan_memory(
+    statements: list[Node],
+    direct: dict[Node, str],
+    inplace_ok: Callable[[Node, Node], bool],
+    live_out: set[Node],
+) -> Plan:
     """Give every statement node a buffer: ``direct`` ones write to the caller's arrays, the
     others share two workspace regions (per-example sized, and fixed) by live range.
 
@@ -139,8 +148,13 @@ def plan_memory(statements: list[Node], direct: dict[Node, str],
         size, batched = max(1, math.prod(node.shape)), node.batched
         spot = None
         for entry in live:  # in place: an argument dying here, read at the same element
-            if (entry[0] == i and entry[3] == size and entry[4] == batched
-                    and entry[1] in node.args and inplace_ok(node, entry[1])):
+            if (
+                entry[0] == i
+                and entry[3] == size
+                and entry[4] == batched
+                and entry[1] in node.args
+                and inplace_ok(node, entry[1])
+            ):
                 spot = entry[2]
                 live.remove(entry)
                 break
@@ -149,7 +163,7 @@ def plan_memory(statements: list[Node], direct: dict[Node, str],
             for k, (off, hole) in enumerate(holes):
                 if hole >= size:
                     spot = off
-                    holes[k:k + 1] = [(off + size, hole - size)] if hole > size else []
+                    holes[k : k + 1] = [(off + size, hole - size)] if hole > size else []
                     break
             free[batched] = holes
         if spot is None:

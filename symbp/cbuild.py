@@ -36,8 +36,7 @@ import types
 from functools import cache, lru_cache
 from pathlib import Path
 
-DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd",
-                 "-g0")
+DEFAULT_FLAGS = ("-O3", "-march=native", "-std=gnu99", "-fno-math-errno", "-fopenmp-simd", "-g0")
 GLUE_FLAGS = ("-O0", "-g0", "-DNDEBUG")  # cffi's glue: argument conversions, as fast at -O0
 INDEX = ".index"  # spec key -> entry, in the cache folder
 TEMPLATES = ".templates"  # compiled jinja2 templates (symbp.render), in the cache folder
@@ -71,8 +70,9 @@ def _compiler_identity(cc: str) -> str:
             "--backend numpy"
         )
     try:
-        version = subprocess.run([path, "--version"], capture_output=True, text=True,
-                                 timeout=30).stdout.splitlines()[:1]
+        version = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[:1]
     except (OSError, subprocess.SubprocessError) as e:
         raise BuildError(f"the C compiler {path} does not run: {e}") from None
     return f"{path} {' '.join(version)}"
@@ -89,8 +89,9 @@ def _blas() -> tuple[str, str, str]:
     try:
         import scipy_openblas32 as ob
     except ImportError:
-        raise BuildError("the C backend needs the scipy-openblas32 package: "
-                         "pip install scipy-openblas32") from None
+        raise BuildError(
+            "the C backend needs the scipy-openblas32 package: pip install scipy-openblas32"
+        ) from None
     return ob.get_include_dir(), ob.get_lib_dir(), ob.get_library()
 
 
@@ -100,8 +101,10 @@ def _has_libmvec() -> bool:
     import ctypes.util
     import platform
 
-    return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64") and (
-        ctypes.util.find_library("mvec") is not None
+    return (
+        platform.system() == "Linux"
+        and platform.machine() in ("x86_64", "AMD64")
+        and (ctypes.util.find_library("mvec") is not None)
     )
 
 
@@ -125,10 +128,20 @@ def cache_key(files: dict[str, str], cdef: str, module: str) -> str:
 
     include, libdir, lib = _blas()
     parts = [
-        json.dumps(files, sort_keys=True), cdef, module, _compiler_identity(compiler()),
-        " ".join(flags()), cffi.__version__, sys.implementation.cache_tag,
-        sysconfig.get_config_var("EXT_SUFFIX") or "", libdir, lib,
-        os.environ.get("SYMBP_SANITIZE", ""), str(_has_libmvec()), _cpu_identity(), _RECIPE,
+        json.dumps(files, sort_keys=True),
+        cdef,
+        module,
+        _compiler_identity(compiler()),
+        " ".join(flags()),
+        cffi.__version__,
+        sys.implementation.cache_tag,
+        sysconfig.get_config_var("EXT_SUFFIX") or "",
+        libdir,
+        lib,
+        os.environ.get("SYMBP_SANITIZE", ""),
+        str(_has_libmvec()),
+        _cpu_identity(),
+        _RECIPE,
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -166,10 +179,18 @@ def toolchain_stamp() -> str:
         with contextlib.suppress(OSError):
             blas_files += sorted(str(p) for p in libdir.iterdir() if p.is_file())
     parts = [
-        compiler(), _stamp(shutil.which(compiler())), " ".join(flags()),
-        os.environ.get("SYMBP_SANITIZE", ""), cffi_version, sys.implementation.cache_tag,
-        importlib.machinery.EXTENSION_SUFFIXES[0], *map(_stamp, blas_files), _cpu_identity(),
-        os.uname().machine if hasattr(os, "uname") else "", _libc(), _RECIPE,
+        compiler(),
+        _stamp(shutil.which(compiler())),
+        " ".join(flags()),
+        os.environ.get("SYMBP_SANITIZE", ""),
+        cffi_version,
+        sys.implementation.cache_tag,
+        importlib.machinery.EXTENSION_SUFFIXES[0],
+        *map(_stamp, blas_files),
+        _cpu_identity(),
+        os.uname().machine if hasattr(os, "uname") else "",
+        _libc(),
+        _RECIPE,
     ]
     return "\n".join(parts)
 
@@ -191,12 +212,20 @@ def _valid(entry: Path, module: str, c_file: str) -> bool:
     try:
         expected = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
         names = set(expected)
-        extension = any(name.startswith(f"{module}.") and name.endswith(suffix)
-                        for name in names for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+        extension = any(
+            name.startswith(f"{module}.") and name.endswith(suffix)
+            for name in names
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        )
         return (
-            extension and {"__init__.py", c_file} <= names
-            and all(isinstance(digest, str) and name == Path(name).name
-                    and _digest(entry / name) == digest for name, digest in expected.items())
+            extension
+            and {"__init__.py", c_file} <= names
+            and all(
+                isinstance(digest, str)
+                and name == Path(name).name
+                and _digest(entry / name) == digest
+                for name, digest in expected.items()
+            )
         )
     except (OSError, ValueError, TypeError, AttributeError):
         return False
@@ -249,8 +278,12 @@ def _run(commands: list[list[str]], c_file: str) -> None:
     """Run the compiler commands at once (one per core they may use); BuildError if any
     fails."""
     try:
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, errors="replace") for cmd in commands]
+        procs = [
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+            )
+            for cmd in commands
+        ]
     except OSError as e:
         raise BuildError(f"the C compiler {compiler()!r} does not run: {e}") from None
     failures = []
@@ -258,8 +291,7 @@ def _run(commands: list[list[str]], c_file: str) -> None:
         out, err = proc.communicate()
         if proc.returncode != 0:
             lines = [line for line in (err + out).splitlines() if line.strip()]
-            detail = next((line for line in lines if "error" in line), lines[-1] if lines
-                          else "")
+            detail = next((line for line in lines if "error" in line), lines[-1] if lines else "")
             failures.append(f"exit code {proc.returncode}: {detail.strip()[:300]}")
     if failures:
         raise BuildError(
@@ -268,8 +300,7 @@ def _run(commands: list[list[str]], c_file: str) -> None:
         )
 
 
-def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
-                  c_file: str) -> None:
+def build_package(dest: Path, files: dict[str, str], cdef: str, module: str, c_file: str) -> None:
     """Compile ``files`` (name -> text; ``c_file`` the C source) into a package at ``dest``."""
     import cffi
 
@@ -300,14 +331,40 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str,
         paths = sysconfig.get_paths()
         python = [f"-I{d}" for d in dict.fromkeys([paths["include"], paths["platinclude"]])]
         objects = [str(work / f"part{k}.o") for k in (1, 2)] + [str(work / "glue.o")]
-        _run([
-            *([cc, "-c", *both, *kernel, *last, f"-DSYMBP_PART={k}", str(dest / c_file), "-o",
-               objects[k - 1]] for k in (1, 2)),
-            [cc, "-c", *both, *GLUE_FLAGS, *last, *python, str(glue), "-o", objects[2]],
-        ], c_file)
+        _run(
+            [
+                *(
+                    [
+                        cc,
+                        "-c",
+                        *both,
+                        *kernel,
+                        *last,
+                        f"-DSYMBP_PART={k}",
+                        str(dest / c_file),
+                        "-o",
+                        objects[k - 1],
+                    ]
+                    for k in (1, 2)
+                ),
+                [cc, "-c", *both, *GLUE_FLAGS, *last, *python, str(glue), "-o", objects[2]],
+            ],
+            c_file,
+        )
         built = dest / f"{module}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
-        _run([[cc, *_shared_flags("LDSHARED", ["-shared"]), *objects, *link, "-o",
-               str(work / built.name)]], c_file)
+        _run(
+            [
+                [
+                    cc,
+                    *_shared_flags("LDSHARED", ["-shared"]),
+                    *objects,
+                    *link,
+                    "-o",
+                    str(work / built.name),
+                ]
+            ],
+            c_file,
+        )
         os.replace(work / built.name, built)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -336,8 +393,10 @@ def cached_package(files: dict[str, str], cdef: str, module: str, c_file: str) -
                 return entry
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         except OSError as e:
-            raise BuildError(f"cannot write the build cache {root}: {e.strerror or e}; set "
-                             "SYMBP_CACHE_DIR to a writable folder") from None
+            raise BuildError(
+                f"cannot write the build cache {root}: {e.strerror or e}; set "
+                "SYMBP_CACHE_DIR to a writable folder"
+            ) from None
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # gone once renamed
         build_package(tmp, files, cdef, module, c_file)
         with _locked(root):  # no other process checks, discards or renames in between
@@ -365,8 +424,9 @@ def indexed(key: str) -> Path | None:
         names = [record["entry"], record["module"], record["c_file"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not all(isinstance(n, str) and n and n == Path(n).name and not n.startswith(".")
-               for n in names):
+    if not all(
+        isinstance(n, str) and n and n == Path(n).name and not n.startswith(".") for n in names
+    ):
         return None
     entry = root / names[0]
     return entry if entry.is_dir() and _valid(entry, names[1], names[2]) else None
@@ -406,8 +466,11 @@ def load_package(path: Path, name: str) -> types.ModuleType:
 
 def cache_info() -> dict:
     root = cache_dir()
-    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] \
-        if root.is_dir() else []
+    entries = (
+        [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if root.is_dir()
+        else []
+    )
     size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
     return {"path": str(root), "entries": len(entries), "bytes": size}
 

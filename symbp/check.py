@@ -40,21 +40,26 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return math.isfinite(self.loss) and all(
-            p.max_error <= self.tolerance for p in self.params)
+        return math.isfinite(self.loss) and all(p.max_error <= self.tolerance for p in self.params)
 
     def table(self) -> str:
         head = f"{'param':<16} {'shape':<14} {'checked':<22} {'max rel error':>13}  "
         lines = [f"backend {self.backend}: loss {self.loss:.6g}", head + "status"]
         for p in self.params:
-            status = "ok" if p.max_error <= self.tolerance else (
-                f"OFF (fd {p.worst_fd:.6g} vs reverse mode {p.worst_ad:.6g})")
-            lines.append(f"{p.name:<16} {str(p.shape):<14} {p.checked:<22} "
-                         f"{p.max_error:>13.2e}  {status}")
+            status = (
+                "ok"
+                if p.max_error <= self.tolerance
+                else (f"OFF (fd {p.worst_fd:.6g} vs reverse mode {p.worst_ad:.6g})")
+            )
+            lines.append(
+                f"{p.name:<16} {str(p.shape):<14} {p.checked:<22} {p.max_error:>13.2e}  {status}"
+            )
         if not math.isfinite(self.loss):
             lines.append(f"the loss is {self.loss} at the check point: nothing can be checked")
-        lines.append(f"tolerance {self.tolerance:.0e}: " + ("all gradients agree" if self.ok
-                                                             else "GRADIENTS ARE OFF"))
+        lines.append(
+            f"tolerance {self.tolerance:.0e}: "
+            + ("all gradients agree" if self.ok else "GRADIENTS ARE OFF")
+        )
         return "\n".join(lines)
 
 
@@ -68,8 +73,13 @@ def random_params(module: types.ModuleType, rng: np.random.Generator) -> dict:
 
 
 def check_module(
-    module: types.ModuleType, params: dict | None = None, inputs: dict | None = None,
-    seed: int = 0, batch: int = 3, tolerance: float = 1e-6, backend: str = "numpy",
+    module: types.ModuleType,
+    params: dict | None = None,
+    inputs: dict | None = None,
+    seed: int = 0,
+    batch: int = 3,
+    tolerance: float = 1e-6,
+    backend: str = "numpy",
 ) -> Report:
     """Check a generated float64 module's loss_and_grads against central differences."""
     rng = np.random.default_rng(seed)
@@ -95,8 +105,9 @@ def check_module(
             directions = [np.eye(p.size)[i].reshape(shape) for i in range(p.size)]
             checked = "every element"
         else:
-            directions = [d / np.linalg.norm(d) for d in
-                          (rng.normal(size=shape) for _ in range(DIRECTIONS))]
+            directions = [
+                d / np.linalg.norm(d) for d in (rng.normal(size=shape) for _ in range(DIRECTIONS))
+            ]
             checked = f"{DIRECTIONS} random directions"
         worst = (0.0, 0.0, 0.0)
         for d in directions:
@@ -111,7 +122,10 @@ def check_module(
 
 
 def check_grads(
-    net: Graph | str | Path, backend: str = "numpy", seed: int = 0, batch: int = 3,
+    net: Graph | str | Path,
+    backend: str = "numpy",
+    seed: int = 0,
+    batch: int = 3,
     tolerance: float = 1e-6,
 ) -> Report:
     """Compile ``net`` in float64 and check its gradients by finite differences."""
@@ -143,8 +157,11 @@ class Agreement:
 
 
 def compare_backends(
-    net: Graph | str | Path, backends: tuple[str, ...] = ("numpy", "c"), seed: int = 0,
-    batch: int = 3, tolerance: float = 1e-12,
+    net: Graph | str | Path,
+    backends: tuple[str, ...] = ("numpy", "c"),
+    seed: int = 0,
+    batch: int = 3,
+    tolerance: float = 1e-12,
 ) -> Agreement:
     """Loss and gradients of ``backends`` on the same random data, relative to the largest
     magnitude of each array (elements near zero would otherwise dominate)."""
@@ -154,8 +171,9 @@ def compare_backends(
     rng = np.random.default_rng(seed)
     params = random_params(modules[0], rng)
     inputs = random_inputs(modules[0], batch, rng)
-    results = [m.loss_and_grads({k: v.copy() for k, v in params.items()}, **inputs)
-               for m in modules]
+    results = [
+        m.loss_and_grads({k: v.copy() for k, v in params.items()}, **inputs) for m in modules
+    ]
     (loss0, grads0), rest = results[0], results[1:]
     agreement = Agreement(tuple(backends), tolerance)
     floor = noise_floor(loss0)

@@ -67,69 +67,124 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"symbp {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    c = sub.add_parser("compile", help="write the generated module for a spec",
-                       description="Write the generated module of SPEC: one .py file for "
-                       "--backend numpy, a package folder for --backend c.")
+    c = sub.add_parser(
+        "compile",
+        help="write the generated module for a spec",
+        description="Write the generated module of SPEC: one .py file for "
+        "--backend numpy, a package folder for --backend c.",
+    )
     c.add_argument("spec", help="the .sbp file")
-    c.add_argument("--backend", choices=BACKENDS, default="numpy",
-                   help="numpy (one .py file) or c (a cffi package folder); default numpy")
-    c.add_argument("--dtype", choices=DTYPES, default="float64",
-                   help="floating-point type of the generated code (default float64)")
-    c.add_argument("-o", "--output", metavar="PATH",
-                   help="where to write the module (default: SPEC's name, here, with .py for "
-                   "numpy; a folder for c)")
+    c.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="numpy",
+        help="numpy (one .py file) or c (a cffi package folder); default numpy",
+    )
+    c.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float64",
+        help="floating-point type of the generated code (default float64)",
+    )
+    c.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write the module (default: SPEC's name, here, with .py for "
+        "numpy; a folder for c)",
+    )
 
-    k = sub.add_parser("check", help="check reverse-mode gradients by finite differences",
-                       description="Compare reverse-mode gradients with central finite "
-                       "differences in float64; exit 1 if they disagree.")
+    k = sub.add_parser(
+        "check",
+        help="check reverse-mode gradients by finite differences",
+        description="Compare reverse-mode gradients with central finite "
+        "differences in float64; exit 1 if they disagree.",
+    )
     k.add_argument("spec", help="the .sbp file")
-    k.add_argument("--backend", choices=BACKENDS + ("all",), default="numpy",
-                   help="the backend to check, or all of them (default numpy)")
+    k.add_argument(
+        "--backend",
+        choices=BACKENDS + ("all",),
+        default="numpy",
+        help="the backend to check, or all of them (default numpy)",
+    )
     k.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
     k.add_argument("--batch", type=_count(1), default=3, help="examples per check (default 3)")
 
-    g = sub.add_parser("grad", help="print the backward equations in spec notation",
-                       description="Print the backward pass of SPEC as equations in spec "
-                       "notation, with the spec line each one comes from.")
+    g = sub.add_parser(
+        "grad",
+        help="print the backward equations in spec notation",
+        description="Print the backward pass of SPEC as equations in spec "
+        "notation, with the spec line each one comes from.",
+    )
     g.add_argument("spec", help="the .sbp file")
-    g.add_argument("--passes", action="store_true",
-                   help="also print the passes that ran, rules fired and node counts")
-    d = sub.add_parser("graph", help="draw the computation graph (DOT, SVG or PNG)",
-                       description="Write the computation graph of SPEC as Graphviz DOT, or "
-                       "as SVG or PNG through Graphviz's dot, by the output's extension.")
+    g.add_argument(
+        "--passes",
+        action="store_true",
+        help="also print the passes that ran, rules fired and node counts",
+    )
+    d = sub.add_parser(
+        "graph",
+        help="draw the computation graph (DOT, SVG or PNG)",
+        description="Write the computation graph of SPEC as Graphviz DOT, or "
+        "as SVG or PNG through Graphviz's dot, by the output's extension.",
+    )
     d.add_argument("spec", help="the .sbp file")
     d.add_argument("--grad", action="store_true", help="also draw the backward pass")
-    d.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="FILE.dot, FILE.svg or FILE.png")
+    d.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="FILE.dot, FILE.svg or FILE.png"
+    )
 
-    t = sub.add_parser("train", help="mini-batch training with a progress bar",
-                       description="Train SPEC on the arrays of FILE.npz, named after its "
-                       "Inputs (batch on axis 0). Arrays suffixed _val are the held-out set; "
-                       "else --val-split holds out a fraction. A checkpoint is written after "
-                       "every epoch and on Ctrl-C; --resume continues a run exactly.")
+    t = sub.add_parser(
+        "train",
+        help="mini-batch training with a progress bar",
+        description="Train SPEC on the arrays of FILE.npz, named after its "
+        "Inputs (batch on axis 0). Arrays suffixed _val are the held-out set; "
+        "else --val-split holds out a fraction. A checkpoint is written after "
+        "every epoch and on Ctrl-C; --resume continues a run exactly.",
+    )
     t.add_argument("spec", help="the .sbp file")
     t.add_argument("--data", required=True, metavar="FILE.npz", help="the training data")
-    t.add_argument("--val-split", type=_fraction, default=0.0, metavar="F",
-                   help="hold out this fraction of the data for validation (default 0)")
+    t.add_argument(
+        "--val-split",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="hold out this fraction of the data for validation (default 0)",
+    )
     t.add_argument("--epochs", type=_count(1), default=10, help="epochs in all (default 10)")
     t.add_argument("--batch-size", type=_count(1), default=None, help="default 32")
-    t.add_argument("--lr", type=_positive, default=None,
-                   help="learning rate (default 0.001 for adam, 0.01 otherwise)")
-    t.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
-                   help="default adam")
-    t.add_argument("--seed", type=_count(0), default=None,
-                   help="initialization, shuffling and the held-out split (default 0)")
+    t.add_argument(
+        "--lr",
+        type=_positive,
+        default=None,
+        help="learning rate (default 0.001 for adam, 0.01 otherwise)",
+    )
+    t.add_argument(
+        "--optimizer", choices=("sgd", "momentum", "adam"), default=None, help="default adam"
+    )
+    t.add_argument(
+        "--seed",
+        type=_count(0),
+        default=None,
+        help="initialization, shuffling and the held-out split (default 0)",
+    )
     t.add_argument("--backend", choices=BACKENDS, default="numpy")
     t.add_argument("--dtype", choices=DTYPES, default="float64")
     t.add_argument("--save", metavar="PATH", help="checkpoint file (default SPEC.ckpt.npz)")
     t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
     t.add_argument("--plot", metavar="FILE.png", help="loss and accuracy curves (matplotlib)")
 
-    h = sub.add_parser("cache", help="show or clear the C backend's build cache",
-                       description="The C backend keeps built modules in a cache folder "
-                       "(SYMBP_CACHE_DIR, else $XDG_CACHE_HOME/symbp or ~/.cache/symbp).")
-    h.add_argument("action", choices=("info", "clear"),
-                   help="info: where it is and what it holds; clear: delete every entry")
+    h = sub.add_parser(
+        "cache",
+        help="show or clear the C backend's build cache",
+        description="The C backend keeps built modules in a cache folder "
+        "(SYMBP_CACHE_DIR, else $XDG_CACHE_HOME/symbp or ~/.cache/symbp).",
+    )
+    h.add_argument(
+        "action",
+        choices=("info", "clear"),
+        help="info: where it is and what it holds; clear: delete every entry",
+    )
     p.verbs = {"compile": c, "check": k, "grad": g, "graph": d, "train": t, "cache": h}  # stray
     # arguments with the verb's own usage
     return p
@@ -160,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as e:
         print(f"symbp: error: {e}", file=sys.stderr)
     except (RecursionError, MemoryError):
-        print("symbp: error: the network is too large or too deeply nested to compile",
-              file=sys.stderr)
+        print(
+            "symbp: error: the network is too large or too deeply nested to compile",
+            file=sys.stderr,
+        )
     except KeyboardInterrupt:
         print("symbp: interrupted", file=sys.stderr)
         return 130
@@ -190,8 +247,9 @@ def _copy_package(entry: Path, out: Path) -> None:
     The cache's manifest stays behind: it describes the cache entry, not the package.
     """
     if out.exists() and not out.is_dir():
-        raise OSError(20, "exists and is not a folder (the C backend writes a package folder)",
-                      str(out))
+        raise OSError(
+            20, "exists and is not a folder (the C backend writes a package folder)", str(out)
+        )
     out.mkdir(exist_ok=True)
     for item in sorted(entry.iterdir()):
         if item.is_file() and item.name != "manifest.json":
@@ -224,8 +282,7 @@ def _graph(args) -> int:
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("dot", "gv", "svg", "png"):
-        print(f"symbp: error: {out}: the output must end in .dot, .svg or .png",
-              file=sys.stderr)
+        print(f"symbp: error: {out}: the output must end in .dot, .svg or .png", file=sys.stderr)
         return 2
     text = to_dot(optimize(parse(args.spec)), grad=args.grad)
     if fmt in ("dot", "gv"):
@@ -259,8 +316,10 @@ def _load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, di
     train, val = {}, {}
     for name in names:
         if name not in arrays:
-            raise DataError(f"{path}: no array {name!r}; the spec's Inputs are "
-                            f"{', '.join(names)} and the file has {', '.join(arrays) or 'none'}")
+            raise DataError(
+                f"{path}: no array {name!r}; the spec's Inputs are "
+                f"{', '.join(names)} and the file has {', '.join(arrays) or 'none'}"
+            )
         train[name] = arrays[name]
         if f"{name}_val" in arrays:
             val[name] = arrays[f"{name}_val"]
@@ -273,13 +332,16 @@ def _load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, di
             shape = module.INPUTS[name]
             if value.ndim != len(shape) + 1 or value.shape[1:] != shape:
                 want = ", ".join(["examples", *map(str, shape)])
-                raise DataError(f"{path}: array {name!r} has shape {value.shape}; the spec "
-                                f"wants ({want})")
+                raise DataError(
+                    f"{path}: array {name!r} has shape {value.shape}; the spec wants ({want})"
+                )
             if value.dtype.kind not in "fiub":
                 raise DataError(f"{path}: array {name!r} holds {value.dtype}, not numbers")
         if len(rows) > 1:
-            raise DataError(f"{path}: the arrays have different numbers of examples: "
-                            + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
+            raise DataError(
+                f"{path}: the arrays have different numbers of examples: "
+                + ", ".join(f"{k} {len(v)}" for k, v in split.items())
+            )
     if not val and val_split > 0:
         rows = len(next(iter(train.values())))
         order = np.random.default_rng(seed).permutation(rows)
@@ -302,14 +364,14 @@ def _train(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("symbp: error: --plot needs matplotlib: pip install 'symbp[plot]'",
-                  file=sys.stderr)
+            print(
+                "symbp: error: --plot needs matplotlib: pip install 'symbp[plot]'", file=sys.stderr
+            )
             return 2
     graph = parse(args.spec)
     module = compile(graph, backend=args.backend, dtype=args.dtype)
     if not module.INPUTS:
-        print("symbp: error: the spec has no Input: there is nothing to train on",
-              file=sys.stderr)
+        print("symbp: error: the spec has no Input: there is nothing to train on", file=sys.stderr)
         return 2
     save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
     if args.resume:
@@ -318,16 +380,25 @@ def _train(args) -> int:
         except (ValueError, OSError) as e:
             print(f"symbp: error: {e}", file=sys.stderr)
             return 2
-        given = [f"--{k.replace('_', '-')}" for k in ("lr", "optimizer", "batch_size", "seed")
-                 if getattr(args, k) is not None]
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("lr", "optimizer", "batch_size", "seed")
+            if getattr(args, k) is not None
+        ]
         if given:
-            print(f"note: {', '.join(given)} come from the checkpoint when resuming",
-                  file=sys.stderr)
+            print(
+                f"note: {', '.join(given)} come from the checkpoint when resuming", file=sys.stderr
+            )
     else:
         optimizer = args.optimizer or "adam"
         lr = args.lr if args.lr is not None else (1e-3 if optimizer == "adam" else 1e-2)
-        trainer = Trainer(module, optimizer=optimizer, lr=lr, batch_size=args.batch_size or 32,
-                          seed=args.seed or 0)
+        trainer = Trainer(
+            module,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=args.batch_size or 32,
+            seed=args.seed or 0,
+        )
     try:  # the held-out split follows the run's seed, the same when resuming
         train, val = _load_data(args.data, module, args.val_split, trainer.seed)
     except DataError as e:
@@ -344,12 +415,14 @@ def _train(args) -> int:
             bar.end(stats)
     except KeyboardInterrupt:
         trainer.save(save)
-        print(f"\ninterrupted: checkpoint {save} (resume with --resume {save})",
-              file=sys.stderr)
+        print(f"\ninterrupted: checkpoint {save} (resume with --resume {save})", file=sys.stderr)
         return 130
     except TrainingError as e:
-        last = f"the last good checkpoint is {save}" if Path(save).exists() else (
-            "no checkpoint was written yet")
+        last = (
+            f"the last good checkpoint is {save}"
+            if Path(save).exists()
+            else ("no checkpoint was written yet")
+        )
         print(f"\nsymbp: error: {e}; {last}", file=sys.stderr)
         return 1
     if len(trainer.history) == already:
@@ -385,8 +458,14 @@ def _grad(args) -> int:
     return 0
 
 
-VERBS = {"compile": _compile, "check": _check, "grad": _grad, "graph": _graph,
-         "train": _train, "cache": _cache}
+VERBS = {
+    "compile": _compile,
+    "check": _check,
+    "grad": _grad,
+    "graph": _graph,
+    "train": _train,
+    "cache": _cache,
+}
 
 
 if __name__ == "__main__":

@@ -112,9 +112,18 @@ def spec_key(data: bytes, filename: str, backend: str, dtype: str) -> str | None
     if compiler_hash is None:
         return None
     parts = [
-        "symbp spec index 1", compiler_hash, hashlib.sha256(data).hexdigest(), filename,
-        backend, dtype, jinja2.__version__, numpy.__version__,
-        sys.version, sys.prefix, sys.executable, cbuild.toolchain_stamp(),
+        "symbp spec index 1",
+        compiler_hash,
+        hashlib.sha256(data).hexdigest(),
+        filename,
+        backend,
+        dtype,
+        jinja2.__version__,
+        numpy.__version__,
+        sys.version,
+        sys.prefix,
+        sys.executable,
+        cbuild.toolchain_stamp(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 

@@ -34,8 +34,10 @@ from .expr import (
 __all__ = ["BUILTINS", "X", "derivative", "diff", "is_unstable", "linear_factor", "number"]
 
 # The spec's elementwise built-ins: name -> constructor of one argument.
-BUILTINS = {name: function(name) for name in
-            ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "sin", "cos")}
+BUILTINS = {
+    name: function(name)
+    for name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "sin", "cos")
+}
 
 number = decimal  # a spec literal, exact as written: 0.1 is 1/10
 

@@ -16,7 +16,11 @@ class SpecError(ValueError):
     """
 
     def __init__(
-        self, message: str, filename: str = "<spec>", line: int = 0, col: int = 0,
+        self,
+        message: str,
+        filename: str = "<spec>",
+        line: int = 0,
+        col: int = 0,
         source_line: str = "",
     ) -> None:
         self.message = message
@@ -63,7 +67,8 @@ def excerpt(line: str, col: int) -> tuple[str, str]:
     if len(shown) > WIDTH:
         start = min(max(caret_at - WIDTH // 2, 0), len(shown) - WIDTH)
         end = start + WIDTH
-        shown = (["..."] if start else []) + shown[start:end] + (["..."] if end < len(shown)
-                                                                  else [])
+        shown = (
+            (["..."] if start else []) + shown[start:end] + (["..."] if end < len(shown) else [])
+        )
         caret_at = caret_at - start + (3 if start else 0)
     return "".join(shown), " " * caret_at + "^"

@@ -30,8 +30,11 @@ class SpecPrinter:
         if op is Op.EW:
             if node.attr is X[0] / X[1] and node.args[1].op is Op.BATCH_SIZE:
                 inner = node.args[0]
-                text = self.term(inner.args[0])[0] if inner.op is Op.BATCH_SUM else (
-                    self.dot(inner, summed=False)[0] if inner.op is Op.DOT else None)
+                text = (
+                    self.term(inner.args[0])[0]
+                    if inner.op is Op.BATCH_SUM
+                    else (self.dot(inner, summed=False)[0] if inner.op is Op.DOT else None)
+                )
                 if text is not None:
                     return f"batch_mean({text})", ATOM
             args = [self.term(a) for a in node.args]
@@ -111,8 +114,11 @@ def backward_equations(program: Program) -> str:
     head = [
         f"# backward pass of {graph.filename.rsplit('/', 1)[-1]}, for one example:",
         f"# d<v> is the adjoint d{graph.loss_name}/d<v>; "
-        + ("batch_mean(e) averages e over the mini-batch." if graph.has_batch else
-           "the loss is the network's value."),
+        + (
+            "batch_mean(e) averages e over the mini-batch."
+            if graph.has_batch
+            else "the loss is the network's value."
+        ),
     ]
     body = [f"{t:<{width}}  # {n}" if n else t for t, n in rows]
     return "\n".join(head + body) + "\n"
@@ -129,8 +135,9 @@ def pass_report(program: Program) -> str:
     lines = [f"{'pass':<11} {'rule sets':<{width}} nodes before -> after   rules fired"]
     for st, names in zip(stats, sets):
         fired = ", ".join(f"{k} x{v}" for k, v in sorted(st.fired.items())) or "-"
-        lines.append(f"{st.name:<11} {names:<{width}} {st.nodes_before:>12} -> "
-                     f"{st.nodes_after:<6}  {fired}")
+        lines.append(
+            f"{st.name:<11} {names:<{width}} {st.nodes_before:>12} -> {st.nodes_after:<6}  {fired}"
+        )
     lines.append("\nrule sets:")
     docs = {rs.name: rs.doc for st in stats for rs in st.sets}
     lines += [f"  {name:<14} {doc}" for name, doc in docs.items()]

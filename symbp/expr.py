@@ -27,8 +27,20 @@ Number = Fraction | float
 
 # one-argument functions, by their spec names (plus step and sign, the derivatives of relu
 # and abs)
-FUNCTIONS = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "sin", "cos",
-             "step", "sign")
+FUNCTIONS = (
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    "sin",
+    "cos",
+    "step",
+    "sign",
+)
 BINARY = ("add", "sub", "mul", "div", "pow")
 
 # reasons a constant is not a float, as the parser reports them
@@ -60,8 +72,7 @@ _TABLE: dict[tuple, _Entry] = {}
 class Expr:
     """One node of an elementwise expression; build with the functions of this module."""
 
-    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "_ops",
-                 "__weakref__")
+    __slots__ = ("op", "args", "value", "size", "bad", "args_used", "_uses", "_ops", "__weakref__")
 
     op: str  # "arg", "num", "undefined", one of BINARY, "neg", or one of FUNCTIONS
     args: tuple[Expr, ...]
@@ -136,22 +147,48 @@ class Expr:
 
         if self.bad:
             return f"<a constant that is {self.bad}>"
-        return print_expr(self, [(f"x{i}", ATOM) for i in range(max(self.args_used, default=-1)
-                                                               + 1)], SPEC_PRINTER)[0]
+        return print_expr(
+            self,
+            [(f"x{i}", ATOM) for i in range(max(self.args_used, default=-1) + 1)],
+            SPEC_PRINTER,
+        )[0]
 
     # sugar, for the parser and for tests: Expr op Expr-or-number
-    def __add__(self, o): return add(self, lift(o))  # noqa: E704
-    def __radd__(self, o): return add(lift(o), self)  # noqa: E704
-    def __sub__(self, o): return sub(self, lift(o))  # noqa: E704
-    def __rsub__(self, o): return sub(lift(o), self)  # noqa: E704
-    def __mul__(self, o): return mul(self, lift(o))  # noqa: E704
-    def __rmul__(self, o): return mul(lift(o), self)  # noqa: E704
-    def __truediv__(self, o): return div(self, lift(o))  # noqa: E704
-    def __rtruediv__(self, o): return div(lift(o), self)  # noqa: E704
-    def __pow__(self, o): return power(self, lift(o))  # noqa: E704
-    def __rpow__(self, o): return power(lift(o), self)  # noqa: E704
-    def __neg__(self): return neg(self)  # noqa: E704
-    def __pos__(self): return self  # noqa: E704
+    def __add__(self, o):
+        return add(self, lift(o))  # noqa: E704
+
+    def __radd__(self, o):
+        return add(lift(o), self)  # noqa: E704
+
+    def __sub__(self, o):
+        return sub(self, lift(o))  # noqa: E704
+
+    def __rsub__(self, o):
+        return sub(lift(o), self)  # noqa: E704
+
+    def __mul__(self, o):
+        return mul(self, lift(o))  # noqa: E704
+
+    def __rmul__(self, o):
+        return mul(lift(o), self)  # noqa: E704
+
+    def __truediv__(self, o):
+        return div(self, lift(o))  # noqa: E704
+
+    def __rtruediv__(self, o):
+        return div(lift(o), self)  # noqa: E704
+
+    def __pow__(self, o):
+        return power(self, lift(o))  # noqa: E704
+
+    def __rpow__(self, o):
+        return power(lift(o), self)  # noqa: E704
+
+    def __neg__(self):
+        return neg(self)  # noqa: E704
+
+    def __pos__(self):
+        return self  # noqa: E704
 
     def xreplace(self, mapping: dict[Expr, Expr]) -> Expr:
         """The tree with every subtree that is a key of ``mapping`` replaced (outermost
@@ -172,6 +209,7 @@ def remember(cache: dict, key, value):
         cache.clear()
     cache[key] = value
     return value
+
 
 # precedences, as Python's grammar has them (the C printer parenthesizes the same way)
 ATOM = 1000
@@ -457,9 +495,17 @@ def _softplus(x: float) -> float:
 
 # the value of each function at a number; a math domain error becomes the reason
 EVALUATE: dict[str, Callable[[float], float]] = {
-    "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "tanh": math.tanh,
-    "sigmoid": _sigmoid, "relu": lambda x: max(x, 0.0), "softplus": _softplus,
-    "sin": math.sin, "cos": math.cos, "step": lambda x: 1.0 if x > 0 else 0.0,
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "tanh": math.tanh,
+    "sigmoid": _sigmoid,
+    "relu": lambda x: max(x, 0.0),
+    "softplus": _softplus,
+    "sin": math.sin,
+    "cos": math.cos,
+    "step": lambda x: 1.0 if x > 0 else 0.0,
     "sign": lambda x: (x > 0) - (x < 0),
 }
 
@@ -584,22 +630,34 @@ def to_sympy(e: Expr, symbols=None):
     import sympy
 
     if symbols is None:
-        symbols = [sympy.Symbol(f"x{i}", real=True)
-                   for i in range(max(e.args_used, default=-1) + 1)]
+        symbols = [
+            sympy.Symbol(f"x{i}", real=True) for i in range(max(e.args_used, default=-1) + 1)
+        ]
     sig = lambda u: 1 / (1 + sympy.exp(-u))  # noqa: E731
     functions = {
-        "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": sympy.Abs,
-        "tanh": sympy.tanh, "sigmoid": sig, "relu": lambda u: sympy.Max(u, 0),
-        "softplus": lambda u: sympy.log(1 + sympy.exp(u)), "sin": sympy.sin, "cos": sympy.cos,
-        "step": lambda u: sympy.Heaviside(u, 0), "sign": sympy.sign,
+        "exp": sympy.exp,
+        "log": sympy.log,
+        "sqrt": sympy.sqrt,
+        "abs": sympy.Abs,
+        "tanh": sympy.tanh,
+        "sigmoid": sig,
+        "relu": lambda u: sympy.Max(u, 0),
+        "softplus": lambda u: sympy.log(1 + sympy.exp(u)),
+        "sin": sympy.sin,
+        "cos": sympy.cos,
+        "step": lambda u: sympy.Heaviside(u, 0),
+        "sign": sympy.sign,
     }
 
     def go(t: Expr):
         if t.op == "arg":
             return symbols[t.value]
         if t.op == "num":
-            return sympy.Rational(t.value) if isinstance(t.value, Fraction) else sympy.Float(
-                t.value, 17)
+            return (
+                sympy.Rational(t.value)
+                if isinstance(t.value, Fraction)
+                else sympy.Float(t.value, 17)
+            )
         if t.op == "undefined":
             return sympy.nan
         a = [go(x) for x in t.args]
@@ -607,8 +665,7 @@ def to_sympy(e: Expr, symbols=None):
             return -a[0]
         if t.op in BINARY:
             x, y = a
-            return {"add": x + y, "sub": x - y, "mul": x * y, "div": x / y,
-                    "pow": x**y}[t.op]
+            return {"add": x + y, "sub": x - y, "mul": x * y, "div": x / y, "pow": x**y}[t.op]
         return functions[t.op](a[0])
 
     return go(e)

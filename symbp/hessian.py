@@ -34,8 +34,14 @@ def hvp_graph(graph: Graph) -> tuple[Graph, dict[str, str]]:
         v = ops.param_node(v_name, decl.node.shape)
         params[v_name] = Decl(v, 0, ("zeros",))
         total = ops.add(total, ops.reduce_sum(ops.mul(grads[name], v)))
-    hvp = Graph(name=f"{graph.name}_hvp", filename=f"{graph.name}_hvp", inputs=dict(graph.inputs),
-                params=params, loss_name="s", loss=total)
+    hvp = Graph(
+        name=f"{graph.name}_hvp",
+        filename=f"{graph.name}_hvp",
+        inputs=dict(graph.inputs),
+        params=params,
+        loss_name="s",
+        loss=total,
+    )
     hvp.names[total] = "s"
     return hvp, directions
 

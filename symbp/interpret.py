@@ -18,13 +18,20 @@ def _sigmoid(x):
 
 
 FUNCTIONS = {
-    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh,
-    "sigmoid": _sigmoid, "relu": lambda x: np.maximum(x, 0.0),
-    "softplus": lambda x: np.logaddexp(0.0, x), "sin": np.sin, "cos": np.cos,
-    "step": lambda x: (x > 0).astype(float), "sign": np.sign,
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "sin": np.sin,
+    "cos": np.cos,
+    "step": lambda x: (x > 0).astype(float),
+    "sign": np.sign,
 }
-BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "pow": np.power}
+BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power}
 
 
 def expression(e: Expr, args: list) -> np.ndarray | float:
@@ -53,8 +60,7 @@ def expression(e: Expr, args: list) -> np.ndarray | float:
 def _aligned(value, arg: Node, node: Node):
     """A batched argument of lower rank gets size-1 axes after its batch axis."""
     if arg.batched and node.batched and arg.ndim < node.ndim:
-        return np.reshape(value, value.shape[:1] + (1,) * (node.ndim - arg.ndim)
-                          + value.shape[1:])
+        return np.reshape(value, value.shape[:1] + (1,) * (node.ndim - arg.ndim) + value.shape[1:])
     return value
 
 
@@ -74,8 +80,9 @@ def evaluate(roots: list[Node], leaves: dict[str, np.ndarray], n: int) -> list[n
             elif op is Op.BATCH_SIZE:
                 v = np.asarray(float(n))
             elif op is Op.EW:
-                v = np.asarray(expression(node.attr, [_aligned(xv, a, node)
-                                                       for xv, a in zip(x, node.args)]))
+                v = np.asarray(
+                    expression(node.attr, [_aligned(xv, a, node) for xv, a in zip(x, node.args)])
+                )
             elif op is Op.SUM:
                 v = np.sum(x[0], axis=tuple(a + shift for a in node.attr))
             elif op is Op.LOGSUMEXP:

@@ -170,8 +170,9 @@ class Node(_Fields):
         return node
 
     @staticmethod
-    def find(op: Op, args: tuple[Node, ...], attr: Any, shape: Shape, batched: bool,
-             dtype: str = "float") -> Node | None:
+    def find(
+        op: Op, args: tuple[Node, ...], attr: Any, shape: Shape, batched: bool, dtype: str = "float"
+    ) -> Node | None:
         """The node with these fields if one exists, without making it."""
         entry = _NODES.get((op, args, attr, shape, batched, dtype))
         return None if entry is None else entry()
@@ -207,18 +208,41 @@ class Node(_Fields):
         a, b = (build._node(other), self) if reverse else (self, build._node(other))
         return getattr(ops, fn)(a, b)
 
-    def __add__(self, o): return self._bin(o, "add")  # noqa: E704
-    def __radd__(self, o): return self._bin(o, "add", True)  # noqa: E704
-    def __sub__(self, o): return self._bin(o, "sub")  # noqa: E704
-    def __rsub__(self, o): return self._bin(o, "sub", True)  # noqa: E704
-    def __mul__(self, o): return self._bin(o, "mul")  # noqa: E704
-    def __rmul__(self, o): return self._bin(o, "mul", True)  # noqa: E704
-    def __truediv__(self, o): return self._bin(o, "div")  # noqa: E704
-    def __rtruediv__(self, o): return self._bin(o, "div", True)  # noqa: E704
-    def __pow__(self, o): return self._bin(o, "power")  # noqa: E704
-    def __rpow__(self, o): return self._bin(o, "power", True)  # noqa: E704
-    def __matmul__(self, o): return self._bin(o, "matmul")  # noqa: E704
-    def __rmatmul__(self, o): return self._bin(o, "matmul", True)  # noqa: E704
+    def __add__(self, o):
+        return self._bin(o, "add")  # noqa: E704
+
+    def __radd__(self, o):
+        return self._bin(o, "add", True)  # noqa: E704
+
+    def __sub__(self, o):
+        return self._bin(o, "sub")  # noqa: E704
+
+    def __rsub__(self, o):
+        return self._bin(o, "sub", True)  # noqa: E704
+
+    def __mul__(self, o):
+        return self._bin(o, "mul")  # noqa: E704
+
+    def __rmul__(self, o):
+        return self._bin(o, "mul", True)  # noqa: E704
+
+    def __truediv__(self, o):
+        return self._bin(o, "div")  # noqa: E704
+
+    def __rtruediv__(self, o):
+        return self._bin(o, "div", True)  # noqa: E704
+
+    def __pow__(self, o):
+        return self._bin(o, "power")  # noqa: E704
+
+    def __rpow__(self, o):
+        return self._bin(o, "power", True)  # noqa: E704
+
+    def __matmul__(self, o):
+        return self._bin(o, "matmul")  # noqa: E704
+
+    def __rmatmul__(self, o):
+        return self._bin(o, "matmul", True)  # noqa: E704
 
     def __neg__(self):
         from . import ops

@@ -23,10 +23,31 @@ from .render import render
 from .schedule import PYTHON_RESERVED, Namer, Routine, comment_text, doc_text, schedule
 
 MODULE_NAMES = {
-    "np", "PARAMS", "INPUTS", "OUTPUTS", "DTYPE", "init_params", "forward", "loss",
-    "loss_and_grads", "train_step", "params", "inputs", "lr", "grads", "_array", "_params",
+    "np",
+    "PARAMS",
+    "INPUTS",
+    "OUTPUTS",
+    "DTYPE",
+    "init_params",
+    "forward",
+    "loss",
+    "loss_and_grads",
+    "train_step",
+    "params",
+    "inputs",
+    "lr",
+    "grads",
+    "_array",
+    "_params",
     "_inputs",
-    "_full", "_sigmoid", "_softplus", "_relu", "_step", "_logsumexp", "_glorot", "_he",
+    "_full",
+    "_sigmoid",
+    "_softplus",
+    "_relu",
+    "_step",
+    "_logsumexp",
+    "_glorot",
+    "_he",
 }
 
 HELPERS = {
@@ -37,8 +58,8 @@ HELPERS = {
     "_softplus": '''def _softplus(x):
     """log(1 + exp(x)), as max(x, 0) + log(1 + exp(-|x|)): never exp of a large x."""
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))''',
-    "_relu": '''def _relu(x):
-    return np.maximum(x, 0.0)''',
+    "_relu": """def _relu(x):
+    return np.maximum(x, 0.0)""",
     "_step": '''def _step(x):
     """relu'(x): 1 where x > 0, else 0."""
     return np.heaviside(x, 0.0)''',
@@ -118,8 +139,16 @@ class _Writer:
             return f"{INDENT}# grad of line {line}: {source}"
         return f"{INDENT}# line {line}: {source}"
 
-    def function(self, name: str, roots: dict[str, Node], doc: str, sig: str, ann: str,
-                 finish, forward_only: bool = True) -> Function:
+    def function(
+        self,
+        name: str,
+        roots: dict[str, Node],
+        doc: str,
+        sig: str,
+        ann: str,
+        finish,
+        forward_only: bool = True,
+    ) -> Function:
         key = (tuple(roots.values()), forward_only)
         if key in self.done:  # the same statements (another function with the same roots)
             prologue, routine, printer, batch, lines, code = self.done[key]
@@ -128,8 +157,9 @@ class _Writer:
             lines, code = self.statements(routine, printer)
             self.done[key] = prologue, routine, printer, batch, lines, code
         epilogue = finish(routine, printer, batch)
-        body = "".join([*(INDENT + line for line in prologue), *lines,
-                        *(INDENT + line for line in epilogue)])
+        body = "".join(
+            [*(INDENT + line for line in prologue), *lines, *(INDENT + line for line in epilogue)]
+        )
         return Function(name, sig, ann, doc, body, [*code, *epilogue])
 
     def routine(self, roots: dict[str, Node], forward_only: bool):
@@ -178,8 +208,15 @@ class _Writer:
             lines.append(f"{INDENT}{name} = {text}")
         return lines, code
 
-    def value(self, routine: Routine, printer: NumpyPrinter, node: Node, batch: str,
-              shape: Shape, batched: bool) -> str:
+    def value(
+        self,
+        routine: Routine,
+        printer: NumpyPrinter,
+        node: Node,
+        batch: str,
+        shape: Shape,
+        batched: bool,
+    ) -> str:
         """A returned value as a fresh array of the declared shape."""
         text = routine.names.get(node) or printer(node)
         if node.op in _FILLED or node.shape != shape or node.batched != batched:
@@ -248,20 +285,34 @@ def generate(program: Program, dtype: str = "float64") -> str:
 
     fwd_roots = dict(program.outputs)
     functions = [
-        w.function("forward", fwd_roots,
-                   f"Every Output and the per-example {loss_name}, batch on axis 0.",
-                   "params, /, **inputs", " -> dict", finish_forward),
-        w.function("loss", {loss_name: program.loss},
-                   f"The mean of {loss_name} over the batch.",
-                   "params, /, **inputs", " -> float", finish_loss),
-        w.function("loss_and_grads", {loss_name: program.loss, **{f"d{k}": v for k, v in
-                                                                 program.grads.items()}},
-                   "The mean loss and its gradient with respect to every Param.",
-                   "params, /, **inputs", " -> tuple", finish_grads, forward_only=False),
+        w.function(
+            "forward",
+            fwd_roots,
+            f"Every Output and the per-example {loss_name}, batch on axis 0.",
+            "params, /, **inputs",
+            " -> dict",
+            finish_forward,
+        ),
+        w.function(
+            "loss",
+            {loss_name: program.loss},
+            f"The mean of {loss_name} over the batch.",
+            "params, /, **inputs",
+            " -> float",
+            finish_loss,
+        ),
+        w.function(
+            "loss_and_grads",
+            {loss_name: program.loss, **{f"d{k}": v for k, v in program.grads.items()}},
+            "The mean loss and its gradient with respect to every Param.",
+            "params, /, **inputs",
+            " -> tuple",
+            finish_grads,
+            forward_only=False,
+        ),
     ]
     inits, uses_rng = _initializers(graph)
-    body = "\n".join([*(line for f in functions for line in f.code),
-                      *(code for _, code in inits)])
+    body = "\n".join([*(line for f in functions for line in f.code), *(code for _, code in inits)])
     helpers = [code for name, code in HELPERS.items() if _calls(name, body)]
     params_dict = _dict_text({k: d.node.shape for k, d in graph.params.items()})
     inputs_dict = _dict_text({k: d.node.shape for k, d in graph.inputs.items()})

@@ -156,8 +156,9 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     elif e is X[0]:
         node = kept[0]
     else:
-        inner = shape if same or len(kept) == len(args) else broadcast_shapes(
-            *(a.shape for a in kept))
+        inner = (
+            shape if same or len(kept) == len(args) else broadcast_shapes(*(a.shape for a in kept))
+        )
         batched = False
         for a in kept:
             if a.batched:
@@ -181,9 +182,10 @@ def _implicit_broadcasts(args: Sequence[Node], what: str) -> list[Node]:
                 if a.args[0].op is Op.CONST:
                     break  # a constant: folded into the expression as one
             elif a.op is not Op.RESHAPE or (
-                    _leading_ones(a.shape) != _leading_ones(a.args[0].shape)):
+                _leading_ones(a.shape) != _leading_ones(a.args[0].shape)
+            ):
                 break
-            trial = args[:i] + [a.args[0]] + args[i + 1:]
+            trial = args[:i] + [a.args[0]] + args[i + 1 :]
             if broadcast_shapes(*(t.shape for t in trial)) != full:
                 break
             args = trial
@@ -320,8 +322,9 @@ def log_softmax(x: Node, axis: int = -1) -> Node:
 def softmax(x: Node, axis: int = -1) -> Node:
     """exp(x - logsumexp(x)): never overflows, and its log simplifies to log_softmax."""
     axes = _axes(axis, x.ndim, "softmax")
-    return elementwise(ex.call("exp", X[0] - X[1]),
-                       (x, keepdims(logsumexp(x, axes), axes, x.shape)))
+    return elementwise(
+        ex.call("exp", X[0] - X[1]), (x, keepdims(logsumexp(x, axes), axes, x.shape))
+    )
 
 
 def cross_entropy(logits: Node, target: Node) -> Node:
@@ -351,13 +354,15 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
     """A general two-operand contraction; transposed operands are folded into the letters."""
     if a.op is Op.TRANSPOSE:
         perm = a.attr
-        c = Contraction("".join(c.a[perm.index(i)] for i in range(len(perm))), c.b, c.out,
-                        c.sum_batch)
+        c = Contraction(
+            "".join(c.a[perm.index(i)] for i in range(len(perm))), c.b, c.out, c.sum_batch
+        )
         a = a.args[0]
     if b.op is Op.TRANSPOSE:
         perm = b.attr
-        c = Contraction(c.a, "".join(c.b[perm.index(i)] for i in range(len(perm))), c.out,
-                        c.sum_batch)
+        c = Contraction(
+            c.a, "".join(c.b[perm.index(i)] for i in range(len(perm))), c.out, c.sum_batch
+        )
         b = b.args[0]
     if (a.ndim == 0 or b.ndim == 0) and not (c.sum_batch and a.batched and b.batched):
         return _scale(a, b, c)
@@ -366,8 +371,9 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
 
 
 @functools.lru_cache(maxsize=4096)
-def _contracted(c: Contraction, sa: Shape, sb: Shape, either_batched: bool
-                ) -> tuple[Shape, Contraction, bool]:
+def _contracted(
+    c: Contraction, sa: Shape, sb: Shape, either_batched: bool
+) -> tuple[Shape, Contraction, bool]:
     """The output shape, the canonical contraction and whether the product is batched, for
     operands of shapes ``sa`` and ``sb`` (cached: a network has a handful of products)."""
     sizes: dict[str, int] = {}
@@ -380,8 +386,11 @@ def _contracted(c: Contraction, sa: Shape, sb: Shape, either_batched: bool
         raise GraphError(f"contraction {c}: bad output letters")
     shape = tuple(sizes[ch] for ch in c.out)
     sum_batch = c.sum_batch and either_batched
-    return shape, _canonical(Contraction(c.a, c.b, c.out, sum_batch)), (
-        either_batched and not sum_batch)
+    return (
+        shape,
+        _canonical(Contraction(c.a, c.b, c.out, sum_batch)),
+        (either_batched and not sum_batch),
+    )
 
 
 def _scale(a: Node, b: Node, c: Contraction) -> Node:

@@ -29,8 +29,12 @@ DECLARATIONS = ("Input", "Param", "Loss", "Output")
 INITIALIZERS = {"zeros": 0, "ones": 0, "glorot": 0, "he": 0, "normal": 1, "uniform": 2}
 REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax")
 BINOPS = {
-    ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
-    ast.Pow: ops.power, ast.MatMult: ops.matmul,
+    ast.Add: ops.add,
+    ast.Sub: ops.sub,
+    ast.Mult: ops.mul,
+    ast.Div: ops.div,
+    ast.Pow: ops.power,
+    ast.MatMult: ops.matmul,
 }
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
@@ -57,7 +61,10 @@ def parse_bytes(data: bytes, filename: str = "<spec>", name: str | None = None) 
         text = split_lines(data.decode("utf-8", "replace"))[line - 1]
         raise SpecError(
             f"the spec is not valid UTF-8 (byte 0x{data[e.start]:02x}); save it as UTF-8",
-            filename, line, col, text,
+            filename,
+            line,
+            col,
+            text,
         ) from None
     return parse_text(source, filename, name)
 
@@ -140,11 +147,15 @@ class _Parser(SpecSource):
             raise self.error(t, "only a plain name can be bound")
         name = t.id
         if name in self.values:
-            raise self.error(t, f"'{name}' is already bound at line {self.values[name][1]}: "
-                             "each name is bound once (pick a new name)")
+            raise self.error(
+                t,
+                f"'{name}' is already bound at line {self.values[name][1]}: "
+                "each name is bound once (pick a new name)",
+            )
         if name in self.functions:
-            raise self.error(t, f"'{name}' is already a function (defined at line "
-                             f"{self.functions[name][2]})")
+            raise self.error(
+                t, f"'{name}' is already a function (defined at line {self.functions[name][2]})"
+            )
         return name
 
     def bind(self, name: str, value: Value, stmt: ast.stmt) -> Node:
@@ -176,8 +187,9 @@ class _Parser(SpecSource):
             kind = ann.value
             dims = ann.slice
         if not isinstance(kind, ast.Name) or kind.id not in DECLARATIONS:
-            raise self.error(ann, "unknown annotation: expected Input[...], Param[...], Loss "
-                             "or Output")
+            raise self.error(
+                ann, "unknown annotation: expected Input[...], Param[...], Loss or Output"
+            )
         kind = kind.id
         if kind in ("Input", "Param"):
             shape = self.shape(dims, kind)
@@ -188,8 +200,10 @@ class _Parser(SpecSource):
                 self.graph.inputs[name] = Decl(node, stmt.lineno)
             else:
                 if stmt.value is None:
-                    raise self.error(stmt, f"Param '{name}' needs an initializer, e.g. "
-                                     f"`{name}: Param[...] = zeros`")
+                    raise self.error(
+                        stmt,
+                        f"Param '{name}' needs an initializer, e.g. `{name}: Param[...] = zeros`",
+                    )
                 init = self.initializer(stmt.value)
                 node = ops.param_node(name, shape)
                 self.graph.params[name] = Decl(node, stmt.lineno, init)
@@ -206,11 +220,16 @@ class _Parser(SpecSource):
             return
         if self.graph.loss is not None:
             first = self.values[self.graph.loss_name][1]
-            raise self.error(stmt, f"a second Loss: the spec already has '{self.graph.loss_name}'"
-                             f" at line {first}")
+            raise self.error(
+                stmt,
+                f"a second Loss: the spec already has '{self.graph.loss_name}' at line {first}",
+            )
         if node.shape != ():
-            raise self.error(stmt.value, f"the Loss must be a scalar per example, got shape "
-                             f"{node.shape}; reduce it with sum(...) or mean(...)")
+            raise self.error(
+                stmt.value,
+                f"the Loss must be a scalar per example, got shape "
+                f"{node.shape}; reduce it with sum(...) or mean(...)",
+            )
         self.graph.loss = node
         self.graph.loss_name = name
 
@@ -219,8 +238,7 @@ class _Parser(SpecSource):
             return ()
         elts = dims.elts if isinstance(dims, ast.Tuple) else [dims]
         if not elts:
-            raise self.error(dims, f"an empty shape: a scalar {kind} is written without "
-                             "brackets")
+            raise self.error(dims, f"an empty shape: a scalar {kind} is written without brackets")
         shape = []
         for d in elts:
             ok = isinstance(d, ast.Constant) and type(d.value) is int and d.value > 0
@@ -229,12 +247,12 @@ class _Parser(SpecSource):
                 raise self.error(d, f"{kind} dimensions must be positive integer literals{got}")
             if d.value > ops.MAX_ELEMENTS:
                 shown = d.value if d.value.bit_length() < 64 else "with so many digits"
-                raise self.error(d, f"dimension {shown} is too large (at most "
-                                 f"{ops.MAX_ELEMENTS})")
+                raise self.error(d, f"dimension {shown} is too large (at most {ops.MAX_ELEMENTS})")
             shape.append(d.value)
         if math.prod(shape) > ops.MAX_ELEMENTS:
-            raise self.error(dims, f"{kind} of shape {tuple(shape)} has more than "
-                             f"{ops.MAX_ELEMENTS} elements")
+            raise self.error(
+                dims, f"{kind} of shape {tuple(shape)} has more than {ops.MAX_ELEMENTS} elements"
+            )
         return tuple(shape)
 
     def initializer(self, e: ast.expr) -> tuple:
@@ -246,8 +264,9 @@ class _Parser(SpecSource):
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in INITIALIZERS:
             arity = INITIALIZERS[e.func.id]
             if arity == 0:
-                raise self.error(e, f"bad initializer: {e.func.id} takes no arguments, write "
-                                 f"`= {e.func.id}`")
+                raise self.error(
+                    e, f"bad initializer: {e.func.id} takes no arguments, write `= {e.func.id}`"
+                )
             args = [self.literal(a) for a in e.args]
             if e.keywords or len(args) != arity or None in args:
                 usage = {"normal": "normal(std)", "uniform": "uniform(low, high)"}[e.func.id]
@@ -256,16 +275,21 @@ class _Parser(SpecSource):
             if e.func.id == "normal" and args[0] < 0:
                 raise self.error(e, "bad initializer: normal(std) needs std >= 0")
             if e.func.id == "normal" and not math.isfinite(args[0] * 64):
-                raise self.error(e, "bad initializer: normal(std) with so large a std draws "
-                                 "infinite values")
+                raise self.error(
+                    e, "bad initializer: normal(std) with so large a std draws infinite values"
+                )
             if e.func.id == "uniform" and not args[0] <= args[1]:
                 raise self.error(e, "bad initializer: uniform(low, high) needs low <= high")
             if e.func.id == "uniform" and not math.isfinite(args[1] - args[0]):
-                raise self.error(e, "bad initializer: uniform(low, high) needs high - low to be "
-                                 "a finite number")
+                raise self.error(
+                    e, "bad initializer: uniform(low, high) needs high - low to be a finite number"
+                )
             return (e.func.id, *args)
-        raise self.error(e, "bad initializer: expected a number, zeros, ones, normal(std), "
-                         "uniform(low, high), glorot or he")
+        raise self.error(
+            e,
+            "bad initializer: expected a number, zeros, ones, normal(std), "
+            "uniform(low, high), glorot or he",
+        )
 
     # -------------------------------------------------------------- functions
 
@@ -279,12 +303,20 @@ class _Parser(SpecSource):
         if name in self.values:
             raise self.error(f, f"'{name}' is already bound at line {self.values[name][1]}")
         a = f.args
-        extra = [*a.defaults, *(d for d in a.kw_defaults if d is not None), a.vararg, a.kwarg,
-                 *a.kwonlyargs]
+        extra = [
+            *a.defaults,
+            *(d for d in a.kw_defaults if d is not None),
+            a.vararg,
+            a.kwarg,
+            *a.kwonlyargs,
+        ]
         extra = [x for x in extra if x is not None]
         if extra:
-            raise self.error(extra[0], "function parameters must be plain names (no defaults, "
-                             "*args, **kwargs or keyword-only parameters)")
+            raise self.error(
+                extra[0],
+                "function parameters must be plain names (no defaults, "
+                "*args, **kwargs or keyword-only parameters)",
+            )
         if f.decorator_list:
             raise self.error(f.decorator_list[0], "decorators are not supported")
         if f.returns is not None:
@@ -295,9 +327,12 @@ class _Parser(SpecSource):
         if len(set(params)) != len(params):
             raise self.error(f, f"function '{name}' repeats a parameter name")
         body = list(f.body)
-        if (len(body) > 1 and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            len(body) > 1
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             body = body[1:]  # a docstring
         wrong = [s for s in body if not isinstance(s, ast.Return) or s.value is None]
         if wrong or len(body) > 1:
@@ -306,8 +341,11 @@ class _Parser(SpecSource):
         result = body[0].value
         terms, uses = self.expanded_size(result, params)
         if terms > MAX_FUNCTION_TERMS:
-            raise self.error(result, f"function '{name}' is too large once the functions it "
-                             f"calls are expanded (more than {MAX_FUNCTION_TERMS} terms)")
+            raise self.error(
+                result,
+                f"function '{name}' is too large once the functions it "
+                f"calls are expanded (more than {MAX_FUNCTION_TERMS} terms)",
+            )
         env = {p: X[i] for i, p in enumerate(params)}
         expr = self.scalar_expr(result, env, name)
         if expr.bad:
@@ -353,8 +391,10 @@ class _Parser(SpecSource):
         if isinstance(e, ast.Name):
             if e.id in env:
                 return env[e.id]
-            raise self.error(e, f"unknown name '{e.id}' in function '{fname}': a function "
-                             "sees only its parameters")
+            raise self.error(
+                e,
+                f"unknown name '{e.id}' in function '{fname}': a function sees only its parameters",
+            )
         if isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd)):
             inner = self.scalar_expr(e.operand, env, fname)
             return -inner if isinstance(e.op, ast.USub) else inner
@@ -365,9 +405,13 @@ class _Parser(SpecSource):
                 self.check_divisor(e, right)
             if isinstance(e.op, ast.Pow):
                 self.check_power(e, left, right)
-            return {ast.Pow: lambda: left**right, ast.Add: lambda: left + right,
-                    ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
-                    ast.Div: lambda: left / right}[type(e.op)]()
+            return {
+                ast.Pow: lambda: left**right,
+                ast.Add: lambda: left + right,
+                ast.Sub: lambda: left - right,
+                ast.Mult: lambda: left * right,
+                ast.Div: lambda: left / right,
+            }[type(e.op)]()
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
@@ -381,13 +425,18 @@ class _Parser(SpecSource):
                 args = [self.scalar_expr(a, env, fname) for a in e.args]
                 return body.xreplace({X[i]: a for i, a in enumerate(args)})
             if callee == fname:
-                raise self.error(e, f"function '{fname}' calls itself: recursion is not "
-                                 "supported")
+                raise self.error(e, f"function '{fname}' calls itself: recursion is not supported")
             if callee in REDUCTIONS or callee == "cross_entropy":
-                raise self.error(e, f"function bodies are elementwise: '{callee}' reduces, "
-                                 "so it cannot be called here")
-            raise self.error(e, f"unknown function '{callee}' in function '{fname}'"
-                             f"{self.suggest(callee, [*ew.BUILTINS, *self.functions])}")
+                raise self.error(
+                    e,
+                    f"function bodies are elementwise: '{callee}' reduces, "
+                    "so it cannot be called here",
+                )
+            raise self.error(
+                e,
+                f"unknown function '{callee}' in function '{fname}'"
+                f"{self.suggest(callee, [*ew.BUILTINS, *self.functions])}",
+            )
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
 
     def check_constant(self, e: ast.expr, value: Expr) -> None:
@@ -474,8 +523,11 @@ class _Parser(SpecSource):
         if divisor == 0:
             raise self.error(e, f"division by zero in `{self.segment(e)}`")
         if divisor.op == "num" and (1 / divisor).bad:
-            raise self.error(e, f"dividing by {float(divisor.value)!r} in `{self.segment(e)}`:"
-                             " its reciprocal is too large for a float")
+            raise self.error(
+                e,
+                f"dividing by {float(divisor.value)!r} in `{self.segment(e)}`:"
+                " its reciprocal is too large for a float",
+            )
 
     def binop(self, e: ast.BinOp, left: Value, right: Value) -> Value:
         """``left <op> right``, the operands of ``e`` already read."""
@@ -486,9 +538,13 @@ class _Parser(SpecSource):
         if not isinstance(left, Node) and not isinstance(right, Node):
             if isinstance(e.op, ast.MatMult):
                 raise self.error(e, "matmul of two numbers")
-            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
-                    ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
-                    ast.Pow: lambda: left**right}[type(e.op)]()
+            return {
+                ast.Add: lambda: left + right,
+                ast.Sub: lambda: left - right,
+                ast.Mult: lambda: left * right,
+                ast.Div: lambda: left / right,
+                ast.Pow: lambda: left**right,
+            }[type(e.op)]()
         return BINOPS[type(e.op)](self.as_node(left), self.as_node(right))
 
     def check_power(self, e: ast.expr, base: Expr, exponent: Expr) -> None:
@@ -496,9 +552,12 @@ class _Parser(SpecSource):
         derivative with respect to the exponent holds log(base) (0 ** u, (-2) ** u, and
         exp(-1000) ** u, whose base is 0 in floating point)."""
         if base.op == "num" and base.value <= 0 and not exponent.is_number:
-            raise self.error(e, f"`{self.segment(e)}` raises {float(base.value):g} to a power "
-                             "that varies: the base of such a power must be above 0 (its "
-                             "derivative holds the log of the base)")
+            raise self.error(
+                e,
+                f"`{self.segment(e)}` raises {float(base.value):g} to a power "
+                "that varies: the base of such a power must be above 0 (its "
+                "derivative holds the log of the base)",
+            )
 
     @staticmethod
     def constant(v: Value) -> Expr:
@@ -513,8 +572,9 @@ class _Parser(SpecSource):
         if self.later.get(e.id) == self.line:
             raise self.error(e, f"'{e.id}' is used in its own definition")
         if e.id in self.later:
-            raise self.error(e, f"'{e.id}' is used before it is defined (at line "
-                             f"{self.later[e.id]})")
+            raise self.error(
+                e, f"'{e.id}' is used before it is defined (at line {self.later[e.id]})"
+            )
         if e.id in self.functions or e.id in ew.BUILTINS or e.id in REDUCTIONS:
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
         if e.id in INITIALIZERS:
@@ -524,8 +584,11 @@ class _Parser(SpecSource):
     def call(self, e: ast.Call) -> Value:
         if not isinstance(e.func, ast.Name):
             what = "a method call" if isinstance(e.func, ast.Attribute) else "a call"
-            raise self.error(e.func, f"unsupported expression: {what} `{self.segment(e)}`: "
-                             "only functions called by name are supported")
+            raise self.error(
+                e.func,
+                f"unsupported expression: {what} `{self.segment(e)}`: "
+                "only functions called by name are supported",
+            )
         name = e.func.id
         starred = [a for a in e.args if isinstance(a, ast.Starred)]
         if starred or any(k.arg is None for k in e.keywords):
@@ -579,8 +642,9 @@ class _Parser(SpecSource):
         if name in INITIALIZERS:
             raise self.error(e.func, f"'{name}' is an initializer: use it as a Param's value")
         if name in self.later:
-            raise self.error(e.func, f"'{name}' is used before it is defined (at line "
-                             f"{self.later[name]})")
+            raise self.error(
+                e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
+            )
         known = [*ew.BUILTINS, *REDUCTIONS, "cross_entropy", *self.functions]
         raise self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
 

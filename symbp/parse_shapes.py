@@ -45,8 +45,14 @@ NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
 NOT_READ = ("'", '"', "\\")  # strings and continuations: the general reader's alone
-BINARY = {ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
-          ast.Pow: ops.power, ast.MatMult: ops.matmul}
+BINARY = {
+    ast.Add: ops.add,
+    ast.Sub: ops.sub,
+    ast.Mult: ops.mul,
+    ast.Div: ops.div,
+    ast.Pow: ops.power,
+    ast.MatMult: ops.matmul,
+}
 REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
 SOFTMAX = {"softmax": ops.softmax, "log_softmax": ops.log_softmax}
 BUILT_IN = {*ew.BUILTINS, *REDUCE, *SOFTMAX, "cross_entropy"}
@@ -255,8 +261,12 @@ class _Planner:
         self.finish()
         parser = self.parser
         values, functions, graph = parser.values, parser.functions, parser.graph
-        names_of, equations, statements, lines = (graph.names, graph.equations,
-                                                  graph.statements, graph.lines)
+        names_of, equations, statements, lines = (
+            graph.names,
+            graph.equations,
+            graph.statements,
+            graph.lines,
+        )
         resolve, normalized = _resolver(tuple(self.reads), values), self.normalized
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:

@@ -21,28 +21,63 @@ import warnings
 from .errors import SpecError
 
 STATEMENT_NAMES = {
-    ast.For: "a for loop", ast.AsyncFor: "a for loop", ast.While: "a while loop",
-    ast.If: "an if statement", ast.Import: "an import", ast.ImportFrom: "an import",
-    ast.AugAssign: "augmented assignment (bind a new name instead)", ast.ClassDef: "a class",
-    ast.With: "a with statement", ast.AsyncWith: "a with statement",
-    ast.Return: "return outside a def", ast.Delete: "del", ast.Global: "global",
-    ast.Nonlocal: "nonlocal", ast.Try: "try", ast.TryStar: "try", ast.Raise: "raise",
-    ast.Assert: "assert", ast.AsyncFunctionDef: "an async def", ast.Pass: "pass",
-    ast.Break: "break", ast.Continue: "continue", ast.Match: "a match statement",
+    ast.For: "a for loop",
+    ast.AsyncFor: "a for loop",
+    ast.While: "a while loop",
+    ast.If: "an if statement",
+    ast.Import: "an import",
+    ast.ImportFrom: "an import",
+    ast.AugAssign: "augmented assignment (bind a new name instead)",
+    ast.ClassDef: "a class",
+    ast.With: "a with statement",
+    ast.AsyncWith: "a with statement",
+    ast.Return: "return outside a def",
+    ast.Delete: "del",
+    ast.Global: "global",
+    ast.Nonlocal: "nonlocal",
+    ast.Try: "try",
+    ast.TryStar: "try",
+    ast.Raise: "raise",
+    ast.Assert: "assert",
+    ast.AsyncFunctionDef: "an async def",
+    ast.Pass: "pass",
+    ast.Break: "break",
+    ast.Continue: "continue",
+    ast.Match: "a match statement",
 }
 EXPRESSION_NAMES = {  # what users call the constructs the language leaves out
-    ast.Compare: "a comparison", ast.Subscript: "indexing", ast.Lambda: "a lambda",
-    ast.IfExp: "a conditional expression", ast.BoolOp: "and/or", ast.List: "a list",
-    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
-    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
-    ast.JoinedStr: "an f-string", ast.NamedExpr: "an assignment expression (:=)",
-    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Starred: "* unpacking",
-    ast.Slice: "a slice", ast.Call: "a call of an expression",
+    ast.Compare: "a comparison",
+    ast.Subscript: "indexing",
+    ast.Lambda: "a lambda",
+    ast.IfExp: "a conditional expression",
+    ast.BoolOp: "and/or",
+    ast.List: "a list",
+    ast.Tuple: "a tuple",
+    ast.Dict: "a dict",
+    ast.Set: "a set",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a generator expression",
+    ast.JoinedStr: "an f-string",
+    ast.NamedExpr: "an assignment expression (:=)",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Starred: "* unpacking",
+    ast.Slice: "a slice",
+    ast.Call: "a call of an expression",
 }
 OPERATOR_NAMES = {
-    ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
-    ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+    ast.Mod: "%",
+    ast.FloorDiv: "//",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.BitAnd: "&",
+    ast.Not: "not",
+    ast.Invert: "~",
 }
 
 
@@ -88,8 +123,9 @@ class SpecSource:
                 col = digits.start() + 1 if digits else col
             raise self.error((line, max(col, 1)), f"syntax error: {message}") from None
         except (RecursionError, MemoryError):
-            raise self.error(self._too_deep(), "the expression is nested too deeply to parse"
-                             ) from None
+            raise self.error(
+                self._too_deep(), "the expression is nested too deeply to parse"
+            ) from None
 
     def _too_deep(self) -> tuple[int, int]:
         """Where ``ast.parse`` ran out of stack: the first logical line too deep on its own."""

@@ -57,8 +57,11 @@ def to_dot(program: Program, grad: bool = False) -> str:
             also = grads.get(node) if name != grads.get(node) else None
             label = f"{head}{expr}" + (f"  (= {also})" if also else "") + f"\n{shape}"
             backward = node in program.backward
-            style = 'style=filled, fillcolor="#f6c28b"' if backward else (
-                'style=filled, fillcolor="#f2f2f2"')
+            style = (
+                'style=filled, fillcolor="#f6c28b"'
+                if backward
+                else ('style=filled, fillcolor="#f2f2f2"')
+            )
             if node is program.loss:
                 style = 'style="filled,bold", fillcolor="#c8e6c9"'
         lines.append(f'  {ids[node]} [label="{_escape(label)}", {style}];')
@@ -79,9 +82,11 @@ def render(dot_text: str, fmt: str) -> bytes:
     if dot is None:
         raise GraphvizMissing(
             f"writing {fmt.upper()} needs Graphviz's `dot` (e.g. apt-get install graphviz); "
-            "-o FILE.dot writes the graph without it")
-    done = subprocess.run([dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True,
-                          timeout=120)
+            "-o FILE.dot writes the graph without it"
+        )
+    done = subprocess.run(
+        [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120
+    )
     if done.returncode != 0:
         raise GraphvizMissing(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout

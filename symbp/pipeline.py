@@ -24,15 +24,21 @@ from . import autodiff, rewrite, rules
 from .ir import Graph, Node, Op, gc_paused, toposort
 from .rewrite import Pass, PassStats
 
-FORWARD_PASSES = [Pass("stabilize", [rules.STABILIZE, rules.CANONICALIZE, rules.CONSTANT_FOLD,
-                                   rules.SIMPLIFY, rules.CSE])]
+FORWARD_PASSES = [
+    Pass(
+        "stabilize",
+        [rules.STABILIZE, rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE],
+    )
+]
 PARAM_GRADS_LINE = -1  # the "line" of the final Param gradients: they gather all lines
 # Rule sets that cannot undo each other share a traversal; fusion must not inline a value
 # specialize is about to reuse, so it comes last, on its own.
 FUSE_PASS = Pass("fuse", [rules.FUSE])  # the C backend's loops; NumPy programs skip it
 GRADIENT_PASSES = [
-    Pass("simplify", [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE,
-                      rules.SPECIALIZE]),
+    Pass(
+        "simplify",
+        [rules.CANONICALIZE, rules.CONSTANT_FOLD, rules.SIMPLIFY, rules.CSE, rules.SPECIALIZE],
+    ),
     FUSE_PASS,
 ]
 
@@ -58,8 +64,9 @@ class Program:
         """What each pass did, every node count filled in."""
         for st in self.stats:
             if st.nodes_after < 0:  # the last pass's: the program's own count
-                st.nodes_after = len(toposort(list(self.outputs.values())
-                                              + list(self.grads.values())))
+                st.nodes_after = len(
+                    toposort(list(self.outputs.values()) + list(self.grads.values()))
+                )
         return self.stats
 
 

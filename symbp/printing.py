@@ -98,9 +98,18 @@ def print_expr(e: Expr, args: list[Term], printer: ExprPrinter) -> Term:
 
 class NumpyExprPrinter(ExprPrinter):
     functions = {
-        "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos",
-        "sign": "np.sign", "abs": "np.abs", "sqrt": "np.sqrt", "sigmoid": "_sigmoid",
-        "softplus": "_softplus", "relu": "_relu", "step": "_step",
+        "exp": "np.exp",
+        "log": "np.log",
+        "tanh": "np.tanh",
+        "sin": "np.sin",
+        "cos": "np.cos",
+        "sign": "np.sign",
+        "abs": "np.abs",
+        "sqrt": "np.sqrt",
+        "sigmoid": "_sigmoid",
+        "softplus": "_softplus",
+        "relu": "_relu",
+        "step": "_step",
     }
 
 
@@ -131,8 +140,12 @@ class NumpyPrinter:
     ``forms`` may be shared by printers of one program: the printed shape of each
     elementwise expression, which depends only on the precedences of its arguments."""
 
-    def __init__(self, names: dict[Node, str], batch_name: str = "n",
-                 forms: dict[tuple, tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        names: dict[Node, str],
+        batch_name: str = "n",
+        forms: dict[tuple, tuple[str, int]] | None = None,
+    ) -> None:
         self.names = names
         self.n = batch_name
         self.printer = NumpyExprPrinter()
@@ -258,8 +271,7 @@ class NumpyPrinter:
             # a @ b is left-associative at the level of *: the left side needs no parentheses
             # for another product, the right side needs them for anything looser than **
             lt = transposed(left, ls) if ta else (left[0] if left[1] >= MATMUL else _atom(*left))
-            rt = transposed(right, rs) if tb else (
-                right[0] if right[1] > MUL else _atom(*right))
+            rt = transposed(right, rs) if tb else (right[0] if right[1] > MUL else _atom(*right))
             return f"{lt} @ {rt}", MATMUL
         return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
 
@@ -269,8 +281,9 @@ def runtime_subscripts(node: Node) -> tuple[str, str, str]:
     axis, leads every batched operand and a batched result."""
     a, b = node.args
     c = node.attr
-    return tuple(("b" if n.batched else "") + letters
-                 for n, letters in ((a, c.a), (b, c.b), (node, c.out)))
+    return tuple(
+        ("b" if n.batched else "") + letters for n, letters in ((a, c.a), (b, c.b), (node, c.out))
+    )
 
 
 @cache  # pure, and a network asks about the same few letter patterns again and again

@@ -17,8 +17,15 @@ def _clock(seconds: float) -> str:
 class ProgressBar:
     """One line per epoch, redrawn in place on a terminal; silent until the end elsewhere."""
 
-    def __init__(self, epochs: int, batch_size: int, rows: int, out: TextIO | None = None,
-                 log: TextIO | None = None, width: int = 24) -> None:
+    def __init__(
+        self,
+        epochs: int,
+        batch_size: int,
+        rows: int,
+        out: TextIO | None = None,
+        log: TextIO | None = None,
+        width: int = 24,
+    ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
         self.rows = rows
@@ -42,16 +49,20 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         rate = min(step * self.batch_size, self.rows) / elapsed if elapsed > 0 else 0.0
         left = elapsed / done - elapsed if done > 0 else 0.0
-        self.out.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {done:4.0%} "
-                       f"loss {loss:.4g}  {rate:,.0f} ex/s  eta {_clock(left)} ")
+        self.out.write(
+            f"\repoch {self.epoch}/{self.epochs} [{bar}] {done:4.0%} "
+            f"loss {loss:.4g}  {rate:,.0f} ex/s  eta {_clock(left)} "
+        )
         self.out.flush()
 
     def end(self, stats: EpochStats) -> None:
         if self.live:
             self.out.write("\r" + " " * 90 + "\r")
             self.out.flush()
-        line = (f"epoch {stats.epoch}/{self.epochs}  loss {stats.loss:.4g}  "
-                f"{stats.examples_per_second:,.0f} ex/s  {stats.seconds:.2f} s")
+        line = (
+            f"epoch {stats.epoch}/{self.epochs}  loss {stats.loss:.4g}  "
+            f"{stats.examples_per_second:,.0f} ex/s  {stats.seconds:.2f} s"
+        )
         if stats.val_loss is not None:
             line += f"  val loss {stats.val_loss:.4g}"
         if stats.val_accuracy is not None:
@@ -64,8 +75,10 @@ def summary(history: list[EpochStats], wall: float, checkpoint: str) -> str:
     last = history[-1]
     seconds = sum(h.seconds for h in history)
     examples = sum(h.examples for h in history)
-    text = (f"trained {len(history)} epochs in {wall:.1f} s ({examples / max(seconds, 1e-9):,.0f} "
-            f"examples/s in training steps): loss {last.loss:.4g}")
+    text = (
+        f"trained {len(history)} epochs in {wall:.1f} s ({examples / max(seconds, 1e-9):,.0f} "
+        f"examples/s in training steps): loss {last.loss:.4g}"
+    )
     if last.val_loss is not None:
         text += f", val loss {last.val_loss:.4g}"
     if last.val_accuracy is not None:
@@ -82,8 +95,9 @@ def plot(history: list[EpochStats], path: str) -> None:
 
     epochs = [h.epoch for h in history]
     accuracy = [h.val_accuracy for h in history]
-    fig, axes = plt.subplots(1, 2 if any(a is not None for a in accuracy) else 1,
-                             figsize=(10, 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if any(a is not None for a in accuracy) else 1, figsize=(10, 4), squeeze=False
+    )
     ax = axes[0][0]
     ax.plot(epochs, [h.loss for h in history], label="train")
     if any(h.val_loss is not None for h in history):

@@ -81,8 +81,12 @@ def _pattern(node: ast.expr) -> Pattern:
         return ("num", ex.neg(inner[1])) if inner[0] == "num" else ("neg", inner)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         return (_BINOPS[type(node.op)], _pattern(node.left), _pattern(node.right))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in ex.FUNCTIONS and len(node.args) == 1):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ex.FUNCTIONS
+        and len(node.args) == 1
+    ):
         return (node.func.id, _pattern(node.args[0]))
     raise ValueError(f"cannot read {ast.unparse(node)!r} as a pattern")
 
@@ -146,8 +150,9 @@ class Equation:
         return None if out is e else out
 
 
-def equation(text: str, name: str | None = None,
-             guard: Callable[[dict[str, Expr]], bool] | None = None) -> Equation:
+def equation(
+    text: str, name: str | None = None, guard: Callable[[dict[str, Expr]], bool] | None = None
+) -> Equation:
     """``equation("x + x = 2 * x")``: an identity in the spec's own notation."""
     lhs, sep, rhs = text.partition("=")
     if not sep:
@@ -229,8 +234,13 @@ def expression_rule(rs: RuleSet) -> Rule:
         ctx.fired.update(fired)
         return ops.elementwise(new, node.args)
 
-    return Rule(f"{rs.name} equations", (Op.EW,), fn, counted=False,
-                applies=lambda e: rs.normal_form(e)[0] is not e)
+    return Rule(
+        f"{rs.name} equations",
+        (Op.EW,),
+        fn,
+        counted=False,
+        applies=lambda e: rs.normal_form(e)[0] is not e,
+    )
 
 
 @dataclass
@@ -253,8 +263,7 @@ class Pass:
         """The elementwise rules that may fire on a node computing ``e`` (cached)."""
         rules = self._ew_rules.get(e)
         if rules is None:
-            rules = tuple(r for r in self.by_op.get(Op.EW, ()) if r.applies is None
-                          or r.applies(e))
+            rules = tuple(r for r in self.by_op.get(Op.EW, ()) if r.applies is None or r.applies(e))
             ex.remember(self._ew_rules, e, rules)
         return rules
 
@@ -345,8 +354,9 @@ class _Rewriter:
                 new = old if new_args == args else self._rebuild(old, new_args)
             else:
                 new = old
-            if new not in normal and (ew_rules(new.attr) if new.op is Op.EW
-                                      else new.op not in idle):
+            if new not in normal and (
+                ew_rules(new.attr) if new.op is Op.EW else new.op not in idle
+            ):
                 self.current = old
                 new = self.normalize(new)
             if new is not old:
@@ -356,8 +366,9 @@ class _Rewriter:
                 made.add(new)  # a value of the graph from here on, for rules to reuse
                 changed[old] = new
             mapping[old] = new
-        stats = PassStats(self.p.name, self.ctx.fired, len(self.order),
-                          sets=list(self.p.sets), born=self.born)
+        stats = PassStats(
+            self.p.name, self.ctx.fired, len(self.order), sets=list(self.p.sets), born=self.born
+        )
         if not changed:  # the graph is the one it was
             stats.nodes_after = len(self.order)
         return changed, stats

@@ -83,9 +83,10 @@ def stabilize_log(node: Node, ctx: Context) -> Node | None:
             break
         expr, args = _inline(expr, args, i)
     stable, fired = STABILIZE.normal_form(expr)
-    logs_of_suspects = any(t.op == "log" and any(_suspect(node.args[i])
-                                                  for i in t.args[0].args_used)
-                           for t in ex.walk(node.attr))
+    logs_of_suspects = any(
+        t.op == "log" and any(_suspect(node.args[i]) for i in t.args[0].args_used)
+        for t in ex.walk(node.attr)
+    )
     if not (fired or logs_of_suspects) or ew.is_unstable(stable):
         return None
     if any(i in stable.args_used and _suspect(a) for i, a in enumerate(args)):
@@ -107,11 +108,15 @@ def log_sum_exp(node: Node, ctx: Context) -> Node | None:
     return None
 
 
-STABILIZE = RuleSet("stabilize", [
-    Rule("log_sum_exp", EW, log_sum_exp, applies=lambda e: e is LOG_X),
-    Rule("stabilize_log", EW, stabilize_log, applies=lambda e: ex.has(e, "log")),
-], equations=STABLE_EQUATIONS,
-    doc="before differentiation: saturating functions and their logs in stable form")
+STABILIZE = RuleSet(
+    "stabilize",
+    [
+        Rule("log_sum_exp", EW, log_sum_exp, applies=lambda e: e is LOG_X),
+        Rule("stabilize_log", EW, stabilize_log, applies=lambda e: ex.has(e, "log")),
+    ],
+    equations=STABLE_EQUATIONS,
+    doc="before differentiation: saturating functions and their logs in stable form",
+)
 
 
 # ---------------------------------------------------------------- canonicalize
@@ -127,9 +132,13 @@ def sum_of_sum(node: Node, ctx: Context) -> Node | None:
     return ops.reduce_sum(inner.args[0], tuple(axes))
 
 
-CANONICALIZE = RuleSet("canonicalize", [
-    Rule("sum_of_sum", (Op.SUM,), sum_of_sum),
-], doc="one form for one computation")
+CANONICALIZE = RuleSet(
+    "canonicalize",
+    [
+        Rule("sum_of_sum", (Op.SUM,), sum_of_sum),
+    ],
+    doc="one form for one computation",
+)
 
 
 # --------------------------------------------------------------- constant_fold
@@ -163,9 +172,13 @@ def fold_uniform(node: Node, ctx: Context) -> Node | None:
     return ops.broadcast(ops.const(value), node.shape)
 
 
-CONSTANT_FOLD = RuleSet("constant_fold", [
-    Rule("fold_uniform", (Op.SUM, Op.LOGSUMEXP, Op.TRANSPOSE, Op.RESHAPE), fold_uniform),
-], doc="operations on a constant: their value, computed once at compile time")
+CONSTANT_FOLD = RuleSet(
+    "constant_fold",
+    [
+        Rule("fold_uniform", (Op.SUM, Op.LOGSUMEXP, Op.TRANSPOSE, Op.RESHAPE), fold_uniform),
+    ],
+    doc="operations on a constant: their value, computed once at compile time",
+)
 
 
 # -------------------------------------------------------------------- simplify
@@ -214,10 +227,15 @@ ALGEBRA = [
     equation("exp(x) * exp(y) = exp(x + y)", "exp_product"),
 ]
 
-SIMPLIFY = RuleSet("simplify", [
-    Rule("sum_of_broadcast", (Op.SUM,), sum_of_broadcast),
-    Rule("batch_sum_scale", (Op.BATCH_SUM,), batch_sum_scale),
-], equations=ALGEBRA, doc="algebra: fewer and cheaper operations")
+SIMPLIFY = RuleSet(
+    "simplify",
+    [
+        Rule("sum_of_broadcast", (Op.SUM,), sum_of_broadcast),
+        Rule("batch_sum_scale", (Op.BATCH_SUM,), batch_sum_scale),
+    ],
+    equations=ALGEBRA,
+    doc="algebra: fewer and cheaper operations",
+)
 
 
 # ------------------------------------------------------------------------- cse
@@ -264,9 +282,18 @@ def _subtrees(e: Expr):
         stack.extend(t.args)
 
 
-CSE = RuleSet("cse", [Rule("shared_subexpression", EW, shared_subexpression,
-                           applies=lambda e: _repeated_part(e) is not None)],
-              doc="a costly subexpression computed twice in one expression, once")
+CSE = RuleSet(
+    "cse",
+    [
+        Rule(
+            "shared_subexpression",
+            EW,
+            shared_subexpression,
+            applies=lambda e: _repeated_part(e) is not None,
+        )
+    ],
+    doc="a costly subexpression computed twice in one expression, once",
+)
 
 
 # ------------------------------------------------------------------ specialize
@@ -278,14 +305,21 @@ def reuse_value(node: Node, ctx: Context) -> Node | None:
     args = node.args
     for t, alone, used in _costly_parts(node.attr):
         inner = tuple(args[j] for j in used)
-        if Node.find(Op.EW, inner, alone, ops.broadcast_shapes(*(a.shape for a in inner)),
-                     any(a.batched for a in inner)) is None:
+        if (
+            Node.find(
+                Op.EW,
+                inner,
+                alone,
+                ops.broadcast_shapes(*(a.shape for a in inner)),
+                any(a.batched for a in inner),
+            )
+            is None
+        ):
             continue  # no node anywhere computes it (the test that is true of most parts)
         candidate = ops.elementwise(t, args)
         if (candidate in ctx.nodes or candidate in ctx.made) and candidate is not node:
             n = len(node.args)
-            return ops.elementwise(ex.replace(node.attr, {t: X[n]}),
-                                   list(node.args) + [candidate])
+            return ops.elementwise(ex.replace(node.attr, {t: X[n]}), list(node.args) + [candidate])
     return None
 
 
@@ -299,9 +333,15 @@ def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
     parts = _COSTLY.get(e)
     if parts is None:
         n = max(e.args_used, default=-1) + 1
-        parts = () if e.size > 64 else tuple(
-            (t, *ops.canonical_form(t, list(range(n)))) for t in ex.walk(e)
-            if t is not e and t.op in EXPENSIVE and t.args_used)
+        parts = (
+            ()
+            if e.size > 64
+            else tuple(
+                (t, *ops.canonical_form(t, list(range(n))))
+                for t in ex.walk(e)
+                if t is not e and t.op in EXPENSIVE and t.args_used
+            )
+        )
         ex.remember(_COSTLY, e, parts)
     return parts
 
@@ -318,9 +358,11 @@ def may_share(e: Expr) -> bool:
     return may
 
 
-SPECIALIZE = RuleSet("specialize", [Rule("reuse_value", EW, reuse_value,
-                                          applies=lambda e: bool(_costly_parts(e)))],
-                     doc="after differentiation: values the graph already has, reused")
+SPECIALIZE = RuleSet(
+    "specialize",
+    [Rule("reuse_value", EW, reuse_value, applies=lambda e: bool(_costly_parts(e)))],
+    doc="after differentiation: values the graph already has, reused",
+)
 
 
 # ------------------------------------------------------------------------ fuse
@@ -357,8 +399,12 @@ def _read_once(e: Expr) -> tuple[int, ...]:
     return once
 
 
-FUSE = RuleSet("fuse", [
-    Rule("fuse_elementwise", EW, fuse_elementwise, applies=lambda e: bool(_read_once(e))),
-], doc="elementwise chains into one expression: one loop in C")
+FUSE = RuleSet(
+    "fuse",
+    [
+        Rule("fuse_elementwise", EW, fuse_elementwise, applies=lambda e: bool(_read_once(e))),
+    ],
+    doc="elementwise chains into one expression: one loop in C",
+)
 
 ALL = [STABILIZE, CANONICALIZE, CONSTANT_FOLD, SIMPLIFY, CSE, SPECIALIZE, FUSE]

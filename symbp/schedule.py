@@ -59,8 +59,10 @@ class Routine:
     @cached_property
     def statements(self) -> list[Statement]:
         names = self.names
-        return [Statement(node, names[node], line, back)
-                for node, line, back in zip(self.variables, self.lines, self.backward)]
+        return [
+            Statement(node, names[node], line, back)
+            for node, line, back in zip(self.variables, self.lines, self.backward)
+        ]
 
 
 def leaf_name(node: Node) -> str:
@@ -70,8 +72,13 @@ def leaf_name(node: Node) -> str:
 
 
 _LEAF, _CONST, _BROADCAST = 1, 2, 3
-_KIND = {Op.INPUT: _LEAF, Op.PARAM: _LEAF, Op.BATCH_SIZE: _LEAF, Op.CONST: _CONST,
-         Op.BROADCAST: _BROADCAST}
+_KIND = {
+    Op.INPUT: _LEAF,
+    Op.PARAM: _LEAF,
+    Op.BATCH_SIZE: _LEAF,
+    Op.CONST: _CONST,
+    Op.BROADCAST: _BROADCAST,
+}
 
 
 def schedule(
@@ -201,5 +208,10 @@ def comment_text(text: str) -> str:
 def doc_text(text: str) -> str:
     """User text (a file name, a title, a spec line) made safe inside a docstring or a C
     comment: no quote to close it, no comment delimiter, no trigraph."""
-    return (comment_text(text).replace('"', "'").replace("*/", "*_/").replace("/*", "/_*")
-            .replace("??", "?_?"))
+    return (
+        comment_text(text)
+        .replace('"', "'")
+        .replace("*/", "*_/")
+        .replace("/*", "/_*")
+        .replace("??", "?_?")
+    )

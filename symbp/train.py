@@ -90,8 +90,11 @@ def _restore(snapshot: tuple[dict, dict], params: dict, state: dict) -> None:
 def _save_error(e: OSError, path: Path) -> OSError:
     """The error of a checkpoint that could not be written (the disk is full, say), naming
     the file and what is there now; the same OSError subclass and errno as ``e``."""
-    kept = ("the previous checkpoint there is unchanged" if path.exists() else
-            "no checkpoint was written")
+    kept = (
+        "the previous checkpoint there is unchanged"
+        if path.exists()
+        else "no checkpoint was written"
+    )
     reason = e.strerror or str(e) or type(e).__name__
     return OSError(e.errno, f"cannot write the checkpoint: {reason}; {kept}", str(path))
 
@@ -113,8 +116,9 @@ def _sync_folder(folder: Path) -> None:
 def _rows(data: dict) -> int:
     for name, value in data.items():
         if np.ndim(value) == 0:
-            raise ValueError(f"data[{name!r}]: expected an array with the examples on axis 0, "
-                             "got a single value")
+            raise ValueError(
+                f"data[{name!r}]: expected an array with the examples on axis 0, got a single value"
+            )
     lengths = {len(np.asarray(v)) for v in data.values()}
     if len(lengths) != 1:
         raise ValueError(f"data: every array needs the same number of examples, got {lengths}")
@@ -152,8 +156,14 @@ class Trainer:
     """
 
     def __init__(
-        self, module: types.ModuleType, params: dict | None = None, optimizer: str = "adam",
-        lr: float = 1e-3, batch_size: int = 32, seed: int = 0, **hyper: float,
+        self,
+        module: types.ModuleType,
+        params: dict | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        batch_size: int = 32,
+        seed: int = 0,
+        **hyper: float,
     ) -> None:
         self.module = module
         self.params = module.init_params(seed) if params is None else params
@@ -171,9 +181,13 @@ class Trainer:
     # ---------------------------------------------------------------- training
 
     def fit(
-        self, data: dict, epochs: int = 1, val: dict | None = None,
+        self,
+        data: dict,
+        epochs: int = 1,
+        val: dict | None = None,
         progress: Callable[[int, int, float], None] | None = None,
-        checkpoint: str | os.PathLike | None = None, chunks: int = 20,
+        checkpoint: str | os.PathLike | None = None,
+        chunks: int = 20,
     ) -> list[EpochStats]:
         """Train ``epochs`` more epochs on ``data`` (Input name -> array, batch on axis 0).
 
@@ -191,19 +205,21 @@ class Trainer:
             if pos.order is None:
                 pos.order = self.rng.permutation(rows).astype(np.int64)
             if len(pos.order) != rows:
-                raise ValueError(f"data: {rows} examples, but the run being resumed had "
-                                 f"{len(pos.order)}")
+                raise ValueError(
+                    f"data: {rows} examples, but the run being resumed had {len(pos.order)}"
+                )
             per_chunk = max(1, -(-steps_per_epoch // chunks))
             while pos.step < steps_per_epoch:
                 start = time.perf_counter()
                 take = min(per_chunk, steps_per_epoch - pos.step)
                 lo = pos.step * self.batch_size
-                piece = pos.order[lo:lo + take * self.batch_size]
+                piece = pos.order[lo : lo + take * self.batch_size]
                 with _deferred_interrupt() as interrupted:
                     before = _snapshot(self.params, self.state)
                     try:
                         total, steps = self.module.train_epoch(
-                            self.params, self.state, self.hyper, piece, self.batch_size, **data)
+                            self.params, self.state, self.hyper, piece, self.batch_size, **data
+                        )
                     except BaseException:  # whatever it applied is undone: nothing is booked
                         _restore(before, self.params, self.state)
                         raise
@@ -218,11 +234,16 @@ class Trainer:
                     raise TrainingError(
                         f"the loss is not finite at step {step} (epoch {self.epoch + 1}, batch "
                         f"{pos.step + 1}); the params are those before it; try a smaller "
-                        "learning rate")
+                        "learning rate"
+                    )
                 if progress is not None:
                     progress(pos.step, steps_per_epoch, pos.loss_sum / pos.examples)
-            stats = EpochStats(self.epoch + 1, pos.loss_sum / pos.examples,
-                               seconds=pos.seconds, examples=pos.examples)
+            stats = EpochStats(
+                self.epoch + 1,
+                pos.loss_sum / pos.examples,
+                seconds=pos.seconds,
+                examples=pos.examples,
+            )
             if val is not None:
                 metrics = self.evaluate(val)
                 stats.val_loss, stats.val_accuracy = metrics["loss"], metrics.get("accuracy")
@@ -242,7 +263,7 @@ class Trainer:
         loss_sum, correct, pair = 0.0, 0, None
         loss_name = self.module.OUTPUTS[-1]
         for lo in range(0, rows, batch_size):
-            batch = {k: np.asarray(v)[lo:lo + batch_size] for k, v in data.items()}
+            batch = {k: np.asarray(v)[lo : lo + batch_size] for k, v in data.items()}
             out = self.module.forward(self.params, **batch)
             loss_sum += float(np.sum(out[loss_name]))
             pair = pair or accuracy_pair(self.module, out, targets)
@@ -258,8 +279,10 @@ class Trainer:
     def predict(self, **inputs) -> dict:
         """The module's Outputs; Inputs not given (targets, say) are taken as zeros."""
         rows = _rows(inputs) if inputs else 1
-        full = {name: inputs[name] if name in inputs else np.zeros((rows, *shape))
-                for name, shape in self.module.INPUTS.items()}
+        full = {
+            name: inputs[name] if name in inputs else np.zeros((rows, *shape))
+            for name, shape in self.module.INPUTS.items()
+        }
         extra = [k for k in inputs if k not in self.module.INPUTS]
         if extra:
             raise ValueError(f"unexpected input {extra[0]!r}; expected {list(self.module.INPUTS)}")
@@ -277,13 +300,21 @@ class Trainer:
         path = Path(path)
         pos = self._position
         meta = {
-            "version": CHECKPOINT_VERSION, "epoch": self.epoch, "hyper": self.hyper,
-            "batch_size": self.batch_size, "seed": self.seed,
-            "rng": self.rng.bit_generator.state, "params": {k: list(v.shape) for k, v in
-                                                              self.params.items()},
-            "dtype": self.module.DTYPE, "history": [asdict(h) for h in self.history],
-            "position": {"step": pos.step, "loss_sum": pos.loss_sum,
-                         "examples": pos.examples, "seconds": pos.seconds},
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "hyper": self.hyper,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "rng": self.rng.bit_generator.state,
+            "params": {k: list(v.shape) for k, v in self.params.items()},
+            "dtype": self.module.DTYPE,
+            "history": [asdict(h) for h in self.history],
+            "position": {
+                "step": pos.step,
+                "loss_sum": pos.loss_sum,
+                "examples": pos.examples,
+                "seconds": pos.seconds,
+            },
         }
         arrays = {f"param/{k}": v for k, v in self.params.items()}
         arrays.update({f"state/{k}": v for k, v in self.state.items()})
@@ -326,26 +357,35 @@ class Trainer:
         except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not a symbp checkpoint ({e})") from None
         if meta.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path}: checkpoint version {meta.get('version')} is not "
-                             f"{CHECKPOINT_VERSION}")
+            raise ValueError(
+                f"{path}: checkpoint version {meta.get('version')} is not {CHECKPOINT_VERSION}"
+            )
         shapes = {k: tuple(v) for k, v in meta["params"].items()}
         if shapes != dict(module.PARAMS):
-            raise ValueError(f"{path}: its params {shapes} are not this network's "
-                             f"{dict(module.PARAMS)}")
+            raise ValueError(
+                f"{path}: its params {shapes} are not this network's {dict(module.PARAMS)}"
+            )
         hyper = meta["hyper"]
-        trainer = cls(module, params={}, optimizer=hyper["optimizer"], lr=hyper["lr"],
-                      batch_size=meta["batch_size"], seed=meta["seed"],
-                      **{k: v for k, v in hyper.items() if k not in ("optimizer", "lr")})
+        trainer = cls(
+            module,
+            params={},
+            optimizer=hyper["optimizer"],
+            lr=hyper["lr"],
+            batch_size=meta["batch_size"],
+            seed=meta["seed"],
+            **{k: v for k, v in hyper.items() if k not in ("optimizer", "lr")},
+        )
         dtype = np.dtype(module.DTYPE)
-        trainer.params = {k: np.array(arrays[f"param/{k}"], dtype=dtype, order="C")
-                          for k in module.PARAMS}
+        trainer.params = {
+            k: np.array(arrays[f"param/{k}"], dtype=dtype, order="C") for k in module.PARAMS
+        }
         for key, fresh in trainer.state.items():
             trainer.state[key] = np.array(arrays[f"state/{key}"], dtype=fresh.dtype, order="C")
         trainer.rng.bit_generator.state = meta["rng"]
         trainer.epoch = meta["epoch"]
         trainer.history = [EpochStats(**h) for h in meta["history"]]
         pos = meta["position"]
-        trainer._position = _Position(arrays.get("order"), pos["step"], pos["loss_sum"],
-                                      pos["examples"], pos["seconds"])
+        trainer._position = _Position(
+            arrays.get("order"), pos["step"], pos["loss_sum"], pos["examples"], pos["seconds"]
+        )
         return trainer
-

@@ -21,9 +21,11 @@ _long = False
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--long", action="store_true", default=False,
+        "--long",
+        action="store_true",
+        default=False,
         help=f"run the reliability campaigns (fuzzing, differential, boundary, concurrency, "
-             f"sanitizer) {LONG} times longer than CI does",
+        f"sanitizer) {LONG} times longer than CI does",
     )
 
 
@@ -103,8 +105,10 @@ def assert_grads_match(actual: dict, expected: dict, loss: float, rtol: float = 
 def time_limit(seconds: float, error: type[BaseException] = AssertionError):
     """Raise ``error`` in this thread after ``seconds`` instead of hanging (SIGALRM: on POSIX,
     in the main thread; elsewhere no limit)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not \
-            threading.main_thread():
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield
         return
 

@@ -51,10 +51,19 @@ def _log_softmax(e, axis=-1):
 
 
 TORCH_MATH = SimpleNamespace(
-    exp=torch.exp, log=torch.log, sqrt=torch.sqrt, abs=torch.abs, tanh=torch.tanh,
-    sin=torch.sin, cos=torch.cos, sigmoid=torch.sigmoid, relu=torch.relu,
+    exp=torch.exp,
+    log=torch.log,
+    sqrt=torch.sqrt,
+    abs=torch.abs,
+    tanh=torch.tanh,
+    sin=torch.sin,
+    cos=torch.cos,
+    sigmoid=torch.sigmoid,
+    relu=torch.relu,
     softplus=torch.nn.functional.softplus,
-    sum=_sum, mean=_mean, logsumexp=_logsumexp,
+    sum=_sum,
+    mean=_mean,
+    logsumexp=_logsumexp,
     softmax=lambda e, axis=-1: torch.softmax(e, dim=axis),
     log_softmax=_log_softmax,
     cross_entropy=lambda z, t: -torch.sum(t * _log_softmax(z)),
@@ -76,10 +85,15 @@ def torch_reference(case: Case, params: dict, inputs: dict):
         total = torch.as_tensor(total, dtype=torch.float64)
         per = total
     leaves = [tp[k] for k in params]
-    grads = torch.autograd.grad(total, leaves, allow_unused=True) if total.requires_grad else (
-        [None] * len(leaves))
-    grads = {k: np.zeros(params[k].shape) if g is None else g.detach().numpy()
-             for k, g in zip(params, grads, strict=True)}
+    grads = (
+        torch.autograd.grad(total, leaves, allow_unused=True)
+        if total.requires_grad
+        else ([None] * len(leaves))
+    )
+    grads = {
+        k: np.zeros(params[k].shape) if g is None else g.detach().numpy()
+        for k, g in zip(params, grads, strict=True)
+    }
     outs = {k: torch.as_tensor(v).detach().numpy() for k, v in outs.items()}
     return float(total.detach()), per.detach().numpy(), outs, grads
 

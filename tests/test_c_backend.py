@@ -91,8 +91,10 @@ def write_specs(folder: Path) -> dict[str, Path]:
 
 
 def compile_pairs(paths: dict[str, Path]) -> dict[str, Pair]:
-    return {name: Pair(symbp.compile(path, backend="c"), symbp.compile(path))
-            for name, path in paths.items()}
+    return {
+        name: Pair(symbp.compile(path, backend="c"), symbp.compile(path))
+        for name, path in paths.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +180,9 @@ def both(pair: Pair, fn, params, inputs, lr=LR):
 
 def snapshot(params) -> dict:
     """What a failed call must leave unchanged: every array's bytes, shape and dtype."""
-    return {k: (v.tobytes(), v.shape, v.dtype) for k, v in params.items()
-            if isinstance(v, np.ndarray)}
+    return {
+        k: (v.tobytes(), v.shape, v.dtype) for k, v in params.items() if isinstance(v, np.ndarray)
+    }
 
 
 def refused(match: str, mod, fn, params, inputs, lr=LR) -> str:
@@ -320,8 +323,9 @@ def test_params_only_read_are_converted(pairs, name, form):
     params = {k: CONVERTIBLE[form](v) for k, v in values.items()}
     meant = {k: as_float64(v) for k, v in params.items()}
     for fn in ("forward", "loss", "loss_and_grads"):
-        assert_close(flat(fn, call(pair.c, fn, params, inputs)),
-                     flat(fn, call(pair.np, fn, meant, inputs)))
+        assert_close(
+            flat(fn, call(pair.c, fn, params, inputs)), flat(fn, call(pair.np, fn, meant, inputs))
+        )
 
 
 @pytest.mark.parametrize("form", list(NOT_REAL))
@@ -348,10 +352,15 @@ def test_wrong_shapes_and_ranks_are_refused(pairs, fn):
         "(batch, 5), got ()": 1.0,
     }
     for want, value in cases.items():
-        assert "expected shape " + want in refused("input 'x'", mlp, fn, params,
-                                                    {**inputs, "x": value})
-    for name, value in {"W1": params["W1"].T, "b1": params["b1"][:3],
-                        "b2": params["b2"][None], "W2": params["W2"].ravel()}.items():
+        assert "expected shape " + want in refused(
+            "input 'x'", mlp, fn, params, {**inputs, "x": value}
+        )
+    for name, value in {
+        "W1": params["W1"].T,
+        "b1": params["b1"][:3],
+        "b2": params["b2"][None],
+        "W2": params["W2"].ravel(),
+    }.items():
         message = refused(f"params[{name!r}]", mlp, fn, {**params, name: value.copy()}, inputs)
         assert f"expected shape {mlp.PARAMS[name]}" in message
     mparams, minputs = make_params(matrix), make_inputs(matrix)
@@ -368,8 +377,7 @@ def test_batches_must_agree_and_not_be_empty(pairs, fn):
     empty = {k: v[:0] for k, v in inputs.items()}
     assert "the batch is empty" in refused("input 'x'", mlp, fn, params, empty)
     scalar = pairs["scalar"].c
-    refused("input 'y'", scalar, fn, make_params(scalar),
-            {"x": np.ones(3), "y": np.ones(100_000)})
+    refused("input 'y'", scalar, fn, make_params(scalar), {"x": np.ones(3), "y": np.ones(100_000)})
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -381,8 +389,14 @@ def test_missing_and_extra_names_are_refused(pairs, fn):
     refused("missing input 'y'", mlp, fn, params, {"x": inputs["x"]})
     refused("unexpected input 'z'", mlp, fn, params, {**inputs, "z": inputs["y"]})
     refused("unexpected input 'x'", noinput, fn, make_params(noinput), {"x": np.ones(3)})
-    for value in (None, [params[k] for k in mlp.PARAMS], tuple(params.values()), 1.0,
-                  np.zeros(4), "W1"):
+    for value in (
+        None,
+        [params[k] for k in mlp.PARAMS],
+        tuple(params.values()),
+        1.0,
+        np.zeros(4),
+        "W1",
+    ):
         refused("params: expected a dict", mlp, fn, value, inputs)
 
 
@@ -411,11 +425,15 @@ def test_train_step_refuses_params_it_cannot_update(pairs, name, form):
     checked = 0
     for key in pair.c.PARAMS:
         bad = {**params, key: change(params[key])}
-        if isinstance(bad[key], np.ndarray) and bad[key].dtype == np.float64 and (
-                bad[key].flags.carray):
+        if (
+            isinstance(bad[key], np.ndarray)
+            and bad[key].dtype == np.float64
+            and (bad[key].flags.carray)
+        ):
             continue  # a 1-D array in Fortran order is C-contiguous too
-        message = refused(f"params[{key!r}]: train_step updates it in place", pair.c,
-                          "train_step", bad, inputs)
+        message = refused(
+            f"params[{key!r}]: train_step updates it in place", pair.c, "train_step", bad, inputs
+        )
         assert f"({reason})" in message
         if isinstance(bad[key], np.ndarray):  # the other functions only read it
             got, want = both(pair, "loss_and_grads", bad, inputs)
@@ -424,9 +442,24 @@ def test_train_step_refuses_params_it_cannot_update(pairs, name, form):
     assert checked >= 1
 
 
-@pytest.mark.parametrize("lr", ["0.1", b"0.1", None, float("nan"), float("inf"), -np.inf,
-                                [0.1], np.array([0.1]), 1j, True, 10**400, {"lr": 0.1}],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "lr",
+    [
+        "0.1",
+        b"0.1",
+        None,
+        float("nan"),
+        float("inf"),
+        -np.inf,
+        [0.1],
+        np.array([0.1]),
+        1j,
+        True,
+        10**400,
+        {"lr": 0.1},
+    ],
+    ids=repr,
+)
 def test_train_step_refuses_lr_that_is_not_a_finite_number(pairs, lr):
     for name in ("scalar", "noinput"):
         pair = pairs[name]
@@ -435,8 +468,9 @@ def test_train_step_refuses_lr_that_is_not_a_finite_number(pairs, lr):
         refused("lr: expected a finite number", pair.c, "train_step", params, inputs, lr)
 
 
-@pytest.mark.parametrize("lr", [1, np.float64(0.1), np.float32(0.25), np.array(0.1),
-                                np.int64(2), -0.5, 0.0], ids=repr)
+@pytest.mark.parametrize(
+    "lr", [1, np.float64(0.1), np.float32(0.25), np.array(0.1), np.int64(2), -0.5, 0.0], ids=repr
+)
 def test_train_step_takes_lr_as_any_real_number(pairs, lr):
     pair = pairs["mlp"]
     params, inputs = make_params(pair.c), make_inputs(pair.c)
@@ -456,13 +490,16 @@ def test_one_array_as_two_params(pairs):
     params = {"w": shared, "b": shared}
     for fn in ("forward", "loss", "loss_and_grads"):  # only read: fine
         got = flat(fn, call(pair.c, fn, params, inputs))
-        assert_close(got, flat(fn, call(pair.np, fn, {"w": np.array(0.3), "b": np.array(0.3)},
-                                        inputs)))
-    message = refused("params['b']: shares memory with params['w']", pair.c, "train_step",
-                      params, inputs)
+        assert_close(
+            got, flat(fn, call(pair.np, fn, {"w": np.array(0.3), "b": np.array(0.3)}, inputs))
+        )
+    message = refused(
+        "params['b']: shares memory with params['w']", pair.c, "train_step", params, inputs
+    )
     assert "cannot update both" in message
-    refused("params['b']: shares memory with params['w']", pair.np, "train_step", params,
-            inputs)  # the NumPy backend says the same
+    refused(
+        "params['b']: shares memory with params['w']", pair.np, "train_step", params, inputs
+    )  # the NumPy backend says the same
     assert shared == 0.3
 
 
@@ -473,14 +510,17 @@ def test_params_in_one_buffer(pairs):
     sizes = [int(np.prod(s)) for s in pair.c.PARAMS.values()]
     buffer = np.random.default_rng(3).uniform(-1, 1, sum(sizes))
     offsets = np.cumsum([0, *sizes])
-    params = {k: buffer[o:o + size].reshape(shape) for (k, shape), o, size
-              in zip(pair.c.PARAMS.items(), offsets[:-1], sizes, strict=True)}
+    params = {
+        k: buffer[o : o + size].reshape(shape)
+        for (k, shape), o, size in zip(pair.c.PARAMS.items(), offsets[:-1], sizes, strict=True)
+    }
     for _ in range(2):
         got, want = both(pair, "train_step", params, inputs)
         assert_close(got, want)
     overlapping = {**params, "b1": buffer[16:20]}  # the last row of W1
-    refused("params['b1']: shares memory with params['W1']", pair.c, "train_step",
-            overlapping, inputs)
+    refused(
+        "params['b1']: shares memory with params['W1']", pair.c, "train_step", overlapping, inputs
+    )
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -569,8 +609,7 @@ def test_fast_path_notices_flags_and_dtype_changed_in_place(pairs):
     pair.c.train_step(params, LR, **inputs)
     b1 = params["b1"]
     b1.flags.writeable = False
-    assert "(it is read-only)" in refused("params['b1']", pair.c, "train_step", params,
-                                          inputs)
+    assert "(it is read-only)" in refused("params['b1']", pair.c, "train_step", params, inputs)
     b1.flags.writeable = True
     pair.c.train_step(params, LR, **inputs)
     b1.dtype = np.int64  # same bytes seen as integers
@@ -581,8 +620,9 @@ def test_fast_path_notices_flags_and_dtype_changed_in_place(pairs):
     with warnings.catch_warnings():  # NumPy 2.4 deprecates setting strides
         warnings.simplefilter("ignore", DeprecationWarning)
         W2.strides = (8, 24)  # the transpose's layout over the same bytes
-    assert "(it is not C-contiguous)" in refused("params['W2']", pair.c, "train_step",
-                                                 params, inputs)
+    assert "(it is not C-contiguous)" in refused(
+        "params['W2']", pair.c, "train_step", params, inputs
+    )
     params["W2"] = np.ascontiguousarray(W2)
     got, want = both(pair, "train_step", params, inputs)
     assert_close(got, want)
@@ -597,8 +637,10 @@ def test_fast_path_with_other_arrays_and_batches(pairs):
             params = copies(params)  # other params of the same values
         got, want = both(pair, "train_step", params, inputs)
         assert_close(got, want)
-        assert_close(flat("loss", pair.c.loss(params, **inputs)),  # same workspace, between
-                     flat("loss", pair.np.loss(params, **inputs)))
+        assert_close(
+            flat("loss", pair.c.loss(params, **inputs)),  # same workspace, between
+            flat("loss", pair.np.loss(params, **inputs)),
+        )
 
 
 def test_read_only_param_read_by_loss_is_not_written_by_train_step(pairs):
@@ -606,18 +648,20 @@ def test_read_only_param_read_by_loss_is_not_written_by_train_step(pairs):
     pair = pairs["scalar"]
     inputs = make_inputs(pair.c)
     buf = np.array([0.5, -0.25]).tobytes()  # immutable bytes
-    params = {"w": np.frombuffer(buf, count=1).reshape(()),
-              "b": np.frombuffer(buf, count=1, offset=8).reshape(())}
+    params = {
+        "w": np.frombuffer(buf, count=1).reshape(()),
+        "b": np.frombuffer(buf, count=1, offset=8).reshape(()),
+    }
     assert pair.c.loss(params, **inputs) == pytest.approx(pair.np.loss(params, **inputs))
-    refused("params['w']: train_step updates it in place", pair.c, "train_step", params,
-            inputs)
+    refused("params['w']: train_step updates it in place", pair.c, "train_step", params, inputs)
     assert buf == np.array([0.5, -0.25]).tobytes()
 
 
 def test_user_names_cannot_hijack_the_wrapper(cache_root, tmp_path):
     """A spec may name its params and inputs after the wrapper's own helpers."""
     spec = tmp_path / "names.sbp"
-    spec.write_text(textwrap.dedent("""\
+    spec.write_text(
+        textwrap.dedent("""\
         x0: Input
         _LOCAL: Input
         n: Input
@@ -632,7 +676,9 @@ def test_user_names_cannot_hijack_the_wrapper(cache_root, tmp_path):
         x1: Param = 0.2
         u = p0 * x0 + _train_step * _LOCAL + _DT * fast * _c * n - lib
         C: Loss = (u + _call * _ARRAYS * x1) ** 2
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     pair = Pair(symbp.compile(spec, backend="c"), symbp.compile(spec))
     params, inputs = make_params(pair.c), make_inputs(pair.c)
     for fn in FUNCTIONS:
@@ -655,8 +701,10 @@ def test_threads_training_different_params_at_once(pairs):
         losses = [pair.c.train_step(params, LR, **inputs) for _ in range(300)]
         results[seed] = (losses, params)
 
-    threads = [threading.Thread(target=train, args=(seed, n))
-               for seed, n in [(0, 1), (1, 7), (2, 64), (3, 7)]]
+    threads = [
+        threading.Thread(target=train, args=(seed, n))
+        for seed, n in [(0, 1), (1, 7), (2, 64), (3, 7)]
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -703,8 +751,11 @@ def pick(rng: np.random.Generator, value: np.ndarray, batched: bool):
     roll = rng.random()
     if roll < 0.5:
         return value
-    forms = [*CONVERTIBLE.values(), *NOT_REAL.values(),
-             *(change for change, _ in NOT_UPDATABLE.values())]
+    forms = [
+        *CONVERTIBLE.values(),
+        *NOT_REAL.values(),
+        *(change for change, _ in NOT_UPDATABLE.values()),
+    ]
     if roll < 0.85:
         return forms[rng.integers(len(forms))](value)
     shape = np.shape(value)
@@ -716,8 +767,11 @@ def pick(rng: np.random.Generator, value: np.ndarray, batched: bool):
         lambda: np.broadcast_to(np.float64(0.5), shape),  # stride 0, read-only
     ]
     if batched:
-        odd += [lambda: np.asarray(value)[:0], lambda: np.asarray(value)[:1],
-                lambda: np.concatenate([value, value])]
+        odd += [
+            lambda: np.asarray(value)[:0],
+            lambda: np.asarray(value)[:1],
+            lambda: np.concatenate([value, value]),
+        ]
     elif shape:
         odd += [lambda: np.asarray(value)[..., :-1] if shape[-1] > 1 else value[..., None]]
     return odd[rng.integers(len(odd))]()
@@ -747,8 +801,9 @@ class Campaign:
                 key = list(params)[rng.integers(len(params))]
                 params = {**params, key: pick(rng, make_params(pair.c, step)[key], False)}
             elif mutate == 2:
-                inputs = {k: v.copy() if isinstance(v, np.ndarray) else v
-                          for k, v in inputs.items()}
+                inputs = {
+                    k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()
+                }
             return params, inputs
         n = int(rng.choice([1, 2, 7, 300]))
         params = {k: pick(rng, v, False) for k, v in make_params(pair.c, step).items()}
@@ -779,8 +834,14 @@ class Campaign:
         self.calls += 1
         is_dict = isinstance(params, dict)
         before = snapshot(params) if is_dict else None
-        ref_params = ({k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
-                       for k, v in params.items()} if is_dict else params)
+        ref_params = (
+            {
+                k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                for k, v in params.items()
+            }
+            if is_dict
+            else params
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -810,8 +871,12 @@ class Campaign:
             self.problems.append(f"{label}: differs from NumPy: {e}")
 
     def summary(self) -> dict:
-        return {"calls": self.calls, "returned": self.returned, "refused": self.refused,
-                "problems": self.problems[:20]}
+        return {
+            "calls": self.calls,
+            "returned": self.returned,
+            "refused": self.refused,
+            "problems": self.problems[:20],
+        }
 
 
 def hostile_calls(pairs: dict[str, Pair], folder: Path) -> list[str]:
@@ -845,8 +910,12 @@ def hostile_calls(pairs: dict[str, Pair], folder: Path) -> list[str]:
 
     for fn in FUNCTIONS:
         try:
-            result = call(scalar, fn, scalar.init_params(), {"x": Shifty([1, 100_000]),
-                                                               "y": Shifty([1, 100_000])})
+            result = call(
+                scalar,
+                fn,
+                scalar.init_params(),
+                {"x": Shifty([1, 100_000]), "y": Shifty([1, 100_000])},
+            )
             seen.append(f"{fn}: returned {type(result).__name__}")
         except ValueError as e:
             seen.append(f"{fn}: {e}")
@@ -889,7 +958,9 @@ def test_campaign_in_a_subprocess(spec_paths, pairs, tmp_path):
     calls = scale(4000)
     child = subprocess.run(
         [sys.executable, "-c", CAMPAIGN, str(HERE), paths, str(tmp_path), "2", str(calls)],
-        capture_output=True, text=True, timeout=600 * scale(1),
+        capture_output=True,
+        text=True,
+        timeout=600 * scale(1),
     )
     assert child.returncode == 0, f"the campaign died ({child.returncode}): {child.stderr}"
     summary = json.loads(child.stdout)
@@ -908,8 +979,9 @@ def test_campaign_in_a_subprocess(spec_paths, pairs, tmp_path):
 def tiny_spec(folder: Path, k: int) -> Path:
     """A small network of its own (``k`` is in its constants), new to every cache."""
     path = folder / f"tiny{k}.sbp"
-    path.write_text(f"x: Input[2]\nw: Param[2] = {k}.5\nC: Loss = (sum(w * x) - {k}) ** 2\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"x: Input[2]\nw: Param[2] = {k}.5\nC: Loss = (sum(w * x) - {k}) ** 2\n", encoding="utf-8"
+    )
     return path
 
 
@@ -920,16 +992,22 @@ def entries(root: Path) -> list[Path]:
 def leftovers(root: Path) -> list[str]:
     """Temporary build folders and trash left behind (lock files, one per network, the
     spec index and the compiled templates stay)."""
-    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")
-                  and not p.name.endswith(".lock")
-                  and p.name not in (cbuild.INDEX, cbuild.TEMPLATES))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name.startswith(".")
+        and not p.name.endswith(".lock")
+        and p.name not in (cbuild.INDEX, cbuild.TEMPLATES)
+    )
 
 
 def check_works(mod, spec: Path) -> None:
     ref = symbp.compile(spec)
     params, inputs = make_params(ref, 5), make_inputs(ref, 3, 5)
-    assert_close(flat("loss_and_grads", mod.loss_and_grads(params, **inputs)),
-                 flat("loss_and_grads", ref.loss_and_grads(params, **inputs)))
+    assert_close(
+        flat("loss_and_grads", mod.loss_and_grads(params, **inputs)),
+        flat("loss_and_grads", ref.loss_and_grads(params, **inputs)),
+    )
 
 
 def extension(entry: Path) -> Path:
@@ -1016,12 +1094,9 @@ def test_damaged_entry_is_rebuilt(pristine, tmp_path, monkeypatch, damage):
     assert c_package(spec) == entry
     assert entries(root) == [entry] and leftovers(root) == []
     manifest = json.loads((entry / "manifest.json").read_text())
-    assert {n: hashlib.sha256((entry / n).read_bytes()).hexdigest()
-            for n in manifest} == manifest
-    assert sorted(manifest) == sorted(p.name for p in built.iterdir()
-                                      if p.name != "manifest.json")
-    mod = cbuild.load_package(entry, "symbp_damaged_" + damage.replace(" ", "_")
-                              .replace(".", ""))
+    assert {n: hashlib.sha256((entry / n).read_bytes()).hexdigest() for n in manifest} == manifest
+    assert sorted(manifest) == sorted(p.name for p in built.iterdir() if p.name != "manifest.json")
+    mod = cbuild.load_package(entry, "symbp_damaged_" + damage.replace(" ", "_").replace(".", ""))
     assert Path(mod.__file__).parent == entry
     check_works(mod, spec)
 
@@ -1034,8 +1109,9 @@ def test_cache_path_that_is_a_file(tmp_path, monkeypatch):
         monkeypatch.setenv("SYMBP_CACHE_DIR", str(root))
         with pytest.raises(cbuild.BuildError) as info:
             symbp.compile(spec, backend="c")
-        assert str(info.value) == (f"cannot write the build cache {root}: {why}; set "
-                                   "SYMBP_CACHE_DIR to a writable folder")
+        assert str(info.value) == (
+            f"cannot write the build cache {root}: {why}; set SYMBP_CACHE_DIR to a writable folder"
+        )
     assert taken.read_text() == ""
 
 
@@ -1054,8 +1130,10 @@ def test_read_only_cache_dir(tmp_path, monkeypatch):
         else:
             with pytest.raises(cbuild.BuildError) as info:
                 symbp.compile(spec, backend="c")
-            assert str(info.value) == (f"cannot write the build cache {root}: Permission "
-                                       "denied; set SYMBP_CACHE_DIR to a writable folder")
+            assert str(info.value) == (
+                f"cannot write the build cache {root}: Permission "
+                "denied; set SYMBP_CACHE_DIR to a writable folder"
+            )
             assert entries(root) == [] and leftovers(root) == []
     finally:
         root.chmod(0o755)
@@ -1107,9 +1185,18 @@ def race(specs: list[Path], root: Path, folder: Path) -> list[dict]:
     children = []
     for k, spec in enumerate(specs):
         ready = folder / f"ready{k}"
-        children.append((ready, subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(spec), str(ready), str(go)], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        children.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [sys.executable, "-c", CHILD, str(spec), str(ready), str(go)],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     try:
         for ready, child in children:
             while not ready.exists():
@@ -1189,9 +1276,20 @@ def test_compiler_that_fails(tmp_path, monkeypatch):
 def test_cli_without_compiler(tmp_path):
     out = tmp_path / "out"
     child = subprocess.run(
-        [sys.executable, "-m", "symbp", "compile", str(tiny_spec(tmp_path, 12)),
-         "--backend", "c", "-o", str(out)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "symbp",
+            "compile",
+            str(tiny_spec(tmp_path, 12)),
+            "--backend",
+            "c",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "CC": "/nonexistent/cc", "SYMBP_CACHE_DIR": str(tmp_path / "c")},
     )
     assert (child.returncode, child.stdout) == (2, "")
@@ -1239,20 +1337,39 @@ def test_cli_package_imports_elsewhere_without_symbp(spec_paths, pairs, tmp_path
     out = packages / "mlp_c"
     packages.mkdir()
     child = subprocess.run(
-        [sys.executable, "-m", "symbp", "compile", str(spec_paths["mlp"]), "--backend", "c",
-         "-o", str(out)], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "symbp",
+            "compile",
+            str(spec_paths["mlp"]),
+            "--backend",
+            "c",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (child.returncode, child.stderr) == (0, ""), child.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names[0] == "__init__.py" and "mlp.c" in names and "manifest.json" not in names
     mod = pairs["mlp"].c
     params, inputs = make_params(mod), make_inputs(mod)
     data = tmp_path / "data.npz"
-    np.savez(data, **{f"p.{k}": v for k, v in params.items()},
-             **{f"x.{k}": v for k, v in inputs.items()})
+    np.savez(
+        data, **{f"p.{k}": v for k, v in params.items()}, **{f"x.{k}": v for k, v in inputs.items()}
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    child = subprocess.run([sys.executable, "-I", "-c", STANDALONE, str(packages), str(data)],
-                           capture_output=True, text=True, timeout=120, cwd=elsewhere)
+    child = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE, str(packages), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=elsewhere,
+    )
     assert child.returncode == 0, child.stderr
     seen = json.loads(child.stdout)
     assert seen["blocked"] and seen["symbp_loaded"] == []

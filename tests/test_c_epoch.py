@@ -57,14 +57,17 @@ def cache(tmp_path_factory):
 
 def modules(name: str, dtype: str = "float64"):
     graph = symbp.parse_text(SPECS[name], f"{name.replace(' ', '_')}.sbp")
-    return (symbp.compile(graph, backend="c", dtype=dtype),
-            symbp.compile(graph, backend="numpy", dtype=dtype))
+    return (
+        symbp.compile(graph, backend="c", dtype=dtype),
+        symbp.compile(graph, backend="numpy", dtype=dtype),
+    )
 
 
 def data(module, rows: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {k: rng.uniform(-1, 1, (rows, *s)).astype(module.DTYPE)
-            for k, s in module.INPUTS.items()}
+    return {
+        k: rng.uniform(-1, 1, (rows, *s)).astype(module.DTYPE) for k, s in module.INPUTS.items()
+    }
 
 
 def assert_close(a: dict, b: dict, rtol: float) -> None:
@@ -91,8 +94,7 @@ def test_batch_one_matches_numpy_and_train_step(name, dtype):
         assert steps == want_steps == len(order)
         assert total == pytest.approx(want_total, rel=rtol, abs=rtol * 1e-3)
         assert_close(params, want, rtol)
-        losses = [c.train_step(stepped, 0.05, **{k: v[[r]] for k, v in xs.items()})
-                  for r in order]
+        losses = [c.train_step(stepped, 0.05, **{k: v[[r]] for k, v in xs.items()}) for r in order]
         assert sum(losses) == pytest.approx(total, rel=rtol, abs=rtol * 1e-3)
         assert_close(params, stepped, rtol)
 
@@ -106,8 +108,9 @@ def test_a_step_that_is_not_finite_ends_the_call(name):
     order = np.array([0, 1, 2, 6, 3, 4])
     params, want = c.init_params(2), ref.init_params(2)
     total, steps = c.train_epoch(params, {}, {"optimizer": "sgd", "lr": 0.1}, order, 1, **xs)
-    want_total, want_steps = ref.train_epoch(want, {}, {"optimizer": "sgd", "lr": 0.1}, order,
-                                             1, **xs)
+    want_total, want_steps = ref.train_epoch(
+        want, {}, {"optimizer": "sgd", "lr": 0.1}, order, 1, **xs
+    )
     assert steps == want_steps == 3
     assert total == pytest.approx(want_total, rel=1e-12)
     assert_close(params, want, 1e-12)

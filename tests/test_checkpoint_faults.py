@@ -89,6 +89,7 @@ def dev_full(fd: int, mode: str = "r", *args, **kwargs):
 def filling(room: int):
     def fdopen(fd: int, mode: str = "r", *args, **kwargs):
         return io.BufferedWriter(FillingFile(fd, room))
+
     return fdopen
 
 
@@ -128,8 +129,9 @@ def assert_disk_full_error(err: OSError, path: Path, kept: bool) -> None:
     assert err.errno == errno.ENOSPC
     assert err.filename == str(path)
     assert "cannot write the checkpoint: No space left on device" in err.strerror
-    assert ("previous checkpoint there is unchanged" if kept else
-            "no checkpoint was written") in err.strerror
+    assert (
+        "previous checkpoint there is unchanged" if kept else "no checkpoint was written"
+    ) in err.strerror
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -255,8 +257,11 @@ def test_symbp_train_on_a_full_disk(tmp_path, monkeypatch, fault):
     code, _, err = run_cli(*common, "--epochs", "3", "--save", ckpt)
     monkeypatch.undo()
     assert code == 2, err
-    assert re.search(rf"symbp: error: {re.escape(str(ckpt))}: cannot write the checkpoint: "
-                     r"No space left on device; the previous checkpoint there is unchanged", err)
+    assert re.search(
+        rf"symbp: error: {re.escape(str(ckpt))}: cannot write the checkpoint: "
+        r"No space left on device; the previous checkpoint there is unchanged",
+        err,
+    )
     assert "Traceback" not in err and leftovers(tmp_path) == []
     module = symbp.compile(spec)
     assert symbp.Trainer.load(ckpt, module).epoch == 1

@@ -38,8 +38,12 @@ p: Output = a
 BROKEN = {  # file contents -> (line, col, words)
     "syntax": ("x: Input[3\n", 1, 9, "never closed"),
     "unknown-name": ("x: Input[3]\nC: Loss = sum(x * w)\n", 2, 19, "unknown name 'w'"),
-    "shapes": ("x: Input[3]\nW: Param[2, 4] = glorot\nC: Loss = sum(W @ x)\n", 3, 15,
-               "(2, 4) @ (3,)"),
+    "shapes": (
+        "x: Input[3]\nW: Param[2, 4] = glorot\nC: Loss = sum(W @ x)\n",
+        3,
+        15,
+        "(2, 4) @ (3,)",
+    ),
     "no-loss": ("x: Input[3]\ny = x * 2\n", 2, 1, "no Loss"),
     "non-scalar-loss": ("x: Input[3]\nC: Loss = x\n", 2, 11, "scalar"),
     "unsupported": ("x: Input[3]\nfor i in x:\n    pass\n", 2, 1, "for loop"),
@@ -62,8 +66,9 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
 
 
 def run_python(*argv, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, *map(str, argv)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 # The child imports a generated module by path with symbp made unimportable, runs it and
@@ -150,7 +155,9 @@ def test_compile_output_defaults_and_folders(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "out"
     folder.mkdir()
     assert run_main(capsys, "compile", spec, "-o", folder)[:2] == (
-        0, f"wrote {folder / 'neuron.py'}\n")
+        0,
+        f"wrote {folder / 'neuron.py'}\n",
+    )
     assert (folder / "neuron.py").read_bytes() == (work / "neuron.py").read_bytes()
 
 
@@ -163,8 +170,9 @@ def test_compile_is_deterministic_and_honours_dtype(tmp_path, capsys):
     assert run_main(capsys, "compile", spec, "--dtype", "float32", "-o", single)[0] == 0
     assert 'DTYPE = "float32"' in single.read_text()
     assert 'DTYPE = "float64"' in first.read_text()
-    assert "symbp" not in "".join(line for line in first.read_text().splitlines()
-                                  if line.startswith(("import", "from")))
+    assert "symbp" not in "".join(
+        line for line in first.read_text().splitlines() if line.startswith(("import", "from"))
+    )
 
 
 def test_compile_the_example(tmp_path, capsys):
@@ -183,8 +191,7 @@ def test_compile_c_writes_a_package_folder(tmp_path, capsys):
     assert (code, stdout, stderr) == (0, f"wrote {out}\n", "")
     names = sorted(p.name for p in out.iterdir())
     assert "__init__.py" in names and "manifest.json" not in names
-    assert any(n.endswith(".c") for n in names) and any(n.endswith((".so", ".pyd"))
-                                                         for n in names)
+    assert any(n.endswith(".c") for n in names) and any(n.endswith((".so", ".pyd")) for n in names)
     seen = run_standalone(out, "package")
     assert seen["symbp_loaded"] is False
     assert seen["params"] == {"w": [3], "b": []} and seen["outputs"] == ["p", "C"]
@@ -257,8 +264,11 @@ def test_grad_prints_the_backward_equations(capsys):
     code, out, err = run_main(capsys, "grad", MLP)
     assert (code, err) == (0, "")
     assert out.startswith("# backward pass of mlp.sbp")
-    targets = [line.split(" = ")[0] for line in out.splitlines() if " = " in line
-               and not line.startswith("#")]
+    targets = [
+        line.split(" = ")[0]
+        for line in out.splitlines()
+        if " = " in line and not line.startswith("#")
+    ]
     assert {"dW1", "db1", "dW2", "db2", "dz1", "dz2"} <= set(targets)
     assert "# line 12: a2 = sigmoid(z2)" in out or "a2 = sigmoid(z2)" in out
     code, passes, _ = run_main(capsys, "grad", MLP, "--passes")
@@ -283,10 +293,13 @@ def test_broken_specs_exit_2_with_a_located_error(tmp_path, capsys, monkeypatch,
     assert not (tmp_path / "broken.py").exists()
 
 
-@pytest.mark.parametrize("data, line, col, words", [
-    (b"x: Input[3]\nC: Loss = sum(x) \xff\n", 2, 18, "not valid UTF-8"),
-    (b"x: Input[3]\nC: Loss = sum(x)\x00\n", 2, 17, "NUL byte"),
-])
+@pytest.mark.parametrize(
+    "data, line, col, words",
+    [
+        (b"x: Input[3]\nC: Loss = sum(x) \xff\n", 2, 18, "not valid UTF-8"),
+        (b"x: Input[3]\nC: Loss = sum(x)\x00\n", 2, 17, "NUL byte"),
+    ],
+)
 def test_bad_bytes_exit_2(tmp_path, capsys, data, line, col, words):
     spec = write(tmp_path, data)
     code, out, err = run_main(capsys, "compile", spec, "-o", tmp_path / "x.py")
@@ -300,14 +313,17 @@ def test_python_m_symbp_shows_no_traceback(tmp_path):
     spec = write(tmp_path, BROKEN["shapes"][0], "broken.sbp")
     proc = run_python("-m", "symbp", "compile", spec, "-o", tmp_path / "x.py")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == (f"{spec}:3:15: error: matmul shapes (2, 4) @ (3,) do not align: 4 "
-                           "(last axis of the left) != 3 (first matrix axis of the right)\n"
-                           "    C: Loss = sum(W @ x)\n"
-                           "                  ^\n")
+    assert proc.stderr == (
+        f"{spec}:3:15: error: matmul shapes (2, 4) @ (3,) do not align: 4 "
+        "(last axis of the left) != 3 (first matrix axis of the right)\n"
+        "    C: Loss = sum(W @ x)\n"
+        "                  ^\n"
+    )
     proc = run_python("-m", "symbp", "check", tmp_path / "missing.sbp")
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stderr == (f"{tmp_path / 'missing.sbp'}: error: cannot read spec: "
-                           "No such file or directory\n")
+    assert proc.stderr == (
+        f"{tmp_path / 'missing.sbp'}: error: cannot read spec: No such file or directory\n"
+    )
 
 
 @pytest.mark.parametrize("verb", ["compile", "check", "grad"])
@@ -332,25 +348,44 @@ BAD_ARGUMENTS = [
     pytest.param([], "the following arguments are required: verb", id="no-verb"),
     pytest.param(["frobnicate", "x.sbp"], "invalid choice: 'frobnicate'", id="unknown-verb"),
     pytest.param(["compile"], "the following arguments are required: spec", id="no-spec"),
-    pytest.param(["compile", "{spec}", "--backend", "cuda"], "invalid choice: 'cuda'",
-                 id="bad-backend"),
-    pytest.param(["check", "{spec}", "--backend", "cuda"], "invalid choice: 'cuda'",
-                 id="bad-check-backend"),
-    pytest.param(["compile", "{spec}", "--dtype", "float16"], "invalid choice: 'float16'",
-                 id="bad-dtype"),
-    pytest.param(["check", "{spec}", "--batch", "0"], "--batch: must be at least 1, got 0",
-                 id="batch-0"),
-    pytest.param(["check", "{spec}", "--batch", "-5"], "--batch: must be at least 1, got -5",
-                 id="batch-negative"),
-    pytest.param(["check", "{spec}", "--batch", "two"], "--batch: expected an integer, got 'two'",
-                 id="batch-not-a-number"),
-    pytest.param(["check", "{spec}", "--seed", "-1"], "--seed: must be at least 0, got -1",
-                 id="negative-seed"),
-    pytest.param(["grad", "{spec}", "--dtype", "float32"], "unrecognized arguments: --dtype",
-                 id="option-of-another-verb"),
+    pytest.param(
+        ["compile", "{spec}", "--backend", "cuda"], "invalid choice: 'cuda'", id="bad-backend"
+    ),
+    pytest.param(
+        ["check", "{spec}", "--backend", "cuda"], "invalid choice: 'cuda'", id="bad-check-backend"
+    ),
+    pytest.param(
+        ["compile", "{spec}", "--dtype", "float16"], "invalid choice: 'float16'", id="bad-dtype"
+    ),
+    pytest.param(
+        ["check", "{spec}", "--batch", "0"], "--batch: must be at least 1, got 0", id="batch-0"
+    ),
+    pytest.param(
+        ["check", "{spec}", "--batch", "-5"],
+        "--batch: must be at least 1, got -5",
+        id="batch-negative",
+    ),
+    pytest.param(
+        ["check", "{spec}", "--batch", "two"],
+        "--batch: expected an integer, got 'two'",
+        id="batch-not-a-number",
+    ),
+    pytest.param(
+        ["check", "{spec}", "--seed", "-1"],
+        "--seed: must be at least 0, got -1",
+        id="negative-seed",
+    ),
+    pytest.param(
+        ["grad", "{spec}", "--dtype", "float32"],
+        "unrecognized arguments: --dtype",
+        id="option-of-another-verb",
+    ),
     pytest.param(["compile", "{spec}", "{spec}"], "unrecognized arguments", id="two-specs"),
-    pytest.param(["grad", "{spec}", "-o", "x.py"], "unrecognized arguments: -o x.py",
-                 id="option-of-compile-on-grad"),
+    pytest.param(
+        ["grad", "{spec}", "-o", "x.py"],
+        "unrecognized arguments: -o x.py",
+        id="option-of-compile-on-grad",
+    ),
 ]
 
 
@@ -364,13 +399,16 @@ def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
     assert "symbp: error: " in err and message in err, err
 
 
-@pytest.mark.parametrize("verb, options", [
-    (None, ["compile", "check", "grad", "cache", "--version"]),
-    ("compile", ["--backend", "--dtype", "--output"]),
-    ("check", ["--backend", "--seed", "--batch"]),
-    ("grad", ["--passes"]),
-    ("cache", ["info", "clear"]),
-])
+@pytest.mark.parametrize(
+    "verb, options",
+    [
+        (None, ["compile", "check", "grad", "cache", "--version"]),
+        ("compile", ["--backend", "--dtype", "--output"]),
+        ("check", ["--backend", "--seed", "--batch"]),
+        ("grad", ["--passes"]),
+        ("cache", ["info", "clear"]),
+    ],
+)
 def test_help_on_every_verb(capsys, verb, options):
     code, out, err = run_main(capsys, *([verb] if verb else []), "--help")
     assert (code, err) == (0, "")
@@ -386,16 +424,24 @@ def test_help_and_version_through_python_m():
     assert proc.returncode == 0 and proc.stdout.startswith("usage: symbp check")
 
 
-@pytest.mark.parametrize("failure, message", [
-    (RecursionError, "symbp: error: the network is too large or too deeply nested to compile"),
-    (MemoryError, "symbp: error: the network is too large or too deeply nested to compile"),
-    (BuildError("cc not found; install a C compiler"),
-     "symbp: error: cc not found; install a C compiler"),
-    (PermissionError(13, "Permission denied", "out.py"),
-     "symbp: error: out.py: Permission denied"),
-])
-def test_failures_behind_the_spec_exit_2_without_traceback(tmp_path, capsys, monkeypatch,
-                                                           failure, message):
+@pytest.mark.parametrize(
+    "failure, message",
+    [
+        (RecursionError, "symbp: error: the network is too large or too deeply nested to compile"),
+        (MemoryError, "symbp: error: the network is too large or too deeply nested to compile"),
+        (
+            BuildError("cc not found; install a C compiler"),
+            "symbp: error: cc not found; install a C compiler",
+        ),
+        (
+            PermissionError(13, "Permission denied", "out.py"),
+            "symbp: error: out.py: Permission denied",
+        ),
+    ],
+)
+def test_failures_behind_the_spec_exit_2_without_traceback(
+    tmp_path, capsys, monkeypatch, failure, message
+):
     spec = write(tmp_path, NEURON)
 
     def fail(*args, **kwargs):

@@ -49,8 +49,13 @@ def spec_file(folder: Path, k: int, name: str = "tiny") -> Path:
 
 
 def child(spec: Path, root: Path, dtype: str = "float64") -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(spec), dtype], capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "SYMBP_CACHE_DIR": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(spec), dtype],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SYMBP_CACHE_DIR": str(root)},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -59,8 +64,9 @@ def events(run) -> dict:
     """The cache events while ``run()`` runs."""
     before = dict(compiler.cache_events)
     run()
-    return {k: v - before.get(k, 0) for k, v in compiler.cache_events.items()
-            if v != before.get(k, 0)}
+    return {
+        k: v - before.get(k, 0) for k, v in compiler.cache_events.items() if v != before.get(k, 0)
+    }
 
 
 def records(root: Path) -> list[Path]:
@@ -87,7 +93,8 @@ def test_a_fresh_process_finds_the_spec_without_parsing(tmp_path):
     assert records(root) == [record]
     assert float.fromhex(second["loss"]) == pytest.approx(
         symbp.compile(spec).loss({"w": np.full(2, 0.25)}, x=np.linspace(-1, 1, 6).reshape(3, 2)),
-        rel=1e-12)
+        rel=1e-12,
+    )
 
 
 def test_a_hit_runs_none_of_the_pipeline(tmp_path, cache, monkeypatch):
@@ -97,9 +104,14 @@ def test_a_hit_runs_none_of_the_pipeline(tmp_path, cache, monkeypatch):
     def broken(*args, **kwargs):
         raise AssertionError("the pipeline ran on an index hit")
 
-    for module, name in [(compiler, "parse"), (compiler, "parse_bytes"),
-                         (compiler, "optimize"), (c_backend, "package_files"),
-                         (cbuild, "build_package"), (cbuild, "cache_key")]:
+    for module, name in [
+        (compiler, "parse"),
+        (compiler, "parse_bytes"),
+        (compiler, "optimize"),
+        (c_backend, "package_files"),
+        (cbuild, "build_package"),
+        (cbuild, "cache_key"),
+    ]:
         monkeypatch.setattr(module, name, broken)
     assert events(lambda: symbp.compile(spec, backend="c")) == {"index hit": 1}
     assert compiler.c_package(spec) == Path(built.__file__).parent
@@ -142,7 +154,7 @@ def test_what_changes_the_toolchain_changes_the_key(tmp_path, monkeypatch, chang
         monkeypatch.setattr(_cffi_backend, "__version__", "0.0.1")
     elif change == "CC":
         fake = tmp_path / "cc"
-        fake.write_text("#!/bin/sh\nexec gcc \"$@\"\n")
+        fake.write_text('#!/bin/sh\nexec gcc "$@"\n')
         fake.chmod(0o755)
         monkeypatch.setenv("CC", str(fake))
     else:
@@ -211,12 +223,17 @@ def test_a_damaged_entry_behind_the_index_is_rebuilt(tmp_path):
     assert child(spec, root)["events"] == {"index hit": 1}
 
 
-@pytest.mark.parametrize("record", [
-    b"\x00{garbage", b"[]", b"{}", json.dumps({"entry": "..", "module": "_tiny8",
-                                                "c_file": "tiny8.c"}).encode(),
-    json.dumps({"entry": "../elsewhere", "module": "_tiny8", "c_file": "tiny8.c"}).encode(),
-    json.dumps({"entry": 3, "module": "_tiny8", "c_file": "tiny8.c"}).encode(),
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"\x00{garbage",
+        b"[]",
+        b"{}",
+        json.dumps({"entry": "..", "module": "_tiny8", "c_file": "tiny8.c"}).encode(),
+        json.dumps({"entry": "../elsewhere", "module": "_tiny8", "c_file": "tiny8.c"}).encode(),
+        json.dumps({"entry": 3, "module": "_tiny8", "c_file": "tiny8.c"}).encode(),
+    ],
+)
 def test_a_garbled_record_is_a_miss(tmp_path, cache, record):
     spec = spec_file(tmp_path, 8)
     compiler.c_package(spec)

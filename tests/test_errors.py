@@ -69,30 +69,59 @@ def deadline(seconds: float):
 
 SYNTAX = [
     pytest.param("x: Input[4\n", 1, 9, ["syntax error", "never closed"], id="unclosed-bracket"),
-    pytest.param("a: Param = 1\nb = (1 +\nC: Loss = a\n", 2, 5, ["syntax error", "never closed"],
-                 id="unclosed-paren"),
-    pytest.param("a: Param = 1\nb = 1 +* 2\nC: Loss = a\n", 2, 8, ["syntax error"],
-                 id="two-operators"),
-    pytest.param("a: Param = 1\nb = )\n", 2, 5, ["syntax error", "unmatched ')'"],
-                 id="unmatched"),
+    pytest.param(
+        "a: Param = 1\nb = (1 +\nC: Loss = a\n",
+        2,
+        5,
+        ["syntax error", "never closed"],
+        id="unclosed-paren",
+    ),
+    pytest.param(
+        "a: Param = 1\nb = 1 +* 2\nC: Loss = a\n", 2, 8, ["syntax error"], id="two-operators"
+    ),
+    pytest.param("a: Param = 1\nb = )\n", 2, 5, ["syntax error", "unmatched ')'"], id="unmatched"),
     pytest.param("a: Param = 1\nb = a a\n", 2, 7, ["syntax error"], id="missing-operator"),
-    pytest.param("a: Param = 1\nb = 'abc\n", 2, 5, ["syntax error", "unterminated string"],
-                 id="unterminated-string"),
+    pytest.param(
+        "a: Param = 1\nb = 'abc\n",
+        2,
+        5,
+        ["syntax error", "unterminated string"],
+        id="unterminated-string",
+    ),
     pytest.param("a: Param = 1\nC: Loss = \n", 2, 11, ["syntax error"], id="empty-rhs"),
-    pytest.param("a: Param = 1\nb = 1e\n", 2, 5, ["syntax error", "decimal literal"],
-                 id="bad-number"),
-    pytest.param("a: Param = 1\nb = 007\n", 2, 5, ["syntax error", "leading zeros"],
-                 id="leading-zeros"),
-    pytest.param("a: Param = 1\nb = a ∑ a\n", 2, 7, ["syntax error", "invalid character"],
-                 id="invalid-character"),
-    pytest.param("αβγ: Param = 1\nb = (αβγ +\n", 2, 5, ["syntax error", "never closed"],
-                 id="non-ascii-line"),
-    pytest.param("def f(u):\nreturn u\n", 2, 1, ["syntax error", "indented block"],
-                 id="missing-indent"),
-    pytest.param("a: Param = 1\nC: Loss = a\n  D = a\n", 3, 3, ["syntax error", "indent"],
-                 id="unexpected-indent"),
-    pytest.param("a: Param = 1\nb = 9" + "9" * 5000 + "\n", 2, 5,
-                 ["syntax error", "too many digits"], id="5000-digit-integer"),
+    pytest.param(
+        "a: Param = 1\nb = 1e\n", 2, 5, ["syntax error", "decimal literal"], id="bad-number"
+    ),
+    pytest.param(
+        "a: Param = 1\nb = 007\n", 2, 5, ["syntax error", "leading zeros"], id="leading-zeros"
+    ),
+    pytest.param(
+        "a: Param = 1\nb = a ∑ a\n",
+        2,
+        7,
+        ["syntax error", "invalid character"],
+        id="invalid-character",
+    ),
+    pytest.param(
+        "αβγ: Param = 1\nb = (αβγ +\n", 2, 5, ["syntax error", "never closed"], id="non-ascii-line"
+    ),
+    pytest.param(
+        "def f(u):\nreturn u\n", 2, 1, ["syntax error", "indented block"], id="missing-indent"
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a\n  D = a\n",
+        3,
+        3,
+        ["syntax error", "indent"],
+        id="unexpected-indent",
+    ),
+    pytest.param(
+        "a: Param = 1\nb = 9" + "9" * 5000 + "\n",
+        2,
+        5,
+        ["syntax error", "too many digits"],
+        id="5000-digit-integer",
+    ),
 ]
 
 
@@ -119,50 +148,136 @@ def test_no_python_warnings_leak_from_parsing():
 # ----------------------------------------------------------------------------- names
 
 NAMES = [
-    pytest.param("a: Param = 1\nC: Loss = a + bb\n", 2, 15, ["unknown name 'bb'"],
-                 id="unknown-name"),
-    pytest.param("rate: Param = 1\nC: Loss = 2 * rat\n", 2, 15,
-                 ["unknown name 'rat'", "did you mean 'rate'"], id="suggestion"),
-    pytest.param("a: Param = 1\nC: Loss = foo(a)\n", 2, 11, ["unknown function 'foo'"],
-                 id="unknown-function"),
-    pytest.param("a: Param = 1\nC: Loss = sigmiod(a)\n", 2, 11,
-                 ["unknown function 'sigmiod'", "did you mean 'sigmoid'"], id="typo-function"),
-    pytest.param("a: Param = 1\na = 2 * a\nC: Loss = a\n", 2, 1,
-                 ["'a' is already bound at line 1"], id="rebind-param"),
-    pytest.param("a: Param = 1\nb = a\nc = a\nb = c\nC: Loss = b\n", 4, 1,
-                 ["'b' is already bound at line 2"], id="rebind-equation"),
-    pytest.param("a: Param = 1\na: Input\nC: Loss = a\n", 2, 1, ["already bound at line 1"],
-                 id="redeclare"),
-    pytest.param("a: Param = 1\nC: Loss = a\nC: Output = a\n", 3, 1,
-                 ["'C' is already bound at line 2"], id="rebind-loss"),
-    pytest.param("def f(u):\n    return u\nf: Param = 1\nC: Loss = f\n", 3, 1,
-                 ["'f' is already a function", "line 1"], id="value-named-like-def"),
-    pytest.param("f: Param = 1\ndef f(u):\n    return u\nC: Loss = f\n", 2, 1,
-                 ["'f' is already bound at line 1"], id="def-named-like-value"),
-    pytest.param("def f(u):\n    return u\ndef f(u):\n    return u\n", 3, 1,
-                 ["'f' is already defined at line 1"], id="def-twice"),
-    pytest.param("a: Param = 1\nC: Loss = a * b\nb = a + 1\n", 2, 15,
-                 ["'b' is used before it is defined", "line 3"], id="use-before-definition"),
-    pytest.param("C: Loss = w * 2\nw: Param = 1\n", 1, 11,
-                 ["'w' is used before it is defined", "line 2"], id="param-declared-late"),
-    pytest.param("a: Param = 1\nC: Loss = f(a)\ndef f(u):\n    return u\n", 2, 11,
-                 ["'f' is used before it is defined", "line 3"], id="def-after-use"),
-    pytest.param("a: Param = 1\nb = b + a\nC: Loss = b\n", 2, 5,
-                 ["'b' is used in its own definition"], id="self-reference"),
-    pytest.param("a: Param = 1\nC: Loss = exp\n", 2, 11, ["'exp' is a function", "exp(z)"],
-                 id="function-as-value"),
-    pytest.param("x: Input[3]\nC: Loss = sum\n", 2, 11, ["'sum' is a function"],
-                 id="reduction-as-value"),
-    pytest.param("a: Param = 1\nC: Loss = a(2)\n", 2, 11, ["'a' is a value, not a function"],
-                 id="value-called"),
-    pytest.param("a: Param = 1\nC: Loss = a * glorot\n", 2, 15, ["'glorot' is an initializer"],
-                 id="initializer-as-value"),
-    pytest.param("a: Param = 1\nC: Loss = normal(a)\n", 2, 11, ["'normal' is an initializer"],
-                 id="initializer-called"),
-    pytest.param("α: Param = 1\nC: Loss = α + β\n", 2, 15, ["unknown name 'β'"],
-                 id="non-ascii-unknown"),
-    pytest.param("αβ: Param = 1\nC: Loss = αβ * γδ\n", 2, 16, ["unknown name 'γδ'"],
-                 id="non-ascii-column"),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a + bb\n", 2, 15, ["unknown name 'bb'"], id="unknown-name"
+    ),
+    pytest.param(
+        "rate: Param = 1\nC: Loss = 2 * rat\n",
+        2,
+        15,
+        ["unknown name 'rat'", "did you mean 'rate'"],
+        id="suggestion",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = foo(a)\n", 2, 11, ["unknown function 'foo'"], id="unknown-function"
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = sigmiod(a)\n",
+        2,
+        11,
+        ["unknown function 'sigmiod'", "did you mean 'sigmoid'"],
+        id="typo-function",
+    ),
+    pytest.param(
+        "a: Param = 1\na = 2 * a\nC: Loss = a\n",
+        2,
+        1,
+        ["'a' is already bound at line 1"],
+        id="rebind-param",
+    ),
+    pytest.param(
+        "a: Param = 1\nb = a\nc = a\nb = c\nC: Loss = b\n",
+        4,
+        1,
+        ["'b' is already bound at line 2"],
+        id="rebind-equation",
+    ),
+    pytest.param(
+        "a: Param = 1\na: Input\nC: Loss = a\n", 2, 1, ["already bound at line 1"], id="redeclare"
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a\nC: Output = a\n",
+        3,
+        1,
+        ["'C' is already bound at line 2"],
+        id="rebind-loss",
+    ),
+    pytest.param(
+        "def f(u):\n    return u\nf: Param = 1\nC: Loss = f\n",
+        3,
+        1,
+        ["'f' is already a function", "line 1"],
+        id="value-named-like-def",
+    ),
+    pytest.param(
+        "f: Param = 1\ndef f(u):\n    return u\nC: Loss = f\n",
+        2,
+        1,
+        ["'f' is already bound at line 1"],
+        id="def-named-like-value",
+    ),
+    pytest.param(
+        "def f(u):\n    return u\ndef f(u):\n    return u\n",
+        3,
+        1,
+        ["'f' is already defined at line 1"],
+        id="def-twice",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a * b\nb = a + 1\n",
+        2,
+        15,
+        ["'b' is used before it is defined", "line 3"],
+        id="use-before-definition",
+    ),
+    pytest.param(
+        "C: Loss = w * 2\nw: Param = 1\n",
+        1,
+        11,
+        ["'w' is used before it is defined", "line 2"],
+        id="param-declared-late",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = f(a)\ndef f(u):\n    return u\n",
+        2,
+        11,
+        ["'f' is used before it is defined", "line 3"],
+        id="def-after-use",
+    ),
+    pytest.param(
+        "a: Param = 1\nb = b + a\nC: Loss = b\n",
+        2,
+        5,
+        ["'b' is used in its own definition"],
+        id="self-reference",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = exp\n",
+        2,
+        11,
+        ["'exp' is a function", "exp(z)"],
+        id="function-as-value",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum\n", 2, 11, ["'sum' is a function"], id="reduction-as-value"
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a(2)\n",
+        2,
+        11,
+        ["'a' is a value, not a function"],
+        id="value-called",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a * glorot\n",
+        2,
+        15,
+        ["'glorot' is an initializer"],
+        id="initializer-as-value",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = normal(a)\n",
+        2,
+        11,
+        ["'normal' is an initializer"],
+        id="initializer-called",
+    ),
+    pytest.param(
+        "α: Param = 1\nC: Loss = α + β\n", 2, 15, ["unknown name 'β'"], id="non-ascii-unknown"
+    ),
+    pytest.param(
+        "αβ: Param = 1\nC: Loss = αβ * γδ\n", 2, 16, ["unknown name 'γδ'"], id="non-ascii-column"
+    ),
 ]
 
 
@@ -174,36 +289,91 @@ def test_name_errors(source, line, col, words):
 # ---------------------------------------------------------------------------- shapes
 
 SHAPES = [
-    pytest.param("x: Input[5]\nW: Param[3, 4] = glorot\nz = W @ x\nC: Loss = sum(z)\n", 3, 5,
-                 ["matmul", "(3, 4) @ (5,)"], id="matmul-vector"),
-    pytest.param(HEAD + "V: Param[5, 6] = glorot\nz = W @ V\nC: Loss = sum(z)\n", 4, 5,
-                 ["matmul", "(3, 4) @ (5, 6)"], id="matmul-matrix"),
-    pytest.param(HEAD + "a: Param = 1\nC: Loss = sum(a @ x)\n", 4, 15,
-                 ["matmul", "() @ (4,)"], id="matmul-scalar"),
-    pytest.param("a: Param = 1\nC: Loss = a + 2 @ 3\n", 2, 15, ["matmul of two numbers"],
-                 id="matmul-numbers"),
-    pytest.param("x: Input[3]\nb: Param[4] = zeros\nz = x + b\nC: Loss = sum(z)\n", 3, 5,
-                 ["(3,)", "(4,)", "broadcast"], id="add-broadcast"),
-    pytest.param("x: Input[2, 3]\nb: Param[2] = zeros\nC: Loss = sum(x * b)\n", 3, 15,
-                 ["(2, 3)", "(2,)", "broadcast"], id="mul-broadcast"),
-    pytest.param(HEAD + "C: Loss = sum((W @ x) - x)\n", 3, 15, ["(3,)", "(4,)"],
-                 id="sub-nested"),
-    pytest.param(HEAD + "C: Loss = sum(W.T @ W.T)\n", 3, 15, ["(4, 3) @ (4, 3)"],
-                 id="transpose"),
-    pytest.param("x: Input[3]\ny: Input[4]\nC: Loss = cross_entropy(x, y)\n", 3, 11,
-                 ["cross_entropy", "(3,)", "(4,)"], id="cross-entropy"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x, axis=1)\n", 2, 11, ["axis 1", "out of range"],
-                 id="axis-out-of-range"),
-    pytest.param("x: Input[3, 2]\nC: Loss = sum(x, axis=(0, -2))\n", 2, 11, ["repeated axis"],
-                 id="axis-repeated"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x, axis=" + "9" * 40 + ")\n", 2, 23,
-                 ["axis", "out of range"], id="axis-huge"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x, axis=k)\n", 2, 23, ["axis must be an integer"],
-                 id="axis-name"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x, axis=0.0)\n", 2, 23,
-                 ["axis must be an integer"], id="axis-float"),
-    pytest.param("a: Param = 1\nC: Loss = softmax(a)\n", 2, 11, ["softmax", "rank 1"],
-                 id="softmax-scalar"),
+    pytest.param(
+        "x: Input[5]\nW: Param[3, 4] = glorot\nz = W @ x\nC: Loss = sum(z)\n",
+        3,
+        5,
+        ["matmul", "(3, 4) @ (5,)"],
+        id="matmul-vector",
+    ),
+    pytest.param(
+        HEAD + "V: Param[5, 6] = glorot\nz = W @ V\nC: Loss = sum(z)\n",
+        4,
+        5,
+        ["matmul", "(3, 4) @ (5, 6)"],
+        id="matmul-matrix",
+    ),
+    pytest.param(
+        HEAD + "a: Param = 1\nC: Loss = sum(a @ x)\n",
+        4,
+        15,
+        ["matmul", "() @ (4,)"],
+        id="matmul-scalar",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = a + 2 @ 3\n", 2, 15, ["matmul of two numbers"], id="matmul-numbers"
+    ),
+    pytest.param(
+        "x: Input[3]\nb: Param[4] = zeros\nz = x + b\nC: Loss = sum(z)\n",
+        3,
+        5,
+        ["(3,)", "(4,)", "broadcast"],
+        id="add-broadcast",
+    ),
+    pytest.param(
+        "x: Input[2, 3]\nb: Param[2] = zeros\nC: Loss = sum(x * b)\n",
+        3,
+        15,
+        ["(2, 3)", "(2,)", "broadcast"],
+        id="mul-broadcast",
+    ),
+    pytest.param(HEAD + "C: Loss = sum((W @ x) - x)\n", 3, 15, ["(3,)", "(4,)"], id="sub-nested"),
+    pytest.param(HEAD + "C: Loss = sum(W.T @ W.T)\n", 3, 15, ["(4, 3) @ (4, 3)"], id="transpose"),
+    pytest.param(
+        "x: Input[3]\ny: Input[4]\nC: Loss = cross_entropy(x, y)\n",
+        3,
+        11,
+        ["cross_entropy", "(3,)", "(4,)"],
+        id="cross-entropy",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x, axis=1)\n",
+        2,
+        11,
+        ["axis 1", "out of range"],
+        id="axis-out-of-range",
+    ),
+    pytest.param(
+        "x: Input[3, 2]\nC: Loss = sum(x, axis=(0, -2))\n",
+        2,
+        11,
+        ["repeated axis"],
+        id="axis-repeated",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x, axis=" + "9" * 40 + ")\n",
+        2,
+        23,
+        ["axis", "out of range"],
+        id="axis-huge",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x, axis=k)\n",
+        2,
+        23,
+        ["axis must be an integer"],
+        id="axis-name",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x, axis=0.0)\n",
+        2,
+        23,
+        ["axis must be an integer"],
+        id="axis-float",
+    ),
+    pytest.param(
+        "a: Param = 1\nC: Loss = softmax(a)\n", 2, 11, ["softmax", "rank 1"], id="softmax-scalar"
+    ),
 ]
 
 
@@ -215,21 +385,40 @@ def test_shape_errors(source, line, col, words):
 # ------------------------------------------------------------------------------ loss
 
 LOSS = [
-    pytest.param("x: Input[3]\nC: Loss = x * 2\n", 2, 11, ["Loss must be a scalar", "(3,)",
-                                                           "sum(...)"], id="vector-loss"),
-    pytest.param(HEAD + "C: Loss = W\n", 3, 11, ["Loss must be a scalar", "(3, 4)"],
-                 id="matrix-loss"),
+    pytest.param(
+        "x: Input[3]\nC: Loss = x * 2\n",
+        2,
+        11,
+        ["Loss must be a scalar", "(3,)", "sum(...)"],
+        id="vector-loss",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = W\n", 3, 11, ["Loss must be a scalar", "(3, 4)"], id="matrix-loss"
+    ),
     pytest.param("x: Input[3]\ny = x * 2\n", 2, 1, ["no Loss", "C: Loss = ..."], id="missing"),
-    pytest.param("x: Input[3]\ny = x * 2\n\n# the end\n", 4, 1, ["no Loss"],
-                 id="missing-points-at-the-end"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x)\nD: Loss = mean(x)\n", 3, 1,
-                 ["second Loss", "'C' at line 2"], id="two-losses"),
-    pytest.param("x: Input[3]\nC: Loss\n", 2, 1, ["Loss 'C' needs an expression"],
-                 id="loss-without-value"),
-    pytest.param("x: Input[3]\nC: Loss[3] = x\n", 2, 4, ["Loss takes no shape"],
-                 id="loss-with-shape"),
-    pytest.param("x: Input[3]\np: Output\nC: Loss = sum(x)\n", 2, 1,
-                 ["Output 'p' needs an expression"], id="output-without-value"),
+    pytest.param(
+        "x: Input[3]\ny = x * 2\n\n# the end\n", 4, 1, ["no Loss"], id="missing-points-at-the-end"
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x)\nD: Loss = mean(x)\n",
+        3,
+        1,
+        ["second Loss", "'C' at line 2"],
+        id="two-losses",
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss\n", 2, 1, ["Loss 'C' needs an expression"], id="loss-without-value"
+    ),
+    pytest.param(
+        "x: Input[3]\nC: Loss[3] = x\n", 2, 4, ["Loss takes no shape"], id="loss-with-shape"
+    ),
+    pytest.param(
+        "x: Input[3]\np: Output\nC: Loss = sum(x)\n",
+        2,
+        1,
+        ["Output 'p' needs an expression"],
+        id="output-without-value",
+    ),
 ]
 
 
@@ -254,8 +443,9 @@ UNSUPPORTED = [
     pytest.param(A + "while a:\n    b = a\nC: Loss = a\n", 2, 1, ["while loop"], id="while"),
     pytest.param(A + "if a:\n    b = 1\nC: Loss = a\n", 2, 1, ["if statement"], id="if"),
     pytest.param("import numpy\n" + A + "C: Loss = a\n", 1, 1, ["import"], id="import"),
-    pytest.param("from math import exp\n" + A + "C: Loss = a\n", 1, 1, ["import"],
-                 id="from-import"),
+    pytest.param(
+        "from math import exp\n" + A + "C: Loss = a\n", 1, 1, ["import"], id="from-import"
+    ),
     pytest.param(A + "class K:\n    pass\nC: Loss = a\n", 2, 1, ["class"], id="class"),
     pytest.param(A + "with a:\n    pass\nC: Loss = a\n", 2, 1, ["with"], id="with"),
     pytest.param(A + "try:\n    b = a\nexcept E:\n    pass\n", 2, 1, ["try"], id="try"),
@@ -266,38 +456,53 @@ UNSUPPORTED = [
     pytest.param(A + "return a\n", 2, 1, ["return outside a def"], id="return"),
     pytest.param("global a\n" + A, 1, 1, ["global"], id="global"),
     pytest.param(A + "async def f(u):\n    return u\n", 2, 1, ["async def"], id="async-def"),
-    pytest.param(A + "b = a\nb += 1\nC: Loss = b\n", 3, 1, ["augmented assignment"],
-                 id="augmented-assignment"),
-    pytest.param(A + "a\nC: Loss = a\n", 2, 1, ["expression statement"],
-                 id="expression-statement"),
+    pytest.param(
+        A + "b = a\nb += 1\nC: Loss = b\n",
+        3,
+        1,
+        ["augmented assignment"],
+        id="augmented-assignment",
+    ),
+    pytest.param(A + "a\nC: Loss = a\n", 2, 1, ["expression statement"], id="expression-statement"),
     pytest.param(A + "b, c = a, a\nC: Loss = b\n", 2, 1, ["plain name"], id="tuple-target"),
-    pytest.param(A + "b = c = a\nC: Loss = b\n", 2, 1, ["one name per equation"],
-                 id="chained-assignment"),
+    pytest.param(
+        A + "b = c = a\nC: Loss = b\n", 2, 1, ["one name per equation"], id="chained-assignment"
+    ),
     pytest.param(A + "a.b = 1\nC: Loss = a\n", 2, 1, ["plain name"], id="attribute-target"),
-    pytest.param(A + "b: int = 2\nC: Loss = a\n", 2, 4, ["unknown annotation"],
-                 id="python-annotation"),
+    pytest.param(
+        A + "b: int = 2\nC: Loss = a\n", 2, 4, ["unknown annotation"], id="python-annotation"
+    ),
     pytest.param(A + "f = lambda u: u\nC: Loss = a\n", 2, 5, ["lambda"], id="lambda"),
-    pytest.param(A + "b = a < 2\nC: Loss = a\n", 2, 5, ["comparison", "`a < 2`"],
-                 id="comparison"),
-    pytest.param("x: Input[3]\nb = x[0]\nC: Loss = b\n", 2, 5, ["indexing", "`x[0]`"],
-                 id="indexing"),
-    pytest.param(A + "b = a.shape\nC: Loss = b\n", 2, 5, ["attribute '.shape'", ".T"],
-                 id="attribute"),
+    pytest.param(A + "b = a < 2\nC: Loss = a\n", 2, 5, ["comparison", "`a < 2`"], id="comparison"),
+    pytest.param(
+        "x: Input[3]\nb = x[0]\nC: Loss = b\n", 2, 5, ["indexing", "`x[0]`"], id="indexing"
+    ),
+    pytest.param(
+        A + "b = a.shape\nC: Loss = b\n", 2, 5, ["attribute '.shape'", ".T"], id="attribute"
+    ),
     pytest.param("x: Input[3]\nC: Loss = x.sum()\n", 2, 11, ["method call"], id="method-call"),
-    pytest.param(A + "C: Loss = exp(a, out=a)\n", 2, 18, ["keyword argument 'out'"],
-                 id="keyword-argument"),
-    pytest.param(A + "C: Loss = sigmoid(x=a)\n", 2, 19, ["keyword argument 'x'"],
-                 id="keyword-only-call"),
+    pytest.param(
+        A + "C: Loss = exp(a, out=a)\n", 2, 18, ["keyword argument 'out'"], id="keyword-argument"
+    ),
+    pytest.param(
+        A + "C: Loss = sigmoid(x=a)\n", 2, 19, ["keyword argument 'x'"], id="keyword-only-call"
+    ),
     pytest.param("x: Input[3]\nC: Loss = sum(*x)\n", 2, 15, ["unpacking"], id="star-args"),
     pytest.param("x: Input[3]\nC: Loss = sum(**x)\n", 2, 15, ["unpacking"], id="star-kwargs"),
-    pytest.param("x: Input[3]\nC: Loss = sum(x, 0)\n", 2, 11,
-                 ["takes 1 argument, got 2", "axis=k"], id="positional-axis"),
-    pytest.param(A + "C: Loss = exp(a, a)\n", 2, 11, ["exp() takes 1 argument, got 2"],
-                 id="arity"),
-    pytest.param(A + "C: Loss = cross_entropy(a)\n", 2, 11, ["takes 2 arguments, got 1"],
-                 id="arity-two"),
-    pytest.param(A + "C: Loss = a if a else a\n", 2, 11, ["conditional expression"],
-                 id="conditional"),
+    pytest.param(
+        "x: Input[3]\nC: Loss = sum(x, 0)\n",
+        2,
+        11,
+        ["takes 1 argument, got 2", "axis=k"],
+        id="positional-axis",
+    ),
+    pytest.param(A + "C: Loss = exp(a, a)\n", 2, 11, ["exp() takes 1 argument, got 2"], id="arity"),
+    pytest.param(
+        A + "C: Loss = cross_entropy(a)\n", 2, 11, ["takes 2 arguments, got 1"], id="arity-two"
+    ),
+    pytest.param(
+        A + "C: Loss = a if a else a\n", 2, 11, ["conditional expression"], id="conditional"
+    ),
     pytest.param(A + "C: Loss = a and a\n", 2, 11, ["and/or"], id="boolean"),
     pytest.param(A + "C: Loss = not a\n", 2, 11, ["operator not"], id="not"),
     pytest.param(A + "C: Loss = ~a\n", 2, 11, ["operator ~"], id="invert"),
@@ -306,18 +511,25 @@ UNSUPPORTED = [
     pytest.param(A + "C: Loss = [a]\n", 2, 11, ["a list"], id="list"),
     pytest.param(A + "C: Loss = (a, a)\n", 2, 11, ["a tuple"], id="tuple"),
     pytest.param(A + "C: Loss = {a: a}\n", 2, 11, ["a dict"], id="dict"),
-    pytest.param(A + "C: Loss = sum([a for i in a])\n", 2, 15, ["comprehension"],
-                 id="comprehension"),
+    pytest.param(
+        A + "C: Loss = sum([a for i in a])\n", 2, 15, ["comprehension"], id="comprehension"
+    ),
     pytest.param(A + "C: Loss = (b := a)\n", 2, 12, ["assignment expression"], id="walrus"),
     pytest.param(A + "C: Loss = f'{a}'\n", 2, 11, ["f-string"], id="f-string"),
-    pytest.param(A + "C: Loss = a * 'two'\n", 2, 15, ["literal", "'two'", "only numbers"],
-                 id="string"),
+    pytest.param(
+        A + "C: Loss = a * 'two'\n", 2, 15, ["literal", "'two'", "only numbers"], id="string"
+    ),
     pytest.param(A + "C: Loss = a * True\n", 2, 15, ["literal", "True"], id="bool"),
     pytest.param(A + "C: Loss = a * None\n", 2, 15, ["literal", "None"], id="none"),
     pytest.param(A + "C: Loss = a * 1j\n", 2, 15, ["literal", "1j"], id="complex"),
     pytest.param(A + "C: Loss = a + ...\n", 2, 15, ["literal", "..."], id="ellipsis"),
-    pytest.param(A + "C: Loss = (a + a)(a)\n", 2, 12, ["unsupported", "a call", "by name"],
-                 id="call-of-expression"),
+    pytest.param(
+        A + "C: Loss = (a + a)(a)\n",
+        2,
+        12,
+        ["unsupported", "a call", "by name"],
+        id="call-of-expression",
+    ),
 ]
 
 
@@ -329,39 +541,100 @@ def test_unsupported_constructs(source, line, col, words):
 # ---------------------------------------------------------------------- initializers
 
 INITIALIZERS = [
-    pytest.param("a: Param[3] = normal()\nC: Loss = sum(a)\n", 1, 15, ["normal(std)"],
-                 id="normal-without-std"),
-    pytest.param("a: Param[3] = normal(1, 2)\nC: Loss = sum(a)\n", 1, 15, ["normal(std)"],
-                 id="normal-two-arguments"),
-    pytest.param("a: Param[3] = normal(std=1)\nC: Loss = sum(a)\n", 1, 15, ["normal(std)"],
-                 id="normal-keyword"),
-    pytest.param("s: Param = 1\na: Param[3] = normal(s)\nC: Loss = sum(a)\n", 2, 15,
-                 ["number literals"], id="normal-of-name"),
-    pytest.param("a: Param[3] = normal(-1)\nC: Loss = sum(a)\n", 1, 15, ["std >= 0"],
-                 id="normal-negative"),
-    pytest.param("a: Param[3] = normal(1e999)\nC: Loss = sum(a)\n", 1, 22, ["too large"],
-                 id="normal-overflow"),
-    pytest.param("a: Param[3] = uniform(2, 1)\nC: Loss = sum(a)\n", 1, 15, ["low <= high"],
-                 id="uniform-reversed"),
-    pytest.param("a: Param[3] = uniform(1)\nC: Loss = sum(a)\n", 1, 15, ["uniform(low, high)"],
-                 id="uniform-one-argument"),
-    pytest.param("a: Param[3] = zeros()\nC: Loss = sum(a)\n", 1, 15,
-                 ["zeros takes no arguments", "`= zeros`"], id="zeros-called"),
-    pytest.param("a: Param[3] = xavier\nC: Loss = sum(a)\n", 1, 15,
-                 ["bad initializer", "glorot"], id="unknown-initializer"),
-    pytest.param("a: Param[3] = 1 + 2\nC: Loss = sum(a)\n", 1, 15, ["bad initializer"],
-                 id="expression"),
-    pytest.param("a: Param[3] = True\nC: Loss = sum(a)\n", 1, 15, ["bad initializer"],
-                 id="bool"),
-    pytest.param("a: Param = 1e999\nC: Loss = a\n", 1, 12, ["too large for a float"],
-                 id="float-overflow"),
-    pytest.param("a: Param = -" + "9" * 400 + "\nC: Loss = a\n", 1, 13,
-                 ["too large for a float"], id="huge-integer"),
-    pytest.param("x: Input[3] = 1\nC: Loss = sum(x)\n", 1, 15, ["Input takes no value"],
-                 id="input-with-value"),
-    pytest.param("w: Param[3]\nC: Loss = sum(w)\n", 1, 1,
-                 ["Param 'w' needs an initializer", "w: Param[...] = zeros"],
-                 id="param-without-initializer"),
+    pytest.param(
+        "a: Param[3] = normal()\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["normal(std)"],
+        id="normal-without-std",
+    ),
+    pytest.param(
+        "a: Param[3] = normal(1, 2)\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["normal(std)"],
+        id="normal-two-arguments",
+    ),
+    pytest.param(
+        "a: Param[3] = normal(std=1)\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["normal(std)"],
+        id="normal-keyword",
+    ),
+    pytest.param(
+        "s: Param = 1\na: Param[3] = normal(s)\nC: Loss = sum(a)\n",
+        2,
+        15,
+        ["number literals"],
+        id="normal-of-name",
+    ),
+    pytest.param(
+        "a: Param[3] = normal(-1)\nC: Loss = sum(a)\n", 1, 15, ["std >= 0"], id="normal-negative"
+    ),
+    pytest.param(
+        "a: Param[3] = normal(1e999)\nC: Loss = sum(a)\n",
+        1,
+        22,
+        ["too large"],
+        id="normal-overflow",
+    ),
+    pytest.param(
+        "a: Param[3] = uniform(2, 1)\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["low <= high"],
+        id="uniform-reversed",
+    ),
+    pytest.param(
+        "a: Param[3] = uniform(1)\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["uniform(low, high)"],
+        id="uniform-one-argument",
+    ),
+    pytest.param(
+        "a: Param[3] = zeros()\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["zeros takes no arguments", "`= zeros`"],
+        id="zeros-called",
+    ),
+    pytest.param(
+        "a: Param[3] = xavier\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["bad initializer", "glorot"],
+        id="unknown-initializer",
+    ),
+    pytest.param(
+        "a: Param[3] = 1 + 2\nC: Loss = sum(a)\n", 1, 15, ["bad initializer"], id="expression"
+    ),
+    pytest.param("a: Param[3] = True\nC: Loss = sum(a)\n", 1, 15, ["bad initializer"], id="bool"),
+    pytest.param(
+        "a: Param = 1e999\nC: Loss = a\n", 1, 12, ["too large for a float"], id="float-overflow"
+    ),
+    pytest.param(
+        "a: Param = -" + "9" * 400 + "\nC: Loss = a\n",
+        1,
+        13,
+        ["too large for a float"],
+        id="huge-integer",
+    ),
+    pytest.param(
+        "x: Input[3] = 1\nC: Loss = sum(x)\n",
+        1,
+        15,
+        ["Input takes no value"],
+        id="input-with-value",
+    ),
+    pytest.param(
+        "w: Param[3]\nC: Loss = sum(w)\n",
+        1,
+        1,
+        ["Param 'w' needs an initializer", "w: Param[...] = zeros"],
+        id="param-without-initializer",
+    ),
 ]
 
 
@@ -376,25 +649,32 @@ DIMENSIONS = [
     pytest.param("a: Param[0] = zeros\n", 1, 10, ["positive integer literals"], id="zero"),
     pytest.param("a: Param[-1] = zeros\n", 1, 10, ["positive integer literals"], id="negative"),
     pytest.param("a: Param[3.5] = zeros\n", 1, 10, ["positive integer literals"], id="float"),
-    pytest.param("a: Param[3, 2.0] = zeros\n", 1, 13, ["positive integer literals"],
-                 id="float-second"),
-    pytest.param("n = 3\na: Param[n] = zeros\n", 2, 10, ["positive integer literals", "`n`"],
-                 id="name"),
-    pytest.param("x: Input[2 * 3]\n", 1, 10, ["positive integer literals", "`2 * 3`"],
-                 id="expression"),
+    pytest.param(
+        "a: Param[3, 2.0] = zeros\n", 1, 13, ["positive integer literals"], id="float-second"
+    ),
+    pytest.param(
+        "n = 3\na: Param[n] = zeros\n", 2, 10, ["positive integer literals", "`n`"], id="name"
+    ),
+    pytest.param(
+        "x: Input[2 * 3]\n", 1, 10, ["positive integer literals", "`2 * 3`"], id="expression"
+    ),
     pytest.param("x: Input[True]\n", 1, 10, ["positive integer literals"], id="bool"),
     pytest.param("x: Input['3']\n", 1, 10, ["positive integer literals"], id="string"),
     pytest.param("x: Input[1:3]\n", 1, 10, ["positive integer literals"], id="slice"),
     pytest.param("x: Input[[3]]\n", 1, 10, ["positive integer literals"], id="list"),
     pytest.param("x: Input[()]\n", 1, 10, ["empty shape", "without brackets"], id="empty"),
-    pytest.param("a: Param[9999999999] = zeros\n", 1, 10, ["9999999999", "too large"],
-                 id="ten-digits"),
-    pytest.param("a: Param[" + "9" * 400 + "] = zeros\n", 1, 10, ["too large"],
-                 id="400-digits"),
-    pytest.param("a: Param[0x" + "f" * 5000 + "] = zeros\n", 1, 10, ["too large"],
-                 id="huge-hex"),
-    pytest.param("a: Param[100000, 100000] = zeros\n", 1, 10,
-                 ["(100000, 100000)", "more than 2147483647 elements"], id="too-many-elements"),
+    pytest.param(
+        "a: Param[9999999999] = zeros\n", 1, 10, ["9999999999", "too large"], id="ten-digits"
+    ),
+    pytest.param("a: Param[" + "9" * 400 + "] = zeros\n", 1, 10, ["too large"], id="400-digits"),
+    pytest.param("a: Param[0x" + "f" * 5000 + "] = zeros\n", 1, 10, ["too large"], id="huge-hex"),
+    pytest.param(
+        "a: Param[100000, 100000] = zeros\n",
+        1,
+        10,
+        ["(100000, 100000)", "more than 2147483647 elements"],
+        id="too-many-elements",
+    ),
     pytest.param("x: Input(3)\n", 1, 4, ["unknown annotation", "Input[...]"], id="call"),
     pytest.param("x: Inputs[3]\n", 1, 4, ["unknown annotation"], id="misspelled"),
 ]
@@ -410,54 +690,86 @@ def test_bad_dimensions(source, line, col, words):
 
 X = "x: Input[3]\n"
 FUNCTIONS = [
-    pytest.param("def f(u):\n    v = u\n    return v\n", 2, 5, ["single `return"],
-                 id="two-statements"),
-    pytest.param("def f(u):\n    return u\n    return u\n", 3, 5, ["single `return"],
-                 id="two-returns"),
+    pytest.param(
+        "def f(u):\n    v = u\n    return v\n", 2, 5, ["single `return"], id="two-statements"
+    ),
+    pytest.param(
+        "def f(u):\n    return u\n    return u\n", 3, 5, ["single `return"], id="two-returns"
+    ),
     pytest.param("def f(u):\n    u\n", 2, 5, ["single `return"], id="no-return"),
     pytest.param("def f(u):\n    return\n", 2, 5, ["single `return"], id="bare-return"),
-    pytest.param("def f(u=1):\n    return u\n", 1, 9, ["plain names", "defaults"],
-                 id="default"),
+    pytest.param("def f(u=1):\n    return u\n", 1, 9, ["plain names", "defaults"], id="default"),
     pytest.param("def f(*u):\n    return u\n", 1, 8, ["plain names"], id="varargs"),
     pytest.param("def f(u, **k):\n    return u\n", 1, 12, ["plain names"], id="kwargs"),
     pytest.param("def f(u, *, v):\n    return u\n", 1, 13, ["plain names"], id="keyword-only"),
-    pytest.param("def f():\n    return 1\n", 1, 1, ["needs at least one parameter"],
-                 id="no-parameters"),
-    pytest.param("def f(u, u):\n    return u\n", 1, 1, ["repeats a parameter"],
-                 id="repeated-parameter"),
+    pytest.param(
+        "def f():\n    return 1\n", 1, 1, ["needs at least one parameter"], id="no-parameters"
+    ),
+    pytest.param(
+        "def f(u, u):\n    return u\n", 1, 1, ["repeats a parameter"], id="repeated-parameter"
+    ),
     pytest.param("@cache\ndef f(u):\n    return u\n", 1, 2, ["decorators"], id="decorator"),
-    pytest.param("def f(u) -> float:\n    return u\n", 1, 13, ["annotations"],
-                 id="return-annotation"),
-    pytest.param("def f(u):\n    return sum(u)\n", 2, 12, ["elementwise", "'sum'"],
-                 id="sum-inside"),
-    pytest.param("def f(u):\n    return softmax(u)\n", 2, 12, ["elementwise", "'softmax'"],
-                 id="softmax-inside"),
-    pytest.param("def f(u):\n    return u @ u\n", 2, 12, ["function body", "@"],
-                 id="matmul-inside"),
+    pytest.param(
+        "def f(u) -> float:\n    return u\n", 1, 13, ["annotations"], id="return-annotation"
+    ),
+    pytest.param(
+        "def f(u):\n    return sum(u)\n", 2, 12, ["elementwise", "'sum'"], id="sum-inside"
+    ),
+    pytest.param(
+        "def f(u):\n    return softmax(u)\n",
+        2,
+        12,
+        ["elementwise", "'softmax'"],
+        id="softmax-inside",
+    ),
+    pytest.param(
+        "def f(u):\n    return u @ u\n", 2, 12, ["function body", "@"], id="matmul-inside"
+    ),
     pytest.param("def f(u):\n    return u.T\n", 2, 12, ["function body"], id="transpose-inside"),
-    pytest.param("def f(u):\n    return u * k\n", 2, 16,
-                 ["unknown name 'k'", "only its parameters"], id="unknown-name"),
-    pytest.param(X + "def f(u):\n    return u * x\n", 3, 16,
-                 ["unknown name 'x'", "only its parameters"], id="global-value"),
-    pytest.param("def f(u):\n    return g(u)\n", 2, 12, ["unknown function 'g'"],
-                 id="unknown-function"),
+    pytest.param(
+        "def f(u):\n    return u * k\n",
+        2,
+        16,
+        ["unknown name 'k'", "only its parameters"],
+        id="unknown-name",
+    ),
+    pytest.param(
+        X + "def f(u):\n    return u * x\n",
+        3,
+        16,
+        ["unknown name 'x'", "only its parameters"],
+        id="global-value",
+    ),
+    pytest.param(
+        "def f(u):\n    return g(u)\n", 2, 12, ["unknown function 'g'"], id="unknown-function"
+    ),
     pytest.param("def f(u):\n    return f(u)\n", 2, 12, ["calls itself"], id="recursion"),
-    pytest.param("def f(u):\n    return exp(u, u)\n", 2, 12, ["exp() takes 1 argument"],
-                 id="arity-inside"),
+    pytest.param(
+        "def f(u):\n    return exp(u, u)\n", 2, 12, ["exp() takes 1 argument"], id="arity-inside"
+    ),
     pytest.param("def f(u):\n    return exp(x=u)\n", 2, 12, ["positional"], id="keyword-inside"),
     pytest.param("def f(u):\n    return u < 1\n", 2, 12, ["comparison"], id="comparison-inside"),
-    pytest.param("def f(u):\n    return u / 0\n", 2, 12, ["division by zero"],
-                 id="division-by-zero"),
-    pytest.param("def f(u):\n    return u + log(0)\n", 2, 16, ["infinite or undefined"],
-                 id="log-zero-inside"),
-    pytest.param("def sigmoid(u):\n    return u\n", 1, 1, ["redefine", "'sigmoid'"],
-                 id="redefine-sigmoid"),
+    pytest.param(
+        "def f(u):\n    return u / 0\n", 2, 12, ["division by zero"], id="division-by-zero"
+    ),
+    pytest.param(
+        "def f(u):\n    return u + log(0)\n", 2, 16, ["infinite or undefined"], id="log-zero-inside"
+    ),
+    pytest.param(
+        "def sigmoid(u):\n    return u\n", 1, 1, ["redefine", "'sigmoid'"], id="redefine-sigmoid"
+    ),
     pytest.param("def exp(u):\n    return u\n", 1, 1, ["redefine", "'exp'"], id="redefine-exp"),
     pytest.param("def sum(u):\n    return u\n", 1, 1, ["redefine", "'sum'"], id="redefine-sum"),
-    pytest.param("def cross_entropy(u, v):\n    return u\n", 1, 1, ["redefine"],
-                 id="redefine-cross-entropy"),
-    pytest.param(X + "def f(u, v):\n    return u * v\nC: Loss = sum(f(x))\n", 4, 15,
-                 ["f() takes 2 arguments, got 1"], id="call-arity"),
+    pytest.param(
+        "def cross_entropy(u, v):\n    return u\n", 1, 1, ["redefine"], id="redefine-cross-entropy"
+    ),
+    pytest.param(
+        X + "def f(u, v):\n    return u * v\nC: Loss = sum(f(x))\n",
+        4,
+        15,
+        ["f() takes 2 arguments, got 1"],
+        id="call-arity",
+    ),
 ]
 
 
@@ -469,7 +781,8 @@ def test_bad_functions(source, line, col, words):
 def test_exponentially_growing_functions_are_refused_quickly():
     """f_k(u) = f_{k-1}(f_{k-1}(u)) doubles per level: sympy would build it forever."""
     defs = "def f0(u):\n    return u * u * u\n" + "".join(
-        f"def f{k}(u):\n    return f{k - 1}(f{k - 1}(u))\n" for k in range(1, 30))
+        f"def f{k}(u):\n    return f{k - 1}(f{k - 1}(u))\n" for k in range(1, 30)
+    )
     with deadline(10):
         err = parse_error(defs + "a: Param = 1\nC: Loss = f29(a)\n")
     assert "too large once the functions it calls are expanded" in err.message
@@ -480,47 +793,76 @@ def test_exponentially_growing_functions_are_refused_quickly():
 # --------------------------------------------------------------------------- numbers
 
 NUMBERS = [
-    pytest.param(A + "C: Loss = a * 1e999\n", 2, 15, ["number is too large for a float"],
-                 id="float-literal"),
-    pytest.param(A + "C: Loss = a * " + "9" * 400 + "\n", 2, 15, ["too large for a float"],
-                 id="int-literal"),
-    pytest.param(A + "C: Loss = a * 0x" + "f" * 400 + "\n", 2, 15, ["too large for a float"],
-                 id="hex-literal"),
-    pytest.param(A + "C: Loss = a * 10**400\n", 2, 15, ["`10**400`", "too large for a float"],
-                 id="integer-power"),
-    pytest.param(A + "C: Loss = a + 10.0 ** 400\n", 2, 15, ["too large for a float"],
-                 id="float-power"),
-    pytest.param(A + "C: Loss = a * 10**10**10\n", 2, 15, ["too large for a float"],
-                 id="tower"),
-    pytest.param(A + "C: Loss = a * (1e300 * 1e300)\n", 2, 16, ["`1e300 * 1e300`", "too large"],
-                 id="product"),
-    pytest.param(A + "C: Loss = a + exp(1000)\n", 2, 15, ["`exp(1000)`", "too large"],
-                 id="exp"),
-    pytest.param(A + "C: Loss = a + sqrt(-1)\n", 2, 15, ["`sqrt(-1)`", "not a real number"],
-                 id="sqrt-negative"),
+    pytest.param(
+        A + "C: Loss = a * 1e999\n", 2, 15, ["number is too large for a float"], id="float-literal"
+    ),
+    pytest.param(
+        A + "C: Loss = a * " + "9" * 400 + "\n", 2, 15, ["too large for a float"], id="int-literal"
+    ),
+    pytest.param(
+        A + "C: Loss = a * 0x" + "f" * 400 + "\n",
+        2,
+        15,
+        ["too large for a float"],
+        id="hex-literal",
+    ),
+    pytest.param(
+        A + "C: Loss = a * 10**400\n",
+        2,
+        15,
+        ["`10**400`", "too large for a float"],
+        id="integer-power",
+    ),
+    pytest.param(
+        A + "C: Loss = a + 10.0 ** 400\n", 2, 15, ["too large for a float"], id="float-power"
+    ),
+    pytest.param(A + "C: Loss = a * 10**10**10\n", 2, 15, ["too large for a float"], id="tower"),
+    pytest.param(
+        A + "C: Loss = a * (1e300 * 1e300)\n", 2, 16, ["`1e300 * 1e300`", "too large"], id="product"
+    ),
+    pytest.param(A + "C: Loss = a + exp(1000)\n", 2, 15, ["`exp(1000)`", "too large"], id="exp"),
+    pytest.param(
+        A + "C: Loss = a + sqrt(-1)\n",
+        2,
+        15,
+        ["`sqrt(-1)`", "not a real number"],
+        id="sqrt-negative",
+    ),
     pytest.param(A + "C: Loss = a + log(-1)\n", 2, 15, ["not a real number"], id="log-negative"),
-    pytest.param(A + "C: Loss = a + (-8) ** 0.5\n", 2, 15, ["not a real number"],
-                 id="negative-base"),
-    pytest.param(A + "C: Loss = a + log(0)\n", 2, 15, ["`log(0)`", "infinite or undefined"],
-                 id="log-zero"),
-    pytest.param(A + "C: Loss = a + 0 ** -1\n", 2, 15, ["infinite or undefined"],
-                 id="zero-to-negative-power"),
-    pytest.param(A + "C: Loss = a + 1 / 0\n", 2, 15, ["division by zero", "`1 / 0`"],
-                 id="divide-by-zero"),
+    pytest.param(
+        A + "C: Loss = a + (-8) ** 0.5\n", 2, 15, ["not a real number"], id="negative-base"
+    ),
+    pytest.param(
+        A + "C: Loss = a + log(0)\n", 2, 15, ["`log(0)`", "infinite or undefined"], id="log-zero"
+    ),
+    pytest.param(
+        A + "C: Loss = a + 0 ** -1\n", 2, 15, ["infinite or undefined"], id="zero-to-negative-power"
+    ),
+    pytest.param(
+        A + "C: Loss = a + 1 / 0\n", 2, 15, ["division by zero", "`1 / 0`"], id="divide-by-zero"
+    ),
     pytest.param(A + "C: Loss = a / 0\n", 2, 11, ["division by zero"], id="divide-value-by-zero"),
-    pytest.param(A + "C: Loss = a / (a * 0)\n", 2, 11, ["division by zero"],
-                 id="divide-by-folded-zero"),
-    pytest.param("def f(u):\n    return log(u)\n" + A + "C: Loss = a + f(0)\n", 4, 15,
-                 ["`f(0)`", "infinite or undefined"], id="def-of-constant"),
-    pytest.param(A + "C: Loss = a * exp(2) ** 10**10\n", 2, 15, ["too large"],
-                 id="constant-node-power"),
+    pytest.param(
+        A + "C: Loss = a / (a * 0)\n", 2, 11, ["division by zero"], id="divide-by-folded-zero"
+    ),
+    pytest.param(
+        "def f(u):\n    return log(u)\n" + A + "C: Loss = a + f(0)\n",
+        4,
+        15,
+        ["`f(0)`", "infinite or undefined"],
+        id="def-of-constant",
+    ),
+    pytest.param(
+        A + "C: Loss = a * exp(2) ** 10**10\n", 2, 15, ["too large"], id="constant-node-power"
+    ),
     pytest.param("def f(u):\n    return u * 1e999\n", 2, 16, ["too large"], id="in-def-literal"),
-    pytest.param("def f(u):\n    return u * 10**10**10\n", 2, 16, ["too large"],
-                 id="in-def-tower"),
-    pytest.param("def f(u):\n    return u + sqrt(-2)\n", 2, 16, ["not a real number"],
-                 id="in-def-complex"),
-    pytest.param("def f(u):\n    return u * " + "9" * 400 + "\n", 2, 16, ["too large"],
-                 id="in-def-int"),
+    pytest.param("def f(u):\n    return u * 10**10**10\n", 2, 16, ["too large"], id="in-def-tower"),
+    pytest.param(
+        "def f(u):\n    return u + sqrt(-2)\n", 2, 16, ["not a real number"], id="in-def-complex"
+    ),
+    pytest.param(
+        "def f(u):\n    return u * " + "9" * 400 + "\n", 2, 16, ["too large"], id="in-def-int"
+    ),
 ]
 
 
@@ -530,12 +872,15 @@ def test_numbers_out_of_float_range(source, line, col, words):
         check(source, line, col, words)
 
 
-@pytest.mark.parametrize("expr, value", [
-    ("0.5 ** 5000", 0.0),          # underflows: folded in floating point, not exactly
-    ("(1 + 1e-9) ** 10**9", math.exp(1)),
-    ("2 ** 1000 / 2 ** 999", 2.0),
-    ("exp(700) / exp(699)", math.e),
-])
+@pytest.mark.parametrize(
+    "expr, value",
+    [
+        ("0.5 ** 5000", 0.0),  # underflows: folded in floating point, not exactly
+        ("(1 + 1e-9) ** 10**9", math.exp(1)),
+        ("2 ** 1000 / 2 ** 999", 2.0),
+        ("exp(700) / exp(699)", math.e),
+    ],
+)
 def test_large_exponents_fold_quickly(expr, value):
     with deadline(10):
         graph = symbp.parse_text(f"a: Param = 1\nk = {expr}\nC: Loss = a * k\n")
@@ -569,11 +914,14 @@ def test_utf8_with_bom_parses(tmp_path):
     located(err, 2, 11, ["unknown name 'b'"])
 
 
-@pytest.mark.parametrize("source, line, col", [
-    ("a: Param = 1\nC: Loss = a\x00\n", 2, 12),
-    ("\x00", 1, 1),
-    ("a: Param = 1\n# x\x00y\nC: Loss = a\n", 2, 4),
-])
+@pytest.mark.parametrize(
+    "source, line, col",
+    [
+        ("a: Param = 1\nC: Loss = a\x00\n", 2, 12),
+        ("\x00", 1, 1),
+        ("a: Param = 1\n# x\x00y\nC: Loss = a\n", 2, 4),
+    ],
+)
 def test_nul_bytes(source, line, col):
     err = parse_error(source)
     located(err, line, col, ["NUL byte"])
@@ -617,12 +965,15 @@ def test_long_lines_are_shown_around_the_column():
 # --------------------------------------------------------------------------- nesting
 
 
-@pytest.mark.parametrize("expr", [
-    pytest.param("-" * 100_000 + "a", id="100000-minus-signs"),
-    pytest.param("a" + " + a" * 100_000, id="100000-terms"),
-    pytest.param("-" * 900 + "a", id="900-minus-signs"),
-    pytest.param("a" + " ** a" * 2000, id="2000-level-power-tower"),
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        pytest.param("-" * 100_000 + "a", id="100000-minus-signs"),
+        pytest.param("a" + " + a" * 100_000, id="100000-terms"),
+        pytest.param("-" * 900 + "a", id="900-minus-signs"),
+        pytest.param("a" + " ** a" * 2000, id="2000-level-power-tower"),
+    ],
+)
 def test_deep_nesting_points_at_its_statement(expr):
     source = "a: Param = 1\nb: Param = 2\nC: Loss = " + expr + "\n"
     with deadline(20):
@@ -669,15 +1020,21 @@ def test_spec_error_is_a_value_error_and_pickles():
     err = parse_error("a: Param = 1\nC: Loss = a + b\n")
     assert isinstance(err, ValueError) and isinstance(err, symbp.SpecError)
     copy = pickle.loads(pickle.dumps(err))
-    assert (copy.filename, copy.line, copy.col, copy.message) == ("t.sbp", 2, 15,
-                                                                 "unknown name 'b'")
+    assert (copy.filename, copy.line, copy.col, copy.message) == (
+        "t.sbp",
+        2,
+        15,
+        "unknown name 'b'",
+    )
     assert str(copy) == str(err)
 
 
 def test_unreadable_file(tmp_path):
     err = pytest.raises(SpecError, symbp.parse, tmp_path / "missing.sbp").value
-    assert str(err) == f"{tmp_path / 'missing.sbp'}: error: cannot read spec: " \
-                       "No such file or directory"
+    assert (
+        str(err) == f"{tmp_path / 'missing.sbp'}: error: cannot read spec: "
+        "No such file or directory"
+    )
     err = pytest.raises(SpecError, symbp.parse, tmp_path).value
     assert "cannot read spec" in str(err) and err.line == 0
 
@@ -702,57 +1059,109 @@ def test_every_table_row_is_fast():
 # ------------------------------------------------------------ valid but tricky specs
 
 TRICKY = [
-    pytest.param("sum: Input[3]\nnp: Param[3] = ones\nparams = sum * np\n"
-                 "C: Loss = mean(params ** 2)\n", id="python-builtin-names"),
-    pytest.param("inputs: Input[3]\nlr: Param[3] = normal(0.1)\nn: Param = 0.5\n"
-                 "_sigmoid = sigmoid(inputs * lr) * n\nforward = sum(_sigmoid)\n"
-                 "loss: Loss = forward ** 2\n", id="generated-helper-names"),
-    pytest.param("PARAMS: Input[2]\nDTYPE: Param[2] = uniform(-1, 1)\nINPUTS = PARAMS * DTYPE\n"
-                 "OUTPUTS: Output = INPUTS\nC: Loss = sum(exp(INPUTS))\n",
-                 id="generated-constant-names"),
-    pytest.param("self: Input[2]\ncls: Param[2] = ones\ntrain_step = self * cls\n"
-                 "init_params = sum(train_step)\nloss_and_grads: Loss = init_params ** 2\n",
-                 id="generated-function-names"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\nexp = exp(w * x)\nlog = log(exp + 1)\n"
-                 "C: Loss = sum(log)\n", id="exp-as-variable"),
-    pytest.param("x: Input[3]\nsum = x * 2\nw: Param[3] = ones\nC: Loss = sum(sum * w)\n",
-                 id="sum-as-variable-and-function"),
-    pytest.param("x: Input[3]\nW: Param[3, 3] = glorot\nw: Param[3] = he\n"
-                 "C: Loss = sum(sigmoid(W @ x + w))\n", id="names-differing-in-case"),
-    pytest.param("match: Input[3]\ntype: Param[3] = ones\ncase = match * type\n_ = sum(case)\n"
-                 "__: Param = 0.5\nC: Loss = _ ** 2 + __ * _\n", id="soft-keywords"),
+    pytest.param(
+        "sum: Input[3]\nnp: Param[3] = ones\nparams = sum * np\nC: Loss = mean(params ** 2)\n",
+        id="python-builtin-names",
+    ),
+    pytest.param(
+        "inputs: Input[3]\nlr: Param[3] = normal(0.1)\nn: Param = 0.5\n"
+        "_sigmoid = sigmoid(inputs * lr) * n\nforward = sum(_sigmoid)\n"
+        "loss: Loss = forward ** 2\n",
+        id="generated-helper-names",
+    ),
+    pytest.param(
+        "PARAMS: Input[2]\nDTYPE: Param[2] = uniform(-1, 1)\nINPUTS = PARAMS * DTYPE\n"
+        "OUTPUTS: Output = INPUTS\nC: Loss = sum(exp(INPUTS))\n",
+        id="generated-constant-names",
+    ),
+    pytest.param(
+        "self: Input[2]\ncls: Param[2] = ones\ntrain_step = self * cls\n"
+        "init_params = sum(train_step)\nloss_and_grads: Loss = init_params ** 2\n",
+        id="generated-function-names",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\nexp = exp(w * x)\nlog = log(exp + 1)\n"
+        "C: Loss = sum(log)\n",
+        id="exp-as-variable",
+    ),
+    pytest.param(
+        "x: Input[3]\nsum = x * 2\nw: Param[3] = ones\nC: Loss = sum(sum * w)\n",
+        id="sum-as-variable-and-function",
+    ),
+    pytest.param(
+        "x: Input[3]\nW: Param[3, 3] = glorot\nw: Param[3] = he\n"
+        "C: Loss = sum(sigmoid(W @ x + w))\n",
+        id="names-differing-in-case",
+    ),
+    pytest.param(
+        "match: Input[3]\ntype: Param[3] = ones\ncase = match * type\n_ = sum(case)\n"
+        "__: Param = 0.5\nC: Loss = _ ** 2 + __ * _\n",
+        id="soft-keywords",
+    ),
     pytest.param("ﬁ: Param = 1\nC: Loss = fi * 2\n", id="nfkc-normalized-name"),
-    pytest.param("ξ: Input[3]\nα: Param[3] = ones\nβ: Param = 0.5\nγ = tanh(α * ξ) * β\n"
-                 "C: Loss = sum(γ ** 2)\n", id="greek"),
-    pytest.param("int: Input[2]\nfloat: Param[2] = ones\nreturn_ = int * float\n"
-                 "static = sum(return_)\ndouble: Param = 1\n"
-                 "C: Loss = static * double + softplus(double)\n", id="c-keywords"),
-    pytest.param("__name__: Input[2]\n__builtins__: Param[2] = ones\n"
-                 "__import__ = __name__ * __builtins__\nC: Loss = sum(__import__ ** 2)\n",
-                 id="dunder-names"),
-    pytest.param("math: Input[2]\nsys: Param[2] = ones\nos = math * sys\n"
-                 "def swish(u):\n    return u * sigmoid(u)\nnumpy = swish(os)\n"
-                 "C: Loss = sum(numpy)\n", id="module-names"),
-    pytest.param("def np(u):\n    return u * 2\ndef params(u, v):\n    return u * v + exp(u)\n"
-                 "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(params(np(x), w))\n",
-                 id="functions-named-like-helpers"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\ndw: Param[3] = ones\nd_w = w * dw\n"
-                 "C: Loss = sum(d_w * x)\n", id="adjoint-like-names"),
-    pytest.param("b: Input[3]\ni: Param[3] = ones\nj = b * i\nk = sum(j)\nC: Loss = k ** 2\n",
-                 id="einsum-letters"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\nt1 = w * x\nt2 = sigmoid(t1)\n"
-                 "C: Loss = sum(t2 * t1)\n", id="temporary-like-names"),
-    pytest.param("a: Param = 1.5\nb: Param = -2\nc: Param = 0.5\nf: Loss = (a + b) * (b + c)\n",
-                 id="no-input"),
+    pytest.param(
+        "ξ: Input[3]\nα: Param[3] = ones\nβ: Param = 0.5\nγ = tanh(α * ξ) * β\n"
+        "C: Loss = sum(γ ** 2)\n",
+        id="greek",
+    ),
+    pytest.param(
+        "int: Input[2]\nfloat: Param[2] = ones\nreturn_ = int * float\n"
+        "static = sum(return_)\ndouble: Param = 1\n"
+        "C: Loss = static * double + softplus(double)\n",
+        id="c-keywords",
+    ),
+    pytest.param(
+        "__name__: Input[2]\n__builtins__: Param[2] = ones\n"
+        "__import__ = __name__ * __builtins__\nC: Loss = sum(__import__ ** 2)\n",
+        id="dunder-names",
+    ),
+    pytest.param(
+        "math: Input[2]\nsys: Param[2] = ones\nos = math * sys\n"
+        "def swish(u):\n    return u * sigmoid(u)\nnumpy = swish(os)\n"
+        "C: Loss = sum(numpy)\n",
+        id="module-names",
+    ),
+    pytest.param(
+        "def np(u):\n    return u * 2\ndef params(u, v):\n    return u * v + exp(u)\n"
+        "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(params(np(x), w))\n",
+        id="functions-named-like-helpers",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\ndw: Param[3] = ones\nd_w = w * dw\n"
+        "C: Loss = sum(d_w * x)\n",
+        id="adjoint-like-names",
+    ),
+    pytest.param(
+        "b: Input[3]\ni: Param[3] = ones\nj = b * i\nk = sum(j)\nC: Loss = k ** 2\n",
+        id="einsum-letters",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\nt1 = w * x\nt2 = sigmoid(t1)\nC: Loss = sum(t2 * t1)\n",
+        id="temporary-like-names",
+    ),
+    pytest.param(
+        "a: Param = 1.5\nb: Param = -2\nc: Param = 0.5\nf: Loss = (a + b) * (b + c)\n",
+        id="no-input",
+    ),
     pytest.param("x: Input\nw: Param = 0.5\nC: Loss = (w * x - 1) ** 2\n", id="scalar-input"),
-    pytest.param('"""A docstring."""\nx: Input[3]  # comment\nw: Param[3] = he\n\n'
-                 "C: Loss = sum(w * x) ** 2  # cost\n", id="docstring-and-comments"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\nq: Output = x\nr: Output = w\n"
-                 "C: Loss = sum(w * x)\ns: Output = C\n", id="outputs-of-leaves-and-loss"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\nk = 2 ** 0.5 * exp(1) / 3\n"
-                 "C: Loss = sum(k * w * x)\n", id="constant-folding"),
-    pytest.param("x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w * x, axis=-1) + "
-                 "mean(w, axis=(0,))\n", id="axis-forms"),
+    pytest.param(
+        '"""A docstring."""\nx: Input[3]  # comment\nw: Param[3] = he\n\n'
+        "C: Loss = sum(w * x) ** 2  # cost\n",
+        id="docstring-and-comments",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\nq: Output = x\nr: Output = w\n"
+        "C: Loss = sum(w * x)\ns: Output = C\n",
+        id="outputs-of-leaves-and-loss",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\nk = 2 ** 0.5 * exp(1) / 3\nC: Loss = sum(k * w * x)\n",
+        id="constant-folding",
+    ),
+    pytest.param(
+        "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w * x, axis=-1) + mean(w, axis=(0,))\n",
+        id="axis-forms",
+    ),
 ]
 
 

@@ -77,16 +77,24 @@ def test_printed_code_computes_the_tree(e):
     assume(not e.bad)  # a tree of numbers may fold to a constant no float holds
     text = print_expr(e, [("x0", ex.ATOM), ("x1", ex.ATOM)], NumpyExprPrinter())[0]
     note(text)
-    env = {"np": np, "x0": 0.3, "x1": -0.7,
-           "_sigmoid": lambda u: 1 / (1 + np.exp(-u)),
-           "_softplus": lambda u: np.logaddexp(0.0, u)}
+    env = {
+        "np": np,
+        "x0": 0.3,
+        "x1": -0.7,
+        "_sigmoid": lambda u: 1 / (1 + np.exp(-u)),
+        "_softplus": lambda u: np.logaddexp(0.0, u),
+    }
     got = eval(text, env)  # noqa: S307 - our own generated text, in a test
     assert got == pytest.approx(sympy_value(e, (0.3, -0.7)), rel=1e-9, abs=1e-12)
 
 
 def test_output_reuse_in_derivatives():
-    for name, want in [("sigmoid", X[1] * (1 - X[1])), ("tanh", 1 - X[1] ** 2),
-                       ("exp", X[1]), ("sqrt", 1 / (2 * X[1]))]:
+    for name, want in [
+        ("sigmoid", X[1] * (1 - X[1])),
+        ("tanh", 1 - X[1] ** 2),
+        ("exp", X[1]),
+        ("sqrt", 1 / (2 * X[1])),
+    ]:
         assert ew.derivative(ex.call(name, X[0]), 1, 0) is want, name
 
 
@@ -113,7 +121,7 @@ def test_construction_is_canonical_and_hash_consed():
     assert (X[0] ** 2) ** 3 is X[0] ** 6 and X[0] ** 0.5 is ex.call("sqrt", X[0])
     assert ex.call("log", ex.call("exp", X[0])) is X[0]
     t = ex.call("tanh", X[0])
-    assert t * t is t ** 2 and (-X[0]) * (-X[0]) is X[0] ** 2 and X[0] * X[1] != X[0] ** 2
+    assert t * t is t**2 and (-X[0]) * (-X[0]) is X[0] ** 2 and X[0] * X[1] != X[0] ** 2
     assert t + t is 2 * t and X[0] + X[1] != 2 * X[0]
 
 
@@ -121,8 +129,13 @@ def test_simplification_keeps_every_value():
     """The constructors' identities against the plain arithmetic of the same tree."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, 40)
-    cases = [(X[0] * 1 + 0, x), (ex.neg(-X[0]) * 3 * 2, 6 * x), (X[0] - (X[0] - X[0]), x),
-             ((X[0] ** 2) ** 2, x**4), (2 * (X[0] / 4), x / 2)]
+    cases = [
+        (X[0] * 1 + 0, x),
+        (ex.neg(-X[0]) * 3 * 2, 6 * x),
+        (X[0] - (X[0] - X[0]), x),
+        ((X[0] ** 2) ** 2, x**4),
+        (2 * (X[0] / 4), x / 2),
+    ]
     for e, want in cases:
         np.testing.assert_allclose(expression(e, [x]), want, rtol=1e-15)
 
@@ -136,7 +149,8 @@ def test_numbers_beyond_float_range():
     assert ex.lift(0.1) ** 400 is ex.num(0)  # below the smallest float
     small = ex.lift(2.0) ** -1000  # exactly a float: kept
     assert small.value == 2.0**-1000 and ex.call("log", small).value == pytest.approx(
-        -1000 * math.log(2))
+        -1000 * math.log(2)
+    )
 
 
 def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(monkeypatch):
@@ -151,8 +165,8 @@ def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(m
 
     def compile_some(first):
         for k in range(first, first + 60):
-            symbp.generate(symbp.parse_text(
-                f"x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(sigmoid({k} * w * x + {k}.5))\n"))
+            spec = f"x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(sigmoid({k} * w * x + {k}.5))\n"
+            symbp.generate(symbp.parse_text(spec))
         gc.collect()
         return len(ex._TABLE)
 

@@ -37,11 +37,14 @@ from symbp.ir import Graph
 from symbp.parse import parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = {p.relative_to(ROOT / "examples").as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted((ROOT / "examples").rglob("*.sbp"))}
+EXAMPLES = {
+    p.relative_to(ROOT / "examples").as_posix(): p.read_text(encoding="utf-8")
+    for p in sorted((ROOT / "examples").rglob("*.sbp"))
+}
 HANG_SECONDS = 30.0  # per example; a guard against hangs, far above any real parse
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                      HealthCheck.filter_too_much])
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 # ------------------------------------------------------------------------- the oracle
@@ -104,17 +107,129 @@ def outcome(data: bytes | str, filename: str = "fuzz.sbp", build: bool = True):
 # ------------------------------------------------------------------- (a) token soup
 
 EXTRA_TOKENS = [
-    "(", ")", "[", "]", ",", ":", "=", "+", "-", "*", "/", "**", "@", ".T", ".", "%", "//",
-    "<", "==", "~", "&", "|", "^", "<<", "!", "?", "$", ";", "\\", "'", '"', '"""', "#",
-    "def", "return", "lambda", "if", "else", "for", "in", "import", "from", "class", "with",
-    "not", "and", "or", "yield", "await", "async", "global", "del", "pass", "None", "True",
-    "Input", "Param", "Loss", "Output", "sum", "mean", "logsumexp", "softmax", "log_softmax",
-    "cross_entropy", "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus",
-    "sin", "cos", "zeros", "ones", "glorot", "he", "normal", "uniform", "axis", "axis=0",
-    "axis=-1", "0", "1", "-1", "0.5", "2", "1e999", "1e-999", "9999999999", "0x7fffffff",
-    "1_000", "1j", "0b101", "'s'", "b'x'", "f'{x}'", "...", "__import__", "eval", "exec",
-    "open", "os", "system", "x", "y", "w", "W", "b", "C", "u", "v", "α", "ﬁ", "\t", "\x0c",
-    "\r", "\n", "\n    ", "\u2028", "\ufeff",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "**",
+    "@",
+    ".T",
+    ".",
+    "%",
+    "//",
+    "<",
+    "==",
+    "~",
+    "&",
+    "|",
+    "^",
+    "<<",
+    "!",
+    "?",
+    "$",
+    ";",
+    "\\",
+    "'",
+    '"',
+    '"""',
+    "#",
+    "def",
+    "return",
+    "lambda",
+    "if",
+    "else",
+    "for",
+    "in",
+    "import",
+    "from",
+    "class",
+    "with",
+    "not",
+    "and",
+    "or",
+    "yield",
+    "await",
+    "async",
+    "global",
+    "del",
+    "pass",
+    "None",
+    "True",
+    "Input",
+    "Param",
+    "Loss",
+    "Output",
+    "sum",
+    "mean",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    "sin",
+    "cos",
+    "zeros",
+    "ones",
+    "glorot",
+    "he",
+    "normal",
+    "uniform",
+    "axis",
+    "axis=0",
+    "axis=-1",
+    "0",
+    "1",
+    "-1",
+    "0.5",
+    "2",
+    "1e999",
+    "1e-999",
+    "9999999999",
+    "0x7fffffff",
+    "1_000",
+    "1j",
+    "0b101",
+    "'s'",
+    "b'x'",
+    "f'{x}'",
+    "...",
+    "__import__",
+    "eval",
+    "exec",
+    "open",
+    "os",
+    "system",
+    "x",
+    "y",
+    "w",
+    "W",
+    "b",
+    "C",
+    "u",
+    "v",
+    "α",
+    "ﬁ",
+    "\t",
+    "\x0c",
+    "\r",
+    "\n",
+    "\n    ",
+    "\u2028",
+    "\ufeff",
 ]
 
 
@@ -133,8 +248,9 @@ SEPARATORS = [" ", " ", " ", "", "\n", "\n    ", "\t", "\r\n"]
 
 @st.composite
 def token_soup(draw) -> str:
-    pieces = draw(st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from(SEPARATORS)),
-                           max_size=60))
+    pieces = draw(
+        st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from(SEPARATORS)), max_size=60)
+    )
     return "".join(tok + sep for tok, sep in pieces)
 
 
@@ -154,19 +270,36 @@ def split_spec(text: str) -> list[Line]:
     """A spec as lines of tokens (comments kept as tokens, blank lines as empty ones)."""
     rows: dict[int, list[str]] = {}
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-        if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT,
-                        tokenize.ENDMARKER):
+        if tok.type in (
+            tokenize.NEWLINE,
+            tokenize.NL,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             continue
         rows.setdefault(tok.start[0], []).append(tok.string)
     raw = text.splitlines()
-    return [(line[: len(line) - len(line.lstrip())], rows.get(i, []))
-            for i, line in enumerate(raw, 1)]
+    return [
+        (line[: len(line) - len(line.lstrip())], rows.get(i, [])) for i, line in enumerate(raw, 1)
+    ]
 
 
 SPLIT = {name: split_spec(text) for name, text in EXAMPLES.items()}
-MUTATIONS = ("delete line", "duplicate line", "swap lines", "move line", "delete token",
-             "duplicate token", "swap tokens", "swap across lines", "replace token",
-             "insert token", "dedent", "indent")
+MUTATIONS = (
+    "delete line",
+    "duplicate line",
+    "swap lines",
+    "move line",
+    "delete token",
+    "duplicate token",
+    "swap tokens",
+    "swap across lines",
+    "replace token",
+    "insert token",
+    "dedent",
+    "indent",
+)
 
 
 def mutate(lines: list[Line], kind: str, i: int, j: int, k: int, token: str) -> list[Line]:
@@ -219,8 +352,10 @@ def mutated_example(draw, payloads: list[str] = ()) -> str:
     place of a token or inserted (as a token or as a line of its own) too."""
     name = draw(st.sampled_from(sorted(EXAMPLES)))
     lines = SPLIT[name]
-    edits = [(kind, st.sampled_from(TOKENS)) for kind in
-             draw(st.lists(st.sampled_from(MUTATIONS), min_size=not payloads, max_size=6))]
+    edits = [
+        (kind, st.sampled_from(TOKENS))
+        for kind in draw(st.lists(st.sampled_from(MUTATIONS), min_size=not payloads, max_size=6))
+    ]
     if payloads:
         kind = draw(st.sampled_from(["replace token", "insert token", "new line"]))
         at = draw(st.integers(0, len(edits)))
@@ -264,8 +399,8 @@ def nested(kind: str, depth: int) -> tuple[str, bool]:
         "calls": "tanh(" * d + "w * x" + ")" * d,
         "power tower": "s" + " ** s" * d,
         "sum chain": "w * x" + " + w * x" * d,
-        "mixed chain": "s" + "".join(f" {op} s" for op in ["+", "*", "-", "/"] * (d // 4 + 1))[
-            : 4 * d],
+        "mixed chain": "s"
+        + "".join(f" {op} s" for op in ["+", "*", "-", "/"] * (d // 4 + 1))[: 4 * d],
         "transposes": "w" + ".T" * d + " * x",
         "reductions": "sum(" * d + "w * x" + ")" * d,
         "lists": "[" * d + "w" + "]" * d,
@@ -276,14 +411,24 @@ def nested(kind: str, depth: int) -> tuple[str, bool]:
     }
     if kind in body:
         text = HEAD + f"C: Loss = sum({body[kind]})\n"
-        valid = kind in ("parentheses", "minus signs", "plus and minus", "calls",
-                         "power tower", "sum chain", "mixed chain", "transposes", "reductions")
+        valid = kind in (
+            "parentheses",
+            "minus signs",
+            "plus and minus",
+            "calls",
+            "power tower",
+            "sum chain",
+            "mixed chain",
+            "transposes",
+            "reductions",
+        )
         return text, valid
     if kind == "function body":
         return HEAD + "def f(u):\n    return " + "-" * d + "u\nC: Loss = sum(f(w * x))\n", True
     if kind == "nested functions":
         defs = "def f0(u):\n    return u * 0.5\n" + "".join(
-            f"def f{i}(u):\n    return f{i - 1}(u) + 1\n" for i in range(1, d))
+            f"def f{i}(u):\n    return f{i - 1}(u) + 1\n" for i in range(1, d)
+        )
         return HEAD + defs + f"C: Loss = sum(f{d - 1}(w * x))\n", True
     if kind == "indented blocks":
         block = "".join(" " * i + "if x:\n" for i in range(d)) + " " * d + "pass\n"
@@ -297,11 +442,28 @@ def nested(kind: str, depth: int) -> tuple[str, bool]:
     raise AssertionError(kind)
 
 
-NESTINGS = ["parentheses", "minus signs", "plus and minus", "calls", "power tower",
-            "sum chain", "mixed chain", "transposes", "reductions", "lists", "subscripts",
-            "lambdas", "comparisons", "attribute chain", "function body", "nested functions",
-            "indented blocks", "shape brackets", "line continuations",
-            "many operands on one line"]
+NESTINGS = [
+    "parentheses",
+    "minus signs",
+    "plus and minus",
+    "calls",
+    "power tower",
+    "sum chain",
+    "mixed chain",
+    "transposes",
+    "reductions",
+    "lists",
+    "subscripts",
+    "lambdas",
+    "comparisons",
+    "attribute chain",
+    "function body",
+    "nested functions",
+    "indented blocks",
+    "shape brackets",
+    "line continuations",
+    "many operands on one line",
+]
 DEPTHS = st.integers(1, 60) | st.integers(60, 600) | st.integers(600, scale(5000, 4))
 
 
@@ -318,8 +480,9 @@ def test_deep_nesting(kind, depth):
         assert isinstance(result, Graph), str(result)  # long, but flat
 
 
-@pytest.mark.parametrize("op, n, value", [("+", 2000, 2000.0), ("*", 2000, 1.0),
-                                          ("-", 1500, -1498.0), ("/", 1000, 1.0)])
+@pytest.mark.parametrize(
+    "op, n, value", [("+", 2000, 2000.0), ("*", 2000, 1.0), ("-", 1500, -1498.0), ("/", 1000, 1.0)]
+)
 def test_long_flat_chains_compile(op, n, value):
     """Found by this file's campaigns: a sum of 500 terms was "nested too deeply" (the parser
     recursed once per operator of a left-nested chain); now only Python's own parser limits
@@ -340,18 +503,51 @@ def test_every_nesting_at_500(kind):
 
 # --------------------------------------------------------------------- (d) huge literals
 
-BIG_INTS = (st.integers(1, 2**31 + 10) | st.integers(2**31, 10**40)
-            | st.sampled_from([2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, 9999999999,
-                               46340, 46341, 65536]))
+BIG_INTS = (
+    st.integers(1, 2**31 + 10)
+    | st.integers(2**31, 10**40)
+    | st.sampled_from(
+        [2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, 9999999999, 46340, 46341, 65536]
+    )
+)
 NUMBER_TEXT = (
     st.floats(allow_nan=False, allow_infinity=False).map(repr)
     | BIG_INTS.map(str)
-    | st.sampled_from(["1e999", "-1e999", "1e-999", "1e308", "1.7976931348623157e308",
-                       "1.8e308", "5e-324", "2e-324", "0.0", "-0.0", "0x" + "f" * 300,
-                       "9" * 309, "9" * 4300, "9" * 4301, "1" + "_0" * 400, "0b" + "1" * 1100,
-                       "0o" + "7" * 400, "1e" + "9" * 50, "1.5e-" + "9" * 50, "10**308",
-                       "10**309", "10**10**10", "2.0**-1075", "(-8)**(1/3)", "0**-1",
-                       "1/0", "1/0.0", "1j", "True", "None", "..."])
+    | st.sampled_from(
+        [
+            "1e999",
+            "-1e999",
+            "1e-999",
+            "1e308",
+            "1.7976931348623157e308",
+            "1.8e308",
+            "5e-324",
+            "2e-324",
+            "0.0",
+            "-0.0",
+            "0x" + "f" * 300,
+            "9" * 309,
+            "9" * 4300,
+            "9" * 4301,
+            "1" + "_0" * 400,
+            "0b" + "1" * 1100,
+            "0o" + "7" * 400,
+            "1e" + "9" * 50,
+            "1.5e-" + "9" * 50,
+            "10**308",
+            "10**309",
+            "10**10**10",
+            "2.0**-1075",
+            "(-8)**(1/3)",
+            "0**-1",
+            "1/0",
+            "1/0.0",
+            "1j",
+            "True",
+            "None",
+            "...",
+        ]
+    )
     | st.integers(1, 5000).map(lambda k: "9" * k)
 )
 LITERAL_PLACES = [
@@ -385,8 +581,7 @@ def max_rss() -> int:
 
 
 def small_enough_to_run(graph: Graph) -> bool:
-    sizes = [int(np.prod(d.node.shape)) for d in [*graph.params.values(),
-                                                  *graph.inputs.values()]]
+    sizes = [int(np.prod(d.node.shape)) for d in [*graph.params.values(), *graph.inputs.values()]]
     return max(sizes, default=1) <= 10_000
 
 
@@ -409,19 +604,32 @@ def test_huge_literals(place, number):
             module.loss(params, **inputs)
 
 
-@pytest.mark.parametrize("source, line, words", [
-    pytest.param("x: Input[9999999999]\nC: Loss = sum(x)\n", 1, ["too large"], id="10-digits"),
-    pytest.param("x: Input[2]\nC: Loss = 1e999 * sum(x)\n", 2, ["too large for a float"],
-                 id="1e999"),
-    pytest.param("x: Input[46341, 46341]\nC: Loss = sum(x)\n", 1, ["elements"],
-                 id="too-many-elements"),
-    # found by this campaign: numpy's uniform cannot draw from a range wider than a float
-    pytest.param("w: Param[2] = uniform(-1e308, 1e308)\nC: Loss = sum(w)\n", 1,
-                 ["high - low"], id="uniform-range-overflows"),
-    # found by this campaign: samples of normal(1e308) are infinite
-    pytest.param("w: Param[2] = normal(1e307)\nC: Loss = sum(w)\n", 1,
-                 ["infinite"], id="normal-std-overflows"),
-])
+@pytest.mark.parametrize(
+    "source, line, words",
+    [
+        pytest.param("x: Input[9999999999]\nC: Loss = sum(x)\n", 1, ["too large"], id="10-digits"),
+        pytest.param(
+            "x: Input[2]\nC: Loss = 1e999 * sum(x)\n", 2, ["too large for a float"], id="1e999"
+        ),
+        pytest.param(
+            "x: Input[46341, 46341]\nC: Loss = sum(x)\n", 1, ["elements"], id="too-many-elements"
+        ),
+        # found by this campaign: numpy's uniform cannot draw from a range wider than a float
+        pytest.param(
+            "w: Param[2] = uniform(-1e308, 1e308)\nC: Loss = sum(w)\n",
+            1,
+            ["high - low"],
+            id="uniform-range-overflows",
+        ),
+        # found by this campaign: samples of normal(1e308) are infinite
+        pytest.param(
+            "w: Param[2] = normal(1e307)\nC: Loss = sum(w)\n",
+            1,
+            ["infinite"],
+            id="normal-std-overflows",
+        ),
+    ],
+)
 def test_huge_literal_regressions(source, line, words):
     err = outcome(source)
     assert isinstance(err, SpecError) and err.line == line, str(err)
@@ -429,13 +637,16 @@ def test_huge_literal_regressions(source, line, words):
         assert word in err.message, err.message
 
 
-@pytest.mark.parametrize("source, line", [
-    ("x: Input[3]\nw: Param[3] = ones\nC: Loss = 0.0 ** sum(w * x)\n", 3),
-    ("x: Input[3]\nw: Param[3] = ones\nC: Loss = sum((-1) ** w)\n", 3),
-    ("x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(exp(-1000) ** w)\n", 3),
-    ("w: Param[3] = ones\ndef f(u):\n    return 0 ** u\nC: Loss = sum(f(w))\n", 3),
-    ("w: Param[3] = ones\ndef f(u, v):\n    return u ** v\nC: Loss = sum(f(-3, w))\n", 4),
-])
+@pytest.mark.parametrize(
+    "source, line",
+    [
+        ("x: Input[3]\nw: Param[3] = ones\nC: Loss = 0.0 ** sum(w * x)\n", 3),
+        ("x: Input[3]\nw: Param[3] = ones\nC: Loss = sum((-1) ** w)\n", 3),
+        ("x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(exp(-1000) ** w)\n", 3),
+        ("w: Param[3] = ones\ndef f(u):\n    return 0 ** u\nC: Loss = sum(f(w))\n", 3),
+        ("w: Param[3] = ones\ndef f(u, v):\n    return u ** v\nC: Loss = sum(f(-3, w))\n", 4),
+    ],
+)
 def test_power_of_a_constant_at_most_zero(source, line):
     """Found by test_huge_literals (0.0 ** sum(w * x)): these parsed, then differentiation
     failed with an internal GraphError (the derivative holds log of the base)."""
@@ -444,11 +655,14 @@ def test_power_of_a_constant_at_most_zero(source, line):
     assert "base of such a power must be above 0" in err.message
 
 
-@pytest.mark.parametrize("source", [
-    "w: Param[3] = ones\nC: Loss = sum(w / 1e155)\n",
-    "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w * x / 1.3407807929942597e+154)\n",
-    "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w / 1.2592262090932812e-228 * x)\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "w: Param[3] = ones\nC: Loss = sum(w / 1e155)\n",
+        "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w * x / 1.3407807929942597e+154)\n",
+        "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w / 1.2592262090932812e-228 * x)\n",
+    ],
+)
 def test_the_adjoint_of_a_constant_divisor_is_built_without_its_square(source):
     """Found by test_huge_literals: differentiation built -u / c**2, which overflows (or
     underflows to a division by zero) for |c| beyond 1e154 or below 1e-154, and compiling
@@ -459,8 +673,10 @@ def test_the_adjoint_of_a_constant_divisor_is_built_without_its_square(source):
 def test_largest_declarations_do_not_allocate():
     """A declaration at the element limit parses and generates code without allocating it
     (it is only allocated by whoever calls the module)."""
-    source = ("x: Input[2147483647]\nW: Param[46340, 46340] = glorot\nv: Param[46340] = he\n"
-              "C: Loss = sum(x) * 0 + sum(W @ v) + mean(softmax(x))\n")
+    source = (
+        "x: Input[2147483647]\nW: Param[46340, 46340] = glorot\nv: Param[46340] = he\n"
+        "C: Loss = sum(x) * 0 + sum(W @ v) + mean(softmax(x))\n"
+    )
     before = max_rss()
     graph = outcome(source, build=False)
     symbp.generate(graph)
@@ -485,15 +701,41 @@ def first_bad(data: bytes) -> tuple[int, str] | None:
 
 
 def line_of(data: bytes, offset: int) -> int:
-    return len(re.split(rb"\r\n|\r|\n", data.removeprefix(b"\xef\xbb\xbf")[
-        : offset - (3 if data.startswith(b"\xef\xbb\xbf") else 0)]))
+    return len(
+        re.split(
+            rb"\r\n|\r|\n",
+            data.removeprefix(b"\xef\xbb\xbf")[
+                : offset - (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+            ],
+        )
+    )
 
 
-ODD_BYTES = st.sampled_from([
-    b"\x00", b"\xff", b"\xfe", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
-    b"\xf8\x88\x80\x80\x80", b"\x80", b"\xbf", b"\xc3", b"\xe2\x82", b"\xef\xbb\xbf", b"\x1b[2J",
-    b"\x0c", b"\x0b", b"\x7f", b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xae", b"\xef\xbf\xbe",
-]) | st.binary(min_size=1, max_size=6)
+ODD_BYTES = st.sampled_from(
+    [
+        b"\x00",
+        b"\xff",
+        b"\xfe",
+        b"\xc0\xaf",
+        b"\xe0\x80\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xf8\x88\x80\x80\x80",
+        b"\x80",
+        b"\xbf",
+        b"\xc3",
+        b"\xe2\x82",
+        b"\xef\xbb\xbf",
+        b"\x1b[2J",
+        b"\x0c",
+        b"\x0b",
+        b"\x7f",
+        b"\xc2\x85",
+        b"\xe2\x80\xa8",
+        b"\xe2\x80\xae",
+        b"\xef\xbf\xbe",
+    ]
+) | st.binary(min_size=1, max_size=6)
 
 
 @st.composite
@@ -530,8 +772,9 @@ def test_random_bytes(data):
     check_bytes(data)
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252",
-                                      "shift_jis", "utf-7"])
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252", "shift_jis", "utf-7"]
+)
 def test_other_encodings(tmp_path, encoding):
     """The same spec saved in another encoding (with a non-ASCII comment): an error naming
     UTF-8, or (where the bytes happen to be UTF-8) a result; read from a file, as the CLI
@@ -552,9 +795,17 @@ def test_other_encodings(tmp_path, encoding):
 def long_spec(lines: int) -> str:
     """A valid spec of ``lines`` lines: layers of ops over a few inputs and params, with
     comments and blank lines between them."""
-    head = ["# a long generated spec", "x: Input[8]", "t: Input[4]", "W: Param[4, 8] = glorot",
-            "V: Param[8, 8] = he", "b: Param[8] = zeros", "def swish(u):",
-            "    return u * sigmoid(u)", ""]
+    head = [
+        "# a long generated spec",
+        "x: Input[8]",
+        "t: Input[4]",
+        "W: Param[4, 8] = glorot",
+        "V: Param[8, 8] = he",
+        "b: Param[8] = zeros",
+        "def swish(u):",
+        "    return u * sigmoid(u)",
+        "",
+    ]
     body = []
     k = 0
     while len(head) + len(body) < lines - 1:
@@ -627,8 +878,7 @@ PAYLOAD_SPECS = [
     "x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(w * x).T.__class__\n",
     "x: Input[2]\nw: Param[2] = ones\nwith open('{mark}', 'w') as f:\n    pass\n",
     "x: Input[2]\nw: Param[2] = ones\nfor _ in [{p}]:\n    pass\n",
-    "x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(w * x)  # {p}\n"
-    '"""{p}"""\n',
+    'x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(w * x)  # {p}\n"""{p}"""\n',
     "# {p}\n'''{p}'''\nx: Input[2]\nw: Param[2] = ones\nC: Loss = sum(w * x)\n",
     "x: Input[2]\nw: Param[2] = ones\nC: Loss = sum(w * x) \\\n  # {p}\n",
 ]
@@ -636,8 +886,7 @@ PAYLOAD_SPECS = [
 
 def payload_cases(mark: Path) -> list[str]:
     m = str(mark).replace("\\", "/")
-    return [spec.format(p=p.format(mark=m), mark=m) for spec in PAYLOAD_SPECS
-            for p in PAYLOADS]
+    return [spec.format(p=p.format(mark=m), mark=m) for spec in PAYLOAD_SPECS for p in PAYLOADS]
 
 
 def test_payloads_run_nothing(tmp_path):

@@ -30,8 +30,13 @@ def test_generated_module_is_current(spec):
 def test_generation_is_deterministic_across_processes(spec):
     code = "import sys, symbp; sys.stdout.write(symbp.generate(symbp.parse(sys.argv[1])))"
     runs = [
-        subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True,
-                       check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code, str(spec)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout
         for seed in ("1", "2")
     ]
     assert runs[0] == runs[1] == symbp.generate(symbp.parse(spec))
@@ -67,8 +72,12 @@ def test_standalone_module_imports_without_symbp(tmp_path):
         "assert 'symbp' not in sys.modules\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", script, str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 

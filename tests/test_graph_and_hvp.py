@@ -50,16 +50,19 @@ def test_every_example_gives_valid_dot(spec, grad, tmp_path, capsys):
 
 def test_the_lecture_branch_picture():
     """f = (a + b)(b + c): b has two children, and its adjoint is their sum."""
-    nodes, edges = parse_dot(to_dot(optimize(symbp.parse(ROOT / "examples/branch.sbp")),
-                                    grad=True))
+    nodes, edges = parse_dot(to_dot(optimize(symbp.parse(ROOT / "examples/branch.sbp")), grad=True))
     by_label = {label.split("\\n")[0]: node for node, label in nodes.items()}
     b, x, y = by_label["b"], by_label["x = a + b  (= dc)"], by_label["y = b + c  (= da)"]
     assert {child for parent, child in edges if parent == b} == {x, y}
     db = by_label["db = x + y"]
     assert {parent for parent, child in edges if child == db} == {x, y}
-    assert "f6c28b" in next(line for line in to_dot(
-        optimize(symbp.parse(ROOT / "examples/branch.sbp")), grad=True).splitlines()
-        if line.startswith(f"  {db} ["))  # adjoints are drawn apart
+    assert "f6c28b" in next(
+        line
+        for line in to_dot(
+            optimize(symbp.parse(ROOT / "examples/branch.sbp")), grad=True
+        ).splitlines()
+        if line.startswith(f"  {db} [")
+    )  # adjoints are drawn apart
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -125,8 +128,9 @@ def test_hvp_on_the_c_backend_agrees():
     a = symbp.hvp(graph)(params, vectors, **inputs)
     b = symbp.hvp(graph, backend="c")(params, vectors, **inputs)
     for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=1e-12,
-                                   atol=1e-12 * np.max(np.abs(a[name])))
+        np.testing.assert_allclose(
+            b[name], a[name], rtol=1e-12, atol=1e-12 * np.max(np.abs(a[name]))
+        )
 
 
 def test_hvp_needs_one_vector_per_param():

@@ -64,41 +64,247 @@ def quick_c(monkeypatch):
 # ------------------------------------------------------------------- hostile names
 
 C_KEYWORDS = [
-    "auto", "char", "const", "default", "do", "double", "enum", "extern", "float", "goto",
-    "int", "long", "register", "restrict", "short", "signed", "sizeof", "static", "struct",
-    "switch", "typedef", "union", "unsigned", "void", "volatile", "inline", "bool", "true",
-    "false", "complex", "imaginary", "asm", "typeof", "typeof_unqual", "alignas", "alignof",
-    "constexpr", "nullptr", "static_assert", "thread_local", "noreturn", "_Bool", "_Complex",
-    "_Generic", "_Atomic", "_Noreturn", "_Static_assert", "_Thread_local", "_Alignas",
-    "_Pragma", "__attribute__", "__asm__", "__typeof__", "__restrict", "__extension__",
-    "__int128", "__func__", "__LINE__", "__FILE__", "case", "main",
+    "auto",
+    "char",
+    "const",
+    "default",
+    "do",
+    "double",
+    "enum",
+    "extern",
+    "float",
+    "goto",
+    "int",
+    "long",
+    "register",
+    "restrict",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "typedef",
+    "union",
+    "unsigned",
+    "void",
+    "volatile",
+    "inline",
+    "bool",
+    "true",
+    "false",
+    "complex",
+    "imaginary",
+    "asm",
+    "typeof",
+    "typeof_unqual",
+    "alignas",
+    "alignof",
+    "constexpr",
+    "nullptr",
+    "static_assert",
+    "thread_local",
+    "noreturn",
+    "_Bool",
+    "_Complex",
+    "_Generic",
+    "_Atomic",
+    "_Noreturn",
+    "_Static_assert",
+    "_Thread_local",
+    "_Alignas",
+    "_Pragma",
+    "__attribute__",
+    "__asm__",
+    "__typeof__",
+    "__restrict",
+    "__extension__",
+    "__int128",
+    "__func__",
+    "__LINE__",
+    "__FILE__",
+    "case",
+    "main",
 ]
 C_LIBRARY = [
     # macros of <math.h>, <tgmath.h>, <string.h>, cblas.h and Python.h (cffi includes it)
-    "linux", "unix", "i386", "errno", "math_errhandling", "stdin", "stdout", "stderr",
-    "st_atime", "st_mtime", "sched_priority", "xdouble", "offsetof", "assert", "NULL", "NAN",
-    "INFINITY", "HUGE_VAL", "EOF", "M_PI", "M_E", "I", "PRId64", "PRIu32", "SCNd64",
-    "L_tmpnam", "P_tmpdir", "Py_None", "Py_True", "PyObject_HEAD", "Py_RETURN_NONE",
-    "FP_NAN", "CBLAS_INDEX", "CblasRowMajor", "CblasTrans", "OPENBLAS_VERSION",
+    "linux",
+    "unix",
+    "i386",
+    "errno",
+    "math_errhandling",
+    "stdin",
+    "stdout",
+    "stderr",
+    "st_atime",
+    "st_mtime",
+    "sched_priority",
+    "xdouble",
+    "offsetof",
+    "assert",
+    "NULL",
+    "NAN",
+    "INFINITY",
+    "HUGE_VAL",
+    "EOF",
+    "M_PI",
+    "M_E",
+    "I",
+    "PRId64",
+    "PRIu32",
+    "SCNd64",
+    "L_tmpnam",
+    "P_tmpdir",
+    "Py_None",
+    "Py_True",
+    "PyObject_HEAD",
+    "Py_RETURN_NONE",
+    "FP_NAN",
+    "CBLAS_INDEX",
+    "CblasRowMajor",
+    "CblasTrans",
+    "OPENBLAS_VERSION",
     # functions and types the generated C calls or its headers declare
-    "exp", "expf", "log", "log1p", "sqrt", "pow", "fabs", "fmax", "tanh", "sin", "cos",
-    "floor", "round", "y0", "j0", "gamma", "signgam", "isfinite", "isnan", "signbit",
-    "memcpy", "memset", "malloc", "free", "printf", "system", "exit", "abort", "strlen",
-    "cblas_dgemm", "cblas_sgemm", "cblas_ddot", "openblas_set_num_threads", "blasint",
-    "size_t", "ptrdiff_t", "int64_t", "FILE", "va_list", "real", "sigmoid_", "softplus_",
-    "relu_", "step_", "sign_", "gemm_", "ffi", "lib",
+    "exp",
+    "expf",
+    "log",
+    "log1p",
+    "sqrt",
+    "pow",
+    "fabs",
+    "fmax",
+    "tanh",
+    "sin",
+    "cos",
+    "floor",
+    "round",
+    "y0",
+    "j0",
+    "gamma",
+    "signgam",
+    "isfinite",
+    "isnan",
+    "signbit",
+    "memcpy",
+    "memset",
+    "malloc",
+    "free",
+    "printf",
+    "system",
+    "exit",
+    "abort",
+    "strlen",
+    "cblas_dgemm",
+    "cblas_sgemm",
+    "cblas_ddot",
+    "openblas_set_num_threads",
+    "blasint",
+    "size_t",
+    "ptrdiff_t",
+    "int64_t",
+    "FILE",
+    "va_list",
+    "real",
+    "sigmoid_",
+    "softplus_",
+    "relu_",
+    "step_",
+    "sign_",
+    "gemm_",
+    "ffi",
+    "lib",
 ]
 PYTHON_NAMES = [
-    "np", "numpy", "sum", "len", "print", "range", "float", "int", "dict", "list", "object",
-    "type", "match", "case", "_", "__", "__name__", "__builtins__", "__import__", "__file__",
-    "__doc__", "exec", "eval", "open", "compile", "globals", "locals", "vars", "getattr",
-    "setattr", "self", "cls", "math", "os", "sys", "threading", "ctypes", "cffi", "symbp",
-    "Exception", "ValueError", "NotImplemented", "Ellipsis", "breakpoint", "super",
+    "np",
+    "numpy",
+    "sum",
+    "len",
+    "print",
+    "range",
+    "float",
+    "int",
+    "dict",
+    "list",
+    "object",
+    "type",
+    "match",
+    "case",
+    "_",
+    "__",
+    "__name__",
+    "__builtins__",
+    "__import__",
+    "__file__",
+    "__doc__",
+    "exec",
+    "eval",
+    "open",
+    "compile",
+    "globals",
+    "locals",
+    "vars",
+    "getattr",
+    "setattr",
+    "self",
+    "cls",
+    "math",
+    "os",
+    "sys",
+    "threading",
+    "ctypes",
+    "cffi",
+    "symbp",
+    "Exception",
+    "ValueError",
+    "NotImplemented",
+    "Ellipsis",
+    "breakpoint",
+    "super",
 ]
-CASE_NAMES = ["W", "w", "X", "x", "N", "n", "C", "c", "Nan", "nan", "NaN", "inf", "Inf",
-              "INF", "Infinity", "Loss", "loss", "LOSS", "Input", "Param", "Output", "T", "t"]
-UNICODE_NAMES = ["α", "u03b1", "u03b1_", "Ω", "u03a9", "ℌ_", "µ", "ǅ", "x_α", "vNAN",
-                 "v_params", "θ_1", "u", "v", "σ", "π", "e"]
+CASE_NAMES = [
+    "W",
+    "w",
+    "X",
+    "x",
+    "N",
+    "n",
+    "C",
+    "c",
+    "Nan",
+    "nan",
+    "NaN",
+    "inf",
+    "Inf",
+    "INF",
+    "Infinity",
+    "Loss",
+    "loss",
+    "LOSS",
+    "Input",
+    "Param",
+    "Output",
+    "T",
+    "t",
+]
+UNICODE_NAMES = [
+    "α",
+    "u03b1",
+    "u03b1_",
+    "Ω",
+    "u03a9",
+    "ℌ_",
+    "µ",
+    "ǅ",
+    "x_α",
+    "vNAN",
+    "v_params",
+    "θ_1",
+    "u",
+    "v",
+    "σ",
+    "π",
+    "e",
+]
 
 
 # ---------------------------------------------------------------- specs and twins
@@ -150,7 +356,8 @@ def valid_names(names) -> list[str]:
 
 # -------------------------------------------------------------------- tokenizers
 
-C_TOKEN = re.compile(r"""
+C_TOKEN = re.compile(
+    r"""
     (?P<comment>/\*.*?\*/|//[^\n]*)
   | (?P<directive>^[ \t]*\#[^\n]*)
   | (?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
@@ -159,7 +366,9 @@ C_TOKEN = re.compile(r"""
   | (?P<space>[ \t\r\f\v]+|\n)
   | (?P<op>->|\+\+|--|<<=?|>>=?|[<>=!&|*/%^+-]=|&&|\|\||\.\.\.|[{}()\[\];,.?:~!<>=&|*/%^+-])
   | (?P<other>.)
-""", re.X | re.S | re.M)
+""",
+    re.X | re.S | re.M,
+)
 
 
 def c_tokens(source: str) -> list[tuple[str, str, int]]:
@@ -206,8 +415,13 @@ def py_tokens(source: str) -> list[tuple[str, str, int]]:
     return out
 
 
-FREE = {"comment": "text", "COMMENT": "text", "string": "literal", "STRING": "literal",
-        "FSTRING_MIDDLE": "literal"}
+FREE = {
+    "comment": "text",
+    "COMMENT": "text",
+    "string": "literal",
+    "STRING": "literal",
+    "FSTRING_MIDDLE": "literal",
+}
 
 
 def string_frame(text: str) -> tuple[str, str]:
@@ -233,7 +447,8 @@ def same_structure(neutral: list, hostile: list, what: str) -> dict[str, str]:
             if forward.setdefault((scope, a), b) != b or backward.setdefault((scope, b), a) != a:
                 raise AssertionError(
                     f"{what}: identifiers do not correspond one to one in scope {scope}: "
-                    f"{a!r} -> {b!r}, but {forward[(scope, a)]!r} / {backward[(scope, b)]!r}")
+                    f"{a!r} -> {b!r}, but {forward[(scope, a)]!r} / {backward[(scope, b)]!r}"
+                )
             names[a] = b
         elif kind in FREE:
             if FREE[kind] == "literal":
@@ -281,8 +496,11 @@ def assert_same_numbers(neutral, hostile, mapping: dict, exact: bool = True, bat
     rng = np.random.default_rng(7)
     params = neutral.init_params(3)
     inputs = {k: rng.uniform(-1, 1, (batch, *shape)) for k, shape in neutral.INPUTS.items()}
-    compare = (np.testing.assert_array_equal if exact else
-               lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12))
+    compare = (
+        np.testing.assert_array_equal
+        if exact
+        else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    )
     assert list(hostile.PARAMS) == [mapping[k] for k in neutral.PARAMS]
     assert list(hostile.INPUTS) == [mapping[k] for k in neutral.INPUTS]
     assert hostile.OUTPUTS == tuple(mapping[k] for k in neutral.OUTPUTS)
@@ -300,8 +518,10 @@ def assert_same_numbers(neutral, hostile, mapping: dict, exact: bool = True, bat
         compare(grads_h[mapping[k]], v)
     p_n = {k: v.copy() for k, v in params.items()}
     p_h = rename({k: v.copy() for k, v in params.items()}, mapping)
-    compare(hostile.train_step(p_h, 0.1, **rename(inputs, mapping)),
-            neutral.train_step(p_n, 0.1, **inputs))
+    compare(
+        hostile.train_step(p_h, 0.1, **rename(inputs, mapping)),
+        neutral.train_step(p_n, 0.1, **inputs),
+    )
     for k, v in p_n.items():
         compare(p_h[mapping[k]], v)
     # a whole epoch through the Trainer (train_epoch, optimizer state keyed by the names)
@@ -402,23 +622,51 @@ def test_the_generators_own_identifiers(tmp_path, quick_c):
     (all of them under --long)."""
     graph = symbp.parse_text(EVERY_OP, "net.sbp")
     vocabulary = [n for n in harvested(graph) if not re.fullmatch(r"q\d+", n)]
-    assert {"np", "_params", "_inputs", "_n", "_ws", "lib", "ffi", "_LOCAL", "grads", "t1",
-            "dq2", "_i0", "memcpy", "real"} <= set(vocabulary)
+    assert {
+        "np",
+        "_params",
+        "_inputs",
+        "_n",
+        "_ws",
+        "lib",
+        "ffi",
+        "_LOCAL",
+        "grads",
+        "t1",
+        "dq2",
+        "_i0",
+        "memcpy",
+        "real",
+    } <= set(vocabulary)
     assert len(vocabulary) > 200
     for start in range(0, len(vocabulary), 120):
         run = start == 0 or is_long()
-        check_twins(vocabulary[start:start + 120], tmp_path, run=run)
+        check_twins(vocabulary[start : start + 120], tmp_path, run=run)
 
 
 # ---------------------------------------------------------------- hostile comments
 
 HOSTILE_TEXT = [
-    '*/ int pwned = 1; /*', '"""; import os; os.system("touch MARK"); """',
-    "'''; import os; '''", "\\", "\\\\", "{{ 7 * 7 }} {% for x in y %}{# c #}",
-    "#include <stdlib.h>", "??/ trigraph ??= ??'", "\x0c form feed",
-    "\u2028 line separator \u2029", "\u0085 NEL", "\u202e right-to-left", "tab\there",
-    "// C++ comment", "/* nested /* */",
-    "\\\n", "${HOME} $(touch MARK) `touch MARK`", "%s %n %x", "\ufeff BOM", "€ ☃ 𝔘",
+    "*/ int pwned = 1; /*",
+    '"""; import os; os.system("touch MARK"); """',
+    "'''; import os; '''",
+    "\\",
+    "\\\\",
+    "{{ 7 * 7 }} {% for x in y %}{# c #}",
+    "#include <stdlib.h>",
+    "??/ trigraph ??= ??'",
+    "\x0c form feed",
+    "\u2028 line separator \u2029",
+    "\u0085 NEL",
+    "\u202e right-to-left",
+    "tab\there",
+    "// C++ comment",
+    "/* nested /* */",
+    "\\\n",
+    "${HOME} $(touch MARK) `touch MARK`",
+    "%s %n %x",
+    "\ufeff BOM",
+    "€ ☃ 𝔘",
 ]
 
 
@@ -440,8 +688,23 @@ def test_hostile_comments_and_docstrings(tmp_path):
     check_twins(C_KEYWORDS[:12] + PYTHON_NAMES[:12], tmp_path, comments_of=with_comments)
 
 
-HOSTILE_FILENAMES = ['we"""ird', "a*/b", "x{{y}}z", "back\\slash", "new\nline", "ünï cödé",
-                     "int", "-rf", ".hidden", "a b c", "1st", "__init__", "ffi", "lib", "$(x)"]
+HOSTILE_FILENAMES = [
+    'we"""ird',
+    "a*/b",
+    "x{{y}}z",
+    "back\\slash",
+    "new\nline",
+    "ünï cödé",
+    "int",
+    "-rf",
+    ".hidden",
+    "a b c",
+    "1st",
+    "__init__",
+    "ffi",
+    "lib",
+    "$(x)",
+]
 
 
 @needs_cc
@@ -461,8 +724,10 @@ def test_hostile_file_name_through_the_cli(tmp_path):
     mark = tmp_path / "MARK"
     stem = 'ev"""il \\*/ {{x}}\nname'.replace("/", "|")
     spec = tmp_path / f"{stem}.sbp"
-    spec.write_text(with_comments(spec_for(["int", "np", "_n", "W", "w"])).replace(
-        "MARK", str(mark)), encoding="utf-8")
+    spec.write_text(
+        with_comments(spec_for(["int", "np", "_n", "W", "w"])).replace("MARK", str(mark)),
+        encoding="utf-8",
+    )
     assert cli.main(["compile", str(spec), "-o", str(tmp_path / "m.py")]) == 0
     assert cli.main(["compile", str(spec), "--backend", "c", "-o", str(tmp_path / "pkg")]) == 0
     numpy_module = symbp.compile(spec)
@@ -482,9 +747,29 @@ def test_hostile_file_name_through_the_cli(tmp_path):
 
 # ------------------------------------------------------ random networks, hostile names
 
-NAME_POOL = valid_names(C_KEYWORDS + C_LIBRARY + PYTHON_NAMES + CASE_NAMES + UNICODE_NAMES
-                        + ["grads", "_params", "_inputs", "_full", "t1", "t2", "dp0", "_n",
-                           "_ws", "_i0", "_acc", "value", "n", "symbp_net_loss"])
+NAME_POOL = valid_names(
+    C_KEYWORDS
+    + C_LIBRARY
+    + PYTHON_NAMES
+    + CASE_NAMES
+    + UNICODE_NAMES
+    + [
+        "grads",
+        "_params",
+        "_inputs",
+        "_full",
+        "t1",
+        "t2",
+        "dp0",
+        "_n",
+        "_ws",
+        "_i0",
+        "_acc",
+        "value",
+        "n",
+        "symbp_net_loss",
+    ]
+)
 NAME_POOL = [n for n in NAME_POOL if n not in ("swish", "blend")]  # the random specs' defs
 
 
@@ -494,15 +779,19 @@ def renamed_random_network(draw) -> tuple[str, str]:
     network with every name replaced by a hostile one."""
     text = draw(random_specs())
     names = list(dict.fromkeys(re.findall(r"\b(?:[xph]\d+|C)\b", text)))
-    hostile = draw(st.lists(st.sampled_from(NAME_POOL), min_size=len(names),
-                            max_size=len(names), unique=True))
+    hostile = draw(
+        st.lists(st.sampled_from(NAME_POOL), min_size=len(names), max_size=len(names), unique=True)
+    )
     mapping = dict(zip(names, hostile))
     renamed = re.sub(r"\b(?:[xph]\d+|C)\b", lambda m: mapping[m.group()], text)
     return text, renamed
 
 
-@settings(max_examples=scale(25), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=scale(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(pair=renamed_random_network())
 def test_random_networks_with_hostile_names(pair):
     """Random networks (every op, branches, reuse) whose names are drawn from all of the

@@ -49,8 +49,9 @@ def test_no_explicit_broadcast_feeds_an_elementwise_node():
     assert ops.mul(z, ops.reshape(w, (1, 3))) is ops.mul(z, w)
     wide = ops.mul(w, ops.broadcast(w, (2, 3)))  # the broadcast makes the shape: kept
     assert wide.shape == (2, 3) and [a.op for a in wide.args] == [Op.PARAM, Op.BROADCAST]
-    assert ops.elementwise(X[0] * X[1], [z, ops.broadcast(ops.reshape(w, (1, 3)), (2, 3))]) \
-        is ops.mul(z, w)  # both layers go
+    assert ops.elementwise(
+        X[0] * X[1], [z, ops.broadcast(ops.reshape(w, (1, 3)), (2, 3))]
+    ) is ops.mul(z, w)  # both layers go
 
 
 def test_negation_of_negation_fuses_away():
@@ -83,15 +84,28 @@ def test_shape_errors_quote_both_shapes():
         (Node(Op.SUM, (ops.param_node("a", (2, 3)),), (1,), (3,), False), "shape"),
         (Node(Op.BATCH_SUM, (ops.param_node("a", (2,)),), None, (2,), False), "batched"),
         (Node(Op.PARAM, (), "p", (2,), True), "batched"),
-        (Node(Op.DOT, (ops.param_node("a", (2, 3)), ops.param_node("b", (4,))),
-              Contraction("ij", "j", "i"), (2,), False), "sizes"),
-        (Node(Op.TRANSPOSE, (ops.param_node("a", (2, 3)),), (0, 1), (2, 3), False),
-         "permutation"),
-        (Node(Op.CONST, (), Expr("undefined", (), "infinite or undefined"), (), False),
-         "finite"),
-        (Node(Op.EW, (ops.input_node("z", (2, 3)), ops.broadcast(ops.param_node("w", (3,)),
-                                                                 (2, 3))),
-              X[0] * X[1], (2, 3), True), "canonical"),  # a broadcast the constructor drops
+        (
+            Node(
+                Op.DOT,
+                (ops.param_node("a", (2, 3)), ops.param_node("b", (4,))),
+                Contraction("ij", "j", "i"),
+                (2,),
+                False,
+            ),
+            "sizes",
+        ),
+        (Node(Op.TRANSPOSE, (ops.param_node("a", (2, 3)),), (0, 1), (2, 3), False), "permutation"),
+        (Node(Op.CONST, (), Expr("undefined", (), "infinite or undefined"), (), False), "finite"),
+        (
+            Node(
+                Op.EW,
+                (ops.input_node("z", (2, 3)), ops.broadcast(ops.param_node("w", (3,)), (2, 3))),
+                X[0] * X[1],
+                (2, 3),
+                True,
+            ),
+            "canonical",
+        ),  # a broadcast the constructor drops
     ],
 )
 def test_verifier_rejects_malformed_nodes(bad, message):
@@ -120,8 +134,12 @@ def test_python_builder_matches_the_spec():
     b2 = symbp.param("b2", 10)
     a1 = symbp.sigmoid(W1 @ x + b1)
     a2 = symbp.sigmoid(W2 @ a1 + b2)
-    net = symbp.network(loss=0.5 * symbp.sum((a2 - y) ** 2), outputs={"p": a2},
-                        names={"a1": a1, "a2": a2}, name="mlp_py")
+    net = symbp.network(
+        loss=0.5 * symbp.sum((a2 - y) ** 2),
+        outputs={"p": a2},
+        names={"a1": a1, "a2": a2},
+        name="mlp_py",
+    )
     built = symbp.compile(net)
     assert built.PARAMS == spec.PARAMS and built.INPUTS == spec.INPUTS
     rng = np.random.default_rng(0)

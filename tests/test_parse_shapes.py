@@ -26,10 +26,13 @@ from symbp.parse import _Parser, parse_text
 from symbp.parse_shapes import FALLBACK, read_by_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted((ROOT / "examples").rglob("*.sbp"))}
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                      HealthCheck.filter_too_much])
+EXAMPLES = {
+    p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+    for p in sorted((ROOT / "examples").rglob("*.sbp"))
+}
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 def assert_same_graph(a: Graph, b: Graph) -> None:
@@ -78,8 +81,11 @@ def check(source: str, must_read: bool = False) -> None:
     if isinstance(reference, SpecError):
         assert not isinstance(quick, Graph), f"the fast path accepted: {reference}"
         err = pytest.raises(SpecError, parse_text, source, "t.sbp", "t").value
-        assert (err.line, err.col, err.message) == (reference.line, reference.col,
-                                                    reference.message)
+        assert (err.line, err.col, err.message) == (
+            reference.line,
+            reference.col,
+            reference.message,
+        )
         return
     if must_read:
         assert isinstance(quick, Graph), f"the fast path gave up: {quick!r}"
@@ -115,12 +121,15 @@ def test_benchmark_specs_are_read_by_plans(family, monkeypatch):
     assert sum(general) < 20 < source.count("\n")
 
 
-@pytest.mark.parametrize("head", [
-    '"""A spec. If and for are words here # and this no comment\n"""\n',
-    "def f(u):\n    '''doc, with if'''\n\n    return u * 2\n",
-    "# it's a comment\ns = 'a' if 1 else 'b' # \\\n",
-    "k = 1 + \\\n  2\n",
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        '"""A spec. If and for are words here # and this no comment\n"""\n',
+        "def f(u):\n    '''doc, with if'''\n\n    return u * 2\n",
+        "# it's a comment\ns = 'a' if 1 else 'b' # \\\n",
+        "k = 1 + \\\n  2\n",
+    ],
+)
 def test_strings_and_continuations_at_the_top(head):
     """The lines up to the last string or backslash are the general reader's; the fast path
     reads the rest (the general reader refuses the third head, so the fast path gives up)."""
@@ -131,36 +140,105 @@ def test_strings_and_continuations_at_the_top(head):
 
 NAMES = ["x", "y", "w", "v", "s", "c", "k", "q", "W", "f", "he", "match", "Input", "nowhere"]
 GOOD = [  # statement shapes over names a and b (vectors), which recur with other names
-    "{t} = {a} + {b}", "{t} = {a} * {b}", "{t} = {a} - 0.5 * {b}", "{t} = sigmoid({a})",
-    "{t} = tanh({a}) * {b}", "{t} = exp(-{a} * {a})", "{t} = softplus({a}) / (1 + {b} * {b})",
-    "{t} = {a} / {b}", "{t} = {a} ** 2", "{t} = 2 ** {a}", "{t} = {a} ** {b}",
-    "{t} = W @ {a} + {b}", "{t} = {a}.T", "{t} = -{a}", "{t} = +{a}", "{t} = softmax({a})",
-    "{t} = log_softmax({a}, axis=0)", "{t} = f({a})", "{t} = g2({a}, {b})",
-    "{t} = exp(1) * {a}", "{t} = 1.e5 * {a}", "{t}=({a}+{b})", "{t} = {a}  +  {b}   ",
-    "{t} = {a} + {b}  # f(x) = 'quoted' \\", "{t}: Output = {a} * {b}", "{t} = {a}",
-    "{t} = {a}\f", "{t} = sum({a} +\n    {b}) * {a}", "{t} = (\n{a} + {b})",
-    "{t}: Input[3]", "{t}: Param[3] = normal(0.1)", "{t} = {a}; {t}2 = 1",
-    "{t} = sum({a}) * {b}", "{t} = {b} - mean({a}, axis=0)", "{t} = logsumexp({a}) + {b}",
-    "{t} = cross_entropy({a}, {b}) * {b}", "{t} = sum({a}, axis=-1) + {b}",
+    "{t} = {a} + {b}",
+    "{t} = {a} * {b}",
+    "{t} = {a} - 0.5 * {b}",
+    "{t} = sigmoid({a})",
+    "{t} = tanh({a}) * {b}",
+    "{t} = exp(-{a} * {a})",
+    "{t} = softplus({a}) / (1 + {b} * {b})",
+    "{t} = {a} / {b}",
+    "{t} = {a} ** 2",
+    "{t} = 2 ** {a}",
+    "{t} = {a} ** {b}",
+    "{t} = W @ {a} + {b}",
+    "{t} = {a}.T",
+    "{t} = -{a}",
+    "{t} = +{a}",
+    "{t} = softmax({a})",
+    "{t} = log_softmax({a}, axis=0)",
+    "{t} = f({a})",
+    "{t} = g2({a}, {b})",
+    "{t} = exp(1) * {a}",
+    "{t} = 1.e5 * {a}",
+    "{t}=({a}+{b})",
+    "{t} = {a}  +  {b}   ",
+    "{t} = {a} + {b}  # f(x) = 'quoted' \\",
+    "{t}: Output = {a} * {b}",
+    "{t} = {a}",
+    "{t} = {a}\f",
+    "{t} = sum({a} +\n    {b}) * {a}",
+    "{t} = (\n{a} + {b})",
+    "{t}: Input[3]",
+    "{t}: Param[3] = normal(0.1)",
+    "{t} = {a}; {t}2 = 1",
+    "{t} = sum({a}) * {b}",
+    "{t} = {b} - mean({a}, axis=0)",
+    "{t} = logsumexp({a}) + {b}",
+    "{t} = cross_entropy({a}, {b}) * {b}",
+    "{t} = sum({a}, axis=-1) + {b}",
 ]
-NOT_BOUND = ["", "# {a} = {b}", "def {t}(u): return u * 2",
-             "def {t}(u):\n    return sigmoid(u)\n", "{t}: Param = 0.5", "{t} = sum({a})"]
+NOT_BOUND = [
+    "",
+    "# {a} = {b}",
+    "def {t}(u): return u * 2",
+    "def {t}(u):\n    return sigmoid(u)\n",
+    "{t}: Param = 0.5",
+    "{t} = sum({a})",
+]
 RISKY = [  # shapes that fail, or fail with some names
-    "{t} = (-2) ** {a}", "{t} = {a} / 0", "{t} = {a} / (1 - 1)", "{t} = {a} @ {b}",
-    "{t} = {a}.T @ {b}", "{t} = {a} - {a}", "{t} = {a} * 0", "{t} = f({a}, {b})",
-    "{t} = f(2)", "{t} = f(0) ** {a}", "{t} = log(0) * {a}", "{t} = sum(1) + {a}", "{t} = 3",
-    "{t} = 1 / 4", "{t} = 1e999 * {a}", "{t} = {a} + 1e-320", "{t} = {a} / 1e-320",
-    "{t}: Loss = sum({a})", "{t}: Loss = {a}", "{t}: Input", "{t}: Param[3, 3] = glorot",
-    "{t}: Param[3] = uniform(1, 0)", "{t}: Input = 3", "{t}: Param[3]", "{t}: Loss[3] = {a}",
-    "{t}: Foo = {a}", "{t} = {b} = {a}", "{t} = {a};", "{t} = sum({a}, foo=1)",
-    "{t} = sigmoid({a}, axis=0)", "{t} = sum(*{a})", "{t} = {a}.x", "{t} = {a} % 2",
-    "{t} += {a}", "def {t}(u):\n    return u / 0", "    {t} = {a}", "\t{t} = {a}",
-    "{t} = {a}\\\n + {b}", "{t} = '{a}'", "{t} = {a} if {b} else {a}", "{t} = (",
-    "{t} = {a})", "def {t}(u):", "@{a}", "{t} = {a} # α", "α{t} = {a}",
+    "{t} = (-2) ** {a}",
+    "{t} = {a} / 0",
+    "{t} = {a} / (1 - 1)",
+    "{t} = {a} @ {b}",
+    "{t} = {a}.T @ {b}",
+    "{t} = {a} - {a}",
+    "{t} = {a} * 0",
+    "{t} = f({a}, {b})",
+    "{t} = f(2)",
+    "{t} = f(0) ** {a}",
+    "{t} = log(0) * {a}",
+    "{t} = sum(1) + {a}",
+    "{t} = 3",
+    "{t} = 1 / 4",
+    "{t} = 1e999 * {a}",
+    "{t} = {a} + 1e-320",
+    "{t} = {a} / 1e-320",
+    "{t}: Loss = sum({a})",
+    "{t}: Loss = {a}",
+    "{t}: Input",
+    "{t}: Param[3, 3] = glorot",
+    "{t}: Param[3] = uniform(1, 0)",
+    "{t}: Input = 3",
+    "{t}: Param[3]",
+    "{t}: Loss[3] = {a}",
+    "{t}: Foo = {a}",
+    "{t} = {b} = {a}",
+    "{t} = {a};",
+    "{t} = sum({a}, foo=1)",
+    "{t} = sigmoid({a}, axis=0)",
+    "{t} = sum(*{a})",
+    "{t} = {a}.x",
+    "{t} = {a} % 2",
+    "{t} += {a}",
+    "def {t}(u):\n    return u / 0",
+    "    {t} = {a}",
+    "\t{t} = {a}",
+    "{t} = {a}\\\n + {b}",
+    "{t} = '{a}'",
+    "{t} = {a} if {b} else {a}",
+    "{t} = (",
+    "{t} = {a})",
+    "def {t}(u):",
+    "@{a}",
+    "{t} = {a} # α",
+    "α{t} = {a}",
 ]
-PRELUDE = ("x: Input[3]\ny: Input[3]\nw: Param[3] = normal(0.1)\nv: Param[3] = zeros\n"
-           "s: Param = 0.5\nc = 2\nk = -1\nq = c - c\nW: Param[3, 3] = glorot\n"
-           "def f(u):\n    return u * u + 1\ndef g2(u, z):\n    return u * z\n")
+PRELUDE = (
+    "x: Input[3]\ny: Input[3]\nw: Param[3] = normal(0.1)\nv: Param[3] = zeros\n"
+    "s: Param = 0.5\nc = 2\nk = -1\nq = c - c\nW: Param[3, 3] = glorot\n"
+    "def f(u):\n    return u * u + 1\ndef g2(u, z):\n    return u * z\n"
+)
 
 
 @st.composite
@@ -230,53 +308,56 @@ def test_literals(place, number):
     check(place.format(n=number))
 
 
-@pytest.mark.parametrize("source", [
-    "x: Input[3]\nc = 2\nh = x * c\nC: Loss = sum(h)\n",  # a name bound to a constant
-    "x: Input[3]\nc = 0\nh = x / c\nC: Loss = sum(h)\n",  # ... which is zero
-    "x: Input[3]\nc = -2\nh = c ** x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nc = 2e-313\nh = x / c\nC: Loss = sum(h)\n",
-    "x: Input[3]\nc = 0\nh = log(c) * x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nc = 0\ndef f(u, v):\n    return u ** v\nh = f(c, x)\nC: Loss = sum(h)\n",
-    "x: Input[3]\nc = 2\nh = (x * c + c) @ x.T - c\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = x - x\nk = x / h\nC: Loss = sum(k)\n",  # a node folded to a constant
-    "x: Input[3]\nh = (x - x - 1) ** x\nC: Loss = sum(h)\n",
-    "x: Input\nC: Loss = x\nD: Loss = x\n",  # a second Loss, from the same shape
-    "x: Input[3]\nC: Loss = x\n",  # a Loss that is no scalar
-    "x: Input\nh = softmax(x)\nC: Loss = h\n",
-    "x: Input[3]\nh = x\nh = x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nx: Input[3]\nC: Loss = sum(x)\n",
-    "x: Input[3]\ndef f(u):\n    return u\nf = x\nC: Loss = sum(f)\n",
-    "x: Input[3]\nh = f(x)\ndef f(u):\n    return u\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = x\n  k = x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = sum(x,\n)\nC: Loss = h\n",
-    "x: Input[3]\nh = (x\nC: Loss = sum(x)\n",
-    "x: Input[3]\nh = x)\nC: Loss = sum(x)\n",
-    "x: Input[3]\nh = x;\nC: Loss = sum(h)\n",
-    "x: Input[3]\nhe = x\nmatch = he\nC: Loss = sum(match)\n",
-    "x: Input[3]\nh = 1.e5 * x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = 1.T * x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = 2x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = x if x else x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nlambda: x\nC: Loss = sum(x)\n",
-    "x: Input[3]\nαx = x\nC: Loss = sum(αx)\n",
-    "x: Input[3]\nh = x\nTrue = x\nC: Loss = sum(h)\n",  # keywords where names stand
-    "x: Input[3]\nh = x\nk = h * None\nC: Loss = sum(k)\n",
-    "x: Input[3]\nh = x\n__debug__ = x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nh = x.foo\nk = x.T\nC: Loss = sum(k)\n",
-    "x: Input[3]\nT = x\nk = T.T\nC: Loss = sum(k)\n",
-    "x: Input[3]\nh = x\nk = h\nu = k * x\nv = k * he\nC: Loss = sum(u)\n",
-    "x: Input[3]\nﬁ = x\nC: Loss = sum(fi)\n",
-    "x: Input[3]\nh = x\n@h\ndef f(u):\n    return u\nC: Loss = sum(h)\n",
-    "x: Input[3]\ndef f(u):\nh = x\nC: Loss = sum(h)\n",
-    "x: Input[3]\nif x:\n    h = x\nC: Loss = sum(x)\n",
-    "x: Input[3]\nh = x\n" + "k = " + " + ".join(["x"] * 300) + "\nC: Loss = sum(k)\n",
-    "x: Input[3]\nh = x\n" + "k = " + "(" * 150 + "x" + ")" * 150 + "\nC: Loss = sum(k)\n",
-    "x: Input[3]\n\x00h = x\nC: Loss = sum(x)\n",
-    "x: Input[3]\nh = x\n",  # no Loss
-    'x: Input[3]\nh = """start\n# end"""\ny = x\nC: Loss = sum(y)\n',  # no comment
-    'x: Input[3]\nh = f("x",\ny)\nC: Loss = sum(x)\n',
-    "x: Input[3]\nh = x * \\\n x\nk = h\nC: Loss = sum(k)\n",
-    "x: Input[3]\nh = x\nk = 2 * $h\nC: Loss = sum(k)\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x: Input[3]\nc = 2\nh = x * c\nC: Loss = sum(h)\n",  # a name bound to a constant
+        "x: Input[3]\nc = 0\nh = x / c\nC: Loss = sum(h)\n",  # ... which is zero
+        "x: Input[3]\nc = -2\nh = c ** x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nc = 2e-313\nh = x / c\nC: Loss = sum(h)\n",
+        "x: Input[3]\nc = 0\nh = log(c) * x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nc = 0\ndef f(u, v):\n    return u ** v\nh = f(c, x)\nC: Loss = sum(h)\n",
+        "x: Input[3]\nc = 2\nh = (x * c + c) @ x.T - c\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = x - x\nk = x / h\nC: Loss = sum(k)\n",  # a node folded to a constant
+        "x: Input[3]\nh = (x - x - 1) ** x\nC: Loss = sum(h)\n",
+        "x: Input\nC: Loss = x\nD: Loss = x\n",  # a second Loss, from the same shape
+        "x: Input[3]\nC: Loss = x\n",  # a Loss that is no scalar
+        "x: Input\nh = softmax(x)\nC: Loss = h\n",
+        "x: Input[3]\nh = x\nh = x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nx: Input[3]\nC: Loss = sum(x)\n",
+        "x: Input[3]\ndef f(u):\n    return u\nf = x\nC: Loss = sum(f)\n",
+        "x: Input[3]\nh = f(x)\ndef f(u):\n    return u\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = x\n  k = x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = sum(x,\n)\nC: Loss = h\n",
+        "x: Input[3]\nh = (x\nC: Loss = sum(x)\n",
+        "x: Input[3]\nh = x)\nC: Loss = sum(x)\n",
+        "x: Input[3]\nh = x;\nC: Loss = sum(h)\n",
+        "x: Input[3]\nhe = x\nmatch = he\nC: Loss = sum(match)\n",
+        "x: Input[3]\nh = 1.e5 * x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = 1.T * x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = 2x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = x if x else x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nlambda: x\nC: Loss = sum(x)\n",
+        "x: Input[3]\nαx = x\nC: Loss = sum(αx)\n",
+        "x: Input[3]\nh = x\nTrue = x\nC: Loss = sum(h)\n",  # keywords where names stand
+        "x: Input[3]\nh = x\nk = h * None\nC: Loss = sum(k)\n",
+        "x: Input[3]\nh = x\n__debug__ = x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nh = x.foo\nk = x.T\nC: Loss = sum(k)\n",
+        "x: Input[3]\nT = x\nk = T.T\nC: Loss = sum(k)\n",
+        "x: Input[3]\nh = x\nk = h\nu = k * x\nv = k * he\nC: Loss = sum(u)\n",
+        "x: Input[3]\nﬁ = x\nC: Loss = sum(fi)\n",
+        "x: Input[3]\nh = x\n@h\ndef f(u):\n    return u\nC: Loss = sum(h)\n",
+        "x: Input[3]\ndef f(u):\nh = x\nC: Loss = sum(h)\n",
+        "x: Input[3]\nif x:\n    h = x\nC: Loss = sum(x)\n",
+        "x: Input[3]\nh = x\n" + "k = " + " + ".join(["x"] * 300) + "\nC: Loss = sum(k)\n",
+        "x: Input[3]\nh = x\n" + "k = " + "(" * 150 + "x" + ")" * 150 + "\nC: Loss = sum(k)\n",
+        "x: Input[3]\n\x00h = x\nC: Loss = sum(x)\n",
+        "x: Input[3]\nh = x\n",  # no Loss
+        'x: Input[3]\nh = """start\n# end"""\ny = x\nC: Loss = sum(y)\n',  # no comment
+        'x: Input[3]\nh = f("x",\ny)\nC: Loss = sum(x)\n',
+        "x: Input[3]\nh = x * \\\n x\nk = h\nC: Loss = sum(k)\n",
+        "x: Input[3]\nh = x\nk = 2 * $h\nC: Loss = sum(k)\n",
+    ],
+)
 def test_cases(source):
     check(source)

@@ -220,19 +220,25 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
     loss_c, grads_c = c_module.loss_and_grads(params, **inputs)
     assert loss_c == pytest.approx(loss_n, rel=1e-12, abs=1e-300)
     for name, g in grads_n.items():
-        np.testing.assert_allclose(grads_c[name], g, rtol=1e-12,
-                                   atol=1e-12 * (1 + np.max(np.abs(g))))
+        np.testing.assert_allclose(
+            grads_c[name], g, rtol=1e-12, atol=1e-12 * (1 + np.max(np.abs(g)))
+        )
     forward_n = numpy_module.forward(params, **inputs)
     forward_c = c_module.forward(params, **inputs)
     assert forward_n.keys() == forward_c.keys()
     for name, value in forward_n.items():
-        np.testing.assert_allclose(forward_c[name], value, rtol=1e-12,
-                                   atol=1e-12 * (1 + np.max(np.abs(value))))
+        np.testing.assert_allclose(
+            forward_c[name], value, rtol=1e-12, atol=1e-12 * (1 + np.max(np.abs(value)))
+        )
     stepped = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     assert c_module.train_step(stepped, 0.1, **inputs) == pytest.approx(loss_n, rel=1e-12)
     for name, value in params.items():
-        np.testing.assert_allclose(stepped[name], value - 0.1 * grads_n[name], rtol=1e-12,
-                                   atol=1e-12 * (1 + np.max(np.abs(value))))
+        np.testing.assert_allclose(
+            stepped[name],
+            value - 0.1 * grads_n[name],
+            rtol=1e-12,
+            atol=1e-12 * (1 + np.max(np.abs(value))),
+        )
 
 
 @settings(max_examples=scale(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,9 +11,11 @@ from symbp import cli
 
 def test_size_one_argument_of_a_flat_loop_is_not_read_along_it():
     """p0: Param[1] broadcast against p1: Param[2] in one elementwise loop."""
-    text = ("def blend(u, v):\n    return u * tanh(v) + v / (1 + u * u)\n"
-            "x0: Input\np0: Param[1] = zeros\np1: Param[2] = zeros\n"
-            "C: Loss = sum(blend(p0, p1) ** 2) + x0\n")
+    text = (
+        "def blend(u, v):\n    return u * tanh(v) + v / (1 + u * u)\n"
+        "x0: Input\np0: Param[1] = zeros\np1: Param[2] = zeros\n"
+        "C: Loss = sum(blend(p0, p1) ** 2) + x0\n"
+    )
     graph = symbp.parse_text(text)
     params = {"p0": np.array([0.7]), "p1": np.array([0.3, -1.2])}
     x = {"x0": np.array([0.5, 1.5])}
@@ -26,9 +28,11 @@ def test_size_one_argument_of_a_flat_loop_is_not_read_along_it():
 
 def test_names_that_c_headers_define_as_macros(tmp_path, capsys):
     spec = tmp_path / "macros.sbp"
-    spec.write_text("x: Input[4]\nI: Param[3, 4] = glorot\nNAN: Param[3] = zeros\n"
-                    "complex: Param = 1.0\nM_PI: Param = 1.0\nCblasNoTrans: Param = 0.5\n"
-                    "C: Loss = sum(sigmoid(I @ x + NAN) ** 2) * complex + M_PI * CblasNoTrans\n")
+    spec.write_text(
+        "x: Input[4]\nI: Param[3, 4] = glorot\nNAN: Param[3] = zeros\n"
+        "complex: Param = 1.0\nM_PI: Param = 1.0\nCblasNoTrans: Param = 0.5\n"
+        "C: Loss = sum(sigmoid(I @ x + NAN) ** 2) * complex + M_PI * CblasNoTrans\n"
+    )
     assert cli.main(["check", str(spec), "--backend", "all"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("backends agree")
 
@@ -47,8 +51,10 @@ def test_check_reports_nan_gradients_as_off():
 def test_check_accepts_a_gradient_that_cancels_to_zero(tmp_path):
     """A shift of softmax logits changes nothing: dc is 0 up to round-off."""
     spec = tmp_path / "shift.sbp"
-    spec.write_text("x: Input[4]\ny: Input[3]\nW: Param[3, 4] = glorot\nc: Param = 0.0\n"
-                    "C: Loss = cross_entropy(W @ x + c, y)\n")
+    spec.write_text(
+        "x: Input[4]\ny: Input[3]\nW: Param[3, 4] = glorot\nc: Param = 0.0\n"
+        "C: Loss = cross_entropy(W @ x + c, y)\n"
+    )
     graph = symbp.parse(spec)
     assert symbp.check_grads(graph).ok
     from symbp.check import compare_backends
@@ -97,8 +103,9 @@ def test_a_rewrite_that_folds_log_of_zero_keeps_the_node():
 
 def test_tiny_and_near_one_constants():
     """0.1 ** 400 made the C printer overflow; log(1.0000000001) lost five digits."""
-    spec = ("x: Input\nw: Param = 1.0\n"
-            "C: Loss = 0.1 ** 400 * w * x + w ** 2 + w * log(1.0000000001)\n")
+    spec = (
+        "x: Input\nw: Param = 1.0\nC: Loss = 0.1 ** 400 * w * x + w ** 2 + w * log(1.0000000001)\n"
+    )
     graph = symbp.parse_text(spec)
     params, inputs = {"w": np.array(1.0)}, {"x": np.ones(2)}
     want = 1.0 + math.log1p(1e-10)
@@ -111,7 +118,7 @@ def test_a_forward_value_a_rewrite_reached_from_the_backward_pass_stays_forward(
     """The backward u + u became the output's 2 u; forward() then called it 'grad of'."""
     spec = "w: Param = 0.5\nx: Param = 2.0\nu = w * x\nf: Output = 2 * u\nC: Loss = u * u\n"
     source = symbp.generate(symbp.parse_text(spec))
-    forward = source[source.index("def forward"):source.index("def loss")]
+    forward = source[source.index("def forward") : source.index("def loss")]
     assert "grad of" not in forward and "f = 2*u" in forward
 
 
@@ -132,6 +139,7 @@ def test_dividing_by_a_number_whose_reciprocal_is_no_float():
     from symbp.errors import SpecError
 
     with pytest.raises(SpecError) as info:
-        symbp.parse_text("x: Input[3]\nw: Param[3] = ones\n"
-                         "C: Loss = sum(w / 2.2250738585e-313 * x)\n")
+        symbp.parse_text(
+            "x: Input[3]\nw: Param[3] = ones\nC: Loss = sum(w / 2.2250738585e-313 * x)\n"
+        )
     assert info.value.line == 3 and "reciprocal is too large" in info.value.message

@@ -98,26 +98,28 @@ def test_the_shorthand():
 
 # ----------------------------------------------------------------- graph rules
 
+
 def _z(shape=(3,)):
     return ops.input_node("z", shape)
 
 
 def case_log_sum_exp():
     z = _z((4,))
-    return rules.STABILIZE, ops.apply("log", ops.reduce_sum(ops.apply("exp", z))), \
-        ops.logsumexp(z)
+    return rules.STABILIZE, ops.apply("log", ops.reduce_sum(ops.apply("exp", z))), ops.logsumexp(z)
 
 
 def case_stabilize_log():
     z = _z()  # the sigmoid in a node of its own: the rule writes it into the log
-    return rules.STABILIZE, ops.apply("log", ops.apply("sigmoid", z)), \
-        ops.elementwise(-f("softplus", -x0), [z])
+    return (
+        rules.STABILIZE,
+        ops.apply("log", ops.apply("sigmoid", z)),
+        ops.elementwise(-f("softplus", -x0), [z]),
+    )
 
 
 def case_sum_of_sum():
     z = _z((2, 3, 4))
-    return rules.CANONICALIZE, ops.reduce_sum(ops.reduce_sum(z, 1), 1), \
-        ops.reduce_sum(z, (1, 2))
+    return rules.CANONICALIZE, ops.reduce_sum(ops.reduce_sum(z, 1), 1), ops.reduce_sum(z, (1, 2))
 
 
 def case_fold_uniform():
@@ -227,8 +229,9 @@ def test_no_pass_changes_a_value(text, seed, batch):
     graph = symbp.parse_text(text)
     rng = np.random.default_rng(seed)
     leaves = {name: away_from_zero(rng, d.node.shape) for name, d in graph.params.items()}
-    leaves |= {name: away_from_zero(rng, (batch, *d.node.shape))
-               for name, d in graph.inputs.items()}
+    leaves |= {
+        name: away_from_zero(rng, (batch, *d.node.shape)) for name, d in graph.inputs.items()
+    }
     seen: dict[str, list[np.ndarray]] = {}
 
     def trace(where, outputs, grads):
@@ -276,8 +279,11 @@ def test_fusion_is_the_same_however_memory_is_reused():
     made it look named: a 200-layer MLP fused 69 of its 200 affine maps into their sigmoid."""
     layers, lines, prev = 200, ["x: Input[8]", "y: Input[8]"], "x"
     for k in range(layers):
-        lines += [f"W{k}: Param[8, 8] = glorot", f"b{k}: Param[8] = zeros",
-                  f"a{k} = sigmoid(W{k} @ {prev} + b{k})"]
+        lines += [
+            f"W{k}: Param[8, 8] = glorot",
+            f"b{k}: Param[8] = zeros",
+            f"a{k} = sigmoid(W{k} @ {prev} + b{k})",
+        ]
         prev = f"a{k}"
     lines.append(f"C: Loss = 0.5 * sum(({prev} - y) ** 2)")
     program = optimize(symbp.parse_text("\n".join(lines) + "\n"))
@@ -301,8 +307,11 @@ def test_passes_after_grad_rebuild_only_what_they_change(monkeypatch):
 
     lines, prev = ["x: Input[8]", "y: Input[8]"], "x"
     for k in range(30):
-        lines += [f"W{k}: Param[8, 8] = glorot", f"b{k}: Param[8] = zeros",
-                  f"a{k} = sigmoid(W{k} @ {prev} + b{k})"]
+        lines += [
+            f"W{k}: Param[8, 8] = glorot",
+            f"b{k}: Param[8] = zeros",
+            f"a{k} = sigmoid(W{k} @ {prev} + b{k})",
+        ]
         prev = f"a{k}"
     lines.append(f"C: Loss = 0.5 * sum(({prev} - y) ** 2)")
     changed = {}
@@ -326,5 +335,6 @@ def test_numpy_modules_are_the_same_without_the_fuse_pass(name):
     from symbp import numpy_backend
 
     graph = symbp.parse(_example(f"{name}.sbp"))
-    assert (numpy_backend.generate(optimize(graph, fuse=False))
-            == numpy_backend.generate(optimize(graph)))
+    assert numpy_backend.generate(optimize(graph, fuse=False)) == numpy_backend.generate(
+        optimize(graph)
+    )

@@ -33,9 +33,12 @@ from conftest import is_long
 ROOT = Path(__file__).resolve().parent.parent
 ASAN_EXIT = 86
 SELECTION = [
-    "tests/test_c_backend.py", "tests/test_random_graphs.py", "tests/test_train.py",
-    "-k", "(test_c_backend and not cache and not processes and not compiler and not cli_) "
-          "or c_backend_agrees or (test_train and c] and not digits)",
+    "tests/test_c_backend.py",
+    "tests/test_random_graphs.py",
+    "tests/test_train.py",
+    "-k",
+    "(test_c_backend and not cache and not processes and not compiler and not cli_) "
+    "or c_backend_agrees or (test_train and c] and not digits)",
 ]
 
 
@@ -48,8 +51,9 @@ def asan_runtime(cc: str) -> str | None:
     """The shared ASan runtime of ``cc`` (gcc's libasan.so, clang's libclang_rt.asan)."""
     for name in ("libasan.so", "libclang_rt.asan-x86_64.so", "libclang_rt.asan.so"):
         try:
-            found = subprocess.run([cc, f"-print-file-name={name}"], capture_output=True,
-                                   text=True, timeout=30).stdout.strip()
+            found = subprocess.run(
+                [cc, f"-print-file-name={name}"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
         if os.path.isabs(found) and os.path.exists(found):
@@ -61,20 +65,23 @@ CC = compiler()
 RUNTIME = asan_runtime(CC) if CC and sys.platform.startswith("linux") else None
 pytestmark = pytest.mark.skipif(
     RUNTIME is None,
-    reason="no ASan runtime: the C compiler has no libasan (or not Linux, or no compiler)")
+    reason="no ASan runtime: the C compiler has no libasan (or not Linux, or no compiler)",
+)
 
 
 def asan_env(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "LD_PRELOAD": RUNTIME,
-        "ASAN_OPTIONS": f"detect_leaks=0:exitcode={ASAN_EXIT}:allocator_may_return_null=1:"
-                        "halt_on_error=1",
-        "PYTHONMALLOC": "malloc",
-        "SYMBP_SANITIZE": "address",
-        "SYMBP_CACHE_DIR": str(cache),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env.update(
+        {
+            "LD_PRELOAD": RUNTIME,
+            "ASAN_OPTIONS": f"detect_leaks=0:exitcode={ASAN_EXIT}:allocator_may_return_null=1:"
+            "halt_on_error=1",
+            "PYTHONMALLOC": "malloc",
+            "SYMBP_SANITIZE": "address",
+            "SYMBP_CACHE_DIR": str(cache),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     return env
 
 
@@ -84,8 +91,12 @@ def test_the_setup_catches_an_overflow(tmp_path):
     source = tmp_path / "oob.c"
     source.write_text("void oob(double *a, long n) { a[n] = 1.0; }\n", encoding="utf-8")
     lib = tmp_path / "liboob.so"
-    subprocess.run([CC, "-shared", "-fPIC", "-g", "-fsanitize=address", str(source), "-o",
-                    str(lib)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [CC, "-shared", "-fPIC", "-g", "-fsanitize=address", str(source), "-o", str(lib)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     code = textwrap.dedent(f"""\
         import ctypes
         import numpy as np
@@ -93,20 +104,35 @@ def test_the_setup_catches_an_overflow(tmp_path):
         ctypes.CDLL({str(lib)!r}).oob(ctypes.c_void_p(a.ctypes.data), ctypes.c_long(4))
         print("not caught")
         """)
-    child = subprocess.run([sys.executable, "-c", code], env=asan_env(tmp_path / "cache"),
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", code],
+        env=asan_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == ASAN_EXIT, child.stdout + child.stderr
     assert "heap-buffer-overflow" in child.stderr and "not caught" not in child.stdout
 
 
 def test_c_tests_under_address_sanitizer(tmp_path):
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings",
-            "-x", *SELECTION]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:warnings",
+        "-x",
+        *SELECTION,
+    ]
     if is_long():
         args.append("--long")
-    child = subprocess.run(args, cwd=ROOT, env=asan_env(cache), capture_output=True, text=True,
-                           timeout=3600)
+    child = subprocess.run(
+        args, cwd=ROOT, env=asan_env(cache), capture_output=True, text=True, timeout=3600
+    )
     report = child.stdout[-4000:] + child.stderr[-8000:]
     assert "AddressSanitizer" not in child.stderr, report
     assert child.returncode == 0, f"exit {child.returncode}:\n{report}"

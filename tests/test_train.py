@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "examples" / "digits"
 LINREG = REPO / "examples" / "linreg.sbp"
 BACKENDS = ["numpy", "c"]
-C_PENDING = ("the C backend's train_epoch is not wired into its wrapper yet "
-             "(templates/_c_train.py.j2 + c_module.c.j2); this case runs once it is")
+C_PENDING = (
+    "the C backend's train_epoch is not wired into its wrapper yet "
+    "(templates/_c_train.py.j2 + c_module.c.j2); this case runs once it is"
+)
 
 # A hidden tanh layer, a matrix, a vector and a scalar Param, a two-valued target.
 NET = """\
@@ -106,8 +108,9 @@ def spy(module, after=None):
             after(len(calls))
         return result
 
-    fake = types.SimpleNamespace(**{k: getattr(module, k) for k in dir(module)
-                                    if not k.startswith("__")})
+    fake = types.SimpleNamespace(
+        **{k: getattr(module, k) for k in dir(module) if not k.startswith("__")}
+    )
     fake.train_epoch = train_epoch
     return fake, calls
 
@@ -127,8 +130,9 @@ def assert_same(got: dict, want: dict) -> None:
 def assert_close(got: dict, want: dict, rtol: float = 1e-12) -> None:
     assert set(got) == set(want)
     for k in want:
-        np.testing.assert_allclose(np.asarray(got[k], dtype=np.float64), want[k], rtol=rtol,
-                                   atol=0, err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(got[k], dtype=np.float64), want[k], rtol=rtol, atol=0, err_msg=k
+        )
 
 
 def net_data(rows: int, seed: int = 0) -> dict:
@@ -179,15 +183,15 @@ class Reference:
             else:  # Adam, bias-corrected, eps outside the square root
                 self.m[k] = b1 * self.m[k] + (1 - b1) * g
                 self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
-                m_hat = self.m[k] / (1 - b1 ** self.t)
-                v_hat = self.v[k] / (1 - b2 ** self.t)
+                m_hat = self.m[k] / (1 - b1**self.t)
+                v_hat = self.v[k] / (1 - b2**self.t)
                 self.params[k] = self.params[k] - self.lr * m_hat / (np.sqrt(v_hat) + eps)
         return loss
 
     def epoch(self, data: dict, order, batch_size: int) -> tuple[float, int]:
         total, steps = 0.0, 0
         for lo in range(0, len(order), batch_size):
-            rows = np.asarray(order[lo:lo + batch_size])
+            rows = np.asarray(order[lo : lo + batch_size])
             loss = self.step({k: v[rows] for k, v in data.items()})
             if not np.isfinite(loss):
                 break
@@ -199,8 +203,11 @@ class Reference:
         if self.optimizer == "momentum":
             return {f"v.{k}": v for k, v in self.v.items()}
         if self.optimizer == "adam":
-            return {**{f"m.{k}": m for k, m in self.m.items()},
-                    **{f"v.{k}": v for k, v in self.v.items()}, "t": np.float64(self.t)}
+            return {
+                **{f"m.{k}": m for k, m in self.m.items()},
+                **{f"v.{k}": v for k, v in self.v.items()},
+                "t": np.float64(self.t),
+            }
         return {}
 
 
@@ -279,9 +286,14 @@ def test_first_steps_follow_pytorch_conventions(backend):
     moved = {}
     for optimizer in ("sgd", "momentum", "adam"):
         params = copy(start)
-        module.train_epoch(params, module.init_state(optimizer),
-                           {"optimizer": optimizer, "lr": 0.1, "eps": 1e-3}, np.arange(5), 5,
-                           **data)
+        module.train_epoch(
+            params,
+            module.init_state(optimizer),
+            {"optimizer": optimizer, "lr": 0.1, "eps": 1e-3},
+            np.arange(5),
+            5,
+            **data,
+        )
         moved[optimizer] = {k: start[k] - params[k] for k in start}
     assert_close(moved["momentum"], moved["sgd"], rtol=1e-12)
     assert_close(moved["sgd"], {k: 0.1 * g[k] for k in g}, rtol=1e-12)
@@ -299,8 +311,9 @@ def test_train_epoch_follows_the_order_exactly(backend):
     runs = []
     for _ in range(2):
         params, state = module.init_params(0), module.init_state("adam")
-        result = module.train_epoch(params, state, {"optimizer": "adam", "lr": 0.01}, order,
-                                    3, **data)
+        result = module.train_epoch(
+            params, state, {"optimizer": "adam", "lr": 0.01}, order, 3, **data
+        )
         runs.append((params, state, result))
     assert runs[0][2] == runs[1][2]
     assert_same(runs[0][0], runs[1][0])
@@ -308,13 +321,25 @@ def test_train_epoch_follows_the_order_exactly(backend):
     # the same steps by hand, one batch at a time, in that order
     params, state = module.init_params(0), module.init_state("adam")
     for rows in ([11, 3, 3], [0, 7, 5], [2]):
-        module.train_epoch(params, state, {"optimizer": "adam", "lr": 0.01}, np.arange(len(rows)),
-                           len(rows), **{k: v[rows] for k, v in data.items()})
+        module.train_epoch(
+            params,
+            state,
+            {"optimizer": "adam", "lr": 0.01},
+            np.arange(len(rows)),
+            len(rows),
+            **{k: v[rows] for k, v in data.items()},
+        )
     assert_same(params, runs[0][0])
     # and another order is another run
     params = module.init_params(0)
-    module.train_epoch(params, module.init_state("adam"), {"optimizer": "adam", "lr": 0.01},
-                       order[::-1].copy(), 3, **data)
+    module.train_epoch(
+        params,
+        module.init_state("adam"),
+        {"optimizer": "adam", "lr": 0.01},
+        order[::-1].copy(),
+        3,
+        **data,
+    )
     assert not np.array_equal(params["W"], runs[0][0]["W"])
 
 
@@ -329,16 +354,19 @@ def test_last_partial_batch_is_a_step_weighted_by_its_size(backend):
     for rows in (range(0, 4), range(4, 8), range(8, 10)):
         batch = {k: v[list(rows)] for k, v in data.items()}
         expected += len(rows) * module.loss(probe, **batch)
-        module.train_epoch(probe, {}, {"optimizer": "sgd", "lr": 0.1}, np.arange(len(rows)),
-                           len(rows), **batch)
-    total, steps = module.train_epoch(params, {}, {"optimizer": "sgd", "lr": 0.1},
-                                      np.arange(10), 4, **data)
+        module.train_epoch(
+            probe, {}, {"optimizer": "sgd", "lr": 0.1}, np.arange(len(rows)), len(rows), **batch
+        )
+    total, steps = module.train_epoch(
+        params, {}, {"optimizer": "sgd", "lr": 0.1}, np.arange(10), 4, **data
+    )
     assert steps == 3
     assert isinstance(total, float)
     assert total == pytest.approx(expected, rel=1e-12)
     assert_same(params, probe)
-    assert module.train_epoch(params, {}, {"optimizer": "sgd", "lr": 0.1},
-                              np.arange(0), 4, **data) == (0.0, 0)
+    assert module.train_epoch(
+        params, {}, {"optimizer": "sgd", "lr": 0.1}, np.arange(0), 4, **data
+    ) == (0.0, 0)
     assert_same(params, probe)
 
 
@@ -388,8 +416,12 @@ def _bad_arguments():
 
     def momentum_state(a):
         a[1].clear()
-        a[1].update({f"v.{k}": np.zeros(s) for k, s in (("W", (4, 3)), ("b", (4,)),
-                                                        ("V", (2, 4)), ("s", ()))})
+        a[1].update(
+            {
+                f"v.{k}": np.zeros(s)
+                for k, s in (("W", (4, 3)), ("b", (4,)), ("V", (2, 4)), ("s", ()))
+            }
+        )
 
     def state_shape(a):
         a[1]["m.W"] = np.zeros((3, 4))
@@ -430,8 +462,9 @@ def _bad_arguments():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("spoil,words", [c[1:] for c in _bad_arguments()],
-                         ids=[c[0] for c in _bad_arguments()])
+@pytest.mark.parametrize(
+    "spoil,words", [c[1:] for c in _bad_arguments()], ids=[c[0] for c in _bad_arguments()]
+)
 def test_train_epoch_names_a_bad_argument_and_changes_nothing(backend, spoil, words):
     module = compiled(NET, backend)
     params, state = module.init_params(0), module.init_state("adam")
@@ -454,16 +487,19 @@ def test_train_epoch_in_two_threads_at_once(backend):
     def run(data, out):
         params, state = module.init_params(0), module.init_state("adam")
         for _ in range(4):
-            module.train_epoch(params, state, {"optimizer": "adam", "lr": 0.01},
-                               np.arange(40_000), 16, **data)
+            module.train_epoch(
+                params, state, {"optimizer": "adam", "lr": 0.01}, np.arange(40_000), 16, **data
+            )
         out.append(params)
 
     alone = []
     for data in datasets:
         run(data, alone)
     together = [[], []]
-    threads = [threading.Thread(target=run, args=(data, out))
-               for data, out in zip(datasets, together, strict=True)]
+    threads = [
+        threading.Thread(target=run, args=(data, out))
+        for data, out in zip(datasets, together, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -516,8 +552,9 @@ def test_fit_seeds_the_shuffle(backend):
     module = compiled(NET, backend)
     results = []
     for seed in (0, 0, 1):
-        trainer = symbp.Trainer(module, params=module.init_params(0), optimizer="sgd",
-                                lr=0.05, batch_size=3, seed=seed)
+        trainer = symbp.Trainer(
+            module, params=module.init_params(0), optimizer="sgd", lr=0.05, batch_size=3, seed=seed
+        )
         trainer.fit(net_data(20), epochs=2)
         results.append(trainer.params)
     assert_same(results[0], results[1])
@@ -538,8 +575,7 @@ def test_linear_regression_reaches_least_squares(backend, optimizer, lr):
     assert abs(float(trainer.params["w"]) - w) < 1e-6
     assert abs(float(trainer.params["b"]) - b) < 1e-6
     residual = data["y"] - (w * data["x"] + b)
-    assert trainer.evaluate(data)["loss"] == pytest.approx(0.5 * np.mean(residual ** 2),
-                                                           rel=1e-9)
+    assert trainer.evaluate(data)["loss"] == pytest.approx(0.5 * np.mean(residual**2), rel=1e-9)
     assert "accuracy" not in trainer.evaluate(data)  # y is no one-hot target
 
 
@@ -589,8 +625,9 @@ def test_predict_needs_no_targets(backend):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_save_and_load_round_trip(backend, optimizer, tmp_path):
     module = compiled(NET, backend)
-    trainer = symbp.Trainer(module, optimizer=optimizer, lr=0.02, batch_size=3, seed=4,
-                            momentum=0.7, beta2=0.95)
+    trainer = symbp.Trainer(
+        module, optimizer=optimizer, lr=0.02, batch_size=3, seed=4, momentum=0.7, beta2=0.95
+    )
     trainer.fit(net_data(10), epochs=2, val=net_data(5, seed=9))
     trainer.save(tmp_path / "run.npz")
     loaded = symbp.Trainer.load(tmp_path / "run.npz", module)
@@ -663,7 +700,8 @@ def test_fit_in_two_runs_is_the_same_run(backend, optimizer, tmp_path):
     assert_same(second.params, straight.params)
     assert_same(second.state, straight.state)
     assert [(h.loss, h.val_loss) for h in second.history] == [
-        (h.loss, h.val_loss) for h in straight.history]
+        (h.loss, h.val_loss) for h in straight.history
+    ]
 
 
 class Stop(Exception):
@@ -746,8 +784,11 @@ def test_fit_stops_on_a_non_finite_loss_naming_the_step(backend):
     done = snapshots[-1][0] if snapshots else 0
     assert step == done + 1
     assert re.search(rf"epoch 1, batch {step}\b", str(caught.value))
-    want_params, want_state = ((snapshots[-1][1], snapshots[-1][2]) if snapshots else
-                               (module.init_params(0), module.init_state("adam")))
+    want_params, want_state = (
+        (snapshots[-1][1], snapshots[-1][2])
+        if snapshots
+        else (module.init_params(0), module.init_state("adam"))
+    )
     assert_same(trainer.params, want_params)  # the bad step changed nothing
     assert_same(trainer.state, want_state)
     assert all(np.isfinite(p).all() for p in trainer.params.values())
@@ -777,7 +818,9 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
 
 EPOCH_LINE = re.compile(
     r"^epoch (\d+)/(\d+)  loss (\S+)  ([\d,]+) ex/s  \S+ s"
-    r"(?:  val loss (\S+))?(?:  val accuracy ([\d.]+)%)?$", re.M)
+    r"(?:  val loss (\S+))?(?:  val accuracy ([\d.]+)%)?$",
+    re.M,
+)
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -787,15 +830,28 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_cli_with_val_arrays_prints_epochs_val_accuracy_and_summary(backend, tmp_path,
-                                                                    capsys):
+def test_cli_with_val_arrays_prints_epochs_val_accuracy_and_summary(backend, tmp_path, capsys):
     compiled(CLASSIFIER, backend)  # skips the C case until it has train_epoch
     spec = write(tmp_path, "cls.sbp", CLASSIFIER)
     data, val = classes_data(300, seed=0), classes_data(100, seed=1)
     np.savez(tmp_path / "d.npz", x=data["x"], t=data["t"], x_val=val["x"], t_val=val["t"])
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz", "--epochs",
-                              3, "--batch-size", 16, "--lr", 0.05, "--backend", backend,
-                              "--save", tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--epochs",
+        3,
+        "--batch-size",
+        16,
+        "--lr",
+        0.05,
+        "--backend",
+        backend,
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 0, err
     lines = EPOCH_LINE.findall(out)
     assert [(e, n) for e, n, *_ in lines] == [("1", "3"), ("2", "3"), ("3", "3")]
@@ -806,8 +862,12 @@ def test_cli_with_val_arrays_prints_epochs_val_accuracy_and_summary(backend, tmp
     assert float(lines[-1][5]) == pytest.approx(100 * metrics["accuracy"], abs=0.006)
     assert metrics["accuracy"] > 0.9
     assert float(lines[-1][2]) == pytest.approx(trainer.history[-1].loss, rel=1e-3)
-    assert re.search(r"^trained 3 epochs in .*: loss \S+, val loss \S+, val accuracy "
-                     r"[\d.]+%$", out, re.M)
+    assert re.search(
+        r"^trained 3 epochs in .*: loss \S+, val loss \S+, val accuracy "
+        r"[\d.]+%$",
+        out,
+        re.M,
+    )
     assert f"checkpoint: {tmp_path / 'ck.npz'}" in out
     assert [h.examples for h in trainer.history] == [300] * 3
 
@@ -816,17 +876,36 @@ def test_cli_val_split_holds_out_a_fraction(tmp_path, capsys):
     spec = write(tmp_path, "cls.sbp", CLASSIFIER)
     data = classes_data(200, seed=0)
     np.savez(tmp_path / "d.npz", **data)
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz",
-                              "--val-split", 0.25, "--epochs", 2, "--save",
-                              tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--val-split",
+        0.25,
+        "--epochs",
+        2,
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 0, err
     lines = EPOCH_LINE.findall(out)
     assert len(lines) == 2 and all(line[4] and line[5] for line in lines)
     history = symbp.Trainer.load(tmp_path / "ck.npz", compiled(CLASSIFIER)).history
     assert [h.examples for h in history] == [150, 150]
     # without held-out data: no val columns
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz",
-                              "--epochs", 1, "--save", tmp_path / "ck2.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--epochs",
+        1,
+        "--save",
+        tmp_path / "ck2.npz",
+    )
     assert code == 0, err
     assert "val loss" not in out and "val accuracy" not in out
     assert EPOCH_LINE.findall(out)[0][4:] == ("", "")
@@ -837,9 +916,25 @@ def test_cli_trains_what_the_python_api_trains(optimizer, tmp_path, capsys):
     spec = write(tmp_path, "net.sbp", NET)
     data = net_data(37, seed=4)
     np.savez(tmp_path / "d.npz", **data)
-    code, _, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz", "--epochs", 3,
-                            "--batch-size", 8, "--optimizer", optimizer, "--lr", 0.05,
-                            "--seed", 6, "--save", tmp_path / "ck.npz")
+    code, _, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--epochs",
+        3,
+        "--batch-size",
+        8,
+        "--optimizer",
+        optimizer,
+        "--lr",
+        0.05,
+        "--seed",
+        6,
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 0, err
     module = compiled(NET)
     saved = symbp.Trainer.load(tmp_path / "ck.npz", module)
@@ -854,8 +949,19 @@ def test_cli_default_checkpoint_name_and_float32(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "net.sbp", NET)
     np.savez("d.npz", **net_data(20))
-    code, out, err = run_main(capsys, "train", "net.sbp", "--data", "d.npz", "--epochs", 1,
-                              "--dtype", "float32", "--batch-size", 4)
+    code, out, err = run_main(
+        capsys,
+        "train",
+        "net.sbp",
+        "--data",
+        "d.npz",
+        "--epochs",
+        1,
+        "--dtype",
+        "float32",
+        "--batch-size",
+        4,
+    )
     assert code == 0, err
     assert "checkpoint: net.ckpt.npz" in out
     with np.load("net.ckpt.npz") as f:
@@ -867,12 +973,25 @@ def test_cli_default_checkpoint_name_and_float32(tmp_path, capsys, monkeypatch):
 def test_cli_resume_continues_the_same_run(tmp_path, capsys):
     spec = write(tmp_path, "net.sbp", NET)
     np.savez(tmp_path / "d.npz", **net_data(30, seed=2))
-    common = ["train", spec, "--data", tmp_path / "d.npz", "--batch-size", 7, "--optimizer",
-              "momentum", "--lr", 0.03, "--seed", 5]
+    common = [
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--batch-size",
+        7,
+        "--optimizer",
+        "momentum",
+        "--lr",
+        0.03,
+        "--seed",
+        5,
+    ]
     assert run_main(capsys, *common, "--epochs", 5, "--save", tmp_path / "a.npz")[0] == 0
     assert run_main(capsys, *common, "--epochs", 2, "--save", tmp_path / "b.npz")[0] == 0
-    code, out, err = run_main(capsys, *common, "--epochs", 5, "--resume", tmp_path / "b.npz",
-                              "--save", tmp_path / "b.npz")
+    code, out, err = run_main(
+        capsys, *common, "--epochs", 5, "--resume", tmp_path / "b.npz", "--save", tmp_path / "b.npz"
+    )
     assert code == 0, err
     assert [line[0] for line in EPOCH_LINE.findall(out)] == ["3", "4", "5"]
     module = compiled(NET)
@@ -890,8 +1009,18 @@ def test_cli_resume_keeps_the_runs_validation_split(tmp_path, capsys):
     np.savez(tmp_path / "d.npz", **classes_data(60, seed=3))
 
     def train(*extra):
-        code, _, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz",
-                                "--val-split", 0.3, "--batch-size", 8, *extra)
+        code, _, err = run_main(
+            capsys,
+            "train",
+            spec,
+            "--data",
+            tmp_path / "d.npz",
+            "--val-split",
+            0.3,
+            "--batch-size",
+            8,
+            *extra,
+        )
         assert code == 0, err
 
     train("--epochs", 3, "--seed", 7, "--save", tmp_path / "a.npz")
@@ -910,8 +1039,9 @@ def test_cli_resume_of_a_finished_run_has_nothing_to_do(tmp_path, capsys):
     common = ["train", spec, "--data", tmp_path / "d.npz", "--optimizer", "sgd", "--epochs", 2]
     assert run_main(capsys, *common, "--save", tmp_path / "a.npz")[0] == 0
     before = (tmp_path / "a.npz").read_bytes()
-    code, out, err = run_main(capsys, *common, "--resume", tmp_path / "a.npz", "--save",
-                              tmp_path / "a.npz")
+    code, out, err = run_main(
+        capsys, *common, "--resume", tmp_path / "a.npz", "--save", tmp_path / "a.npz"
+    )
     assert code == 0, err
     assert "nothing to do" in out and "trained" not in out
     assert (tmp_path / "a.npz").read_bytes() == before
@@ -925,33 +1055,58 @@ def _bad_data_cases():
 
     return [
         ("missing-array", CLASSIFIER, npz(x=cls_data["x"]), r"no array 't'"),
-        ("wrong-shape", CLASSIFIER, npz(x=cls_data["x"][:, :3], t=cls_data["t"]),
-         r"'x' has shape \(10, 3\).*\(examples, 4\)"),
+        (
+            "wrong-shape",
+            CLASSIFIER,
+            npz(x=cls_data["x"][:, :3], t=cls_data["t"]),
+            r"'x' has shape \(10, 3\).*\(examples, 4\)",
+        ),
         ("no-batch-axis", CLASSIFIER, npz(x=cls_data["x"][0], t=cls_data["t"]), r"'x'"),
-        ("lengths", CLASSIFIER, npz(x=cls_data["x"], t=cls_data["t"][:7]),
-         r"different numbers of examples.*x 10.*t 7"),
-        ("val-lengths", CLASSIFIER, npz(**cls_data, x_val=cls_data["x"][:3],
-                                        t_val=cls_data["t"][:4]),
-         r"different numbers of examples"),
+        (
+            "lengths",
+            CLASSIFIER,
+            npz(x=cls_data["x"], t=cls_data["t"][:7]),
+            r"different numbers of examples.*x 10.*t 7",
+        ),
+        (
+            "val-lengths",
+            CLASSIFIER,
+            npz(**cls_data, x_val=cls_data["x"][:3], t_val=cls_data["t"][:4]),
+            r"different numbers of examples",
+        ),
         ("val-incomplete", CLASSIFIER, npz(**cls_data, x_val=cls_data["x"]), r"no t_val"),
-        ("text", CLASSIFIER, npz(x=np.array([["a"] * 4] * 10), t=cls_data["t"]),
-         r"'x' holds .*not numbers"),
-        ("no-examples", CLASSIFIER, npz(x=np.zeros((0, 4)), t=np.zeros((0, 3))),
-         r"no training examples"),
-        ("not-npz", CLASSIFIER, lambda path: Path(path).write_text("x,t\n1,2\n"),
-         r"not a readable \.npz"),
+        (
+            "text",
+            CLASSIFIER,
+            npz(x=np.array([["a"] * 4] * 10), t=cls_data["t"]),
+            r"'x' holds .*not numbers",
+        ),
+        (
+            "no-examples",
+            CLASSIFIER,
+            npz(x=np.zeros((0, 4)), t=np.zeros((0, 3))),
+            r"no training examples",
+        ),
+        (
+            "not-npz",
+            CLASSIFIER,
+            lambda path: Path(path).write_text("x,t\n1,2\n"),
+            r"not a readable \.npz",
+        ),
         ("missing-file", CLASSIFIER, lambda path: None, r"d\.npz"),
         ("no-input", NO_INPUT, npz(**cls_data), r"no Input"),
     ]
 
 
-@pytest.mark.parametrize("source,make,words", [c[1:] for c in _bad_data_cases()],
-                         ids=[c[0] for c in _bad_data_cases()])
+@pytest.mark.parametrize(
+    "source,make,words", [c[1:] for c in _bad_data_cases()], ids=[c[0] for c in _bad_data_cases()]
+)
 def test_cli_bad_data_exits_2_with_a_clear_message(source, make, words, tmp_path, capsys):
     spec = write(tmp_path, "net.sbp", source)
     make(tmp_path / "d.npz")
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz", "--save",
-                              tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys, "train", spec, "--data", tmp_path / "d.npz", "--save", tmp_path / "ck.npz"
+    )
     assert code == 2
     assert err.startswith("symbp: error: ") and re.search(words, err), err
     assert not (tmp_path / "ck.npz").exists()
@@ -964,9 +1119,23 @@ def test_cli_diverging_run_exits_1_naming_the_step_and_checkpoint(tmp_path, caps
     x = rng.normal(size=20)
     np.savez(tmp_path / "d.npz", x=x, y=3 * x + 1)
     with np.errstate(all="ignore"):
-        code, out, err = run_main(capsys, "train", LINREG, "--data", tmp_path / "d.npz",
-                                  "--optimizer", "sgd", "--lr", 1e10, "--batch-size", 10,
-                                  "--epochs", 100, "--save", tmp_path / "ck.npz")
+        code, out, err = run_main(
+            capsys,
+            "train",
+            LINREG,
+            "--data",
+            tmp_path / "d.npz",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            1e10,
+            "--batch-size",
+            10,
+            "--epochs",
+            100,
+            "--save",
+            tmp_path / "ck.npz",
+        )
     assert code == 1
     found = re.search(r"not finite at step (\d+) \(epoch (\d+), batch (\d+)\)", err)
     assert found, err
@@ -979,9 +1148,23 @@ def test_cli_diverging_run_exits_1_naming_the_step_and_checkpoint(tmp_path, caps
     assert "trained" not in out
     # diverging in the very first step: no checkpoint yet, and it says so
     with np.errstate(all="ignore"):
-        code, _, err = run_main(capsys, "train", LINREG, "--data", tmp_path / "d.npz",
-                                "--optimizer", "sgd", "--lr", 1e300, "--batch-size", 10,
-                                "--epochs", 3, "--save", tmp_path / "new.npz")
+        code, _, err = run_main(
+            capsys,
+            "train",
+            LINREG,
+            "--data",
+            tmp_path / "d.npz",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            1e300,
+            "--batch-size",
+            10,
+            "--epochs",
+            3,
+            "--save",
+            tmp_path / "new.npz",
+        )
     assert code == 1 and "step" in err and "no checkpoint was written yet" in err
 
 
@@ -989,8 +1172,17 @@ def test_cli_plot_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     spec = write(tmp_path, "net.sbp", NET)
     np.savez(tmp_path / "d.npz", **net_data(10))
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz", "--plot",
-                              tmp_path / "curves.png", "--save", tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--plot",
+        tmp_path / "curves.png",
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 2
     assert "--plot needs matplotlib" in err and "pip install" in err
     assert not (tmp_path / "curves.png").exists()
@@ -1000,9 +1192,21 @@ def test_cli_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     spec = write(tmp_path, "cls.sbp", CLASSIFIER)
     np.savez(tmp_path / "d.npz", **classes_data(40))
-    code, out, err = run_main(capsys, "train", spec, "--data", tmp_path / "d.npz",
-                              "--val-split", 0.25, "--epochs", 2, "--plot",
-                              tmp_path / "curves.png", "--save", tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        spec,
+        "--data",
+        tmp_path / "d.npz",
+        "--val-split",
+        0.25,
+        "--epochs",
+        2,
+        "--plot",
+        tmp_path / "curves.png",
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 0, err
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -1012,16 +1216,38 @@ def test_cli_resume_of_another_network_exits_2(tmp_path, capsys):
     cls = write(tmp_path, "cls.sbp", CLASSIFIER)
     np.savez(tmp_path / "n.npz", **net_data(10))
     np.savez(tmp_path / "c.npz", **classes_data(10))
-    assert run_main(capsys, "train", net, "--data", tmp_path / "n.npz", "--epochs", 1,
-                    "--save", tmp_path / "net.ckpt")[0] == 0
-    code, out, err = run_main(capsys, "train", cls, "--data", tmp_path / "c.npz", "--resume",
-                              tmp_path / "net.ckpt", "--save", tmp_path / "cls.ckpt")
+    assert (
+        run_main(
+            capsys,
+            "train",
+            net,
+            "--data",
+            tmp_path / "n.npz",
+            "--epochs",
+            1,
+            "--save",
+            tmp_path / "net.ckpt",
+        )[0]
+        == 0
+    )
+    code, out, err = run_main(
+        capsys,
+        "train",
+        cls,
+        "--data",
+        tmp_path / "c.npz",
+        "--resume",
+        tmp_path / "net.ckpt",
+        "--save",
+        tmp_path / "cls.ckpt",
+    )
     assert code == 2
     assert err.startswith("symbp: error: ") and "not this network's" in err
     assert not (tmp_path / "cls.ckpt").exists()
     (tmp_path / "junk").write_bytes(b"\x00" * 100)
-    code, _, err = run_main(capsys, "train", cls, "--data", tmp_path / "c.npz", "--resume",
-                            tmp_path / "junk")
+    code, _, err = run_main(
+        capsys, "train", cls, "--data", tmp_path / "c.npz", "--resume", tmp_path / "junk"
+    )
     assert code == 2 and "not a symbp checkpoint" in err
 
 
@@ -1032,13 +1258,29 @@ def test_cli_resume_of_another_network_exits_2(tmp_path, capsys):
 def test_digits_reach_97_percent(backend, tmp_path, capsys):
     pytest.importorskip("sklearn")
     module = compiled((DIGITS / "digits.sbp").read_text(), backend)
-    made = subprocess.run([sys.executable, DIGITS / "make_data.py", tmp_path / "digits.npz"],
-                          capture_output=True, text=True, timeout=120)
+    made = subprocess.run(
+        [sys.executable, DIGITS / "make_data.py", tmp_path / "digits.npz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
     assert "1437 training and 360 test images" in made.stdout
-    code, out, err = run_main(capsys, "train", DIGITS / "digits.sbp", "--data",
-                              tmp_path / "digits.npz", "--backend", backend, "--epochs", 40,
-                              "--lr", 0.003, "--save", tmp_path / "ck.npz")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        DIGITS / "digits.sbp",
+        "--data",
+        tmp_path / "digits.npz",
+        "--backend",
+        backend,
+        "--epochs",
+        40,
+        "--lr",
+        0.003,
+        "--save",
+        tmp_path / "ck.npz",
+    )
     assert code == 0, err
     accuracy = float(re.search(r"val accuracy ([\d.]+)%\ncheckpoint", out).group(1))
     assert accuracy >= 97.0, out
@@ -1047,7 +1289,6 @@ def test_digits_reach_97_percent(backend, tmp_path, capsys):
     metrics = symbp.Trainer.load(tmp_path / "ck.npz", module).evaluate(val)
     assert metrics["accuracy"] >= 0.97
     assert 100 * metrics["accuracy"] == pytest.approx(accuracy, abs=0.006)
-
 
 
 def test_progress_bar_redraws_on_a_terminal_and_logs_each_epoch():
@@ -1062,12 +1303,13 @@ def test_progress_bar_redraws_on_a_terminal_and_logs_each_epoch():
     bar = ProgressBar(3, 32, 1000, out=live, log=log)
     bar.begin(2)
     bar.update(16, 32, 0.25)
-    assert re.search(r"\repoch 2/3 \[#{12}\.{12}\]  50% loss 0\.25  [\d,]+ ex/s  eta \d+:\d\d",
-                     live.getvalue())
-    bar.end(EpochStats(2, 0.125, val_loss=0.5, val_accuracy=0.875, seconds=0.5,
-                       examples=1000))
-    assert log.getvalue() == ("epoch 2/3  loss 0.125  2,000 ex/s  0.50 s  val loss 0.5  "
-                              "val accuracy 87.50%\n")
+    assert re.search(
+        r"\repoch 2/3 \[#{12}\.{12}\]  50% loss 0\.25  [\d,]+ ex/s  eta \d+:\d\d", live.getvalue()
+    )
+    bar.end(EpochStats(2, 0.125, val_loss=0.5, val_accuracy=0.875, seconds=0.5, examples=1000))
+    assert log.getvalue() == (
+        "epoch 2/3  loss 0.125  2,000 ex/s  0.50 s  val loss 0.5  val accuracy 87.50%\n"
+    )
     quiet = io.StringIO()  # not a terminal: no bar, only the epoch lines
     bar = ProgressBar(3, 32, 1000, out=quiet, log=io.StringIO())
     bar.update(16, 32, 0.25)

@@ -22,11 +22,12 @@ from test_cli import NEURON  # one sigmoid neuron, quadratic cost
 import symbp
 
 BACKENDS = ["numpy", "c"]
-C_PENDING = ("the C backend's train_epoch is not wired into its wrapper yet "
-             "(templates/_c_train.py.j2 + c_module.c.j2); this case runs once it is")
+C_PENDING = (
+    "the C backend's train_epoch is not wired into its wrapper yet "
+    "(templates/_c_train.py.j2 + c_module.c.j2); this case runs once it is"
+)
 EPOCHS = 5
 EPOCH_SECONDS = 0.15
-
 
 
 def module_for(backend: str):
@@ -53,14 +54,32 @@ def rows_for_an_epoch(module) -> int:
 
 
 def train_command(tmp_path: Path, backend: str, *extra) -> list[str]:
-    return [sys.executable, "-m", "symbp", "train", str(tmp_path / "neuron.sbp"), "--data",
-            str(tmp_path / "d.npz"), "--batch-size", "1", "--optimizer", "adam", "--lr",
-            "0.001", "--seed", "3", "--backend", backend, *map(str, extra)]
+    return [
+        sys.executable,
+        "-m",
+        "symbp",
+        "train",
+        str(tmp_path / "neuron.sbp"),
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--batch-size",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--seed",
+        "3",
+        "--backend",
+        backend,
+        *map(str, extra),
+    ]
 
 
 def start(command: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -117,10 +136,14 @@ def setup(tmp_path, request):
 @pytest.mark.parametrize("setup", BACKENDS, indirect=True)
 def test_sigkill_mid_run_then_resume_is_the_uninterrupted_run(setup, tmp_path):
     module, backend, procs = setup
-    reference = start(train_command(tmp_path, backend, "--epochs", EPOCHS, "--save",
-                                    tmp_path / "ref.npz"), tmp_path)
-    victim = start(train_command(tmp_path, backend, "--epochs", EPOCHS, "--save",
-                                 tmp_path / "ckpt.npz"), tmp_path)
+    reference = start(
+        train_command(tmp_path, backend, "--epochs", EPOCHS, "--save", tmp_path / "ref.npz"),
+        tmp_path,
+    )
+    victim = start(
+        train_command(tmp_path, backend, "--epochs", EPOCHS, "--save", tmp_path / "ckpt.npz"),
+        tmp_path,
+    )
     procs += [reference, victim]
     epoch = wait_for_rewrite(tmp_path / "ckpt.npz", victim)
     time.sleep(0.45 * epoch)  # into the next epoch
@@ -132,24 +155,42 @@ def test_sigkill_mid_run_then_resume_is_the_uninterrupted_run(setup, tmp_path):
     assert 2 <= killed.epoch < EPOCHS
     assert len(killed.history) == killed.epoch
 
-    code, out, err = finish(start(train_command(
-        tmp_path, backend, "--epochs", EPOCHS, "--resume", tmp_path / "ckpt.npz", "--save",
-        tmp_path / "ckpt.npz"), tmp_path))
+    code, out, err = finish(
+        start(
+            train_command(
+                tmp_path,
+                backend,
+                "--epochs",
+                EPOCHS,
+                "--resume",
+                tmp_path / "ckpt.npz",
+                "--save",
+                tmp_path / "ckpt.npz",
+            ),
+            tmp_path,
+        )
+    )
     assert code == 0, err
     assert f"epoch {killed.epoch + 1}/{EPOCHS}" in out and f"epoch {EPOCHS}/{EPOCHS}" in out
     code, _, err = finish(reference)
     assert code == 0, err
-    assert_same_run(symbp.Trainer.load(tmp_path / "ckpt.npz", module),
-                    symbp.Trainer.load(tmp_path / "ref.npz", module))
+    assert_same_run(
+        symbp.Trainer.load(tmp_path / "ckpt.npz", module),
+        symbp.Trainer.load(tmp_path / "ref.npz", module),
+    )
 
 
 @pytest.mark.parametrize("setup", BACKENDS, indirect=True)
 def test_ctrl_c_mid_epoch_saves_and_resume_is_the_uninterrupted_run(setup, tmp_path):
     module, backend, procs = setup
-    reference = start(train_command(tmp_path, backend, "--epochs", EPOCHS, "--save",
-                                    tmp_path / "ref.npz"), tmp_path)
-    victim = start(train_command(tmp_path, backend, "--epochs", EPOCHS, "--save",
-                                 tmp_path / "ckpt.npz"), tmp_path)
+    reference = start(
+        train_command(tmp_path, backend, "--epochs", EPOCHS, "--save", tmp_path / "ref.npz"),
+        tmp_path,
+    )
+    victim = start(
+        train_command(tmp_path, backend, "--epochs", EPOCHS, "--save", tmp_path / "ckpt.npz"),
+        tmp_path,
+    )
     procs += [reference, victim]
     epoch = wait_for_rewrite(tmp_path / "ckpt.npz", victim)
     time.sleep(0.45 * epoch)
@@ -162,14 +203,28 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_the_uninterrupted_run(setup, tmp_p
     stopped = symbp.Trainer.load(tmp_path / "ckpt.npz", module)
     assert 2 <= stopped.epoch < EPOCHS
 
-    code, out, err = finish(start(train_command(
-        tmp_path, backend, "--epochs", EPOCHS, "--resume", tmp_path / "ckpt.npz", "--save",
-        tmp_path / "ckpt.npz"), tmp_path))
+    code, out, err = finish(
+        start(
+            train_command(
+                tmp_path,
+                backend,
+                "--epochs",
+                EPOCHS,
+                "--resume",
+                tmp_path / "ckpt.npz",
+                "--save",
+                tmp_path / "ckpt.npz",
+            ),
+            tmp_path,
+        )
+    )
     assert code == 0, err
     code, _, err = finish(reference)
     assert code == 0, err
-    assert_same_run(symbp.Trainer.load(tmp_path / "ckpt.npz", module),
-                    symbp.Trainer.load(tmp_path / "ref.npz", module))
+    assert_same_run(
+        symbp.Trainer.load(tmp_path / "ckpt.npz", module),
+        symbp.Trainer.load(tmp_path / "ref.npz", module),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -183,8 +238,10 @@ def test_a_checkpoint_rewritten_all_the_time_survives_sigkill(backend, tmp_path)
     delays = [0.05, 0.13, 0.21] + list(np.random.default_rng(0).uniform(0, 0.3, scale(3) - 3))
     print(f"RELIABILITY SIGKILL while rewriting: {len(delays)} kills")
     for delay in delays:
-        proc = start(train_command(tmp_path, backend, "--batch-size", 64, "--epochs", 10 ** 6,
-                                   "--save", ckpt), tmp_path)
+        proc = start(
+            train_command(tmp_path, backend, "--batch-size", 64, "--epochs", 10**6, "--save", ckpt),
+            tmp_path,
+        )
         try:
             wait_for_rewrite(ckpt, proc)
             time.sleep(delay)

@@ -53,12 +53,21 @@ def _np_log_softmax(e, axis=-1):
 
 
 NUMPY_MATH = SimpleNamespace(
-    exp=np.exp, log=np.log, sqrt=np.sqrt, abs=np.abs, tanh=np.tanh, sin=np.sin, cos=np.cos,
+    exp=np.exp,
+    log=np.log,
+    sqrt=np.sqrt,
+    abs=np.abs,
+    tanh=np.tanh,
+    sin=np.sin,
+    cos=np.cos,
     sigmoid=lambda e: 1 / (1 + np.exp(-e)),
     relu=lambda e: np.maximum(e, 0.0),
     softplus=lambda e: np.log(1 + np.exp(e)),
-    sum=_np_sum, mean=_np_mean, logsumexp=_np_logsumexp,
-    softmax=_np_softmax, log_softmax=_np_log_softmax,
+    sum=_np_sum,
+    mean=_np_mean,
+    logsumexp=_np_logsumexp,
+    softmax=_np_softmax,
+    log_softmax=_np_log_softmax,
     cross_entropy=lambda z, t: -np.sum(t * _np_log_softmax(z)),
     T=lambda e: np.transpose(e),
 )
@@ -90,7 +99,9 @@ def case(name: str, spec: str):
     return register
 
 
-@case("mlp_sigmoid_quadratic", """
+@case(
+    "mlp_sigmoid_quadratic",
+    """
 x: Input[4]
 y: Input[3]
 W1: Param[5, 4] = glorot
@@ -101,14 +112,17 @@ a1 = sigmoid(W1 @ x + b1)
 a2 = sigmoid(W2 @ a1 + b2)
 C: Loss = 0.5 * sum((a2 - y) ** 2)
 p: Output = a2
-""")
+""",
+)
 def _(m, p, x):
     a1 = m.sigmoid(p["W1"] @ x["x"] + p["b1"])
     a2 = m.sigmoid(p["W2"] @ a1 + p["b2"])
     return 0.5 * m.sum((a2 - x["y"]) ** 2), {"p": a2}
 
 
-@case("mlp_three_layers_tanh_relu_softplus", """
+@case(
+    "mlp_three_layers_tanh_relu_softplus",
+    """
 x: Input[3]
 y: Input[2]
 W1: Param[4, 3] = he
@@ -121,7 +135,8 @@ h1 = tanh(W1 @ x + b1)
 h2 = relu(W2 @ h1 + b2)
 out = softplus(W3 @ h2 + b3)
 C: Loss = mean((out - y) ** 2)
-""")
+""",
+)
 def _(m, p, x):
     h1 = m.tanh(p["W1"] @ x["x"] + p["b1"])
     h2 = m.relu(p["W2"] @ h1 + p["b2"])
@@ -129,7 +144,9 @@ def _(m, p, x):
     return m.mean((out - x["y"]) ** 2)
 
 
-@case("deep_swish_user_def", """
+@case(
+    "deep_swish_user_def",
+    """
 def swish(u):
     return u * sigmoid(u)
 
@@ -143,7 +160,8 @@ h = swish(W1 @ x)
 h2 = swish(W2 @ h)
 h3 = swish(W3 @ h2)
 C: Loss = sum((W4 @ h3 - t) ** 2)
-""")
+""",
+)
 def _(m, p, x):
     def swish(u):
         return u * m.sigmoid(u)
@@ -154,7 +172,9 @@ def _(m, p, x):
     return m.sum((p["W4"] @ h3 - x["t"]) ** 2)
 
 
-@case("softmax_classifier_cross_entropy", """
+@case(
+    "softmax_classifier_cross_entropy",
+    """
 # a softmax classifier: swish hidden layer, cross entropy, probabilities as an output
 def swish(u):
     return u * sigmoid(u)
@@ -169,7 +189,8 @@ h = swish(W1 @ x + b1)
 logits = W2 @ h + b2
 C: Loss = cross_entropy(logits, t)
 probs: Output = softmax(logits)
-""")
+""",
+)
 def _(m, p, x):
     h = p["W1"] @ x["x"] + p["b1"]
     h = h * m.sigmoid(h)
@@ -177,7 +198,9 @@ def _(m, p, x):
     return m.cross_entropy(logits, x["t"]), {"probs": m.softmax(logits)}
 
 
-@case("two_argument_defs_gated_unit", """
+@case(
+    "two_argument_defs_gated_unit",
+    """
 def gate(u, v):
     return u * sigmoid(v)
 
@@ -192,7 +215,8 @@ v: Param[4] = ones
 h = gate(Wa @ x, Wb @ x)
 k = mix(h, Wb @ x)
 C: Loss = (v @ k - y) ** 2
-""")
+""",
+)
 def _(m, p, x):
     a, b = p["Wa"] @ x["x"], p["Wb"] @ x["x"]
     h = a * m.sigmoid(b)
@@ -200,7 +224,9 @@ def _(m, p, x):
     return (p["v"] @ k - x["y"]) ** 2
 
 
-@case("nested_defs_with_param_argument", """
+@case(
+    "nested_defs_with_param_argument",
+    """
 def sq(u):
     return u * u
 
@@ -211,13 +237,16 @@ x: Input[3]
 W: Param[3, 3] = glorot
 s: Param = 0.5
 C: Loss = sum(f(W @ x, s))
-""")
+""",
+)
 def _(m, p, x):
     u = p["W"] @ x["x"]
     return m.sum(m.tanh(u) ** 2 * p["s"] + m.softplus(u - p["s"]))
 
 
-@case("log_softmax_nll_and_logsumexp", """
+@case(
+    "log_softmax_nll_and_logsumexp",
+    """
 x: Input[4]
 t: Input[3]
 W: Param[3, 4] = glorot
@@ -226,14 +255,17 @@ z = W @ x + b
 ls = log_softmax(z)
 C: Loss = -sum(t * ls) + 0.1 * logsumexp(z)
 lse: Output = logsumexp(z)
-""")
+""",
+)
 def _(m, p, x):
     z = p["W"] @ x["x"] + p["b"]
     loss = -m.sum(x["t"] * m.log_softmax(z)) + 0.1 * m.logsumexp(z)
     return loss, {"lse": m.logsumexp(z)}
 
 
-@case("stabilized_log_of_softmax_and_sigmoid", """
+@case(
+    "stabilized_log_of_softmax_and_sigmoid",
+    """
 # log(softmax(z)) and log(sigmoid(z)) are rewritten to their stable forms
 x: Input[3]
 t: Input[3]
@@ -243,7 +275,8 @@ w: Param[3] = glorot
 z = W @ x
 q = w @ x
 C: Loss = -sum(t * log(softmax(z))) - y * log(sigmoid(q)) - (1 - y) * log(1 - sigmoid(q))
-""")
+""",
+)
 def _(m, p, x):
     z = p["W"] @ x["x"]
     q = p["w"] @ x["x"]
@@ -252,14 +285,17 @@ def _(m, p, x):
     return -m.sum(x["t"] * m.log(m.softmax(z))) - y * m.log(s) - (1 - y) * m.log(1 - s)
 
 
-@case("log_sum_exp_written_out", """
+@case(
+    "log_sum_exp_written_out",
+    """
 X: Input[3, 4]
 W: Param[3, 3] = glorot
 Z = W @ X
 rows = log(sum(exp(Z), axis=1))
 cols = log(sum(exp(Z), axis=0))
 C: Loss = sum(rows) - mean(cols) + log(sum(exp(Z)))
-""")
+""",
+)
 def _(m, p, x):
     Z = p["W"] @ x["X"]
     rows = m.log(m.sum(m.exp(Z), axis=1))
@@ -267,7 +303,9 @@ def _(m, p, x):
     return m.sum(rows) - m.mean(cols) + m.log(m.sum(m.exp(Z)))
 
 
-@case("matrix_input_axes_negative_and_tuple", """
+@case(
+    "matrix_input_axes_negative_and_tuple",
+    """
 X: Input[3, 4]
 W: Param[2, 3] = glorot
 v: Param[4] = ones
@@ -278,7 +316,8 @@ c = mean(H, axis=-2)
 d = sum(H * H, axis=(0, 1))
 C: Loss = sum(a) + sum(b * a) + c @ v + 0.1 * d + mean(H)
 colmean: Output = mean(X, axis=0)
-""")
+""",
+)
 def _(m, p, x):
     H = p["W"] @ x["X"]
     a = m.mean(H**2, axis=1)
@@ -289,14 +328,17 @@ def _(m, p, x):
     return loss, {"colmean": m.mean(x["X"], axis=0)}
 
 
-@case("transposed_matrix_input", """
+@case(
+    "transposed_matrix_input",
+    """
 X: Input[3, 4]
 v: Param[3] = ones
 U: Param[4, 2] = glorot
 z = X.T @ v
 G = X.T @ X
 C: Loss = sum(sigmoid(z) * (z - 1)) + 0.01 * sum(G * (U @ U.T))
-""")
+""",
+)
 def _(m, p, x):
     X = x["X"]
     z = m.T(X) @ p["v"]
@@ -304,35 +346,43 @@ def _(m, p, x):
     return m.sum(m.sigmoid(z) * (z - 1)) + 0.01 * m.sum(G * (p["U"] @ m.T(p["U"])))
 
 
-@case("vector_at_matrix_and_dot_products", """
+@case(
+    "vector_at_matrix_and_dot_products",
+    """
 x: Input[3]
 W: Param[3, 4] = glorot
 v: Param[4] = ones
 w: Param = 2.0
 z = x @ W
 C: Loss = (x @ x) * w + (z @ v) ** 2 + sum(tanh(x @ W @ W.T))
-""")
+""",
+)
 def _(m, p, x):
     xx = x["x"]
     z = xx @ p["W"]
     return (xx @ xx) * p["w"] + (z @ p["v"]) ** 2 + m.sum(m.tanh(xx @ p["W"] @ m.T(p["W"])))
 
 
-@case("transposed_params", """
+@case(
+    "transposed_params",
+    """
 x: Input[4]
 W: Param[4, 3] = glorot
 V: Param[3, 2] = glorot
 h = sigmoid(W.T @ x)
 o = V.T @ h
 C: Loss = sum(o ** 2) + sum((V.T @ W.T) ** 2)
-""")
+""",
+)
 def _(m, p, x):
     h = m.sigmoid(m.T(p["W"]) @ x["x"])
     o = m.T(p["V"]) @ h
     return m.sum(o**2) + m.sum((m.T(p["V"]) @ m.T(p["W"])) ** 2)
 
 
-@case("param_vector_broadcast_against_matrix_input", """
+@case(
+    "param_vector_broadcast_against_matrix_input",
+    """
 X: Input[3, 4]
 mu: Param[4] = zeros
 s: Param[4] = ones
@@ -340,14 +390,17 @@ g: Param[3, 1] = ones
 Z = (X - mu) / s
 C: Loss = mean(Z ** 2) + sum(g * Z) + sum(log(s ** 2))
 Zo: Output = Z
-""")
+""",
+)
 def _(m, p, x):
     Z = (x["X"] - p["mu"]) / p["s"]
     loss = m.mean(Z**2) + m.sum(p["g"] * Z) + m.sum(m.log(p["s"] ** 2))
     return loss, {"Zo": Z}
 
 
-@case("tied_weights_autoencoder", """
+@case(
+    "tied_weights_autoencoder",
+    """
 x: Input[5]
 W: Param[3, 5] = glorot
 b: Param[3] = zeros
@@ -356,14 +409,17 @@ h = tanh(W @ x + b)
 r = W.T @ h + c
 C: Loss = 0.5 * sum((r - x) ** 2)
 code: Output = h
-""")
+""",
+)
 def _(m, p, x):
     h = m.tanh(p["W"] @ x["x"] + p["b"])
     r = m.T(p["W"]) @ h + p["c"]
     return 0.5 * m.sum((r - x["x"]) ** 2), {"code": h}
 
 
-@case("residual_blocks", """
+@case(
+    "residual_blocks",
+    """
 x: Input[4]
 y: Input[4]
 W1: Param[4, 4] = glorot
@@ -374,7 +430,8 @@ h2 = h1 + relu(W2 @ h1)
 h3 = h2 + h1 * sigmoid(W1 @ h2)
 C: Loss = sum((h3 - y) ** 2) / 4
 out: Output = h3
-""")
+""",
+)
 def _(m, p, x):
     h1 = x["x"] + m.tanh(p["W1"] @ x["x"] + p["b1"])
     h2 = h1 + m.relu(p["W2"] @ h1)
@@ -382,7 +439,9 @@ def _(m, p, x):
     return m.sum((h3 - x["y"]) ** 2) / 4, {"out": h3}
 
 
-@case("scalars_everywhere_polynomial", """
+@case(
+    "scalars_everywhere_polynomial",
+    """
 x: Input
 y: Input
 a: Param = 0.5
@@ -393,7 +452,8 @@ yhat = a * x ** 3 + b * x ** 2 + c * sin(x) + d
 e = yhat - y
 J: Loss = 0.5 * e ** 2 + 0.1 * abs(e) * a
 yh: Output = yhat
-""")
+""",
+)
 def _(m, p, x):
     xx = x["x"]
     yhat = p["a"] * xx**3 + p["b"] * xx**2 + p["c"] * m.sin(xx) + p["d"]
@@ -401,45 +461,65 @@ def _(m, p, x):
     return 0.5 * e**2 + 0.1 * m.abs(e) * p["a"], {"yh": yhat}
 
 
-@case("divisions_and_powers", """
+@case(
+    "divisions_and_powers",
+    """
 x: Input[3]
 w: Param[3] = ones
 k: Param = 1.5
 base = 1 + x ** 2
 part = sum(base ** k) + sum(x ** 3 * w) + sum(base ** 0.5) + sum(2 ** (w * x))
 C: Loss = part + sum(w / base) - sum(1 / (1 + w ** 2)) + sum(base ** -2) + k ** 3 / (1 + k ** 2)
-""")
+""",
+)
 def _(m, p, x):
     xx, w, k = x["x"], p["w"], p["k"]
     base = 1 + xx**2
-    return (m.sum(base**k) + m.sum(xx**3 * w) + m.sum(base**0.5) + m.sum(2 ** (w * xx))
-            + m.sum(w / base) - m.sum(1 / (1 + w**2)) + m.sum(base**-2) + k**3 / (1 + k**2))
+    return (
+        m.sum(base**k)
+        + m.sum(xx**3 * w)
+        + m.sum(base**0.5)
+        + m.sum(2 ** (w * xx))
+        + m.sum(w / base)
+        - m.sum(1 / (1 + w**2))
+        + m.sum(base**-2)
+        + k**3 / (1 + k**2)
+    )
 
 
-@case("power_with_param_base_and_exponent", """
+@case(
+    "power_with_param_base_and_exponent",
+    """
 x: Input[2]
 a: Param[2] = ones
 q: Param = 2.0
 C: Loss = sum(exp(a) ** q * x) + sum((a ** 2 + 1) ** (x * q)) + sqrt(q ** 2 + 1)
-""")
+""",
+)
 def _(m, p, x):
     a, q, xx = p["a"], p["q"], x["x"]
     return m.sum(m.exp(a) ** q * xx) + m.sum((a**2 + 1) ** (xx * q)) + m.sqrt(q**2 + 1)
 
 
-@case("elementary_functions_on_safe_domains", """
+@case(
+    "elementary_functions_on_safe_domains",
+    """
 x: Input[3]
 W: Param[3, 3] = glorot
 z = W @ x
 C: Loss = sum(abs(z) + sin(z) * cos(2 * z) + exp(-z ** 2) + log(1 + z ** 2) + sqrt(1 + exp(z)))
-""")
+""",
+)
 def _(m, p, x):
     z = p["W"] @ x["x"]
-    return m.sum(m.abs(z) + m.sin(z) * m.cos(2 * z) + m.exp(-(z**2)) + m.log(1 + z**2)
-                 + m.sqrt(1 + m.exp(z)))
+    return m.sum(
+        m.abs(z) + m.sin(z) * m.cos(2 * z) + m.exp(-(z**2)) + m.log(1 + z**2) + m.sqrt(1 + m.exp(z))
+    )
 
 
-@case("unbatched_outputs_and_l2_penalty", """
+@case(
+    "unbatched_outputs_and_l2_penalty",
+    """
 x: Input[3]
 y: Input[2]
 W1: Param[4, 3] = glorot
@@ -448,25 +528,31 @@ h = tanh(W1 @ x)
 C: Loss = sum((W2 @ h - y) ** 2) + 0.01 * sum(W1 ** 2)
 norm: Output = sum(W1 ** 2) + sum(W2 ** 2)
 W2t: Output = W2.T
-""")
+""",
+)
 def _(m, p, x):
     h = m.tanh(p["W1"] @ x["x"])
     loss = m.sum((p["W2"] @ h - x["y"]) ** 2) + 0.01 * m.sum(p["W1"] ** 2)
     return loss, {"norm": m.sum(p["W1"] ** 2) + m.sum(p["W2"] ** 2), "W2t": m.T(p["W2"])}
 
 
-@case("loss_independent_of_inputs", """
+@case(
+    "loss_independent_of_inputs",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 b: Param[2] = zeros
 pred: Output = W @ x + b
 R: Loss = 0.5 * sum(W ** 2) + sum(b ** 2) * 3
-""")
+""",
+)
 def _(m, p, x):
     return 0.5 * m.sum(p["W"] ** 2) + m.sum(p["b"] ** 2) * 3, {"pred": p["W"] @ x["x"] + p["b"]}
 
 
-@case("no_input_rosenbrock", """
+@case(
+    "no_input_rosenbrock",
+    """
 # no Input: no batch, the loss is its value
 a: Param = -1.0
 b: Param = 1.0
@@ -475,38 +561,47 @@ M: Param[2, 3] = ones
 r = (1 - a) ** 2 + 100 * (b - a ** 2) ** 2
 f: Loss = r + sum(v ** 2) * a + sum(tanh(M @ v))
 Mv: Output = M @ v
-""")
+""",
+)
 def _(m, p, x):
     a, b, v, M = p["a"], p["b"], p["v"], p["M"]
     r = (1 - a) ** 2 + 100 * (b - a**2) ** 2
     return r + m.sum(v**2) * a + m.sum(m.tanh(M @ v)), {"Mv": M @ v}
 
 
-@case("branch_gradients_add", """
+@case(
+    "branch_gradients_add",
+    """
 a: Param = 1.0
 b: Param = 1.0
 c: Param = 6.0
 x = a + b
 y = b + c
 f: Loss = x * y
-""")
+""",
+)
 def _(m, p, x):
     return (p["a"] + p["b"]) * (p["b"] + p["c"])
 
 
-@case("unreached_params", """
+@case(
+    "unreached_params",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 unused: Param[4] = ones
 only_out: Param[2] = ones
 o: Output = only_out * 2
 C: Loss = sum(sigmoid(W @ x))
-""")
+""",
+)
 def _(m, p, x):
     return m.sum(m.sigmoid(p["W"] @ x["x"])), {"o": p["only_out"] * 2}
 
 
-@case("names_that_shadow_builtins_and_helpers", """
+@case(
+    "names_that_shadow_builtins_and_helpers",
+    """
 sum: Input[3]
 np: Input[3]
 n: Input
@@ -521,7 +616,8 @@ dW = loss * n
 t1 = dW - float
 C: Loss = sum(t1 ** 2) + mean(np * lr)
 inputs: Output = t1
-""")
+""",
+)
 def _(m, p, x):
     g = p["forward"] @ (x["sum"] * p["params"] + p["lr"])
     loss = m.sigmoid(g) * p["_sigmoid"]
@@ -529,7 +625,9 @@ def _(m, p, x):
     return m.sum(t1**2) + m.mean(x["np"] * p["lr"]), {"inputs": t1}
 
 
-@case("names_of_module_api_and_adjoints", """
+@case(
+    "names_of_module_api_and_adjoints",
+    """
 x: Input[2]
 DTYPE: Param[2] = ones
 init_params: Param[2] = ones
@@ -539,7 +637,8 @@ dh = h * init_params
 ddh = dh * loss_and_grads
 _params: Output = dh
 C: Loss = sum(ddh ** 2) + sum(h)
-""")
+""",
+)
 def _(m, p, x):
     h = m.tanh(p["DTYPE"] * x["x"])
     dh = h * p["init_params"]
@@ -547,20 +646,25 @@ def _(m, p, x):
     return m.sum(ddh**2) + m.sum(h), {"_params": dh}
 
 
-@case("softmax_regression_with_mse", """
+@case(
+    "softmax_regression_with_mse",
+    """
 x: Input[3]
 y: Input[3]
 W: Param[3, 3] = glorot
 s = softmax(W @ x)
 C: Loss = sum((s - y) ** 2)
 s_out: Output = s
-""")
+""",
+)
 def _(m, p, x):
     s = m.softmax(p["W"] @ x["x"])
     return m.sum((s - x["y"]) ** 2), {"s_out": s}
 
 
-@case("matrix_softmax_axes", """
+@case(
+    "matrix_softmax_axes",
+    """
 X: Input[3, 4]
 T: Input[3, 4]
 W: Param[3, 3] = glorot
@@ -569,44 +673,57 @@ P0 = softmax(Z, axis=0)
 L1 = log_softmax(Z, axis=1)
 C: Loss = sum(P0 * T) - sum(T * L1) + sum(logsumexp(Z, axis=0)) + mean(log_softmax(Z, axis=-2))
 P0o: Output = P0
-""")
+""",
+)
 def _(m, p, x):
     Z = p["W"] @ x["X"]
     P0 = m.softmax(Z, axis=0)
     L1 = m.log_softmax(Z, axis=1)
-    loss = (m.sum(P0 * x["T"]) - m.sum(x["T"] * L1) + m.sum(m.logsumexp(Z, axis=0))
-            + m.mean(m.log_softmax(Z, axis=-2)))
+    loss = (
+        m.sum(P0 * x["T"])
+        - m.sum(x["T"] * L1)
+        + m.sum(m.logsumexp(Z, axis=0))
+        + m.mean(m.log_softmax(Z, axis=-2))
+    )
     return loss, {"P0o": P0}
 
 
-@case("three_axis_input_stacked_matmul", """
+@case(
+    "three_axis_input_stacked_matmul",
+    """
 X: Input[2, 3, 4]
 W: Param[4, 2] = glorot
 A: Param[3, 3] = glorot
 H = tanh(X @ W)
 G = A @ H
 C: Loss = sum(G ** 2) + sum(mean(H, axis=0))
-""")
+""",
+)
 def _(m, p, x):
     H = m.tanh(x["X"] @ p["W"])
     G = p["A"] @ H
     return m.sum(G**2) + m.sum(m.mean(H, axis=0))
 
 
-@case("scalar_input_times_vector_params", """
+@case(
+    "scalar_input_times_vector_params",
+    """
 x: Input
 y: Input[3]
 w: Param[3] = ones
 b: Param[3] = zeros
 z = w * x + b
 C: Loss = sum((sigmoid(z) - y) ** 2) + x * sum(w)
-""")
+""",
+)
 def _(m, p, x):
     z = p["w"] * x["x"] + p["b"]
     return m.sum((m.sigmoid(z) - x["y"]) ** 2) + x["x"] * m.sum(p["w"])
 
 
-@case("same_expression_bound_twice", """
+@case(
+    "same_expression_bound_twice",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 u = W @ x
@@ -614,13 +731,16 @@ v = W @ x
 u_out: Output = u
 v_out: Output = v
 C: Loss = sum(u * v) + sum(exp(u) / (1 + exp(v)))
-""")
+""",
+)
 def _(m, p, x):
     u = p["W"] @ x["x"]
     return m.sum(u * u) + m.sum(m.exp(u) / (1 + m.exp(u))), {"u_out": u, "v_out": u}
 
 
-@case("outputs_that_are_leaves", """
+@case(
+    "outputs_that_are_leaves",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 s: Param = 1.0
@@ -628,23 +748,29 @@ W_out: Output = W
 x_out: Output = x
 s_out: Output = s
 C: Loss = sum(W @ x) * s
-""")
+""",
+)
 def _(m, p, x):
     return m.sum(p["W"] @ x["x"]) * p["s"], {"W_out": p["W"], "x_out": x["x"], "s_out": p["s"]}
 
 
-@case("negations_and_reciprocals", """
+@case(
+    "negations_and_reciprocals",
+    """
 x: Input[3]
 w: Param[3] = ones
 z = -(-w * x)
 C: Loss = sum(1 / (1 + z ** 2)) - sum(-z) / 3 + sum(w ** -2) - -sum(x / w)
-""")
+""",
+)
 def _(m, p, x):
     z = p["w"] * x["x"]
     return m.sum(1 / (1 + z**2)) + m.sum(z) / 3 + m.sum(p["w"] ** -2) + m.sum(x["x"] / p["w"])
 
 
-@case("long_elementwise_chain", """
+@case(
+    "long_elementwise_chain",
+    """
 x: Input[3]
 w: Param[3] = ones
 a = w * x
@@ -654,7 +780,8 @@ d = tanh(c) + exp(-b ** 2)
 e = d / (1 + a ** 2)
 f = sigmoid(e) * c + softplus(d)
 C: Loss = sum(f * e - b)
-""")
+""",
+)
 def _(m, p, x):
     a = p["w"] * x["x"]
     b = m.sin(a) + a
@@ -665,7 +792,9 @@ def _(m, p, x):
     return m.sum(f * e - b)
 
 
-@case("input_matrix_products", """
+@case(
+    "input_matrix_products",
+    """
 X: Input[3, 4]
 Y: Input[4, 2]
 W: Param[3, 2] = glorot
@@ -673,21 +802,28 @@ A: Param[2, 3] = glorot
 B: Param[3, 4] = glorot
 P = X @ Y
 C: Loss = sum(P * W) + sum((A @ B) * (A @ X)) + sum(X * B) * sum(W)
-""")
+""",
+)
 def _(m, p, x):
     P = x["X"] @ x["Y"]
-    return (m.sum(P * p["W"]) + m.sum((p["A"] @ p["B"]) * (p["A"] @ x["X"]))
-            + m.sum(x["X"] * p["B"]) * m.sum(p["W"]))
+    return (
+        m.sum(P * p["W"])
+        + m.sum((p["A"] @ p["B"]) * (p["A"] @ x["X"]))
+        + m.sum(x["X"] * p["B"]) * m.sum(p["W"])
+    )
 
 
-@case("matrix_param_elementwise_with_matrix_input", """
+@case(
+    "matrix_param_elementwise_with_matrix_input",
+    """
 X: Input[3, 4]
 W: Param[3, 4] = glorot
 u: Param[3] = ones
 r = sum(X * W, axis=0)
 q = sum(sigmoid(X * W), axis=1)
 C: Loss = sum(r ** 2) + q @ u + sum(W.T * X.T)
-""")
+""",
+)
 def _(m, p, x):
     XW = x["X"] * p["W"]
     r = m.sum(XW, axis=0)
@@ -695,31 +831,39 @@ def _(m, p, x):
     return m.sum(r**2) + q @ p["u"] + m.sum(m.T(p["W"]) * m.T(x["X"]))
 
 
-@case("column_and_row_broadcasts", """
+@case(
+    "column_and_row_broadcasts",
+    """
 X: Input[3, 4]
 c: Input[3, 1]
 r: Param[1, 4] = ones
 k: Param[3, 1] = ones
 Z = X * r + c * k - r * k
 C: Loss = sum(Z ** 2) / 2 + sum(c)
-""")
+""",
+)
 def _(m, p, x):
     Z = x["X"] * p["r"] + x["c"] * p["k"] - p["r"] * p["k"]
     return m.sum(Z**2) / 2 + m.sum(x["c"])
 
 
-@case("mean_over_vector_to_scalar", """
+@case(
+    "mean_over_vector_to_scalar",
+    """
 x: Input[4]
 W: Param[4, 4] = glorot
 h = sigmoid(W @ x)
 C: Loss = mean(h, axis=-1) + mean(h, axis=0) * mean(h) + sum(h, axis=0)
-""")
+""",
+)
 def _(m, p, x):
     h = m.sigmoid(p["W"] @ x["x"])
     return m.mean(h, axis=-1) + m.mean(h, axis=0) * m.mean(h) + m.sum(h, axis=0)
 
 
-@case("binary_logistic_regression_logsumexp_of_scalar", """
+@case(
+    "binary_logistic_regression_logsumexp_of_scalar",
+    """
 x: Input[3]
 y: Input
 w: Param[3] = zeros
@@ -727,80 +871,112 @@ b: Param = 0.0
 z = w @ x + b
 C: Loss = softplus(z) - y * z + 0.5 * logsumexp(z) * 0 + 0.001 * (w @ w)
 prob: Output = sigmoid(z)
-""")
+""",
+)
 def _(m, p, x):
     z = p["w"] @ x["x"] + p["b"]
     return m.softplus(z) - x["y"] * z + 0.001 * (p["w"] @ p["w"]), {"prob": m.sigmoid(z)}
 
 
-@case("stacked_matmuls_with_vectors", """
+@case(
+    "stacked_matmuls_with_vectors",
+    """
 x: Input[4]
 y: Input[3]
 X: Input[2, 3, 4]
 A: Param[2, 3, 4] = glorot
 B: Param[2, 4, 5] = glorot
 C: Loss = sum(tanh(A @ x)) + sum(y @ A) + sum((X @ B) ** 2) / 10 + sum(A @ B)
-""")
+""",
+)
 def _(m, p, x):
     A, B = p["A"], p["B"]
-    return (m.sum(m.tanh(A @ x["x"])) + m.sum(x["y"] @ A) + m.sum((x["X"] @ B) ** 2) / 10
-            + m.sum(A @ B))
+    return (
+        m.sum(m.tanh(A @ x["x"])) + m.sum(x["y"] @ A) + m.sum((x["X"] @ B) ** 2) / 10 + m.sum(A @ B)
+    )
 
 
-@case("size_one_axes", """
+@case(
+    "size_one_axes",
+    """
 x: Input[3]
 X: Input[1, 3]
 a: Param[1] = ones
 B: Param[1, 1] = ones
 c: Param[3, 1] = ones
 C: Loss = sum((x + a) ** 2) + sum(X * B) + sum(c * X) + sum(c @ X) + sum(B @ X)
-""")
+""",
+)
 def _(m, p, x):
     X, c = x["X"], p["c"]
-    return (m.sum((x["x"] + p["a"]) ** 2) + m.sum(X * p["B"]) + m.sum(c * X) + m.sum(c @ X)
-            + m.sum(p["B"] @ X))
+    return (
+        m.sum((x["x"] + p["a"]) ** 2)
+        + m.sum(X * p["B"])
+        + m.sum(c * X)
+        + m.sum(c @ X)
+        + m.sum(p["B"] @ X)
+    )
 
 
-@case("three_axis_softmax_and_tuple_axes", """
+@case(
+    "three_axis_softmax_and_tuple_axes",
+    """
 X: Input[2, 3, 4]
 W: Param[3, 4] = ones
 S = softmax(X * W, axis=1)
 C: Loss = sum(S * X) + sum(logsumexp(X * W, axis=(0, 2))) + sum(mean(X * W, axis=(-1, 0)) ** 2)
-""")
+""",
+)
 def _(m, p, x):
     XW = x["X"] * p["W"]
-    return (m.sum(m.softmax(XW, axis=1) * x["X"]) + m.sum(m.logsumexp(XW, axis=(0, 2)))
-            + m.sum(m.mean(XW, axis=(-1, 0)) ** 2))
+    return (
+        m.sum(m.softmax(XW, axis=1) * x["X"])
+        + m.sum(m.logsumexp(XW, axis=(0, 2)))
+        + m.sum(m.mean(XW, axis=(-1, 0)) ** 2)
+    )
 
 
-@case("reductions_of_params_inside_batched_terms", """
+@case(
+    "reductions_of_params_inside_batched_terms",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 v: Param[3] = zeros
 h = W @ x
 part = sum(W, axis=0) @ x + mean(W, axis=-1) @ h + logsumexp(W, axis=1) @ h
 C: Loss = part + sum(softmax(W, axis=0) * W) * sum(x) + softmax(v) @ x + logsumexp(v) * sum(x)
-""")
+""",
+)
 def _(m, p, x):
     W, v, xx = p["W"], p["v"], x["x"]
-    return (m.sum(W, axis=0) @ xx + m.mean(W, axis=-1) @ (W @ xx)
-            + m.logsumexp(W, axis=1) @ (W @ xx) + m.sum(m.softmax(W, axis=0) * W) * m.sum(xx)
-            + m.softmax(v) @ xx + m.logsumexp(v) * m.sum(xx))
+    return (
+        m.sum(W, axis=0) @ xx
+        + m.mean(W, axis=-1) @ (W @ xx)
+        + m.logsumexp(W, axis=1) @ (W @ xx)
+        + m.sum(m.softmax(W, axis=0) * W) * m.sum(xx)
+        + m.softmax(v) @ xx
+        + m.logsumexp(v) * m.sum(xx)
+    )
 
 
-@case("loss_is_a_bare_param", """
+@case(
+    "loss_is_a_bare_param",
+    """
 x: Input[2]
 s: Param = 1.0
 W: Param[2] = ones
 o: Output = W * x
 two: Output = 2.0
 C: Loss = s
-""")
+""",
+)
 def _(m, p, x):
     return p["s"] + 0.0, {"o": p["W"] * x["x"], "two": 2.0 + 0 * p["s"]}
 
 
-@case("soft_keyword_and_unicode_names", """
+@case(
+    "soft_keyword_and_unicode_names",
+    """
 match: Input[2]
 case: Param[2] = ones
 type: Param = 1.0
@@ -808,28 +984,36 @@ _: Param = 1.0
 α: Param[2] = ones
 print = match * case + α
 C: Loss = sum(print ** 2) * type + _
-""")
+""",
+)
 def _(m, p, x):
     return m.sum((x["match"] * p["case"] + p["α"]) ** 2) * p["type"] + p["_"]
 
 
-@case("rational_and_negative_powers", """
+@case(
+    "rational_and_negative_powers",
+    """
 x: Input[3]
 w: Param[3] = ones
 b = 1 + x ** 2 + w ** 2
 C: Loss = sum(b ** (1/3)) + sum(b ** 1.5) + sum(2 ** (b ** -0.5)) + sum(b ** (-1/3) * w)
-""")
+""",
+)
 def _(m, p, x):
     b = 1 + x["x"] ** 2 + p["w"] ** 2
-    return (m.sum(b ** (1 / 3)) + m.sum(b**1.5) + m.sum(2 ** (b**-0.5))
-            + m.sum(b ** (-1 / 3) * p["w"]))
+    return (
+        m.sum(b ** (1 / 3)) + m.sum(b**1.5) + m.sum(2 ** (b**-0.5)) + m.sum(b ** (-1 / 3) * p["w"])
+    )
 
 
-@case("gram_matrices_of_params", """
+@case(
+    "gram_matrices_of_params",
+    """
 x: Input[3]
 W: Param[2, 3] = glorot
 C: Loss = sum((W.T @ W) @ x) + x @ (W.T @ W) @ x + sum((W @ W.T) ** 2)
-""")
+""",
+)
 def _(m, p, x):
     W, xx = p["W"], x["x"]
     G = m.T(W) @ W
@@ -865,8 +1049,7 @@ def reference(case: Case, m, params: dict, inputs: dict):
     if not inputs:
         return split(case.ref(m, params, {}))
     n = len(next(iter(inputs.values())))
-    results = [split(case.ref(m, params, {k: v[i] for k, v in inputs.items()}))
-               for i in range(n)]
+    results = [split(case.ref(m, params, {k: v[i] for k, v in inputs.items()})) for i in range(n)]
     return [r[0] for r in results], [r[1] for r in results]
 
 
@@ -1003,8 +1186,11 @@ def float32_run(case: Case, backend: str, batch: int = 5):
     inputs = draw_inputs(wide, rng, batch)
     p32 = {k: v.astype(np.float32) for k, v in params.items()}
     i32 = {k: v.astype(np.float32) for k, v in inputs.items()}
-    return (wide.loss_and_grads(params, **inputs), narrow.loss_and_grads(p32, **i32),
-            narrow.forward(p32, **i32))
+    return (
+        wide.loss_and_grads(params, **inputs),
+        narrow.loss_and_grads(p32, **i32),
+        narrow.forward(p32, **i32),
+    )
 
 
 @pytest.mark.parametrize(("case", "backend"), FLOAT32_RUNS)
@@ -1121,8 +1307,7 @@ def test_a_value_read_twice_by_one_expression_is_not_overwritten(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_size_one_param_broadcast_against_a_vector(backend):
     """C: the gradient of a Param[1] added to an Input[2] was wrong."""
-    module = module_for("x: Input[2]\na: Param[1] = ones\nC: Loss = sum((x + a) ** 2)\n",
-                        backend)
+    module = module_for("x: Input[2]\na: Param[1] = ones\nC: Loss = sum((x + a) ** 2)\n", backend)
     a = np.array([0.3])
     _, grads = module.loss_and_grads({"a": a}, x=X2)
     assert_close("da", grads["a"], [np.mean(np.sum(2 * (X2 + a), axis=1))], 1e-12, 1e-14)
@@ -1139,17 +1324,25 @@ def test_train_step_returns_the_loss_before_the_step_when_the_loss_is_a_param(ba
 
 COMPILE_CRASHES = {
     # KeyError: <RESHAPE (1,) (1,)>: the batch size n reshaped for an input-free term
-    "input_free_term": ("x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
-                        lambda w, x: x + 2 * w),
+    "input_free_term": (
+        "x: Input[2]\nw: Param[2] = ones\nC: Loss = x @ w + sum(w ** 2)\n",
+        lambda w, x: x + 2 * w,
+    ),
     # KeyError: const(1): a contraction with a constant operand
-    "mean_then_dot": ("X: Input[3, 2]\nw: Param[2] = ones\nC: Loss = mean(X, axis=0) @ w\n",
-                      lambda w, x: np.mean(x, axis=0)),
+    "mean_then_dot": (
+        "X: Input[3, 2]\nw: Param[2] = ones\nC: Loss = mean(X, axis=0) @ w\n",
+        lambda w, x: np.mean(x, axis=0),
+    ),
     # KeyError: <BROADCAST (3,) (3,)>: the adjoint of sum(...) as an operand of a product
-    "sum_of_matrix_vector_product": ("x: Input[2]\nW: Param[3, 2] = ones\nC: Loss = sum(W @ x)\n",
-                                     lambda w, x: np.outer(np.ones(3), x)),
+    "sum_of_matrix_vector_product": (
+        "x: Input[2]\nW: Param[3, 2] = ones\nC: Loss = sum(W @ x)\n",
+        lambda w, x: np.outer(np.ones(3), x),
+    ),
     # KeyError: <BROADCAST (1, 2) (1, 2)>: a (1, 1) @ (1, 2) product
-    "one_by_one_matmul": ("X: Input[1, 2]\nw: Param[1, 1] = ones\nC: Loss = sum(w @ X)\n",
-                          lambda w, x: np.sum(x, axis=1)),
+    "one_by_one_matmul": (
+        "X: Input[1, 2]\nw: Param[1, 1] = ones\nC: Loss = sum(w @ X)\n",
+        lambda w, x: np.sum(x, axis=1),
+    ),
 }
 
 
@@ -1198,5 +1391,6 @@ def test_naive_log_forms_are_stable_at_large_logits(s, backend):
     value, grads = module.loss_and_grads({"s": np.array(s)}, z=z, t=t)
     assert_close("loss", value, per.mean(), 1e-12, 1e-14)
     assert_close("ds", grads["s"], np.mean(np.sum(z * du, 1)), 1e-12, 1e-14)
-    assert_close("p", module.forward({"s": np.array(s)}, z=z, t=t)["p"], np.exp(log_softmax),
-                 1e-12, 1e-14)
+    assert_close(
+        "p", module.forward({"s": np.array(s)}, z=z, t=t)["p"], np.exp(log_softmax), 1e-12, 1e-14
+    )

@@ -84,5 +84,9 @@ def build_scan_epoch(case: Case) -> Runner:
         state[0], loss = epoch(state[0], data_x, data_y, rows)
         return float(loss)
 
-    return Runner(lambda: run(order), lambda: _numpy(state[0]), first=lambda: run(first_order),
-                  steps_per_call=EPOCH_STEPS)
+    return Runner(
+        lambda: run(order),
+        lambda: _numpy(state[0]),
+        first=lambda: run(first_order),
+        steps_per_call=EPOCH_STEPS,
+    )

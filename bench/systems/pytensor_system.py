@@ -37,11 +37,14 @@ def build(case: Case) -> Runner:
     params = list(shared.values())
     grads = pytensor.grad(loss, params)
     lr = const(case.lr)
-    fn = pytensor.function([x, y], loss, updates=[(p, p - lr * g) for p, g in
-                                                  zip(params, grads, strict=True)])
+    fn = pytensor.function(
+        [x, y], loss, updates=[(p, p - lr * g) for p, g in zip(params, grads, strict=True)]
+    )
     fn.trust_input = True
     xs, ys = case.x, case.y
     linker = type(fn.maker.linker).__name__.removesuffix("Linker").lower()
-    return Runner(lambda: float(fn(xs, ys)),
-                  lambda: {k: s.get_value(borrow=True) for k, s in shared.items()},
-                  note=f"{linker} linker")
+    return Runner(
+        lambda: float(fn(xs, ys)),
+        lambda: {k: s.get_value(borrow=True) for k, s in shared.items()},
+        note=f"{linker} linker",
+    )

@@ -73,8 +73,7 @@ def build_c_epoch(case: Case) -> Runner:
     epoch = mod.train_epoch
 
     def first() -> float:
-        total, steps = epoch(params, state, hyper, first_order, batch, x=case.data_x,
-                             y=case.data_y)
+        total, steps = epoch(params, state, hyper, first_order, batch, x=case.data_x, y=case.data_y)
         return total / batch
 
     def call() -> float:

@@ -42,8 +42,9 @@ def _tensors(case: Case, min_rank: int = 0):
     """Parameter tensors sharing memory with NumPy copies (read back without a copy), of at
     least ``min_rank`` dimensions (a scalar as shape (1,) with min_rank 1)."""
     arrays = {k: v.copy() for k, v in case.params.items()}
-    tensors = [torch.from_numpy(v.reshape((1,) * (min_rank - v.ndim) + v.shape))
-               for v in arrays.values()]
+    tensors = [
+        torch.from_numpy(v.reshape((1,) * (min_rank - v.ndim) + v.shape)) for v in arrays.values()
+    ]
     return arrays, tensors
 
 
@@ -81,5 +82,8 @@ def build_compiled(case: Case) -> Runner:
     torch._dynamo.reset()  # no graph of an earlier workload is reused (or made dynamic)
     compiled = torch.compile(step, dynamic=False)
     scalars = case.workload.sizes is None
-    return Runner(lambda: compiled(params, x, y).item(), lambda: arrays,
-                  note="scalars as shape (1,)" if scalars else "")
+    return Runner(
+        lambda: compiled(params, x, y).item(),
+        lambda: arrays,
+        note="scalars as shape (1,)" if scalars else "",
+    )

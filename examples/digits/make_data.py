@@ -23,7 +23,8 @@ def main(path: str = "digits.npz") -> None:
     x = digits.data / 16.0
     t = np.eye(10)[digits.target]
     x_train, x_test, t_train, t_test = train_test_split(
-        x, t, test_size=0.2, random_state=0, stratify=digits.target)
+        x, t, test_size=0.2, random_state=0, stratify=digits.target
+    )
     np.savez(path, x=x_train, t=t_train, x_val=x_test, t_val=t_test)
     print(f"wrote {path}: {len(x_train)} training and {len(x_test)} test images")
 
