@@ -9,7 +9,10 @@ rewriting, optimized, and emitted as a readable NumPy module.
 
 __version__ = "0.1.0"
 
-from .build import (  # noqa: E402
+from .check.gradients import check_grads  # noqa: E402
+from .compiler import compile, generate  # noqa: E402
+from .errors import SpecError  # noqa: E402
+from .frontend.builder import (  # noqa: E402
     abs,
     cos,
     cross_entropy,
@@ -31,13 +34,11 @@ from .build import (  # noqa: E402
     sum,
     tanh,
 )
-from .check import check_grads  # noqa: E402
-from .compiler import compile, generate  # noqa: E402
-from .errors import SpecError  # noqa: E402
+from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
-from .ir import Graph, Node  # noqa: E402
-from .parse import parse, parse_text  # noqa: E402
-from .train import Trainer, TrainingError  # noqa: E402
+from .ir.graph import Graph  # noqa: E402
+from .ir.node import Node  # noqa: E402
+from .train.trainer import Trainer, TrainingError  # noqa: E402
 
 __all__ = [
     "SpecError",

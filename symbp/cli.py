@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cbuild import BuildError
+from .backends.c.build import BuildError
 from .compiler import BACKENDS, DTYPES, c_package, generate
 from .errors import SpecError
-from .parse import parse
+from .frontend.parser import parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -257,7 +257,7 @@ def _copy_package(entry: Path, out: Path) -> None:
 
 
 def _check(args) -> int:
-    from .check import check_grads
+    from .check.gradients import check_grads
 
     graph = parse(args.spec)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
@@ -267,7 +267,7 @@ def _check(args) -> int:
         print(report.table())
         ok &= report.ok
     if len(backends) > 1:
-        from .check import compare_backends
+        from .check.gradients import compare_backends
 
         agreement = compare_backends(graph, backends, seed=args.seed, batch=args.batch)
         print(agreement.table())
@@ -276,8 +276,8 @@ def _check(args) -> int:
 
 
 def _graph(args) -> int:
-    from .picture import GraphvizMissing, render, to_dot
-    from .pipeline import optimize
+    from .explain.graphviz import GraphvizMissing, render, to_dot
+    from .passes.pipeline import optimize
 
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
@@ -357,8 +357,8 @@ def _train(args) -> int:
     import time
 
     from .compiler import compile
-    from .progress import ProgressBar, plot, summary
-    from .train import Trainer, TrainingError
+    from .train.progress import ProgressBar, plot, summary
+    from .train.trainer import Trainer, TrainingError
 
     if args.plot:
         try:
@@ -436,7 +436,7 @@ def _train(args) -> int:
 
 
 def _cache(args) -> int:
-    from .cbuild import cache_clear, cache_info
+    from .backends.c.build import cache_clear, cache_info
 
     if args.action == "clear":
         print(f"removed {cache_clear()} entries from {cache_info()['path']}")
@@ -447,8 +447,8 @@ def _cache(args) -> int:
 
 
 def _grad(args) -> int:
-    from .explain import backward_equations, pass_report
-    from .pipeline import optimize
+    from .explain.equations import backward_equations, pass_report
+    from .passes.pipeline import optimize
 
     program = optimize(parse(args.spec))
     print(backward_equations(program), end="")

@@ -19,11 +19,13 @@ from pathlib import Path
 import jinja2
 import numpy
 
-from . import c_backend, cbuild, numpy_backend
-from .ir import Graph
-from .parse import parse, parse_bytes
-from .pipeline import Program, optimize
-from .render import _template_dir
+from .backends.c import build as cbuild
+from .backends.c import module as c_backend
+from .backends.numpy import module as numpy_backend
+from .codegen.render import _template_dir
+from .frontend.parser import parse, parse_bytes
+from .ir.graph import Graph
+from .passes.pipeline import Program, optimize
 
 BACKENDS = ("numpy", "c")
 DTYPES = ("float64", "float32")

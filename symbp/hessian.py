@@ -12,10 +12,10 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-from . import ops
-from .ir import Decl, Graph
-from .parse import parse
-from .pipeline import optimize
+from .frontend.parser import parse
+from .ir import ops
+from .ir.graph import Decl, Graph
+from .passes.pipeline import optimize
 
 
 def hvp_graph(graph: Graph) -> tuple[Graph, dict[str, str]]:

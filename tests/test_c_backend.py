@@ -30,7 +30,7 @@ import pytest
 from conftest import scale
 
 import symbp
-from symbp import cbuild
+from symbp.backends.c import build as cbuild
 from symbp.compiler import c_package
 
 pytestmark = pytest.mark.skipif(

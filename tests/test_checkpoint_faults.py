@@ -23,7 +23,7 @@ import pytest
 
 import symbp
 from symbp import cli
-from symbp import train as train_module
+from symbp.train import trainer as train_module
 
 NET = """\
 x: Input[3]

@@ -19,7 +19,7 @@ import pytest
 
 import symbp
 from symbp import cli
-from symbp.cbuild import BuildError
+from symbp.backends.c.build import BuildError
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = REPO / "examples" / "mlp.sbp"
@@ -218,7 +218,7 @@ def test_check_prints_a_table(tmp_path, capsys):
 
 
 def test_check_exits_1_when_gradients_are_off(tmp_path, capsys, monkeypatch):
-    from symbp import check
+    from symbp.check import gradients as check
 
     spec = write(tmp_path, NEURON)
     real = check.check_module

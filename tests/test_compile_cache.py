@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp import c_backend, cbuild, compiler
+from symbp import compiler
+from symbp.backends.c import build as cbuild
+from symbp.backends.c import module as c_backend
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which(os.environ.get("CC", "cc").split()[0]) or shutil.which("gcc")),

@@ -23,7 +23,7 @@ from conftest import time_limit
 
 import symbp
 from symbp import SpecError
-from symbp.parse import parse_bytes
+from symbp.frontend.parser import parse_bytes
 
 HEAD = "x: Input[4]\nW: Param[3, 4] = glorot\n"  # two lines many cases build on
 

@@ -1,6 +1,6 @@
 """symbp.expr: the elementwise expression trees, checked against sympy.
 
-Random expression trees are differentiated by ``symbp.expr.diff`` and by ``sympy.diff`` of
+Random expression trees are differentiated by ``symbp.autodiff.calculus.diff`` and by ``sympy.diff`` of
 the same tree (``to_sympy``), and both are evaluated at random points; the simplifying
 constructors must keep every value; the printers must print what the tree computes.
 """
@@ -13,12 +13,12 @@ import pytest
 import sympy
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
+from symbp.ir.expr import X
+from symbp.ir.interpret import expression
 
-from symbp import elementwise as ew
-from symbp import expr as ex
-from symbp.expr import X
-from symbp.interpret import expression
-from symbp.printing import NumpyExprPrinter, print_expr
+from symbp.autodiff import calculus as ew
+from symbp.codegen.printing import NumpyExprPrinter, print_expr
+from symbp.ir import expr as ex
 
 # functions defined on the whole real line (log and sqrt get positive arguments below)
 SMOOTH = ("exp", "tanh", "sigmoid", "softplus", "sin", "cos")

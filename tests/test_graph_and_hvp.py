@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from symbp.explain.graphviz import to_dot
 
 import symbp
 from symbp import cli
-from symbp.picture import to_dot
-from symbp.pipeline import optimize
+from symbp.passes.pipeline import optimize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.sbp"))

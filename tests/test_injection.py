@@ -463,8 +463,9 @@ def same_structure(neutral: list, hostile: list, what: str) -> dict[str, str]:
 def generated_texts(graph, dtypes=("float64", "float32")) -> dict[str, list]:
     """Every generated text of a network, tokenized: the NumPy module, the C wrapper, the C
     source and the cffi declarations, for each dtype."""
-    from symbp import c_backend, numpy_backend
-    from symbp.pipeline import optimize
+    from symbp.backends.c import module as c_backend
+    from symbp.backends.numpy import module as numpy_backend
+    from symbp.passes.pipeline import optimize
 
     program = optimize(graph)
     texts = {}

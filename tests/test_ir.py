@@ -2,13 +2,15 @@
 
 import numpy as np
 import pytest
+from symbp.ir.expr import Expr, X
+from symbp.ir.node import Contraction, Node, Op
+from symbp.ir.verify import IRError, verify
 
 import symbp
-from symbp import ops, rewrite, rules
-from symbp.expr import Expr, X
-from symbp.ir import Contraction, Node, Op
-from symbp.pipeline import optimize
-from symbp.verify import IRError, verify
+from symbp.ir import ops as ops
+from symbp.passes import rewrite as rewrite
+from symbp.passes import rules as rules
+from symbp.passes.pipeline import optimize
 
 
 def test_equal_subexpressions_are_one_node():

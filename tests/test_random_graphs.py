@@ -248,8 +248,10 @@ def test_grads_shortcuts_build_the_canonical_nodes(text):
     rather than through elementwise(); with the shortcut off everywhere, every gradient
     must be the very same node (nodes are hash-consed: a shortcut that skipped a
     canonicalization would give another one)."""
-    from symbp import autodiff, ops
-    from symbp.ir import Op
+    from symbp.ir.node import Op
+
+    from symbp.autodiff import backward as autodiff
+    from symbp.ir import ops as ops
 
     graph = symbp.parse_text(text)
     fast = autodiff.grad(graph)

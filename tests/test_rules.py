@@ -12,16 +12,17 @@ import pytest
 from conftest import away_from_zero
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from symbp.ir.expr import X
+from symbp.ir.interpret import evaluate
+from symbp.ir.node import Node, Op, toposort
 from test_random_graphs import specs
 
 import symbp
-from symbp import expr as ex
-from symbp import ops, rules
-from symbp.expr import X
-from symbp.interpret import evaluate
-from symbp.ir import Node, Op, toposort
-from symbp.pipeline import optimize
-from symbp.rewrite import Pass, RuleSet, equation, run_pass
+from symbp.ir import expr as ex
+from symbp.ir import ops as ops
+from symbp.passes import rules as rules
+from symbp.passes.pipeline import optimize
+from symbp.passes.rewrite import Pass, RuleSet, equation, run_pass
 
 x0, x1 = X[0], X[1]
 f = ex.call
@@ -74,7 +75,7 @@ def test_equation(name):
 def test_equation_keeps_the_value(name):
     """Both sides of every equation agree numerically where both are defined."""
     given_, want = EQUATION_CASES[name]
-    from symbp.interpret import expression
+    from symbp.ir.interpret import expression
 
     rng = np.random.default_rng(0)
     args = [rng.uniform(-3, 3, 50), rng.uniform(-3, 3, 50)]
@@ -303,7 +304,7 @@ def test_passes_after_grad_rebuild_only_what_they_change(monkeypatch):
     it. grad builds its adjoints in the rules' form (constants folded, the repeated costly
     part split out, forward values reused), so on a deep MLP the simplify pass after it
     changes no node, and its cost is one look at each (it was a rebuild of all of them)."""
-    from symbp import rewrite
+    from symbp.passes import rewrite as rewrite
 
     lines, prev = ["x: Input[8]", "y: Input[8]"], "x"
     for k in range(30):
@@ -332,7 +333,7 @@ def test_passes_after_grad_rebuild_only_what_they_change(monkeypatch):
 def test_numpy_modules_are_the_same_without_the_fuse_pass(name):
     """The NumPy backend skips the fuse pass (its printer writes a value used once into
     its user's expression): for every example the module is the one fusion would give."""
-    from symbp import numpy_backend
+    from symbp.backends.numpy import module as numpy_backend
 
     graph = symbp.parse(_example(f"{name}.sbp"))
     assert numpy_backend.generate(optimize(graph, fuse=False)) == numpy_backend.generate(

@@ -1292,8 +1292,8 @@ def test_digits_reach_97_percent(backend, tmp_path, capsys):
 
 
 def test_progress_bar_redraws_on_a_terminal_and_logs_each_epoch():
-    from symbp.progress import ProgressBar
-    from symbp.train import EpochStats
+    from symbp.train.progress import ProgressBar
+    from symbp.train.trainer import EpochStats
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -1,0 +1,149 @@
+"""Building networks in Python: the spec language's operations as functions and operators.
+
+    x = symbp.input("x", 4)
+    W = symbp.param("W", 3, 4, init="glorot")
+    b = symbp.param("b", 3)
+    a = symbp.sigmoid(W @ x + b)
+    net = symbp.network(loss=0.5 * symbp.sum((a - y) ** 2), outputs={"a": a})
+
+The result is the same ``Graph`` the parser makes, compiled the same way.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import keyword
+import numbers
+import weakref
+from typing import Any
+
+from ..ir import ops
+from ..ir.graph import Decl, Graph
+from ..ir.node import Node, Op, toposort
+
+_INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # param -> (order, init)
+_ORDER = itertools.count()
+
+
+def _node(v: Any) -> Node:
+    if isinstance(v, Node):
+        return v
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        return ops.const(v)
+    raise TypeError(f"expected a symbp node or a number, got {type(v).__name__}")
+
+
+def _init(init: Any) -> tuple:
+    if isinstance(init, numbers.Real) and not isinstance(init, bool):
+        return ("const", float(init))
+    if init in ("zeros", "ones", "glorot", "he"):
+        return (init,)
+    if isinstance(init, tuple) and init and init[0] in ("normal", "uniform"):
+        arity = 1 if init[0] == "normal" else 2
+        if len(init) == arity + 1 and builtins.all(isinstance(a, numbers.Real) for a in init[1:]):
+            return tuple(init[:1]) + tuple(float(a) for a in init[1:])
+    raise ValueError(
+        f"init: expected a number, 'zeros', 'ones', 'glorot', 'he', "
+        f"('normal', std) or ('uniform', low, high), got {init!r}"
+    )
+
+
+def _name(name: str, what: str) -> str:
+    """A name as a spec could write it: a Python identifier, not a keyword."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{what}: {name!r} is not a valid name (a Python identifier)")
+    return name
+
+
+def input(name: str, *shape: int) -> Node:  # noqa: A001 - the spec's own word
+    """A per-example Input; the compiler adds the batch axis."""
+    node = ops.input_node(_name(name, "input"), shape)
+    _INITS.setdefault(node, (next(_ORDER), None))
+    return node
+
+
+def param(name: str, *shape: int, init: Any = "zeros") -> Node:
+    """A trainable Param, shared by all examples, with its initializer."""
+    node = ops.param_node(_name(name, "param"), shape)
+    _INITS[node] = (next(_ORDER), _init(init))
+    return node
+
+
+def _unary(fname: str):
+    def f(x):
+        return ops.apply(fname, _node(x))
+
+    f.__name__ = fname
+    f.__doc__ = f"Elementwise {fname}."
+    return f
+
+
+sigmoid, tanh, relu, softplus = (_unary(n) for n in ("sigmoid", "tanh", "relu", "softplus"))
+exp, log, sqrt, sin, cos, abs = (_unary(n) for n in ("exp", "log", "sqrt", "sin", "cos", "abs"))
+
+
+def sum(x, axis=None) -> Node:  # noqa: A001
+    return ops.reduce_sum(_node(x), axis)
+
+
+def mean(x, axis=None) -> Node:
+    return ops.mean(_node(x), axis)
+
+
+def logsumexp(x, axis=None) -> Node:
+    return ops.logsumexp(_node(x), axis)
+
+
+def softmax(x, axis: int = -1) -> Node:
+    return ops.softmax(_node(x), axis)
+
+
+def log_softmax(x, axis: int = -1) -> Node:
+    return ops.log_softmax(_node(x), axis)
+
+
+def cross_entropy(logits, target) -> Node:
+    return ops.cross_entropy(_node(logits), _node(target))
+
+
+def network(
+    loss: Node,
+    outputs: dict[str, Node] | None = None,
+    names: dict[str, Node] | None = None,
+    name: str = "net",
+    loss_name: str = "C",
+) -> Graph:
+    """A Graph from a per-example scalar ``loss`` and named ``outputs``.
+
+    Inputs and Params are found in the graph; ``names`` names intermediate values so that
+    the generated code uses them.
+    """
+    loss = _node(loss)
+    _name(loss_name, "loss_name")
+    for key in [*(outputs or {}), *(names or {})]:
+        _name(key, "outputs and names")
+    if loss.shape != ():
+        raise ValueError(f"loss: must be a scalar per example, got shape {loss.shape}")
+    outputs = {k: _node(v) for k, v in (outputs or {}).items()}
+    graph = Graph(name=name, filename=f"{name}.py", loss_name=loss_name, loss=loss)
+    seen: dict[str, Node] = {}
+    leaves = [n for n in toposort([*outputs.values(), loss]) if n.op in (Op.INPUT, Op.PARAM)]
+    for node in sorted(leaves, key=lambda n: _INITS.get(n, (-1, None))[0]):  # creation order
+        if node.attr in seen and seen[node.attr] is not node:
+            raise ValueError(f"two different leaves are named {node.attr!r}")
+        seen[node.attr] = node
+        table = graph.inputs if node.op is Op.INPUT else graph.params
+        table[node.attr] = Decl(node, 0, _INITS.get(node, (0, None))[1] or ("zeros",))
+    graph.outputs = outputs
+    for key, node in [*(names or {}).items(), *outputs.items(), (loss_name, loss)]:
+        graph.names.setdefault(_node(node), key)
+        graph.equations.append((key, _node(node), 0))
+    return graph
+
+
+def grad(net: Graph) -> dict[str, Node]:
+    """The optimized gradient graph: Param name -> node of d(mean loss)/d(param)."""
+    from ..passes.pipeline import optimize
+
+    return optimize(net).grads

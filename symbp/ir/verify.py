@@ -1,0 +1,166 @@
+"""The IR verifier: what every node of each op must satisfy, as a table.
+
+Run after every pass in the test suite (``optimize(graph, verify=True)``): a rewrite that
+produces a malformed node fails at the pass that made it, not at code generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from . import ops
+from .expr import Expr
+from .node import Contraction, Node, Op, toposort
+from .ops import broadcast_shapes
+
+
+class IRError(AssertionError):
+    """A malformed graph: a bug in symbp, never a user error."""
+
+
+def _leaf(batched: bool | None, attr_type: type | None = None):
+    def check(n: Node):
+        if n.args:
+            return "a leaf has no arguments"
+        if batched is not None and n.batched != batched:
+            return f"batched must be {batched}"
+        if attr_type is not None and not isinstance(n.attr, attr_type):
+            return f"attr must be a {attr_type.__name__}"
+        return None
+
+    return check
+
+
+def _const(n: Node):
+    if n.args or n.shape != () or n.batched:
+        return "a constant is an unbatched scalar leaf"
+    if not (isinstance(n.attr, Expr) and n.attr.op == "num"):
+        return f"constant {n.attr!r} is not a finite number"
+    return None
+
+
+def _ew(n: Node):
+    if not n.args:
+        return "an elementwise node has arguments (constants are CONST)"
+    if not isinstance(n.attr, Expr):
+        return "attr must be an Expr"
+    if n.attr.bad:
+        return f"expression has a constant that is {n.attr.bad}"
+    wanted = frozenset(range(len(n.args)))
+    if n.attr.args_used != wanted:
+        return f"expression uses arguments {sorted(n.attr.args_used)}, has {len(n.args)}"
+    if any(a.op is Op.CONST for a in n.args):
+        return "constant arguments are folded into the expression"
+    if len(set(map(id, n.args))) != len(n.args):
+        return "repeated arguments are merged"
+    if n.shape != broadcast_shapes(*(a.shape for a in n.args)):
+        return "shape is not the broadcast of the arguments' shapes"
+    if n.batched != any(a.batched for a in n.args):
+        return "batched iff an argument is"
+    if ops.elementwise(n.attr, n.args) is not n:  # the shortcuts that build nodes directly
+        return "not the canonical node the constructor builds for this expression"
+    return None
+
+
+def _reduction(n: Node):
+    (x,) = n.args if len(n.args) == 1 else (None,)
+    if x is None:
+        return "one argument"
+    axes = n.attr
+    if not axes or list(axes) != sorted(set(axes)) or not all(0 <= a < x.ndim for a in axes):
+        return f"axes {axes} must be sorted, unique and within rank {x.ndim}"
+    if n.shape != tuple(d for i, d in enumerate(x.shape) if i not in axes):
+        return "shape is the argument's without the reduced axes"
+    if n.batched != x.batched:
+        return "batched as the argument"
+    return None
+
+
+def _batch_sum(n: Node):
+    if len(n.args) != 1 or not n.args[0].batched or n.batched:
+        return "sums one batched argument to an unbatched value"
+    if n.shape != n.args[0].shape:
+        return "keeps the per-example shape"
+    return None
+
+
+def _dot(n: Node):
+    c = n.attr
+    if not isinstance(c, Contraction) or len(n.args) != 2:
+        return "two arguments and a Contraction"
+    a, b = n.args
+    if len(c.a) != a.ndim or len(c.b) != b.ndim:
+        return f"subscripts {c} do not match ranks {a.ndim}, {b.ndim}"
+    if "b" in c.a + c.b + c.out or len(set(c.out)) != len(c.out):
+        return "letter 'b' is the batch's; output letters are unique"
+    sizes: dict[str, int] = {}
+    for letters, shape in ((c.a, a.shape), (c.b, b.shape)):
+        for ch, d in zip(letters, shape):
+            if sizes.setdefault(ch, d) != d:
+                return f"axis {ch} has sizes {sizes[ch]} and {d}"
+    if not set(c.out) <= set(sizes):
+        return "output letters come from the operands"
+    if n.shape != tuple(sizes[ch] for ch in c.out):
+        return "shape follows the output letters"
+    if c.sum_batch and not (a.batched or b.batched):
+        return "sum_batch needs a batched operand"
+    if n.batched != ((a.batched or b.batched) and not c.sum_batch):
+        return "batched iff an operand is and the batch is not summed"
+    return None
+
+
+def _transpose(n: Node):
+    (x,) = n.args
+    if sorted(n.attr) != list(range(x.ndim)) or n.attr == tuple(range(x.ndim)):
+        return f"{n.attr} is not a non-trivial permutation of {x.ndim} axes"
+    if n.shape != tuple(x.shape[p] for p in n.attr) or n.batched != x.batched:
+        return "shape is the permuted argument's"
+    return None
+
+
+def _reshape(n: Node):
+    (x,) = n.args
+    if n.attr != n.shape or n.size != x.size or n.shape == x.shape or n.batched != x.batched:
+        return "a reshape keeps the size and changes the shape"
+    return None
+
+
+def _broadcast(n: Node):
+    (x,) = n.args
+    try:
+        ok = broadcast_shapes(x.shape, n.shape) == n.shape != x.shape
+    except ValueError:
+        ok = False
+    if not ok or n.attr != n.shape or n.batched != x.batched:
+        return f"cannot broadcast {x.shape} to {n.shape}"
+    return None
+
+
+SPEC: dict[Op, Callable[[Node], str | None]] = {
+    Op.INPUT: _leaf(True, str),
+    Op.PARAM: _leaf(False, str),
+    Op.CONST: _const,
+    Op.BATCH_SIZE: _leaf(False),
+    Op.EW: _ew,
+    Op.SUM: _reduction,
+    Op.LOGSUMEXP: _reduction,
+    Op.BATCH_SUM: _batch_sum,
+    Op.DOT: _dot,
+    Op.TRANSPOSE: _transpose,
+    Op.RESHAPE: _reshape,
+    Op.BROADCAST: _broadcast,
+}
+
+
+def verify(roots: Iterable[Node], where: str = "") -> None:
+    """Raise ``IRError`` listing every malformed node below ``roots``."""
+    problems = []
+    for node in toposort(roots):
+        if node.dtype != "float":
+            problems.append(f"{node!r}: dtype {node.dtype!r}")
+        message = SPEC[node.op](node)
+        if message:
+            problems.append(f"{node!r}: {message}")
+    if problems:
+        head = f"malformed IR{' after ' + where if where else ''}:"
+        raise IRError("\n  ".join([head, *problems[:20]]))

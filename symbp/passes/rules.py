@@ -1,0 +1,410 @@
+"""The rule sets, as data: every rewrite symbp makes after parsing, by name.
+
+The constructors of ``symbp.ops`` and ``symbp.expr`` already apply the identities every
+build gets (numbers fold, x * 1 = x, x + x = 2 x, x x = x², (xᵀ)ᵀ = x, transposes fold
+into contractions, a reshape to the same shape is no reshape, no explicit broadcast feeds
+an elementwise node), so a rule never sees those forms: a rewrite rebuilds every node
+above the one it changes, and what the constructors do costs nothing later. The sets here
+are what ``symbp.pipeline`` runs (canonicalize to cse both before and after
+differentiation; ``grad`` itself builds its adjoints in the cse and specialize form):
+
+- ``stabilize`` (before differentiation): the saturating functions' logs in stable form.
+- ``canonicalize``: one form for one computation (sums of sums merged).
+- ``constant_fold``: operations whose input is one constant value everywhere.
+- ``simplify``: algebra (exp(a) exp(b) = exp(a + b), sums of broadcasts, batch sums of scaled
+  values).
+- ``cse``: a transcendental subexpression computed twice in one expression gets its own
+  node (structural CSE of equal nodes is free: nodes are hash-consed).
+- ``specialize`` (after differentiation): reuse a value the graph already computes.
+- ``fuse``: elementwise chains into one expression, one loop in the C backend.
+
+Dead code needs no rule: a program is its roots, and a node no root reaches is gone after
+any pass (``symbp grad --passes`` shows the node counts before and after each).
+"""
+
+from __future__ import annotations
+
+from ..autodiff import calculus as ew
+from ..ir import expr as ex
+from ..ir import ops
+from ..ir.expr import Expr, X
+from ..ir.node import Node, Op
+from .rewrite import Context, Rule, RuleSet, equation
+
+EW = (Op.EW,)
+
+
+def _suspect(node: Node, depth: int = 3) -> bool:
+    """An elementwise node computing exp or sigmoid, possibly a few levels down."""
+    if node.op is not Op.EW or depth == 0:
+        return False
+    return ex.has(node.attr, "exp", "sigmoid") or any(_suspect(a, depth - 1) for a in node.args)
+
+
+_INLINED: dict[tuple, Expr] = {}
+
+
+def _inline(attr: Expr, args: list[Node], i: int) -> tuple[Expr, list[Node]]:
+    """The expression with its i-th argument (an elementwise node) written out in place."""
+    inner = args[i]
+    n = len(args)
+    key = (attr, n, i, inner.attr)
+    e = _INLINED.get(key)
+    if e is None:
+        inner_expr = ex.substitute(inner.attr, {j: X[n + j] for j in range(len(inner.args))})
+        e = ex.remember(_INLINED, key, ex.substitute(attr, {i: inner_expr}))
+    return e, args + list(inner.args)
+
+
+# ------------------------------------------------------------------- stabilize
+
+STABLE_EQUATIONS = [
+    equation("1 / (1 + exp(x)) = sigmoid(-x)", "sigmoid_form"),
+    equation("(1 + exp(x)) ** -1 = sigmoid(-x)", "sigmoid_form_pow"),
+    equation("exp(x) / (1 + exp(x)) = sigmoid(x)", "sigmoid_form_exp"),
+    equation("log(sigmoid(x)) = -softplus(-x)", "log_sigmoid"),
+    equation("log(1 - sigmoid(x)) = -softplus(x)", "log_one_minus_sigmoid"),
+    equation("log(1 + exp(x)) = softplus(x)", "log_one_plus_exp"),
+    equation("log(exp(x)) = x", "log_exp"),
+]
+
+
+def stabilize_log(node: Node, ctx: Context) -> Node | None:
+    """log(sigmoid(u)) -> -softplus(-u), log(softmax(z)) -> log_softmax(z), and friends,
+    where the argument of the log is computed by other nodes: the arguments that compute
+    exp or sigmoid are written out into the log's expression, where the stable-form
+    equations can see the whole formula. Declines unless the result is stable."""
+    if not ex.has(node.attr, "log"):
+        return None
+    expr, args = node.attr, list(node.args)
+    for _ in range(8):
+        i = next((i for i, a in enumerate(args) if i in expr.args_used and _suspect(a)), None)
+        if i is None:
+            break
+        expr, args = _inline(expr, args, i)
+    stable, fired = STABILIZE.normal_form(expr)
+    logs_of_suspects = any(
+        t.op == "log" and any(_suspect(node.args[i]) for i in t.args[0].args_used)
+        for t in ex.walk(node.attr)
+    )
+    if not (fired or logs_of_suspects) or ew.is_unstable(stable):
+        return None
+    if any(i in stable.args_used and _suspect(a) for i, a in enumerate(args)):
+        return None
+    ctx.fired.update(fired)
+    return ops.elementwise(stable, args)
+
+
+LOG_X, EXP_X = ex.call("log", X[0]), ex.call("exp", X[0])
+
+
+def log_sum_exp(node: Node, ctx: Context) -> Node | None:
+    """log(sum(exp(x))) -> logsumexp(x)."""
+    if node.attr is not LOG_X:
+        return None
+    s = node.args[0]
+    if s.op is Op.SUM and s.args[0].op is Op.EW and s.args[0].attr is EXP_X:
+        return ops.logsumexp(s.args[0].args[0], s.attr)
+    return None
+
+
+STABILIZE = RuleSet(
+    "stabilize",
+    [
+        Rule("log_sum_exp", EW, log_sum_exp, applies=lambda e: e is LOG_X),
+        Rule("stabilize_log", EW, stabilize_log, applies=lambda e: ex.has(e, "log")),
+    ],
+    equations=STABLE_EQUATIONS,
+    doc="before differentiation: saturating functions and their logs in stable form",
+)
+
+
+# ---------------------------------------------------------------- canonicalize
+
+
+def sum_of_sum(node: Node, ctx: Context) -> Node | None:
+    """sum(sum(x, a), b) is one sum over both sets of axes."""
+    inner = node.args[0]
+    if inner.op is not Op.SUM or not ctx.single_use(inner):
+        return None
+    kept = [ax for ax in range(inner.args[0].ndim) if ax not in inner.attr]
+    axes = sorted(inner.attr + tuple(kept[ax] for ax in node.attr))
+    return ops.reduce_sum(inner.args[0], tuple(axes))
+
+
+CANONICALIZE = RuleSet(
+    "canonicalize",
+    [
+        Rule("sum_of_sum", (Op.SUM,), sum_of_sum),
+    ],
+    doc="one form for one computation",
+)
+
+
+# --------------------------------------------------------------- constant_fold
+
+
+def _uniform_constant(node: Node) -> Node | None:
+    """The CONST whose value ``node`` has everywhere, if it has one."""
+    if node.op is Op.CONST:
+        return node
+    if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:
+        return node.args[0]
+    return None
+
+
+def fold_uniform(node: Node, ctx: Context) -> Node | None:
+    """An operation on one constant value everywhere: sum(c over m elements) = m c,
+    logsumexp(c over m) = c + log m, transposes and reshapes of it are broadcasts of c."""
+    c = _uniform_constant(node.args[0])
+    if c is None or node.op is Op.BROADCAST:
+        return None
+    x = node.args[0]
+    if node.op in (Op.TRANSPOSE, Op.RESHAPE):
+        return ops.broadcast(c, node.shape)
+    count = 1
+    for ax in node.attr:
+        count *= x.shape[ax]
+    if node.op is Op.SUM:
+        value = ex.mul(ex.num(count), c.attr)
+    else:
+        value = ex.add(c.attr, ex.call("log", ex.num(count)))
+    return ops.broadcast(ops.const(value), node.shape)
+
+
+CONSTANT_FOLD = RuleSet(
+    "constant_fold",
+    [
+        Rule("fold_uniform", (Op.SUM, Op.LOGSUMEXP, Op.TRANSPOSE, Op.RESHAPE), fold_uniform),
+    ],
+    doc="operations on a constant: their value, computed once at compile time",
+)
+
+
+# -------------------------------------------------------------------- simplify
+
+
+def sum_of_broadcast(node: Node, ctx: Context) -> Node | None:
+    """sum(broadcast(s)) of a scalar s over the broadcast axes is s times their size."""
+    if node.args[0].op is not Op.BROADCAST:
+        return None
+    inner = node.args[0].args[0]
+    full = node.args[0].shape
+    if inner.ndim != 0:
+        return None
+    count = 1
+    for ax in node.attr:
+        count *= full[ax]
+    return ops.broadcast(ops.elementwise(X[0] * count, (inner,)), node.shape)
+
+
+def batch_sum_scale(node: Node, ctx: Context) -> Node | None:
+    """Sum over the batch of c * x, c the same for every example: c * (sum of x)."""
+    inner = node.args[0]
+    if inner.op is not Op.EW:
+        return None
+    batched = [i for i, a in enumerate(inner.args) if a.batched]
+    if len(batched) != 1:
+        return None
+    i = batched[0]
+    factor = ew.linear_factor(inner.attr, i)
+    if factor is None:
+        return None  # not a product with the batched argument
+    args = list(inner.args)
+    args[i] = ops.batch_sum(inner.args[i])
+    return ops.elementwise(factor * X[i], args)
+
+
+ALGEBRA = [
+    equation("c * x + k * x = (c + k) * x", "collect"),
+    equation("x ** c * x = x ** (c + 1)", "power_times_base"),
+    equation("abs(abs(x)) = abs(x)", "abs_abs"),
+    equation("abs(-x) = abs(x)", "abs_neg"),
+    equation("relu(relu(x)) = relu(x)", "relu_relu"),
+    equation("tanh(-x) = -tanh(x)", "tanh_odd"),
+    equation("sin(-x) = -sin(x)", "sin_odd"),
+    equation("cos(-x) = cos(x)", "cos_even"),
+    equation("exp(x) * exp(y) = exp(x + y)", "exp_product"),
+]
+
+SIMPLIFY = RuleSet(
+    "simplify",
+    [
+        Rule("sum_of_broadcast", (Op.SUM,), sum_of_broadcast),
+        Rule("batch_sum_scale", (Op.BATCH_SUM,), batch_sum_scale),
+    ],
+    equations=ALGEBRA,
+    doc="algebra: fewer and cheaper operations",
+)
+
+
+# ------------------------------------------------------------------------- cse
+
+EXPENSIVE = frozenset(("exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "sin", "cos", "pow"))
+
+
+def shared_subexpression(node: Node, ctx: Context) -> Node | None:
+    """A costly subexpression that one expression computes twice, e.g. sigmoid(u) in the
+    derivative of u sigmoid(u), becomes a node of its own, computed once."""
+    t = _repeated_part(node.attr)
+    if t is None:
+        return None
+    part = ops.elementwise(t, node.args)
+    n = len(node.args)
+    return ops.elementwise(ex.replace(node.attr, {t: X[n]}), list(node.args) + [part])
+
+
+_REPEATED: dict[Expr, Expr | None] = {}  # expression -> its largest repeated costly part
+_UNKNOWN = object()
+
+
+def _repeated_part(e: Expr) -> Expr | None:
+    """The largest costly subexpression ``e`` computes more than once, if any (cached:
+    graphs repeat a few expressions many times)."""
+    part = _REPEATED.get(e, _UNKNOWN)
+    if part is not _UNKNOWN:
+        return part
+    seen: dict[Expr, int] = {}
+    for t in _subtrees(e):
+        if t.op in EXPENSIVE and t.args_used:
+            seen[t] = seen.get(t, 0) + 1
+    twice = [t for t, k in seen.items() if k > 1]
+    part = max(twice, key=lambda s: s.size) if twice else None  # its parts go with it
+    return ex.remember(_REPEATED, e, part)
+
+
+def _subtrees(e: Expr):
+    """Every subtree, counted once per occurrence."""
+    stack = [e]
+    while stack:
+        t = stack.pop()
+        yield t
+        stack.extend(t.args)
+
+
+CSE = RuleSet(
+    "cse",
+    [
+        Rule(
+            "shared_subexpression",
+            EW,
+            shared_subexpression,
+            applies=lambda e: _repeated_part(e) is not None,
+        )
+    ],
+    doc="a costly subexpression computed twice in one expression, once",
+)
+
+
+# ------------------------------------------------------------------ specialize
+
+
+def reuse_value(node: Node, ctx: Context) -> Node | None:
+    """A part of an expression that another node of the graph already computes (a
+    forward value the backward pass needs again) is read from that node."""
+    args = node.args
+    for t, alone, used in _costly_parts(node.attr):
+        inner = tuple(args[j] for j in used)
+        if (
+            Node.find(
+                Op.EW,
+                inner,
+                alone,
+                ops.broadcast_shapes(*(a.shape for a in inner)),
+                any(a.batched for a in inner),
+            )
+            is None
+        ):
+            continue  # no node anywhere computes it (the test that is true of most parts)
+        candidate = ops.elementwise(t, args)
+        if (candidate in ctx.nodes or candidate in ctx.made) and candidate is not node:
+            n = len(node.args)
+            return ops.elementwise(ex.replace(node.attr, {t: X[n]}), list(node.args) + [candidate])
+    return None
+
+
+_COSTLY: dict[Expr, tuple[tuple[Expr, Expr, tuple[int, ...]], ...]] = {}
+
+
+def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
+    """The costly proper subexpressions of ``e`` that read an argument, outermost first
+    (none for an expression of more than 64 terms), each with the expression a node
+    computing it alone would hold and which of ``e``'s arguments it reads; cached."""
+    parts = _COSTLY.get(e)
+    if parts is None:
+        n = max(e.args_used, default=-1) + 1
+        parts = (
+            ()
+            if e.size > 64
+            else tuple(
+                (t, *ops.canonical_form(t, list(range(n))))
+                for t in ex.walk(e)
+                if t is not e and t.op in EXPENSIVE and t.args_used
+            )
+        )
+        ex.remember(_COSTLY, e, parts)
+    return parts
+
+
+_MAY_SHARE: dict[Expr, bool] = {}
+
+
+def may_share(e: Expr) -> bool:
+    """Whether cse or specialize can rewrite a node computing ``e``: it has a costly part
+    (cached; most expressions have none)."""
+    may = _MAY_SHARE.get(e)
+    if may is None:
+        may = ex.remember(_MAY_SHARE, e, _repeated_part(e) is not None or bool(_costly_parts(e)))
+    return may
+
+
+SPECIALIZE = RuleSet(
+    "specialize",
+    [Rule("reuse_value", EW, reuse_value, applies=lambda e: bool(_costly_parts(e)))],
+    doc="after differentiation: values the graph already has, reused",
+)
+
+
+# ------------------------------------------------------------------------ fuse
+
+FUSE_MAX_ARGS = 6  # a fused loop reading more arrays than this stops paying off
+FUSE_MAX_SIZE = 60  # and an expression larger than this stops being readable
+
+
+def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
+    """Inline an elementwise argument used only here into this elementwise node, while the
+    result stays a small expression (long chains would grow it, and the time, without end)."""
+    uses, keep, args = ctx.uses, ctx.keep, node.args
+    # inline only where X[i] occurs once: more would compute arg several times
+    for i in _read_once(node.attr):
+        arg = args[i]
+        if arg.op is Op.EW and uses.get(arg, 0) <= 1 and arg not in keep:  # single use
+            if len(node.args) + len(arg.args) - 1 > FUSE_MAX_ARGS:
+                continue
+            if node.attr.size + arg.attr.size > FUSE_MAX_SIZE:
+                continue
+            expr, args = _inline(node.attr, list(node.args), i)
+            return ops.elementwise(expr, args)
+    return None
+
+
+_ONCE: dict[Expr, tuple[int, ...]] = {}
+
+
+def _read_once(e: Expr) -> tuple[int, ...]:
+    """The arguments ``e`` reads exactly once, in order (cached)."""
+    once = _ONCE.get(e)
+    if once is None:
+        once = ex.remember(_ONCE, e, tuple(i for i in sorted(e.args_used) if e.uses(i) == 1))
+    return once
+
+
+FUSE = RuleSet(
+    "fuse",
+    [
+        Rule("fuse_elementwise", EW, fuse_elementwise, applies=lambda e: bool(_read_once(e))),
+    ],
+    doc="elementwise chains into one expression: one loop in C",
+)
+
+ALL = [STABILIZE, CANONICALIZE, CONSTANT_FOLD, SIMPLIFY, CSE, SPECIALIZE, FUSE]
