@@ -82,10 +82,9 @@ def spec_for(family: str, nodes: int) -> str:
 
 def child(path: str) -> None:
     """In a fresh process: compile the spec at ``path``, print the stage times as JSON."""
-    from symbp.ir.node import toposort
-
     from symbp.backends.numpy import module as numpy_backend
     from symbp.frontend.parser import parse
+    from symbp.ir.node import toposort
     from symbp.passes.pipeline import optimize
 
     clock = time.process_time  # CPU time: the machine is shared, wall time is in "wall"

@@ -3,42 +3,47 @@
     spec text --parse--> Graph --grad--> Graph --passes--> Program --schedule/render--> module
 
 A network is declared as one example's equations (a ``.sbp`` spec, or built in Python with
-``symbp.input``, ``symbp.param`` and operators), differentiated in reverse by graph
-rewriting, optimized, and emitted as a readable NumPy module.
+``symbp.input``, ``symbp.param``, operators and the functions ``symbp.sigmoid``, ...),
+differentiated in reverse by graph rewriting, optimized, and emitted as a readable NumPy
+module or C compiled through cffi.
 """
 
 __version__ = "0.1.0"
 
 from .check.gradients import check_grads  # noqa: E402
-from .compiler import compile, generate  # noqa: E402
+from .compiler import compile, generate, grad  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
-    abs,
-    cos,
+    FUNCTIONS,
     cross_entropy,
-    exp,
-    grad,
     input,
-    log,
     log_softmax,
     logsumexp,
     mean,
     network,
     param,
-    relu,
-    sigmoid,
-    sin,
     softmax,
-    softplus,
-    sqrt,
     sum,
-    tanh,
 )
 from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
 from .ir.graph import Graph  # noqa: E402
 from .ir.node import Node  # noqa: E402
 from .train.trainer import Trainer, TrainingError  # noqa: E402
+
+
+def __getattr__(name: str):
+    """``symbp.sigmoid``, ``symbp.exp``, ...: the elementwise functions of the spec language,
+    one for each row of ``symbp.ir.functions``."""
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise AttributeError(f"module 'symbp' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *FUNCTIONS])
+
 
 __all__ = [
     "SpecError",
@@ -55,16 +60,7 @@ __all__ = [
     "input",
     "param",
     "network",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "softplus",
-    "exp",
-    "log",
-    "sqrt",
-    "sin",
-    "cos",
-    "abs",
+    *FUNCTIONS,
     "sum",
     "mean",
     "logsumexp",

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .backends.c.build import BuildError
+from .backends.c.toolchain import BuildError
 from .compiler import BACKENDS, DTYPES, c_package, generate
 from .errors import SpecError
 from .frontend.parser import parse
@@ -436,7 +436,7 @@ def _train(args) -> int:
 
 
 def _cache(args) -> int:
-    from .backends.c.build import cache_clear, cache_info
+    from .backends.c.cache import cache_clear, cache_info
 
     if args.action == "clear":
         print(f"removed {cache_clear()} entries from {cache_info()['path']}")

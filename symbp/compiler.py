@@ -19,12 +19,14 @@ from pathlib import Path
 import jinja2
 import numpy
 
-from .backends.c import build as cbuild
+from .backends.c import cache as build_cache
 from .backends.c import module as c_backend
+from .backends.c.toolchain import toolchain_stamp
 from .backends.numpy import module as numpy_backend
-from .codegen.render import _template_dir
+from .codegen.render import template_dir
 from .frontend.parser import parse, parse_bytes
 from .ir.graph import Graph
+from .ir.node import Node
 from .passes.pipeline import Program, optimize
 
 BACKENDS = ("numpy", "c")
@@ -62,7 +64,7 @@ def generate(net: Graph | str | Path, backend: str = "numpy", dtype: str = "floa
 def source_files(roots: tuple[Path, ...] | None = None) -> list[Path]:
     """symbp's Python sources and its templates: everything that decides generated code."""
     if roots is None:
-        roots = (Path(__file__).resolve().parent, _template_dir().resolve())
+        roots = (Path(__file__).resolve().parent, template_dir().resolve())
     files: dict[Path, None] = {}  # in order, once (installed, the templates are inside)
     for root in roots:
         for p in sorted(root.rglob("*")):
@@ -125,7 +127,7 @@ def spec_key(data: bytes, filename: str, backend: str, dtype: str) -> str | None
         sys.version,
         sys.prefix,
         sys.executable,
-        cbuild.toolchain_stamp(),
+        toolchain_stamp(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -136,7 +138,7 @@ def spec_key(data: bytes, filename: str, backend: str, dtype: str) -> str | None
 def _build(graph: Graph, dtype: str) -> tuple[Path, str, str]:
     """(cache entry, extension name, C file name) of a Graph's C package."""
     files, cdef, ext, c_file = c_backend.package_files(optimize(graph), dtype)
-    return cbuild.cached_package(files, cdef, ext, c_file), ext, c_file
+    return build_cache.cached_package(files, cdef, ext, c_file), ext, c_file
 
 
 def c_package(net: Graph | str | Path, dtype: str = "float64") -> Path:
@@ -151,14 +153,14 @@ def c_package(net: Graph | str | Path, dtype: str = "float64") -> Path:
         return _build(parse(path), dtype)[0]  # raises the parser's SpecError
     key = spec_key(data, str(path), "c", dtype)
     if key is not None:
-        entry = cbuild.indexed(key)
+        entry = build_cache.indexed(key)
         if entry is not None:
             cache_events["index hit"] += 1
             return entry
     cache_events["index miss"] += 1
     entry, ext, c_file = _build(parse_bytes(data, str(path), path.stem), dtype)
     if key is not None and spec_key(data, str(path), "c", dtype) == key:  # nothing changed
-        cbuild.remember(key, entry, ext, c_file)
+        build_cache.remember(key, entry, ext, c_file)
     return entry
 
 
@@ -168,7 +170,12 @@ def compile(  # noqa: A001 - the verb users expect, as in symbp.compile(net)
     """Compile a network to a loaded module with the API of SPEC.md §3."""
     if backend == "c":
         entry = c_package(net, dtype)
-        return cbuild.load_package(entry, f"symbp_c_{entry.name}")
+        return build_cache.load_package(entry, f"symbp_c_{entry.name}")
     graph = _graph(net)
     source = generate(graph, backend, dtype)
     return numpy_backend.load(source, f"symbp_{graph.name}")
+
+
+def grad(net: Graph | str | Path) -> dict[str, Node]:
+    """The optimized gradient graph: Param name -> node of d(mean loss)/d(param)."""
+    return optimize(_graph(net)).grads

@@ -1,4 +1,4 @@
-"""The C backend's boundary and build cache (SPEC.md §3, symbp/cbuild.py).
+"""The C backend's boundary and build cache (SPEC.md §3, symbp/backends/c/cache.py).
 
 The wrapper of a C module checks every argument and raises ValueError naming it: nothing a
 Python caller passes may crash the process or touch memory out of bounds. Inputs (and params
@@ -30,7 +30,8 @@ import pytest
 from conftest import scale
 
 import symbp
-from symbp.backends.c import build as cbuild
+from symbp.backends.c import cache as cbuild
+from symbp.backends.c import toolchain
 from symbp.compiler import c_package
 
 pytestmark = pytest.mark.skipif(
@@ -991,13 +992,11 @@ def entries(root: Path) -> list[Path]:
 
 def leftovers(root: Path) -> list[str]:
     """Temporary build folders and trash left behind (lock files, one per network, the
-    spec index and the compiled templates stay)."""
+    spec index stay)."""
     return sorted(
         p.name
         for p in root.iterdir()
-        if p.name.startswith(".")
-        and not p.name.endswith(".lock")
-        and p.name not in (cbuild.INDEX, cbuild.TEMPLATES)
+        if p.name.startswith(".") and not p.name.endswith(".lock") and p.name != cbuild.INDEX
     )
 
 
@@ -1050,7 +1049,7 @@ def test_cache_key_depends_on_the_cpu(monkeypatch):
     files = {"__init__.py": "", "tiny.c": "int f(void) { return 0; }"}
     key = cbuild.cache_key(files, "int f(void);", "_tiny")
     assert key == cbuild.cache_key(dict(files), "int f(void);", "_tiny")
-    monkeypatch.setattr(cbuild, "_cpu_identity", lambda: "another cpu")
+    monkeypatch.setattr(toolchain, "_cpu_identity", lambda: "another cpu")
     assert cbuild.cache_key(files, "int f(void);", "_tiny") != key
 
 
@@ -1107,7 +1106,7 @@ def test_cache_path_that_is_a_file(tmp_path, monkeypatch):
     taken.write_text("")
     for root, why in [(taken, "exists and is not a folder"), (taken / "below", "Not a directory")]:
         monkeypatch.setenv("SYMBP_CACHE_DIR", str(root))
-        with pytest.raises(cbuild.BuildError) as info:
+        with pytest.raises(toolchain.BuildError) as info:
             symbp.compile(spec, backend="c")
         assert str(info.value) == (
             f"cannot write the build cache {root}: {why}; set SYMBP_CACHE_DIR to a writable folder"
@@ -1128,7 +1127,7 @@ def test_read_only_cache_dir(tmp_path, monkeypatch):
             check_works(symbp.compile(spec, backend="c"), spec)
             assert len(entries(root)) == 1
         else:
-            with pytest.raises(cbuild.BuildError) as info:
+            with pytest.raises(toolchain.BuildError) as info:
                 symbp.compile(spec, backend="c")
             assert str(info.value) == (
                 f"cannot write the build cache {root}: Permission "
@@ -1252,7 +1251,7 @@ def test_processes_build_different_networks_and_repair_one(pristine, tmp_path):
 def test_missing_compiler(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(cbuild.BuildError) as info:
+    with pytest.raises(toolchain.BuildError) as info:
         symbp.compile(tiny_spec(tmp_path, 10), backend="c")
     message = str(info.value)
     assert "'/nonexistent/cc'" in message and "--backend numpy" in message
@@ -1265,7 +1264,7 @@ def test_compiler_that_fails(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("CC", str(fake))
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(root))
-    with pytest.raises(cbuild.BuildError) as info:
+    with pytest.raises(toolchain.BuildError) as info:
         symbp.compile(tiny_spec(tmp_path, 11), backend="c")
     message = str(info.value)
     assert message.startswith(f"compiling tiny11.c with the C compiler '{fake}' failed: ")

@@ -19,7 +19,7 @@ import pytest
 
 import symbp
 from symbp import cli
-from symbp.backends.c.build import BuildError
+from symbp.backends.c.toolchain import BuildError
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = REPO / "examples" / "mlp.sbp"

@@ -1,4 +1,4 @@
-"""The spec index of the C build cache (symbp/compiler.py, symbp/cbuild.py).
+"""The spec index of the C build cache (symbp/compiler.py, symbp/backends/c/cache.py).
 
 ``symbp.compile(path, backend="c")`` finds a spec file compiled before without parsing it:
 a key of the spec's bytes and name, the options, a fingerprint of symbp's sources and
@@ -19,8 +19,9 @@ import pytest
 
 import symbp
 from symbp import compiler
-from symbp.backends.c import build as cbuild
+from symbp.backends.c import cache as cbuild
 from symbp.backends.c import module as c_backend
+from symbp.backends.c import toolchain
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which(os.environ.get("CC", "cc").split()[0]) or shutil.which("gcc")),
@@ -149,7 +150,7 @@ def test_what_changes_the_toolchain_changes_the_key(tmp_path, monkeypatch, chang
     key = compiler.spec_key(spec, "tiny4.sbp", "c", "float64")
     assert key == compiler.spec_key(spec, "tiny4.sbp", "c", "float64")
     if change == "cpu":
-        monkeypatch.setattr(cbuild, "_cpu_identity", lambda: "another cpu")
+        monkeypatch.setattr(toolchain, "_cpu_identity", lambda: "another cpu")
     elif change == "cffi":
         import _cffi_backend
 
@@ -165,10 +166,11 @@ def test_what_changes_the_toolchain_changes_the_key(tmp_path, monkeypatch, chang
 
 
 def test_the_fingerprint_reads_every_source(tmp_path):
-    names = {p.name for p in compiler.source_files()}
+    files = {p.resolve() for p in compiler.source_files()}
     package = Path(compiler.__file__).resolve().parent
-    assert {p.name for p in package.glob("*.py")} <= names
-    assert {"c_module.c.j2", "c_wrapper.py.j2", "c_cdef.h.j2", "_api.py.j2"} <= names
+    assert {p.resolve() for p in package.rglob("*.py")} <= files  # every subpackage's too
+    names = {p.name for p in files}
+    assert {"c_module.c.j2", "c_wrapper.py.j2", "c_cdef.h.j2", "_checks.py.j2"} <= names
 
     root = tmp_path / "fake"
     (root / "sub").mkdir(parents=True)

@@ -1,8 +1,9 @@
-"""symbp.expr: the elementwise expression trees, checked against sympy.
+"""symbp.ir.expr: the elementwise expression trees, checked against sympy.
 
-Random expression trees are differentiated by ``symbp.autodiff.calculus.diff`` and by ``sympy.diff`` of
-the same tree (``to_sympy``), and both are evaluated at random points; the simplifying
-constructors must keep every value; the printers must print what the tree computes.
+Random expression trees are differentiated by ``symbp.autodiff.calculus.diff`` and by
+``sympy.diff`` of the same tree (``to_sympy``), and both are evaluated at random points; the
+simplifying constructors must keep every value; the printers must print what the tree
+computes.
 """
 
 import math
@@ -13,12 +14,13 @@ import pytest
 import sympy
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
-from symbp.ir.expr import X
-from symbp.ir.interpret import expression
 
 from symbp.autodiff import calculus as ew
-from symbp.codegen.printing import NumpyExprPrinter, print_expr
+from symbp.backends.numpy.printer import NumpyExprPrinter
 from symbp.ir import expr as ex
+from symbp.ir.expr import X
+from symbp.ir.interpret import expression
+from symbp.ir.notation import ATOM, print_expr
 
 # functions defined on the whole real line (log and sqrt get positive arguments below)
 SMOOTH = ("exp", "tanh", "sigmoid", "softplus", "sin", "cos")
@@ -75,7 +77,7 @@ def test_derivatives_agree_with_sympy(e):
 def test_printed_code_computes_the_tree(e):
     """The NumPy text, with its parentheses, evaluates to what sympy says the tree is."""
     assume(not e.bad)  # a tree of numbers may fold to a constant no float holds
-    text = print_expr(e, [("x0", ex.ATOM), ("x1", ex.ATOM)], NumpyExprPrinter())[0]
+    text = print_expr(e, [("x0", ATOM), ("x1", ATOM)], NumpyExprPrinter())[0]
     note(text)
     env = {
         "np": np,
@@ -153,15 +155,22 @@ def test_numbers_beyond_float_range():
     )
 
 
-def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(monkeypatch):
+def test_compiling_network_after_network_holds_a_bounded_number_of_expressions():
     """The review measured 20 KB kept for ever per compile: the expression table was strong
-    and the memo caches unbounded. Now the table is weak and each cache starts afresh when
-    full (here after 50 entries, to see it)."""
+    and the memo caches unbounded. Now the table is weak, and what keeps expressions alive
+    past a compile is the compiler's memo caches, each bounded: emptied, they let go."""
+    import functools
     import gc
 
     import symbp
 
-    monkeypatch.setattr(ex, "CACHE_LIMIT", 50)
+    def caches():
+        return [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, functools._lru_cache_wrapper)
+            and getattr(obj, "__module__", "").startswith("symbp")
+        ]
 
     def compile_some(first):
         for k in range(first, first + 60):
@@ -171,5 +180,12 @@ def test_compiling_network_after_network_holds_a_bounded_number_of_expressions(m
         return len(ex._TABLE)
 
     compile_some(0)
-    after_60, after_120 = compile_some(1000), compile_some(2000)
-    assert after_120 <= after_60 + 50
+    sizes = {c: c.cache_info().currsize for c in caches()}
+    before = len(ex._TABLE)
+    assert compile_some(1000) > before + 60  # the caches hold the new networks' expressions
+    grown = [c for c in caches() if c.cache_info().currsize > sizes.get(c, 0)]
+    assert grown and all(c.cache_info().maxsize is not None for c in grown)
+    for c in caches():
+        c.cache_clear()
+    gc.collect()
+    assert len(ex._TABLE) <= before  # and nothing else does

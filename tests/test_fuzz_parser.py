@@ -30,11 +30,11 @@ from conftest import time_limit as shared_time_limit
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from symbp.ir.graph import Graph
 
 import symbp
 from symbp import SpecError, cli
 from symbp.frontend.parser import parse_bytes
+from symbp.ir.graph import Graph
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {

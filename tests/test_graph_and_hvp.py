@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from symbp.explain.graphviz import to_dot
 
 import symbp
 from symbp import cli
+from symbp.explain.graphviz import to_dot
 from symbp.passes.pipeline import optimize
 
 ROOT = Path(__file__).resolve().parent.parent

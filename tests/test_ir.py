@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from symbp.ir.expr import Expr, X
-from symbp.ir.node import Contraction, Node, Op
-from symbp.ir.verify import IRError, verify
 
 import symbp
 from symbp.ir import ops as ops
+from symbp.ir.expr import Expr, X
+from symbp.ir.node import Contraction, Node, Op
+from symbp.ir.verify import IRError, verify
 from symbp.passes import rewrite as rewrite
 from symbp.passes import rules as rules
 from symbp.passes.pipeline import optimize

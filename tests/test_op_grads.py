@@ -29,9 +29,9 @@ from conftest import (
     random_inputs,
     random_params,
 )
-from symbp.check.gradients import check_module
 
 import symbp
+from symbp.check.gradients import check_module
 
 LOSS = "C: Loss = sum(y * y + sin(y))"
 BACKENDS = ("numpy", "c")

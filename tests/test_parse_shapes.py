@@ -17,8 +17,6 @@ from conftest import scale
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from symbp.ir.graph import Graph
-from symbp.ir.node import gc_paused
 from test_fuzz_parser import LITERAL_PLACES, NUMBER_TEXT, mutated_example, token_soup
 
 from bench.scale import spec_for
@@ -26,6 +24,8 @@ from symbp import SpecError
 from symbp.frontend import shapes as parse_shapes
 from symbp.frontend.parser import _Parser, parse_text
 from symbp.frontend.shapes import FALLBACK, read_by_shapes
+from symbp.ir.graph import Graph
+from symbp.ir.node import gc_paused
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {

@@ -239,24 +239,3 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
             rtol=1e-12,
             atol=1e-12 * (1 + np.max(np.abs(value))),
         )
-
-
-@settings(max_examples=scale(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=specs())
-def test_grads_shortcuts_build_the_canonical_nodes(text):
-    """grad builds plain adjoints (operands all arrays of one shape) as nodes directly
-    rather than through elementwise(); with the shortcut off everywhere, every gradient
-    must be the very same node (nodes are hash-consed: a shortcut that skipped a
-    canonicalization would give another one)."""
-    from symbp.ir.node import Op
-
-    from symbp.autodiff import backward as autodiff
-    from symbp.ir import ops as ops
-
-    graph = symbp.parse_text(text)
-    fast = autodiff.grad(graph)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ops, "UNWRAPPED", frozenset(Op))  # no operand is plain: no shortcut
-        slow = autodiff.grad(graph)
-    note(text)
-    assert all(fast[k] is slow[k] for k in fast)

@@ -12,14 +12,14 @@ import pytest
 from conftest import away_from_zero
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from symbp.ir.expr import X
-from symbp.ir.interpret import evaluate
-from symbp.ir.node import Node, Op, toposort
 from test_random_graphs import specs
 
 import symbp
 from symbp.ir import expr as ex
 from symbp.ir import ops as ops
+from symbp.ir.expr import X
+from symbp.ir.interpret import evaluate
+from symbp.ir.node import Node, Op, toposort
 from symbp.passes import rules as rules
 from symbp.passes.pipeline import optimize
 from symbp.passes.rewrite import Pass, RuleSet, equation, run_pass

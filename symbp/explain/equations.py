@@ -2,85 +2,10 @@
 
 from __future__ import annotations
 
-from ..codegen.printing import ATOM, MATMUL, SpecExprPrinter, matmul_form, print_expr
-from ..codegen.schedule import Namer, comment_text, schedule
-from ..ir.expr import X
-from ..ir.node import Node, Op
+from ..codegen.schedule import Namer, schedule
+from ..codegen.text import comment_text
 from ..passes.pipeline import PARAM_GRADS_LINE, Program
-
-
-class SpecPrinter:
-    """Prints nodes for ONE example, as a spec would write them."""
-
-    def __init__(self, names: dict[Node, str]) -> None:
-        self.names = names
-        self.printer = SpecExprPrinter()
-
-    def term(self, node: Node) -> tuple[str, int]:
-        if node in self.names:
-            return self.names[node], ATOM
-        return self.expression(node)
-
-    def expression(self, node: Node) -> tuple[str, int]:
-        op = node.op
-        if op is Op.CONST:
-            return print_expr(node.attr, [], self.printer)
-        if op is Op.BATCH_SIZE:
-            return "n", ATOM
-        if op is Op.EW:
-            if node.attr is X[0] / X[1] and node.args[1].op is Op.BATCH_SIZE:
-                inner = node.args[0]
-                text = (
-                    self.term(inner.args[0])[0]
-                    if inner.op is Op.BATCH_SUM
-                    else (self.dot(inner, summed=False)[0] if inner.op is Op.DOT else None)
-                )
-                if text is not None:
-                    return f"batch_mean({text})", ATOM
-            args = [self.term(a) for a in node.args]
-            return print_expr(node.attr, args, self.printer)
-        x = [self.term(a)[0] for a in node.args]
-        if op is Op.SUM:
-            axes = node.attr
-            if len(axes) == node.args[0].ndim:
-                return f"sum({x[0]})", ATOM
-            return f"sum({x[0]}, axis={axes[0] if len(axes) == 1 else axes})", ATOM
-        if op is Op.BATCH_SUM:
-            return f"batch_sum({x[0]})", ATOM
-        if op is Op.LOGSUMEXP:
-            return f"logsumexp({x[0]}, axis={node.attr})", ATOM
-        if op is Op.TRANSPOSE:
-            return f"transpose({x[0]}, {node.attr})", ATOM
-        if op is Op.RESHAPE:
-            return f"reshape({x[0]}, {node.attr})", ATOM
-        if op is Op.BROADCAST:
-            return f"broadcast({x[0]}, {node.attr})", ATOM
-        if op is Op.DOT:
-            return self.dot(node)
-        raise AssertionError(op)
-
-    def dot(self, node: Node, summed: bool = True) -> tuple[str, int]:
-        c = node.attr
-        a, b = (self.term(arg) for arg in node.args)
-        text = None
-        if len(c.out) == 2 and len(c.a) == 1 and len(c.b) == 1 and c.a + c.b == c.out:
-            text = f"outer({a[0]}, {b[0]})"
-        if text is None and len(c.a) == 1 and len(c.b) == 2 and c.out == c.b.replace(c.a, ""):
-            # v @ M reads as the lecture's M.T @ v
-            m = b[0] if b[1] >= ATOM else f"({b[0]})"
-            text = f"{m}{'.T' if c.b[0] == c.a else ''} @ {a[0] if a[1] >= ATOM else f'({a[0]})'}"
-        form = matmul_form(c.a, c.b, c.out)
-        if text is None and form is not None:
-            swap, ta, tb = form
-            left, right = (b, a) if swap else (a, b)
-            lt = (left[0] if left[1] >= ATOM else f"({left[0]})") + (".T" if ta else "")
-            rt = (right[0] if right[1] >= ATOM else f"({right[0]})") + (".T" if tb else "")
-            text = f"{lt} @ {rt}"
-        if text is None:
-            text = f'einsum("{c.a},{c.b}->{c.out}", {a[0]}, {b[0]})'
-        if c.sum_batch and summed:
-            return f"batch_sum({text})", ATOM
-        return text, (MATMUL if " @ " in text and not c.sum_batch else ATOM)
+from .spec_printer import SpecPrinter
 
 
 def backward_equations(program: Program) -> str:
@@ -129,7 +54,7 @@ def pass_report(program: Program) -> str:
     before and after (nodes no root reaches any more are gone: that is dead-code
     elimination), and how often each rule fired. Differentiation runs between the forward
     pass "stabilize" and the rest."""
-    stats = program.pass_stats()
+    stats = program.stats
     sets = [", ".join(rs.name for rs in st.sets) for st in stats]
     width = max([len("rule sets"), *map(len, sets)])
     lines = [f"{'pass':<11} {'rule sets':<{width}} nodes before -> after   rules fired"]

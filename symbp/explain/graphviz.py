@@ -13,7 +13,7 @@ import subprocess
 
 from ..ir.node import Node, Op, toposort
 from ..passes.pipeline import Program
-from .equations import SpecPrinter
+from .spec_printer import SpecPrinter
 
 
 def _escape(text: str) -> str:

@@ -16,9 +16,11 @@ import itertools
 import keyword
 import numbers
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from ..ir import ops
+from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op, toposort
 
@@ -26,12 +28,7 @@ _INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # param -> (ord
 _ORDER = itertools.count()
 
 
-def _node(v: Any) -> Node:
-    if isinstance(v, Node):
-        return v
-    if isinstance(v, numbers.Real) and not isinstance(v, bool):
-        return ops.const(v)
-    raise TypeError(f"expected a symbp node or a number, got {type(v).__name__}")
+_node = ops.as_node
 
 
 def _init(init: Any) -> tuple:
@@ -70,17 +67,17 @@ def param(name: str, *shape: int, init: Any = "zeros") -> Node:
     return node
 
 
-def _unary(fname: str):
-    def f(x):
-        return ops.apply(fname, _node(x))
+def _function(name: str) -> Callable[..., Node]:
+    def apply(*args) -> Node:
+        return ops.apply(name, *map(_node, args))
 
-    f.__name__ = fname
-    f.__doc__ = f"Elementwise {fname}."
-    return f
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = f"The elementwise {name} of symbp.ir.functions."
+    return apply
 
 
-sigmoid, tanh, relu, softplus = (_unary(n) for n in ("sigmoid", "tanh", "relu", "softplus"))
-exp, log, sqrt, sin, cos, abs = (_unary(n) for n in ("exp", "log", "sqrt", "sin", "cos", "abs"))
+# symbp.sigmoid, symbp.exp, ...: every elementwise function a spec may call
+FUNCTIONS: dict[str, Callable[..., Node]] = {name: _function(name) for name in SPEC_FUNCTIONS}
 
 
 def sum(x, axis=None) -> Node:  # noqa: A001
@@ -140,10 +137,3 @@ def network(
         graph.names.setdefault(_node(node), key)
         graph.equations.append((key, _node(node), 0))
     return graph
-
-
-def grad(net: Graph) -> dict[str, Node]:
-    """The optimized gradient graph: Param name -> node of d(mean loss)/d(param)."""
-    from ..passes.pipeline import optimize
-
-    return optimize(net).grads

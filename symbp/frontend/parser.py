@@ -15,10 +15,11 @@ import ast
 import math
 from pathlib import Path
 
-from ..autodiff import calculus as ew
 from ..errors import SpecError
+from ..ir import expr as ex
 from ..ir import ops
 from ..ir.expr import Expr, X, substitute, walk
+from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op, gc_paused
 from .shapes import DECLARED, FALLBACK, read_by_shapes
@@ -297,7 +298,7 @@ class _Parser(SpecSource):
     def function(self, f: ast.FunctionDef) -> None:
         """A user ``def``: one ``return`` of elementwise arithmetic, kept as an ``Expr``."""
         name = f.name
-        if name in ew.BUILTINS or name in REDUCTIONS or name == "cross_entropy":
+        if name in SPEC_FUNCTIONS or name in REDUCTIONS or name == "cross_entropy":
             raise self.error(f, f"cannot redefine the built-in function '{name}'")
         if name in self.functions:
             raise self.error(f, f"'{name}' is already defined at line {self.functions[name][2]}")
@@ -417,14 +418,14 @@ class _Parser(SpecSource):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
                 raise self.error(e, f"'{callee}' takes positional arguments only here")
-            if callee in ew.BUILTINS:
-                self.arity(e, callee, 1)
-                return ew.BUILTINS[callee](self.scalar_expr(e.args[0], env, fname))
+            if callee in SPEC_FUNCTIONS:
+                self.arity(e, callee, FUNCTIONS[callee].arity)
+                return ex.call(callee, *(self.scalar_expr(a, env, fname) for a in e.args))
             if callee in self.functions:
                 arity, body, _ = self.functions[callee]
                 self.arity(e, callee, arity)
                 args = [self.scalar_expr(a, env, fname) for a in e.args]
-                return body.xreplace({X[i]: a for i, a in enumerate(args)})
+                return ex.substitute(body, dict(enumerate(args)))
             if callee == fname:
                 raise self.error(e, f"function '{fname}' calls itself: recursion is not supported")
             if callee in REDUCTIONS or callee == "cross_entropy":
@@ -436,7 +437,7 @@ class _Parser(SpecSource):
             raise self.error(
                 e,
                 f"unknown function '{callee}' in function '{fname}'"
-                f"{self.suggest(callee, [*ew.BUILTINS, *self.functions])}",
+                f"{self.suggest(callee, [*SPEC_FUNCTIONS, *self.functions])}",
             )
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
 
@@ -455,7 +456,7 @@ class _Parser(SpecSource):
         if type(v) not in (int, float):
             raise self.error(e, f"unsupported literal `{self.segment(e)}`: only numbers")
         self.finite(e, v)
-        return ew.number(v)
+        return ex.decimal(v)
 
     def as_node(self, v: Value) -> Node:
         return v if isinstance(v, Node) else ops.const(v)
@@ -576,7 +577,7 @@ class _Parser(SpecSource):
             raise self.error(
                 e, f"'{e.id}' is used before it is defined (at line {self.later[e.id]})"
             )
-        if e.id in self.functions or e.id in ew.BUILTINS or e.id in REDUCTIONS:
+        if e.id in self.functions or e.id in SPEC_FUNCTIONS or e.id in REDUCTIONS:
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
         if e.id in INITIALIZERS:
             raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
@@ -600,12 +601,12 @@ class _Parser(SpecSource):
         if other_kw or (axis_kw and name not in REDUCTIONS) or len(axis_kw) > 1:
             bad = other_kw[0] if other_kw else axis_kw[-1]
             raise self.error(bad, f"{name}() takes no keyword argument '{bad.arg}'")
-        if name in ew.BUILTINS:
-            self.arity(e, name, 1)
-            x = self.as_node(self.expr(e.args[0]))
-            if x.op is Op.CONST:  # say which constant fails, e.g. log(0), in spec terms
-                self.check_constant(e, ew.BUILTINS[name](x.attr))
-            return ops.apply(name, x)
+        if name in SPEC_FUNCTIONS:
+            self.arity(e, name, FUNCTIONS[name].arity)
+            args = [self.as_node(self.expr(a)) for a in e.args]
+            if all(x.op is Op.CONST for x in args):  # say which constant fails, e.g. log(0)
+                self.check_constant(e, ex.call(name, *(x.attr for x in args)))
+            return ops.apply(name, *args)
         if name in REDUCTIONS:
             self.arity(e, name, 1)
             x = self.as_node(self.expr(e.args[0]))
@@ -631,7 +632,7 @@ class _Parser(SpecSource):
             self.arity(e, name, arity)
             args = [self.as_node(self.expr(a)) for a in e.args]
             if all(a.op is Op.CONST for a in args):
-                self.check_constant(e, body.xreplace({X[i]: a.attr for i, a in enumerate(args)}))
+                self.check_constant(e, ex.substitute(body, {i: a.attr for i, a in enumerate(args)}))
             elif any(a.op is Op.CONST for a in args):  # f(0, w) with u ** v in f: 0 ** w
                 known = {i: a.attr for i, a in enumerate(args) if a.op is Op.CONST}
                 for t in walk(substitute(body, known)):
@@ -646,7 +647,7 @@ class _Parser(SpecSource):
             raise self.error(
                 e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
             )
-        known = [*ew.BUILTINS, *REDUCTIONS, "cross_entropy", *self.functions]
+        known = [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", *self.functions]
         raise self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
 
     def axis(self, e: ast.expr) -> int | tuple[int, ...]:

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from functools import partial
 from operator import itemgetter
 
-from ..autodiff import calculus as ew
 from ..errors import SpecError
 from ..ir import ops
 from ..ir.expr import X
+from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
 
@@ -56,7 +56,7 @@ BINARY = {
 }
 REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
 SOFTMAX = {"softmax": ops.softmax, "log_softmax": ops.log_softmax}
-BUILT_IN = {*ew.BUILTINS, *REDUCE, *SOFTMAX, "cross_entropy"}
+BUILT_IN = {*SPEC_FUNCTIONS, *REDUCE, *SOFTMAX, "cross_entropy"}
 
 
 class Unsupported(Exception):
@@ -393,7 +393,7 @@ class _Planner:
         args = [self.getter(a, depth + 1) for a in e.args]
         if None in args:
             raise _NoPlan  # a constant argument: its checks are the general reader's
-        if name in ew.BUILTINS and len(args) == 1:
+        if name in SPEC_FUNCTIONS and FUNCTIONS[name].arity == len(args) == 1:
             return _applied(partial(ops.apply, name), _node_only(args[0]))
         if name in REDUCE and len(args) == 1:
             return _applied(lambda x: REDUCE[name](x, axis), args[0])

@@ -1,37 +1,30 @@
 """A reference interpreter: the value of IR nodes on a mini-batch, straight from the IR.
 
-Slow and plain on purpose: it is the meaning of each op written once, against which the
-rewrite passes are tested (a pass must never change a value) without generating code.
+Slow and plain on purpose: ``EVALUATE`` is the meaning of each op written once, against which
+the rewrite passes are tested (a pass must never change a value) without generating code.
+Arrays are as the generated code holds them: a batched value has the batch on axis 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
-from ..codegen.printing import runtime_subscripts
-from .expr import Expr
+from .expr import Expr, definition
+from .functions import FUNCTIONS
 from .node import Node, Op, toposort
+from .ops import runtime_subscripts
 
-
-def _sigmoid(x):
-    return np.exp(-np.logaddexp(0.0, -x))
-
-
-FUNCTIONS = {
-    "exp": np.exp,
-    "log": np.log,
-    "sqrt": np.sqrt,
-    "abs": np.abs,
-    "tanh": np.tanh,
-    "sigmoid": _sigmoid,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "softplus": lambda x: np.logaddexp(0.0, x),
-    "sin": np.sin,
-    "cos": np.cos,
-    "step": lambda x: (x > 0).astype(float),
-    "sign": np.sign,
+OPERATORS = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "pow": np.power,
+    "neg": np.negative,
 }
-BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power}
 
 
 def expression(e: Expr, args: list) -> np.ndarray | float:
@@ -44,17 +37,23 @@ def expression(e: Expr, args: list) -> np.ndarray | float:
                 memo[t] = args[t.value]
             elif t.op == "num":
                 memo[t] = float(t.value)
-            elif t.op == "neg":
-                memo[t] = -go(t.args[0])
-            elif t.op in BINARY:
-                memo[t] = BINARY[t.op](go(t.args[0]), go(t.args[1]))
+            elif t.op in OPERATORS:
+                memo[t] = OPERATORS[t.op](*map(go, t.args))
             elif t.op in FUNCTIONS:
-                memo[t] = FUNCTIONS[t.op](go(t.args[0]))
+                memo[t] = function(t.op, [go(a) for a in t.args])
             else:
                 raise ValueError(f"cannot evaluate {t.op}")
         return memo[t]
 
     return go(e)
+
+
+def function(name: str, values: list):
+    """Function ``name`` of ``symbp.ir.functions`` on arrays: its reference, else its formula."""
+    reference = FUNCTIONS[name].reference
+    if reference is not None:
+        return reference(*values)
+    return expression(definition(name), values)
 
 
 def _aligned(value, arg: Node, node: Node):
@@ -64,49 +63,66 @@ def _aligned(value, arg: Node, node: Node):
     return value
 
 
+def _axes(node: Node) -> tuple[int, ...]:
+    """A reduction's axes in the runtime array (after the batch axis, if any)."""
+    return tuple(a + node.args[0].batched for a in node.attr)
+
+
+class Run(NamedTuple):
+    leaves: dict[str, np.ndarray]  # Input and Param values by name (Inputs batch first)
+    n: int  # the batch size
+
+
+def _logsumexp(node: Node, x: list, run: Run):
+    axes = _axes(node)
+    m = np.max(x[0], axis=axes, keepdims=True)
+    return np.squeeze(m, axis=axes) + np.log(np.sum(np.exp(x[0] - m), axis=axes))
+
+
+def _dot(node: Node, x: list, run: Run):
+    sa, sb, so = runtime_subscripts(node)
+    if node.attr.sum_batch:
+        so = so.replace("b", "")
+    return np.einsum(f"{sa},{sb}->{so}", x[0], x[1])
+
+
+def _transpose(node: Node, x: list, run: Run):
+    shift = int(node.batched)
+    perm = tuple(p + shift for p in node.attr)
+    return np.transpose(x[0], (0, *perm) if shift else perm)
+
+
+def _runtime_shape(node: Node, run: Run) -> tuple[int, ...]:
+    return ((run.n,) if node.batched else ()) + node.shape
+
+
+# op -> the value of a node, given its arguments' values
+EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
+    Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
+    Op.PARAM: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
+    Op.CONST: lambda node, x, run: np.asarray(float(node.attr.value)),
+    Op.BATCH_SIZE: lambda node, x, run: np.asarray(float(run.n)),
+    Op.EW: lambda node, x, run: np.asarray(
+        expression(node.attr, [_aligned(v, a, node) for v, a in zip(x, node.args)])
+    ),
+    Op.SUM: lambda node, x, run: np.sum(x[0], axis=_axes(node)),
+    Op.LOGSUMEXP: _logsumexp,
+    Op.BATCH_SUM: lambda node, x, run: np.sum(x[0], axis=0),
+    Op.DOT: _dot,
+    Op.TRANSPOSE: _transpose,
+    Op.RESHAPE: lambda node, x, run: np.reshape(x[0], _runtime_shape(node, run)),
+    Op.BROADCAST: lambda node, x, run: np.broadcast_to(
+        _aligned(x[0], node.args[0], node), _runtime_shape(node, run)
+    ),
+}
+
+
 def evaluate(roots: list[Node], leaves: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
     """The values of ``roots``; ``leaves`` maps Input and Param names to arrays (Inputs with
     the batch axis first), ``n`` is the batch size."""
+    run = Run(leaves, n)
     values: dict[Node, np.ndarray] = {}
     with np.errstate(all="ignore"):
         for node in toposort(roots):
-            x = [values[a] for a in node.args]
-            op = node.op
-            shift = 1 if node.args and node.args[0].batched else 0
-            if op in (Op.INPUT, Op.PARAM):
-                v = np.asarray(leaves[node.attr], dtype=float)
-            elif op is Op.CONST:
-                v = np.asarray(float(node.attr.value))
-            elif op is Op.BATCH_SIZE:
-                v = np.asarray(float(n))
-            elif op is Op.EW:
-                v = np.asarray(
-                    expression(node.attr, [_aligned(xv, a, node) for xv, a in zip(x, node.args)])
-                )
-            elif op is Op.SUM:
-                v = np.sum(x[0], axis=tuple(a + shift for a in node.attr))
-            elif op is Op.LOGSUMEXP:
-                axes = tuple(a + shift for a in node.attr)
-                m = np.max(x[0], axis=axes, keepdims=True)
-                v = np.squeeze(m, axis=axes) + np.log(np.sum(np.exp(x[0] - m), axis=axes))
-            elif op is Op.BATCH_SUM:
-                v = np.sum(x[0], axis=0)
-            elif op is Op.DOT:
-                sa, sb, so = runtime_subscripts(node)
-                if node.attr.sum_batch:
-                    so = so.replace("b", "")
-                v = np.einsum(f"{sa},{sb}->{so}", x[0], x[1])
-            elif op is Op.TRANSPOSE:
-                perm = tuple(p + shift for p in node.attr)
-                v = np.transpose(x[0], (0, *perm) if shift else perm)
-            elif op in (Op.RESHAPE, Op.BROADCAST):
-                shape = ((n,) if node.batched else ()) + node.shape
-                a = _aligned(x[0], node.args[0], node)
-                if op is Op.RESHAPE:
-                    v = np.reshape(a, shape)
-                else:
-                    v = np.broadcast_to(a, shape)
-            else:
-                raise ValueError(f"cannot evaluate {op}")
-            values[node] = v
+            values[node] = EVALUATE[node.op](node, [values[a] for a in node.args], run)
     return [values[r] for r in roots]

@@ -14,44 +14,14 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 import weakref
-from _weakref import _remove_dead_weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
 Shape = tuple[int, ...]
-
-
-def gc_paused(fn: Callable) -> Callable:
-    """Run ``fn`` with the cyclic garbage collector paused.
-
-    Building a graph allocates millions of small acyclic objects; the collector, triggered
-    by allocation counts, would scan every one of them again and again (a 1e5-node network
-    spent a third of its compile time there). Reference counting still frees them.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if not gc.isenabled():
-            return fn(*args, **kwargs)
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            # what was made meanwhile is all in the youngest generation, and the first
-            # allocation after enable() would scan it in one go (0.3-0.6 s at 1e5 nodes):
-            # freeze() and unfreeze() move every object to the oldest generation instead,
-            # in constant time, where only the collector's rare full collections look. (So
-            # do the caller's young objects. A process that froze objects itself, to share
-            # them with forked workers, keeps them frozen: it is left alone.)
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
-
-    return wrapper
 
 
 class Op(Enum):
@@ -103,34 +73,10 @@ class Contraction:
         return f"{self.a},{self.b}->{self.out}" + (" summed over batch" if self.sum_batch else "")
 
 
-class _Entry(weakref.ref):
-    """The hash-consing table's weak reference to a node, knowing its key: when the node
-    dies, the callback removes the entry (the entry a newer node put there stays)."""
-
-    __slots__ = ("key",)
-
-
-def _forget(entry: _Entry) -> None:
-    # removes the key only if its entry is dead, in one step (a thread may have put a live
-    # entry there meanwhile); WeakValueDictionary relies on the same function
-    _remove_dead_weakref(_NODES, entry.key)
-
-
-_NODES: dict[tuple, _Entry] = {}  # (op, args, attr, shape, batched, dtype) -> weak entry
-
-
-class _Fields:
-    """A node's fields, writable: ``Node.__new__`` fills them in and then makes the object
-    a Node (plain attribute stores are several times cheaper than ``object.__setattr__``,
-    and this runs a million times per large compile)."""
-
-    __slots__ = ("op", "args", "attr", "shape", "batched", "dtype", "__weakref__")
-
-
-class Node(_Fields):
+class Node:
     """An immutable tensor expression; see the module docstring."""
 
-    __slots__ = ()
+    __slots__ = ("op", "args", "attr", "shape", "batched", "dtype", "__weakref__")
 
     op: Op
     args: tuple[Node, ...]
@@ -148,25 +94,16 @@ class Node(_Fields):
         batched: bool,
         dtype: str = "float",
     ) -> Node:
-        # the table is a plain dict of weak references rather than a WeakValueDictionary:
-        # this runs a million times per large compile, and that class's methods are Python
         key = (op, args, attr, shape, batched, dtype)
-        entry = _NODES.get(key)
-        if entry is not None:
-            node = entry()
-            if node is not None:
-                return node
-        node = object.__new__(_Fields)
-        node.op = op
-        node.args = args
-        node.attr = attr
-        node.shape = shape
-        node.batched = batched
-        node.dtype = dtype
-        node.__class__ = cls  # from here on, immutable
-        entry = _Entry(node, _forget)
-        entry.key = key
-        _NODES[key] = entry
+        node = _NODES.get(key)
+        if node is None:
+            with _LOCK:  # two threads building the same node must get one object
+                node = _NODES.get(key)
+                if node is None:
+                    node = object.__new__(cls)
+                    for name, value in zip(_FIELDS, key):
+                        object.__setattr__(node, name, value)
+                    _NODES[key] = node
         return node
 
     @staticmethod
@@ -174,8 +111,7 @@ class Node(_Fields):
         op: Op, args: tuple[Node, ...], attr: Any, shape: Shape, batched: bool, dtype: str = "float"
     ) -> Node | None:
         """The node with these fields if one exists, without making it."""
-        entry = _NODES.get((op, args, attr, shape, batched, dtype))
-        return None if entry is None else entry()
+        return _NODES.get((op, args, attr, shape, batched, dtype))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Node is immutable")
@@ -201,51 +137,28 @@ class Node(_Fields):
             return f"const({self.attr!r})"
         return f"<{self.op.name} {self.attr} {self.shape}{' batched' if self.batched else ''}>"
 
-    # Operator sugar for building graphs in Python; the rules live in symbp.ops.
-    def _bin(self, other, fn, reverse=False):
-        from ..frontend import builder as build
+    # Operator sugar for building networks in Python. The operations, with their shape
+    # rules, live in symbp.ir.ops, which builds Nodes: the one import cycle of the package.
+    def _apply(self, operation: str, other, swap: bool = False) -> Node:
         from . import ops
 
-        a, b = (build._node(other), self) if reverse else (self, build._node(other))
-        return getattr(ops, fn)(a, b)
+        other = ops.as_node(other)
+        return getattr(ops, operation)(*((other, self) if swap else (self, other)))
 
-    def __add__(self, o):
-        return self._bin(o, "add")  # noqa: E704
+    __add__ = lambda self, o: self._apply("add", o)
+    __radd__ = lambda self, o: self._apply("add", o, True)
+    __sub__ = lambda self, o: self._apply("sub", o)
+    __rsub__ = lambda self, o: self._apply("sub", o, True)
+    __mul__ = lambda self, o: self._apply("mul", o)
+    __rmul__ = lambda self, o: self._apply("mul", o, True)
+    __truediv__ = lambda self, o: self._apply("div", o)
+    __rtruediv__ = lambda self, o: self._apply("div", o, True)
+    __pow__ = lambda self, o: self._apply("power", o)
+    __rpow__ = lambda self, o: self._apply("power", o, True)
+    __matmul__ = lambda self, o: self._apply("matmul", o)
+    __rmatmul__ = lambda self, o: self._apply("matmul", o, True)
 
-    def __radd__(self, o):
-        return self._bin(o, "add", True)  # noqa: E704
-
-    def __sub__(self, o):
-        return self._bin(o, "sub")  # noqa: E704
-
-    def __rsub__(self, o):
-        return self._bin(o, "sub", True)  # noqa: E704
-
-    def __mul__(self, o):
-        return self._bin(o, "mul")  # noqa: E704
-
-    def __rmul__(self, o):
-        return self._bin(o, "mul", True)  # noqa: E704
-
-    def __truediv__(self, o):
-        return self._bin(o, "div")  # noqa: E704
-
-    def __rtruediv__(self, o):
-        return self._bin(o, "div", True)  # noqa: E704
-
-    def __pow__(self, o):
-        return self._bin(o, "power")  # noqa: E704
-
-    def __rpow__(self, o):
-        return self._bin(o, "power", True)  # noqa: E704
-
-    def __matmul__(self, o):
-        return self._bin(o, "matmul")  # noqa: E704
-
-    def __rmatmul__(self, o):
-        return self._bin(o, "matmul", True)  # noqa: E704
-
-    def __neg__(self):
+    def __neg__(self) -> Node:
         from . import ops
 
         return ops.neg(self)
@@ -255,6 +168,12 @@ class Node(_Fields):
         from . import ops
 
         return ops.transpose(self)
+
+
+# every node some graph still holds: (op, args, attr, shape, batched, dtype) -> node
+_NODES: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+_LOCK = threading.Lock()
+_FIELDS = ("op", "args", "attr", "shape", "batched", "dtype")
 
 
 def toposort(roots: Iterable[Node]) -> list[Node]:
@@ -283,27 +202,46 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
     return order
 
 
-def order_and_uses(roots: Iterable[Node]) -> tuple[list[Node], dict[Node, int]]:
+def order_and_uses(
+    roots: Iterable[Node], stop: Container[Node] = ()
+) -> tuple[list[Node], dict[Node, int]]:
     """``toposort(roots)``, and how many times each of those nodes is an argument (roots
-    count once more), in one traversal: every argument edge is followed exactly once."""
+    count once more). The arguments of a node in ``stop`` are not visited."""
     order: list[Node] = []
     counts: dict[Node, int] = {}
-    get = counts.get
     for root in roots:
-        seen = get(root)
+        seen = counts.get(root)
         counts[root] = 1 if seen is None else seen + 1
         if seen is not None:
             continue
-        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.args))]
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(() if root in stop else root.args))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                c = get(child)
+                c = counts.get(child)
                 counts[child] = 1 if c is None else c + 1
                 if c is None:
-                    stack.append((child, iter(child.args)))
+                    stack.append((child, iter(() if child in stop else child.args)))
                     break
             else:
                 stack.pop()
                 order.append(node)
     return order, counts
+
+
+def gc_paused(fn: Callable) -> Callable:
+    """``fn`` run with the cyclic garbage collector paused. A compile allocates a great many
+    small acyclic objects, which reference counting frees; the collector would only scan
+    them again and again (BENCHMARKS.md, "Compile time at scale", measures what it costs)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return wrapper

@@ -5,15 +5,18 @@ shape rules are written once. A constructor checks its arguments and raises ``Gr
 quoting the shapes; it also folds what is trivially the same (a transpose of a transpose,
 a reshape to the same shape, an elementwise expression that is just one of its arguments).
 
-The same functions, with operator sugar on ``Node``, are the Python way to build a network.
+``BUILD`` is the constructor of every op from its arguments and attribute, the one table the
+rewrite passes rebuild nodes with. The same functions, with operator sugar on ``Node``, are
+the Python way to build a network.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
 
-from ..autodiff import calculus as ew
 from . import expr as ex
 from .expr import Expr, X
 from .node import Contraction, Node, Op, Shape
@@ -70,18 +73,7 @@ def batch_size() -> Node:
 
 
 def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
-    first = None  # the common shape of the non-scalars, if they have one
-    for s in shapes:
-        if s:
-            if first is None:
-                first = s
-            elif s != first:
-                return _broadcast(shapes, what)
-    return () if first is None else first
-
-
-@functools.lru_cache(maxsize=4096)
-def _broadcast(shapes: tuple[Shape, ...], what: str) -> Shape:
+    """NumPy's broadcasting of per-example shapes; a GraphError quoting them if they do not."""
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):
@@ -94,99 +86,61 @@ def _broadcast(shapes: tuple[Shape, ...], what: str) -> Shape:
     return tuple(out)
 
 
-# the arguments elementwise() may fold into the expression or unwrap: code that builds an
-# elementwise node directly, as a shortcut, leaves operands of these ops to elementwise()
-UNWRAPPED = frozenset((Op.CONST, Op.BROADCAST, Op.RESHAPE))
-
-# (expression, what each argument is) -> (canonical expression, the arguments it keeps):
-# graphs repeat a handful of expressions, so each is canonicalized once
-_canonical_ew: dict[tuple, tuple[Expr, tuple[int, ...]]] = {}
-
-
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     """The node computing ``expr`` (over X[0..]) of ``args``, broadcast, in canonical form.
 
     Constants (broadcast or not) are folded into the expression, explicit broadcasts of
     the other arguments dropped where the result's shape allows (elementwise broadcasting
     does them), repeated arguments merged, unused ones dropped and the placeholders
-    renumbered, so equal computations are one node.
+    renumbered, so that equal computations are one node.
     """
-    args = tuple(args)  # (the same object when it is one)
-    for a in args:
-        if a.op is Op.BROADCAST or a.op is Op.RESHAPE:
-            args = _implicit_broadcasts(args, what or "elementwise operation")
-            break
-    # one pass over the arguments: what each is (a constant's value, or the index of the
-    # distinct node it is), and whether they all have one shape (the common case)
+    what = what or "elementwise operation"
+    shape = broadcast_shapes(*(a.shape for a in args), what=what)
+    args = _implicit_broadcasts(list(args), shape)
     kept: list[Node] = []
-    pattern: list[object] = []
-    shape = None  # the first array's: a scalar constant broadcasts to any shape
-    same = True
+    pattern: list[object] = []  # per argument: (its constant value,), or which of kept
     for a in args:
-        op = a.op
-        if op is Op.CONST:
-            pattern.append((a.attr,))  # a 1-tuple: never equal to an index
-            continue
-        if shape is None:
-            shape = a.shape
-        elif a.shape != shape:
-            same = False
-        if op is Op.BROADCAST and a.args[0].op is Op.CONST:  # the same value everywhere
-            pattern.append((a.args[0].attr,))  # (the result is broadcast to its shape below)
+        c = uniform_constant(a)
+        if c is not None:
+            pattern.append((c.attr,))
         elif a in kept:
             pattern.append(kept.index(a))
         else:
             pattern.append(len(kept))
             kept.append(a)
-    if shape is None:
-        shape = ()
-    if not same:
-        shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
-    key = (expr, tuple(pattern))
-    hit = _canonical_ew.get(key)
-    if hit is None:
-        hit = ex.remember(_canonical_ew, key, canonical_form(expr, pattern))
-    e, used = hit
+    e, used = canonical_form(expr, tuple(pattern))
     if e.bad:
-        raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")
-    if len(used) != len(kept):
-        kept = [kept[j] for j in used]
+        raise GraphError(f"{what} has a constant that is {e.bad}")
+    kept = [kept[j] for j in used]
     if not kept:
         node = const(e)
     elif e is X[0]:
         node = kept[0]
     else:
-        inner = (
-            shape if same or len(kept) == len(args) else broadcast_shapes(*(a.shape for a in kept))
-        )
-        batched = False
-        for a in kept:
-            if a.batched:
-                batched = True
-                break
-        node = Node(Op.EW, tuple(kept), e, inner, batched)
-    if node.shape != shape:
-        node = broadcast(node, shape)
-    return node
+        inner = broadcast_shapes(*(a.shape for a in kept))
+        node = Node(Op.EW, tuple(kept), e, inner, any(a.batched for a in kept))
+    return broadcast(node, shape)
 
 
-def _implicit_broadcasts(args: Sequence[Node], what: str) -> list[Node]:
+def uniform_constant(node: Node) -> Node | None:
+    """The CONST whose value ``node`` has everywhere, if it has one."""
+    if node.op is Op.CONST:
+        return node
+    if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:
+        return node.args[0]
+    return None
+
+
+def _implicit_broadcasts(args: list[Node], shape: Shape) -> list[Node]:
     """``args`` without explicit broadcasts, nor reshapes that only add leading size-1 axes,
-    where the elementwise result keeps its shape: elementwise broadcasting does both."""
-    args = list(args)
-    full = broadcast_shapes(*(a.shape for a in args), what=what)
+    where the elementwise result keeps its ``shape``: elementwise broadcasting does both."""
     for i in range(len(args)):
-        while True:
+        while args[i].op in (Op.BROADCAST, Op.RESHAPE) and uniform_constant(args[i]) is None:
             a = args[i]
-            if a.op is Op.BROADCAST:
-                if a.args[0].op is Op.CONST:
-                    break  # a constant: folded into the expression as one
-            elif a.op is not Op.RESHAPE or (
-                _leading_ones(a.shape) != _leading_ones(a.args[0].shape)
-            ):
+            if a.op is Op.RESHAPE and _leading_ones(a.shape) != _leading_ones(a.args[0].shape):
                 break
             trial = args[:i] + [a.args[0]] + args[i + 1 :]
-            if broadcast_shapes(*(t.shape for t in trial)) != full:
+            if broadcast_shapes(*(t.shape for t in trial)) != shape:
                 break
             args = trial
     return args
@@ -198,7 +152,8 @@ def _leading_ones(shape: Shape) -> Shape:
     return shape
 
 
-def canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
+@functools.lru_cache(maxsize=65536)  # graphs repeat a few expressions many times
+def canonical_form(expr: Expr, pattern: tuple) -> tuple[Expr, tuple[int, ...]]:
     """``expr`` with the constants of ``pattern`` folded in and its distinct arguments
     renumbered in order of use; and which distinct arguments it still reads."""
     n = len(pattern)
@@ -209,42 +164,42 @@ def canonical_form(expr: Expr, pattern: list) -> tuple[Expr, tuple[int, ...]]:
     return ex.substitute(e, renumber), used
 
 
-# the operators' expressions, made once (they are asked for once per node built)
-_ADD, _SUB, _MUL, _DIV, _POW = X[0] + X[1], X[0] - X[1], X[0] * X[1], X[0] / X[1], X[0] ** X[1]
-_NEG = -X[0]
-_APPLIED: dict[str, Expr] = {}
+def as_node(v) -> Node:
+    """A node, or a Python number as a constant node."""
+    if isinstance(v, Node):
+        return v
+    if isinstance(v, int | float | Fraction) and not isinstance(v, bool):
+        return const(v)
+    raise TypeError(f"expected a symbp node or a number, got {type(v).__name__}")
 
 
 def add(a: Node, b: Node) -> Node:
-    return elementwise(_ADD, (a, b), "+")
+    return elementwise(X[0] + X[1], (a, b), "+")
 
 
 def sub(a: Node, b: Node) -> Node:
-    return elementwise(_SUB, (a, b), "-")
+    return elementwise(X[0] - X[1], (a, b), "-")
 
 
 def mul(a: Node, b: Node) -> Node:
-    return elementwise(_MUL, (a, b), "*")
+    return elementwise(X[0] * X[1], (a, b), "*")
 
 
 def div(a: Node, b: Node) -> Node:
-    return elementwise(_DIV, (a, b), "/")
+    return elementwise(X[0] / X[1], (a, b), "/")
 
 
 def power(a: Node, b: Node) -> Node:
-    return elementwise(_POW, (a, b), "**")
+    return elementwise(X[0] ** X[1], (a, b), "**")
 
 
 def neg(a: Node) -> Node:
-    return elementwise(_NEG, (a,))
+    return elementwise(-X[0], (a,))
 
 
-def apply(name: str, x: Node) -> Node:
-    """A built-in elementwise function by its spec name (``sigmoid``, ``exp``, ...)."""
-    e = _APPLIED.get(name)
-    if e is None:
-        e = _APPLIED[name] = ew.BUILTINS[name](X[0])  # (a KeyError for an unknown name)
-    return elementwise(e, (x,), name)
+def apply(name: str, *args: Node) -> Node:
+    """An elementwise function of ``symbp.ir.functions`` by name (``sigmoid``, ``exp``, ...)."""
+    return elementwise(ex.call(name, *(X[i] for i in range(len(args)))), args, name)
 
 
 # ------------------------------------------------------------------------ reductions
@@ -286,18 +241,14 @@ def batch_sum(x: Node) -> Node:
     if not x.batched:
         return mul(batch_size(), x)
     if x.op is Op.DOT and not x.attr.sum_batch:
-        return dot(x.args[0], x.args[1], _summed(x.attr))
+        c = x.attr
+        return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
     if x.op is Op.EW and x.attr is X[0] * X[1] and all(a.batched for a in x.args):
         scalar, other = sorted(x.args, key=lambda a: a.ndim)
         if scalar.ndim == 0:  # sum over examples of a scalar times a vector: one product
             letters = LETTERS[: other.ndim]
             return dot(scalar, other, Contraction("", letters, letters, sum_batch=True))
     return Node(Op.BATCH_SUM, (x,), None, x.shape, False)
-
-
-@functools.lru_cache(maxsize=4096)
-def _summed(c: Contraction) -> Contraction:
-    return Contraction(c.a, c.b, c.out, sum_batch=True)
 
 
 def keepdims(x: Node, axes: tuple[int, ...], full: Shape) -> Node:
@@ -339,10 +290,8 @@ def cross_entropy(logits: Node, target: Node) -> Node:
 # ---------------------------------------------------------------------- contractions
 
 
-@functools.lru_cache(maxsize=4096)
 def _canonical(c: Contraction) -> Contraction:
-    """Relabel axis letters in order of first appearance, so equal products hash equal
-    (cached: a network has a handful of contractions, met once per product)."""
+    """Relabel axis letters in order of first appearance, so equal products hash equal."""
     rename: dict[str, str] = {}
     for ch in c.a + c.b + c.out:
         rename.setdefault(ch, LETTERS[len(rename)])
@@ -366,18 +315,8 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
         b = b.args[0]
     if (a.ndim == 0 or b.ndim == 0) and not (c.sum_batch and a.batched and b.batched):
         return _scale(a, b, c)
-    shape, c, batched = _contracted(c, a.shape, b.shape, a.batched or b.batched)
-    return Node(Op.DOT, (a, b), c, shape, batched)
-
-
-@functools.lru_cache(maxsize=4096)
-def _contracted(
-    c: Contraction, sa: Shape, sb: Shape, either_batched: bool
-) -> tuple[Shape, Contraction, bool]:
-    """The output shape, the canonical contraction and whether the product is batched, for
-    operands of shapes ``sa`` and ``sb`` (cached: a network has a handful of products)."""
     sizes: dict[str, int] = {}
-    for letters, shape in ((c.a, sa), (c.b, sb)):
+    for letters, shape in ((c.a, a.shape), (c.b, b.shape)):
         assert len(letters) == len(shape), (letters, shape)
         for ch, d in zip(letters, shape):
             if sizes.setdefault(ch, d) != d:
@@ -385,11 +324,18 @@ def _contracted(
     if not set(c.out) <= set(sizes) or len(set(c.out)) != len(c.out):
         raise GraphError(f"contraction {c}: bad output letters")
     shape = tuple(sizes[ch] for ch in c.out)
-    sum_batch = c.sum_batch and either_batched
-    return (
-        shape,
-        _canonical(Contraction(c.a, c.b, c.out, sum_batch)),
-        (either_batched and not sum_batch),
+    sum_batch = c.sum_batch and (a.batched or b.batched)
+    c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
+    return Node(Op.DOT, (a, b), c, shape, (a.batched or b.batched) and not sum_batch)
+
+
+def runtime_subscripts(node: Node) -> tuple[str, str, str]:
+    """A DOT node's einsum letters over the arrays as they are at run time: "b", the batch
+    axis, leads every batched operand and a batched result."""
+    a, b = node.args
+    c = node.attr
+    return tuple(
+        ("b" if n.batched else "") + letters for n, letters in ((a, c.a), (b, c.b), (node, c.out))
     )
 
 
@@ -463,10 +409,10 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 def broadcast(x: Node, shape: Shape) -> Node:
     shape = tuple(shape)
-    if broadcast_shapes(x.shape, shape, what="broadcast") != shape:
-        raise GraphError(f"cannot broadcast {x.shape} to {shape}")
     if shape == x.shape:
         return x
+    if broadcast_shapes(x.shape, shape, what="broadcast") != shape:
+        raise GraphError(f"cannot broadcast {x.shape} to {shape}")
     if x.op is Op.BROADCAST:
         x = x.args[0]
     return Node(Op.BROADCAST, (x,), shape, shape, x.batched)
@@ -477,3 +423,19 @@ def _size(shape: Shape) -> int:
     for d in shape:
         n *= d
     return n
+
+
+# ------------------------------------------------------------------ the table
+
+# Every op's node from its arguments and attribute, through the constructors above (the
+# rewrite passes rebuild nodes with these; leaves are never rebuilt).
+BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
+    Op.EW: lambda args, attr: elementwise(attr, args),
+    Op.SUM: lambda args, axes: reduce_sum(args[0], axes),
+    Op.BATCH_SUM: lambda args, attr: batch_sum(args[0]),
+    Op.LOGSUMEXP: lambda args, axes: logsumexp(args[0], axes),
+    Op.DOT: lambda args, contraction: dot(args[0], args[1], contraction),
+    Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
+    Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
+    Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
+}

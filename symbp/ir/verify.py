@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import ops
 from .expr import Expr
-from .node import Contraction, Node, Op, toposort
-from .ops import broadcast_shapes
+from .node import LEAVES, Contraction, Node, Op, toposort
+from .ops import BUILD, GraphError, broadcast_shapes
 
 
 class IRError(AssertionError):
@@ -57,8 +56,6 @@ def _ew(n: Node):
         return "shape is not the broadcast of the arguments' shapes"
     if n.batched != any(a.batched for a in n.args):
         return "batched iff an argument is"
-    if ops.elementwise(n.attr, n.args) is not n:  # the shortcuts that build nodes directly
-        return "not the canonical node the constructor builds for this expression"
     return None
 
 
@@ -129,7 +126,7 @@ def _broadcast(n: Node):
     (x,) = n.args
     try:
         ok = broadcast_shapes(x.shape, n.shape) == n.shape != x.shape
-    except ValueError:
+    except GraphError:
         ok = False
     if not ok or n.attr != n.shape or n.batched != x.batched:
         return f"cannot broadcast {x.shape} to {n.shape}"
@@ -152,13 +149,25 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
 }
 
 
+def _canonical(node: Node) -> str | None:
+    """Every node is the one its constructor makes of its arguments: shapes right, constants
+    folded, nothing a constructor would fold left over."""
+    if node.op in LEAVES:
+        return None
+    try:
+        built = BUILD[node.op](node.args, node.attr)
+    except GraphError as e:
+        return f"its constructor refuses it: {e}"
+    return None if built is node else f"not the canonical node its constructor makes, {built!r}"
+
+
 def verify(roots: Iterable[Node], where: str = "") -> None:
     """Raise ``IRError`` listing every malformed node below ``roots``."""
     problems = []
     for node in toposort(roots):
         if node.dtype != "float":
             problems.append(f"{node!r}: dtype {node.dtype!r}")
-        message = SPEC[node.op](node)
+        message = SPEC[node.op](node) or _canonical(node)
         if message:
             problems.append(f"{node!r}: {message}")
     if problems:

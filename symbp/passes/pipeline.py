@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..autodiff import backward as autodiff
+from ..autodiff.backward import grad
 from ..ir.graph import Graph
 from ..ir.node import Node, Op, gc_paused, toposort
+from ..ir.verify import verify as verify_ir
 from . import rewrite, rules
-from .rewrite import Pass, PassStats
+from .rewrite import Context, Pass, PassStats
 
 FORWARD_PASSES = [
     Pass(
@@ -55,44 +56,23 @@ class Program:
     names: dict[Node, str]  # user names, and "d<name>" for adjoints of named values
     lines: dict[Node, int]  # spec line each node comes from
     backward: set[Node] = field(default_factory=set)  # nodes made by grad
-    stats: list[PassStats] = field(default_factory=list)  # the last one's nodes_after is
-    # counted when asked for, by pass_stats()
+    stats: list[PassStats] = field(default_factory=list)  # what each pass did
 
     @property
     def loss(self) -> Node:
         return self.outputs[self.graph.loss_name]
 
-    def pass_stats(self) -> list[PassStats]:
-        """What each pass did, every node count filled in."""
-        for st in self.stats:
-            if st.nodes_after < 0:  # the last pass's: the program's own count
-                st.nodes_after = len(
-                    toposort(list(self.outputs.values()) + list(self.grads.values()))
-                )
-        return self.stats
+    @property
+    def roots(self) -> list[Node]:
+        return list(self.outputs.values()) + list(self.grads.values())
 
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
     """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
-    first key (in the table's order) to land on a node wins. The result's order is not
-    the table's: nothing reads these tables in order."""
+    first key (in the table's order) to land on a node wins."""
     if mapping.keys().isdisjoint(table):
         return table
-    moved = [k for k in mapping if k in table]
-    if len(moved) < len(table) // 8:  # a few keys move: the others stay where they are
-        out = dict(table)
-        for k in moved:
-            del out[k]
-        landed: dict[Node, object] = {}
-        for k in moved:
-            new = mapping[k]
-            if new in out or new in landed:  # two keys land on one node: the table's
-                break  # order decides which wins, below
-            landed[new] = table[k]
-        else:
-            out.update(landed)
-            return out
-    out = {}
+    out: dict[Node, object] = {}
     for node, value in table.items():
         out.setdefault(mapping.get(node, node), value)
     return out
@@ -113,91 +93,101 @@ def optimize(graph: Graph, verify: bool | None = None, trace=None, fuse: bool = 
     """
     if verify is None:
         verify = os.environ.get("SYMBP_VERIFY") == "1"
-    check = _verifier if verify else (lambda roots, where: None)
-    trace = trace or (lambda where, outputs, grads: None)
-    stats: list[PassStats] = []
-    outputs = dict(graph.outputs)
-    outputs[graph.loss_name] = graph.loss
-    names = dict(graph.names)
-    lines = dict(graph.lines)
-    keep = set(names)  # named values stay variables (a set of nodes: they hash by identity)
-    check(list(outputs.values()), "parse")
-    trace("parse", outputs, {})
-
+    run = _Run(graph, verify, trace or (lambda where, outputs, grads: None))
+    run.step("parse")
     for p in FORWARD_PASSES:
-        mapping, st = rewrite.run_pass(p, list(outputs.values()), keep)
-        stats.append(st)
-        outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
-        names, lines = _follow(mapping, names), _follow(mapping, lines)
-        check(list(outputs.values()), p.name)
-        trace(p.name, outputs, {})
+        run.rewrite(p)
+    run.differentiate()
+    for p in GRADIENT_PASSES:
+        if fuse or p is not FUSE_PASS:
+            run.rewrite(p)
+    return run.program()
 
-    if stats and stats[-1].nodes_after < 0:  # differentiation comes next: count it now
-        stats[-1].nodes_after = len(toposort(list(outputs.values())))
-    stable = Graph(**{**graph.__dict__, "loss": outputs[graph.loss_name]})
-    origin: dict[Node, Node] = {}
-    adjoints: dict[Node, Node] = {}
-    grads = autodiff.grad(stable, origin, adjoints)
-    check(list(grads.values()), "grad")
-    trace("grad", outputs, grads)
-    forward = set(lines)
-    for adj, fwd in origin.items():
-        if adj not in forward and fwd in lines:
-            lines.setdefault(adj, lines[fwd])
-    # an adjoint that is an unnamed forward value (the adjoint of a2 in a quadratic cost is
-    # a2 - y) is shown, and named, as the adjoint it is
-    backward = {n for n in origin if n not in forward or n not in names}
-    forward_names = dict(names)
-    for pname, g in grads.items():
-        if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):
-            names.setdefault(g, "d" + pname)
-    for fwd, adj in adjoints.items():
-        if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST) and adj in backward:
-            names.setdefault(adj, "d" + forward_names[fwd])
-    keep = set(names)
 
-    roots = list(outputs.values()) + list(grads.values())
-    for p in GRADIENT_PASSES if fuse else [p for p in GRADIENT_PASSES if p is not FUSE_PASS]:
-        mapping, st = rewrite.run_pass(p, roots, keep)
-        stats.append(st)
-        outputs = {k: mapping.get(v, v) for k, v in outputs.items()}
-        grads = {k: mapping.get(v, v) for k, v in grads.items()}
-        before = lines
-        names, lines = _follow(mapping, names), _follow(mapping, lines)
-        made_backward = {new for new, old in st.born.items() if old in backward}
-        if not mapping.keys().isdisjoint(backward):
-            backward = {mapping.get(n, n) for n in backward}
-        backward |= made_backward
+class _Run:
+    """One optimization: the program as it stands after each step."""
+
+    def __init__(self, graph: Graph, verify: bool, trace) -> None:
+        self.graph, self.verify, self.trace = graph, verify, trace
+        self.outputs = {**graph.outputs, graph.loss_name: graph.loss}
+        self.grads: dict[str, Node] = {}
+        self.names, self.lines = dict(graph.names), dict(graph.lines)
+        self.keep = set(self.names)  # named values stay variables
+        self.backward: set[Node] = set()  # the nodes differentiation made
+        self.stats: list[PassStats] = []
+
+    def roots(self) -> list[Node]:
+        return list(self.outputs.values()) + list(self.grads.values())
+
+    def step(self, where: str) -> None:
+        if self.verify:
+            verify_ir(self.roots(), where)
+        self.trace(where, self.outputs, self.grads)
+
+    def rewrite(self, p: Pass) -> None:
+        """Run pass ``p``; names, spec lines and the backward set follow the nodes."""
+        mapping, st = rewrite.run_pass(p, self.roots(), self.keep)
+        if self.stats and self.stats[-1].nodes_after < 0:
+            self.stats[-1].nodes_after = st.nodes_before
+        self.stats.append(st)
+        self.outputs = {k: mapping.get(v, v) for k, v in self.outputs.items()}
+        self.grads = {k: mapping.get(v, v) for k, v in self.grads.items()}
+        before = self.lines
+        self.names, self.lines = _follow(mapping, self.names), _follow(mapping, self.lines)
+        born_backward = {new for new, old in st.born.items() if old in self.backward}
+        self.backward = {mapping.get(n, n) for n in self.backward} | born_backward
         for new, old in st.born.items():  # a node a rule made cites its origin's line
             if old in before:
-                lines.setdefault(new, before[old])
-        roots = list(outputs.values()) + list(grads.values())
-        check(roots, p.name)
-        trace(p.name, outputs, grads)
-    _count_after(stats, roots)
-    # a backward node a rewrite turned into a named forward value (u + u into the Output
-    # f = 2 u) is that forward value: forward() computes it under its own name
-    user = set(graph.names.values())
-    backward -= set(outputs.values()) | {n for n, name in names.items() if name in user}
-    for g in grads.values():
-        if g.op not in (Op.PARAM, Op.INPUT) and lines.get(g, 0) <= 0:
-            backward.add(g)
-            lines[g] = PARAM_GRADS_LINE
-    return Program(graph, outputs, grads, names, lines, backward, stats)
+                self.lines.setdefault(new, before[old])
+        st.born = {}  # the Program keeps no intermediate graph
+        self.step(p.name)
+
+    def differentiate(self) -> None:
+        """The gradient graph, its nodes citing the lines they differentiate and named
+        after the values they are adjoints of."""
+        loss = self.outputs[self.graph.loss_name]
+        forward = toposort(list(self.outputs.values()))
+        self.stats[-1].nodes_after = len(forward)
+        # the adjoints are built as cse and specialize would leave them, reusing forward values
+        normalize = _sharing(Context(nodes=set(forward)))
+        origin: dict[Node, Node] = {}
+        adjoints: dict[Node, Node] = {}
+        stable = Graph(**{**self.graph.__dict__, "loss": loss})
+        self.grads = grad(stable, origin, adjoints, normalize)
+        lines, names = self.lines, self.names
+        known = set(lines)
+        for adj, fwd in origin.items():
+            if adj not in known and fwd in lines:
+                lines.setdefault(adj, lines[fwd])
+        # an adjoint that is an unnamed forward value (the adjoint of a2 in a quadratic cost
+        # is a2 - y) is shown, and named, as the adjoint it is
+        self.backward = {n for n in origin if n not in known or n not in names}
+        forward_names = dict(names)
+        for pname, g in self.grads.items():
+            if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):
+                names.setdefault(g, "d" + pname)
+        for fwd, adj in adjoints.items():
+            if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST):
+                if adj in self.backward:
+                    names.setdefault(adj, "d" + forward_names[fwd])
+        self.keep = set(names)
+        self.step("grad")
+
+    def program(self) -> Program:
+        self.stats[-1].nodes_after = len(toposort(self.roots()))
+        # a backward node a rewrite turned into a named forward value (u + u into the Output
+        # f = 2 u) is that forward value: forward() computes it under its own name
+        user = set(self.graph.names.values())
+        named = {n for n, name in self.names.items() if name in user}
+        backward = self.backward - set(self.outputs.values()) - named
+        for g in self.grads.values():
+            if g.op not in (Op.PARAM, Op.INPUT) and self.lines.get(g, 0) <= 0:
+                backward.add(g)
+                self.lines[g] = PARAM_GRADS_LINE
+        return Program(
+            self.graph, self.outputs, self.grads, self.names, self.lines, backward, self.stats
+        )
 
 
-def _count_after(stats: list[PassStats], roots: list[Node]) -> None:
-    """Each pass's node count after it, where not counted yet: the next pass counted it as
-    its count before; the last pass's count is the program's, made when asked for
-    (``Program.pass_stats``): a traversal of the whole program a compile does not need. The
-    nodes the passes made are forgotten here: the Program keeps no intermediate graph."""
-    for k, st in enumerate(stats):
-        if st.nodes_after < 0 and k < len(stats) - 1:
-            st.nodes_after = stats[k + 1].nodes_before
-        st.born = {}
-
-
-def _verifier(roots: list[Node], where: str) -> None:
-    from ..ir.verify import verify
-
-    verify(roots, where)
+def _sharing(ctx: Context):
+    return lambda node: rules.share_costly(node, ctx)

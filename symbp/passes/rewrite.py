@@ -27,10 +27,12 @@ import ast
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..ir import expr as ex
 from ..ir import ops
-from ..ir.expr import Expr
+from ..ir.expr import AST_OPERATORS, Expr
+from ..ir.functions import FUNCTIONS
 from ..ir.node import Node, Op, order_and_uses
 
 
@@ -64,7 +66,6 @@ class Rule:
 ANY = frozenset("xyuvw")  # pattern variables matching any subexpression
 NUMBER = frozenset("ck")  # pattern variables matching numbers only
 COMMUTATIVE = frozenset(("add", "mul"))
-_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 
 Pattern = tuple  # ("var", name) | ("num", value) | (op, *children)
 
@@ -79,15 +80,15 @@ def _pattern(node: ast.expr) -> Pattern:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _pattern(node.operand)
         return ("num", ex.neg(inner[1])) if inner[0] == "num" else ("neg", inner)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return (_BINOPS[type(node.op)], _pattern(node.left), _pattern(node.right))
+    if isinstance(node, ast.BinOp) and type(node.op) in AST_OPERATORS:
+        return (AST_OPERATORS[type(node.op)], _pattern(node.left), _pattern(node.right))
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
-        and node.func.id in ex.FUNCTIONS
-        and len(node.args) == 1
+        and node.func.id in FUNCTIONS
+        and len(node.args) == FUNCTIONS[node.func.id].arity
     ):
-        return (node.func.id, _pattern(node.args[0]))
+        return (node.func.id, *map(_pattern, node.args))
     raise ValueError(f"cannot read {ast.unparse(node)!r} as a pattern")
 
 
@@ -104,20 +105,14 @@ def _match(p: Pattern, e: Expr, env: dict[str, Expr]) -> bool:
         return True
     if kind == "num":
         return e is p[1]
-    if e.op != kind:
+    if e.op != kind or len(e.args) != len(p) - 1:
         return False
-    if len(p) == 2:
-        return _match(p[1], e.args[0], env)
     saved = dict(env)
-    if _match(p[1], e.args[0], env) and _match(p[2], e.args[1], env):
-        return True
-    if kind in COMMUTATIVE:
+    for args in (e.args, e.args[::-1]) if kind in COMMUTATIVE else (e.args,):
+        if all(_match(q, a, env) for q, a in zip(p[1:], args)):
+            return True
         env.clear()
         env.update(saved)
-        if _match(p[1], e.args[1], env) and _match(p[2], e.args[0], env):
-            return True
-    env.clear()
-    env.update(saved)
     return False
 
 
@@ -181,23 +176,21 @@ class RuleSet:
         self.eq_by_op: dict[str, list[Equation]] = {}
         for eq in self.equations:
             self.eq_by_op.setdefault(eq.lhs[0], []).append(eq)
-        # expression -> (normal form, the equations that fired on the way)
-        self._normal: dict[Expr, tuple[Expr, tuple[str, ...]]] = {}
         self._open: set[Expr] = set()  # expressions being normalized, up the stack
+        # expression -> (normal form, the equations that fired on the way): graphs repeat a
+        # few expressions many times
+        self._normal_form = lru_cache(maxsize=65536)(self._normalize)
 
     def normal_form(self, e: Expr) -> tuple[Expr, tuple[str, ...]]:
-        """``e`` with the equations applied bottom-up until none fires (cached).
+        """``e`` with the equations applied bottom-up until none fires.
 
         Equations that undo each other (a = b, b = a) would loop: an expression met again
         while it is still being normalized is left as it is there."""
-        done = self._normal.get(e)
-        if done is not None:
-            return done
         if e in self._open:
             return e, ()
         self._open.add(e)
         try:
-            return self._normalize(e)
+            return self._normal_form(e)
         finally:
             self._open.discard(e)
 
@@ -220,8 +213,7 @@ class RuleSet:
                     break
             else:
                 break
-        done = ex.remember(self._normal, e, (t, tuple(fired)))
-        return done
+        return t, tuple(fired)
 
 
 def expression_rule(rs: RuleSet) -> Rule:
@@ -257,15 +249,11 @@ class Pass:
             for r in rules:
                 for op in r.ops:
                     self.by_op.setdefault(op, []).append(r)
-        self._ew_rules: dict[Expr, tuple[Rule, ...]] = {}
+        self.ew_rules = lru_cache(maxsize=65536)(self._ew_rules)
 
-    def ew_rules(self, e: Expr) -> tuple[Rule, ...]:
-        """The elementwise rules that may fire on a node computing ``e`` (cached)."""
-        rules = self._ew_rules.get(e)
-        if rules is None:
-            rules = tuple(r for r in self.by_op.get(Op.EW, ()) if r.applies is None or r.applies(e))
-            ex.remember(self._ew_rules, e, rules)
-        return rules
+    def _ew_rules(self, e: Expr) -> tuple[Rule, ...]:
+        """The elementwise rules that may fire on a node computing ``e``."""
+        return tuple(r for r in self.by_op.get(Op.EW, ()) if r.applies is None or r.applies(e))
 
 
 @dataclass
@@ -273,7 +261,7 @@ class PassStats:
     name: str
     fired: Counter
     nodes_before: int
-    nodes_after: int = -1  # filled in by the pipeline (see Program.pass_stats)
+    nodes_after: int = -1  # filled in by the pipeline
     sets: list[RuleSet] = field(default_factory=list)  # the rule sets the pass applied
     born: dict[Node, Node] = field(default_factory=dict)  # new node -> node it came from
 
@@ -283,32 +271,7 @@ def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
     args = tuple(args)
     if args == node.args:  # the same nodes (nodes compare by identity)
         return node
-    op = node.op
-    if op is Op.EW:
-        if len(set(args)) == len(args):
-            batched = False
-            for a, b in zip(args, node.args):
-                if a.op in ops.UNWRAPPED or a.shape != b.shape:
-                    break
-                batched = batched or a.batched
-            else:  # still canonical: no checks
-                return Node(Op.EW, args, node.attr, node.shape, batched)
-        return ops.elementwise(node.attr, args)
-    if op is Op.SUM:
-        return ops.reduce_sum(args[0], node.attr)
-    if op is Op.BATCH_SUM:
-        return ops.batch_sum(args[0])
-    if op is Op.LOGSUMEXP:
-        return ops.logsumexp(args[0], node.attr)
-    if op is Op.DOT:
-        return ops.dot(args[0], args[1], node.attr)
-    if op is Op.TRANSPOSE:
-        return ops.transpose(args[0], node.attr)
-    if op is Op.RESHAPE:
-        return ops.reshape(args[0], node.attr)
-    if op is Op.BROADCAST:
-        return ops.broadcast(args[0], node.attr)
-    raise AssertionError(f"cannot rebuild {op}")
+    return ops.BUILD[node.op](args, node.attr)
 
 
 MAX_REWRITES_PER_NODE = 100

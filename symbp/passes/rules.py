@@ -1,12 +1,13 @@
 """The rule sets, as data: every rewrite symbp makes after parsing, by name.
 
-The constructors of ``symbp.ops`` and ``symbp.expr`` already apply the identities every
+The constructors of ``symbp.ir.ops`` and ``symbp.ir.expr`` already apply the identities every
 build gets (numbers fold, x * 1 = x, x + x = 2 x, x x = x², (xᵀ)ᵀ = x, transposes fold
 into contractions, a reshape to the same shape is no reshape, no explicit broadcast feeds
 an elementwise node), so a rule never sees those forms: a rewrite rebuilds every node
 above the one it changes, and what the constructors do costs nothing later. The sets here
-are what ``symbp.pipeline`` runs (canonicalize to cse both before and after
-differentiation; ``grad`` itself builds its adjoints in the cse and specialize form):
+are what ``symbp.passes.pipeline`` runs (canonicalize to cse both before and after
+differentiation; ``grad`` builds its adjoints in the cse and specialize form, with
+``share_costly``):
 
 - ``stabilize`` (before differentiation): the saturating functions' logs in stable form.
 - ``canonicalize``: one form for one computation (sums of sums merged).
@@ -24,10 +25,12 @@ any pass (``symbp grad --passes`` shows the node counts before and after each).
 
 from __future__ import annotations
 
-from ..autodiff import calculus as ew
+from functools import lru_cache
+
 from ..ir import expr as ex
 from ..ir import ops
-from ..ir.expr import Expr, X
+from ..ir.expr import ONE, Expr, X
+from ..ir.functions import FUNCTIONS
 from ..ir.node import Node, Op
 from .rewrite import Context, Rule, RuleSet, equation
 
@@ -41,19 +44,21 @@ def _suspect(node: Node, depth: int = 3) -> bool:
     return ex.has(node.attr, "exp", "sigmoid") or any(_suspect(a, depth - 1) for a in node.args)
 
 
-_INLINED: dict[tuple, Expr] = {}
-
-
 def _inline(attr: Expr, args: list[Node], i: int) -> tuple[Expr, list[Node]]:
     """The expression with its i-th argument (an elementwise node) written out in place."""
     inner = args[i]
-    n = len(args)
-    key = (attr, n, i, inner.attr)
-    e = _INLINED.get(key)
-    if e is None:
-        inner_expr = ex.substitute(inner.attr, {j: X[n + j] for j in range(len(inner.args))})
-        e = ex.remember(_INLINED, key, ex.substitute(attr, {i: inner_expr}))
-    return e, args + list(inner.args)
+    return _inlined(attr, len(args), i, inner.attr), args + list(inner.args)
+
+
+@lru_cache(maxsize=65536)  # a graph repeats a few expressions many times
+def _inlined(attr: Expr, n: int, i: int, inner: Expr) -> Expr:
+    inner = ex.substitute(inner, {j: X[n + j] for j in range(len(inner.args_used))})
+    return ex.substitute(attr, {i: inner})
+
+
+def _unstable(e: Expr) -> bool:
+    """Does ``e`` take the log of something that underflows to zero?"""
+    return any(t.op == "log" and ex.has(t.args[0], "sigmoid", "exp") for t in ex.walk(e))
 
 
 # ------------------------------------------------------------------- stabilize
@@ -87,7 +92,7 @@ def stabilize_log(node: Node, ctx: Context) -> Node | None:
         t.op == "log" and any(_suspect(node.args[i]) for i in t.args[0].args_used)
         for t in ex.walk(node.attr)
     )
-    if not (fired or logs_of_suspects) or ew.is_unstable(stable):
+    if not (fired or logs_of_suspects) or _unstable(stable):
         return None
     if any(i in stable.args_used and _suspect(a) for i, a in enumerate(args)):
         return None
@@ -144,19 +149,10 @@ CANONICALIZE = RuleSet(
 # --------------------------------------------------------------- constant_fold
 
 
-def _uniform_constant(node: Node) -> Node | None:
-    """The CONST whose value ``node`` has everywhere, if it has one."""
-    if node.op is Op.CONST:
-        return node
-    if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:
-        return node.args[0]
-    return None
-
-
 def fold_uniform(node: Node, ctx: Context) -> Node | None:
     """An operation on one constant value everywhere: sum(c over m elements) = m c,
     logsumexp(c over m) = c + log m, transposes and reshapes of it are broadcasts of c."""
-    c = _uniform_constant(node.args[0])
+    c = ops.uniform_constant(node.args[0])
     if c is None or node.op is Op.BROADCAST:
         return None
     x = node.args[0]
@@ -207,12 +203,31 @@ def batch_sum_scale(node: Node, ctx: Context) -> Node | None:
     if len(batched) != 1:
         return None
     i = batched[0]
-    factor = ew.linear_factor(inner.attr, i)
+    factor = linear_factor(inner.attr, i)
     if factor is None:
         return None  # not a product with the batched argument
     args = list(inner.args)
     args[i] = ops.batch_sum(inner.args[i])
     return ops.elementwise(factor * X[i], args)
+
+
+def linear_factor(e: Expr, i: int) -> Expr | None:
+    """``f`` when ``e`` is f * arg(i) (or arg(i) / f, -arg(i)) with f free of arg(i)."""
+    x = ex.arg(i)
+    if e is x:
+        return ONE
+    if e.op == "neg":
+        f = linear_factor(e.args[0], i)
+        return None if f is None else ex.neg(f)
+    if e.op == "mul":
+        a, b = e.args
+        if b is x and i not in a.args_used:
+            return a
+        if a is x and i not in b.args_used:
+            return b
+    if e.op == "div" and e.args[0] is x and i not in e.args[1].args_used:
+        return ex.div(ONE, e.args[1])
+    return None
 
 
 ALGEBRA = [
@@ -240,7 +255,7 @@ SIMPLIFY = RuleSet(
 
 # ------------------------------------------------------------------------- cse
 
-EXPENSIVE = frozenset(("exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "sin", "cos", "pow"))
+EXPENSIVE = frozenset({"pow", *(name for name, f in FUNCTIONS.items() if f.costly)})
 
 
 def shared_subexpression(node: Node, ctx: Context) -> Node | None:
@@ -254,23 +269,15 @@ def shared_subexpression(node: Node, ctx: Context) -> Node | None:
     return ops.elementwise(ex.replace(node.attr, {t: X[n]}), list(node.args) + [part])
 
 
-_REPEATED: dict[Expr, Expr | None] = {}  # expression -> its largest repeated costly part
-_UNKNOWN = object()
-
-
+@lru_cache(maxsize=65536)
 def _repeated_part(e: Expr) -> Expr | None:
-    """The largest costly subexpression ``e`` computes more than once, if any (cached:
-    graphs repeat a few expressions many times)."""
-    part = _REPEATED.get(e, _UNKNOWN)
-    if part is not _UNKNOWN:
-        return part
+    """The largest costly subexpression ``e`` computes more than once, if any."""
     seen: dict[Expr, int] = {}
     for t in _subtrees(e):
         if t.op in EXPENSIVE and t.args_used:
             seen[t] = seen.get(t, 0) + 1
     twice = [t for t, k in seen.items() if k > 1]
-    part = max(twice, key=lambda s: s.size) if twice else None  # its parts go with it
-    return ex.remember(_REPEATED, e, part)
+    return max(twice, key=lambda s: s.size) if twice else None  # its parts go with it
 
 
 def _subtrees(e: Expr):
@@ -323,39 +330,33 @@ def reuse_value(node: Node, ctx: Context) -> Node | None:
     return None
 
 
-_COSTLY: dict[Expr, tuple[tuple[Expr, Expr, tuple[int, ...]], ...]] = {}
-
-
+@lru_cache(maxsize=65536)
 def _costly_parts(e: Expr) -> tuple[tuple[Expr, Expr, tuple[int, ...]], ...]:
     """The costly proper subexpressions of ``e`` that read an argument, outermost first
     (none for an expression of more than 64 terms), each with the expression a node
-    computing it alone would hold and which of ``e``'s arguments it reads; cached."""
-    parts = _COSTLY.get(e)
-    if parts is None:
-        n = max(e.args_used, default=-1) + 1
-        parts = (
-            ()
-            if e.size > 64
-            else tuple(
-                (t, *ops.canonical_form(t, list(range(n))))
-                for t in ex.walk(e)
-                if t is not e and t.op in EXPENSIVE and t.args_used
-            )
-        )
-        ex.remember(_COSTLY, e, parts)
-    return parts
+    computing it alone would hold and which of ``e``'s arguments it reads."""
+    if e.size > 64:
+        return ()
+    n = max(e.args_used, default=-1) + 1
+    return tuple(
+        (t, *ops.canonical_form(t, tuple(range(n))))
+        for t in ex.walk(e)
+        if t is not e and t.op in EXPENSIVE and t.args_used
+    )
 
 
-_MAY_SHARE: dict[Expr, bool] = {}
-
-
-def may_share(e: Expr) -> bool:
-    """Whether cse or specialize can rewrite a node computing ``e``: it has a costly part
-    (cached; most expressions have none)."""
-    may = _MAY_SHARE.get(e)
-    if may is None:
-        may = ex.remember(_MAY_SHARE, e, _repeated_part(e) is not None or bool(_costly_parts(e)))
-    return may
+def share_costly(node: Node, ctx: Context) -> Node:
+    """``node`` in the form the cse and specialize rules give it: a costly part it computes
+    more than once read from a node of its own, a part the graph computes (``ctx.nodes``)
+    read from there. ``grad`` builds its adjoints through this, each rewrite made once."""
+    for _ in range(8):
+        if node.op is not Op.EW:
+            break
+        out = shared_subexpression(node, ctx) or reuse_value(node, ctx)
+        if out is None:
+            break
+        node = out
+    return node
 
 
 SPECIALIZE = RuleSet(
@@ -388,15 +389,10 @@ def fuse_elementwise(node: Node, ctx: Context) -> Node | None:
     return None
 
 
-_ONCE: dict[Expr, tuple[int, ...]] = {}
-
-
+@lru_cache(maxsize=65536)
 def _read_once(e: Expr) -> tuple[int, ...]:
-    """The arguments ``e`` reads exactly once, in order (cached)."""
-    once = _ONCE.get(e)
-    if once is None:
-        once = ex.remember(_ONCE, e, tuple(i for i in sorted(e.args_used) if e.uses(i) == 1))
-    return once
+    """The arguments ``e`` reads exactly once, in order."""
+    return tuple(i for i in sorted(e.args_used) if e.uses(i) == 1)
 
 
 FUSE = RuleSet(

@@ -1,5 +1,5 @@
 """Where C values live: index arithmetic over run-time shapes (the batch ``_n`` first), loop
-nests, and the workspace plan that gives every statement a buffer by live range."""
+nests, and the workspace that gives every statement a buffer by live range."""
 
 from __future__ import annotations
 
@@ -84,103 +84,149 @@ def loops(
 
 
 @dataclass
-class Plan:
-    """Pointer expression of every node's buffer, and the workspace size in elements."""
-
-    pointer: dict[Node, str] = field(default_factory=dict)
-    batched_size: int = 0  # per example
-    fixed_size: int = 0
-
-    def ws_size(self) -> str:
-        parts = [f"{N}*{self.batched_size}" if self.batched_size else "", str(self.fixed_size)]
-        return " + ".join(p for p in parts if p and p != "0") or "0"
+class _Buffer:
+    node: Node
+    offset: int
+    size: int
+    batched: bool  # in the region of per-example buffers (n times size), else the fixed one
+    last: int  # the index of the statement that reads it last
 
 
-def plan_memory(
-    statements: list[Node],
-    direct: dict[Node, str],
-    inplace_ok: Callable[[Node, Node], bool],
-    live_out: set[Node],
-) -> Plan:
-    """Give every statement node a buffer: ``direct`` ones write to the caller's arrays, the
-    others share two workspace regions (per-example sized, and fixed) by live range.
+@dataclass
+class Workspace:
+    """Buffers for a sequence of statements in one workspace, laid out by live range.
 
-    A buffer is free once the last statement reading it has run; an elementwise statement may
-    take over, in place, the buffer of an argument it reads last at the same element.
+    Two regions: per-example buffers (``_n`` times their size) and fixed ones. A buffer is
+    free once the last statement reading it has run; an elementwise statement may take over,
+    in place, the buffer of an argument it reads last at the same element. ``place`` may be
+    called again on a ``copy`` to continue the sequence (the shared forward pass, then each
+    function's own statements): the buffers still live stay where they are.
     """
-    plan = Plan()
-    last_use: dict[Node, int] = {}
-    alias: dict[Node, Node] = {}
-    buffers = set(statements)
 
-    def reads(node: Node):
-        """The buffers a statement reads, through the expressions inlined into it."""
-        for a in node.args:
-            if a in buffers:
-                yield a
-            else:
-                yield from reads(a)
+    buffers: dict[Node, _Buffer] = field(default_factory=dict)  # live ones, by node
+    where: dict[Node, tuple[int, bool] | str] = field(default_factory=dict)  # every placement
+    holes: dict[bool, list[tuple[int, int]]] = field(default_factory=lambda: {True: [], False: []})
+    top: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
+    alias: dict[Node, Node] = field(default_factory=dict)  # a reshape -> the node it views
+    shared: dict[Node, Node] = field(default_factory=dict)  # node -> the node it took over
 
-    for i, node in enumerate(statements):
-        for a in reads(node):
-            root = alias.get(a, a)
-            last_use[root] = i
-        if node.op is Op.RESHAPE:
-            alias[node] = alias.get(node.args[0], node.args[0])
-    for node in live_out:
-        last_use[alias.get(node, node)] = len(statements)
-    free: dict[bool, list[tuple[int, int]]] = {True: [], False: []}  # (offset, size) holes
-    top = {True: 0, False: 0}
-    live: list[tuple[int, Node, int, int, bool]] = []  # (last use, node, offset, size, batched)
-    for i, node in enumerate(statements):
-        still = []
-        for entry in live:
-            if entry[0] < i:
-                free[entry[4]].append((entry[2], entry[3]))
+    def copy(self) -> Workspace:
+        return Workspace(
+            {k: _Buffer(**vars(b)) for k, b in self.buffers.items()},
+            dict(self.where),
+            {k: list(v) for k, v in self.holes.items()},
+            dict(self.top),
+            dict(self.alias),
+            dict(self.shared),
+        )
+
+    def place(
+        self,
+        statements: list[Node],
+        live_after: set[Node],
+        direct: dict[Node, str] | None = None,
+        inplace_ok: Callable[[Node, Node], bool] = lambda node, arg: False,
+    ) -> None:
+        """Give every statement node a buffer; ``direct`` ones write to the caller's arrays
+        (named), and ``live_after`` stays live past the last statement."""
+        direct = direct or {}
+        last = self._last_uses(statements, live_after)
+        for buf in self.buffers.values():  # what the new statements read, from before
+            buf.last = last.get(buf.node, -1)
+        for i, node in enumerate(statements):
+            self._free(i)
+            if node.op is Op.RESHAPE:
+                self.alias[node] = self.alias.get(node.args[0], node.args[0])
+            elif node in direct:
+                self.where[node] = direct[node]
             else:
-                still.append(entry)
-        live = still
-        if node.op is Op.RESHAPE:
-            continue
-        if node in direct:
-            plan.pointer[node] = direct[node]
-            continue
+                self._allocate(node, i, last.get(node, i), inplace_ok)
+
+    def _last_uses(self, statements: list[Node], live_after: set[Node]) -> dict[Node, int]:
+        """The statement reading each buffer last (through expressions inlined into it)."""
+        placed = set(statements) | set(self.buffers) | set(self.alias)
+
+        def reads(node: Node):
+            for a in node.args:
+                if a in placed:
+                    yield self.alias.get(a, a)
+                else:
+                    yield from reads(a)
+
+        last: dict[Node, int] = {}
+        for i, node in enumerate(statements):
+            if node.op is Op.RESHAPE:
+                self.alias[node] = self.alias.get(node.args[0], node.args[0])
+            for a in reads(node):
+                last[a] = i
+        for node in live_after:
+            last[self.alias.get(node, node)] = len(statements)
+        return last
+
+    def _free(self, i: int) -> None:
+        for node, buf in list(self.buffers.items()):
+            if buf.last < i:
+                self.holes[buf.batched].append((buf.offset, buf.size))
+                del self.buffers[node]
+
+    def _allocate(self, node: Node, i: int, last: int, inplace_ok) -> None:
         size, batched = max(1, math.prod(node.shape)), node.batched
-        spot = None
-        for entry in live:  # in place: an argument dying here, read at the same element
+        for arg in node.args:  # in place: an argument dying here, read at the same element
+            buf = self.buffers.get(arg)
             if (
-                entry[0] == i
-                and entry[3] == size
-                and entry[4] == batched
-                and entry[1] in node.args
-                and inplace_ok(node, entry[1])
+                buf is not None
+                and buf.last == i
+                and (buf.size, buf.batched) == (size, batched)
+                and inplace_ok(node, arg)
             ):
-                spot = entry[2]
-                live.remove(entry)
-                break
-        if spot is None:
-            holes = sorted(free[batched])
-            for k, (off, hole) in enumerate(holes):
-                if hole >= size:
-                    spot = off
-                    holes[k : k + 1] = [(off + size, hole - size)] if hole > size else []
-                    break
-            free[batched] = holes
-        if spot is None:
-            spot = top[batched]
-            top[batched] += size
-        live.append((last_use.get(node, i), node, spot, size, batched))
-        plan.pointer[node] = (spot, batched)  # resolved below
-    plan.batched_size, plan.fixed_size = top[True], top[False]
-    for node, where in list(plan.pointer.items()):
-        if isinstance(where, tuple):
-            off, batched = where
-            base = f"{N}*{off}" if batched and off else ("0" if batched else None)
-            if not batched:
-                base = f"{N}*{plan.batched_size} + {off}" if plan.batched_size else str(off)
-            base = base.removesuffix(" + 0")
-            plan.pointer[node] = f"_ws + {base}" if base != "0" else "_ws"
-    for node, root in alias.items():
-        if root in plan.pointer:
-            plan.pointer[node] = plan.pointer[root]
-    return plan
+                del self.buffers[arg]
+                self.shared[node] = arg
+                self._put(node, buf.offset, size, batched, last)
+                return
+        holes = sorted(self.holes[batched])
+        for k, (offset, hole) in enumerate(holes):
+            if hole >= size:
+                holes[k : k + 1] = [(offset + size, hole - size)] if hole > size else []
+                self.holes[batched] = holes
+                self._put(node, offset, size, batched, last)
+                return
+        self._put(node, self.top[batched], size, batched, last)
+        self.top[batched] += size
+
+    def _put(self, node: Node, offset: int, size: int, batched: bool, last: int) -> None:
+        self.buffers[node] = _Buffer(node, offset, size, batched, last)
+        self.where[node] = (offset, batched)
+
+    def reserve(self, size: int) -> tuple[int, bool]:
+        """A fixed buffer of ``size`` elements that is never freed."""
+        offset = self.top[False]
+        self.top[False] += size
+        return offset, False
+
+
+def pointers(ws: Workspace, fixed: int) -> dict[Node, str]:
+    """C text of the pointer to each buffer ``ws`` placed (a reshape points where the node
+    it views does), the fixed region (``fixed`` elements) first in the workspace ``_ws``,
+    the per-example region after it."""
+    out = {}
+    for node, place in ws.where.items():
+        if isinstance(place, str):  # the caller's array
+            out[node] = place
+            continue
+        offset, batched = place
+        if batched:
+            parts = [str(fixed) if fixed else "", f"{N}*{offset}" if offset else ""]
+        else:
+            parts = [str(offset) if offset else ""]
+        parts = [p for p in parts if p]
+        out[node] = "_ws + " + " + ".join(parts) if parts else "_ws"
+    for node, root in ws.alias.items():
+        if root in out:
+            out[node] = out[root]
+    return out
+
+
+def size_text(fixed: int, batched: int) -> str:
+    """C text of a workspace of ``fixed`` elements and ``batched`` per example."""
+    parts = [str(fixed) if fixed else "", f"{N}*{batched}" if batched else ""]
+    return " + ".join(p for p in parts if p) or "0"

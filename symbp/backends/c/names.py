@@ -1,12 +1,27 @@
-"""C identifiers for user names, and elementwise expressions printed as C."""
+"""C identifiers for user names, and elementwise expressions printed as C.
+
+``SPELLINGS`` extends the usual C spelling of the functions of ``symbp.ir.functions`` (the
+C99 function of the same name, under <tgmath.h> for either real type, or a helper computing
+the function's formula) with the functions C spells otherwise.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
-from ...codegen.printing import ExprPrinter, Term, exact_decimal, paren
 from ...codegen.schedule import Namer
-from ...ir.expr import ATOM, Expr
+from ...ir.expr import PARAMETERS, Expr, definition
+from ...ir.functions import FUNCTIONS, Function
+from ...ir.notation import ATOM, ExprPrinter, Term, exact_decimal, paren, print_expr
+
+# the functions of C99's <math.h> (<tgmath.h> picks the float or double one)
+C99_MATH = (
+    "acos asin atan atan2 cos sin tan acosh asinh atanh cosh sinh tanh exp exp2 expm1 frexp "
+    "ilogb ldexp log log10 log1p log2 logb modf scalbn scalbln cbrt fabs hypot pow sqrt erf "
+    "erfc lgamma tgamma ceil floor nearbyint rint lrint llrint round lround llround trunc "
+    "fmod remainder remquo copysign nan nextafter nexttoward fdim fmax fmin fma"
+).split()
 
 C_RESERVED = {
     # C99 keywords and names the translation unit or its headers use
@@ -47,16 +62,6 @@ C_RESERVED = {
     "bool",
     "true",
     "false",
-    "exp",
-    "log",
-    "sqrt",
-    "tanh",
-    "sin",
-    "cos",
-    "fabs",
-    "pow",
-    "log1p",
-    "fmax",
     "isfinite",
     "INFINITY",
     "NULL",
@@ -64,11 +69,6 @@ C_RESERVED = {
     "errno",
     "real",
     "blasint",
-    "sigmoid_",
-    "softplus_",
-    "relu_",
-    "step_",
-    "sign_",
     "gemm_",
     "asm",
     "fortran",
@@ -83,16 +83,6 @@ C_RESERVED = {
     "math_errhandling",
     "memcpy",
     "memset",
-    "expf",
-    "logf",
-    "log1pf",
-    "sqrtf",
-    "powf",
-    "tanhf",
-    "sinf",
-    "cosf",
-    "fabsf",
-    "fmaxf",
     # keywords of GNU C and C23 (gcc 15 builds C23 by default), names gnu99 predefines as
     # macros, and the lowercase macros of the headers cffi's build includes (Python.h,
     # <stdio.h>, <sys/stat.h>, openblas_config.h); offsetof also stops cffi's parser
@@ -161,26 +151,82 @@ class CNamer(Namer):
         return super().__call__(c_identifier(want))
 
 
-class CExprPrinter(ExprPrinter):
-    """Elementwise expressions in C; <tgmath.h> makes exp, log, ... follow ``real``."""
+@dataclass(frozen=True)
+class Spelling:
+    """How C code calls a function: ``name``; and when the name is the file's own, the
+    ``helper`` defining it (None: a helper computing the function's formula)."""
 
-    functions = {
-        "exp": "exp",
-        "log": "log",
-        "tanh": "tanh",
-        "sin": "sin",
-        "cos": "cos",
-        "sign": "sign_",
-        "abs": "fabs",
-        "sqrt": "sqrt",
-        "sigmoid": "sigmoid_",
-        "softplus": "softplus_",
-        "relu": "relu_",
-        "step": "step_",
-    }
+    name: str
+    helper: str | None = ""
+
+
+def _usual(f: Function) -> Spelling | None:
+    if f.name in C99_MATH:
+        return Spelling(f.name)
+    return Spelling(f"{f.name}_", None) if f.formula is not None else None
+
+
+# the functions C has under another name, or that need care with large arguments
+SPELLINGS: dict[str, Spelling] = {
+    **{name: s for name, s in ((n, _usual(f)) for n, f in FUNCTIONS.items()) if s},
+    "abs": Spelling("fabs"),
+    "softplus": Spelling(
+        "softplus_",
+        "static inline real softplus_(real x) { return fmax(x, (real)0) + log1p(exp(-fabs(x))); }",
+    ),
+    "relu": Spelling("relu_", "static inline real relu_(real x) { return x > 0 ? x : 0; }"),
+    "step": Spelling("step_", "static inline real step_(real x) { return x > 0 ? 1 : 0; }"),
+    "sign": Spelling(
+        "sign_", "static inline real sign_(real x) { return (real)((x > 0) - (x < 0)); }"
+    ),
+}
+
+# the file's own functions, and the C99 math ones, may not be user names either
+C_RESERVED |= {"forward_pass", "gemm_", "gemm_small_"}
+C_RESERVED |= set(C99_MATH) | {f + "f" for f in C99_MATH} | {s.name for s in SPELLINGS.values()}
+
+
+def helpers(used: set[str], dtype: str) -> list[str]:
+    """The definitions of the helpers spelling the functions in ``used``, and of those they
+    call, in the table's order."""
+    codes: dict[str, str] = {}
+    todo = [name for name in used if name in SPELLINGS]
+    while todo:
+        name = todo.pop()
+        if name not in codes:
+            codes[name], calls = _definition(name, dtype)
+            todo += calls
+    return [codes[name] for name in SPELLINGS if name in codes]
+
+
+def _definition(name: str, dtype: str) -> tuple[str, set[str]]:
+    """The helper spelling function ``name``, and the helpers it calls."""
+    code = SPELLINGS[name].helper
+    if code is not None:
+        return code, set()
+    f = FUNCTIONS[name]
+    params = PARAMETERS[: f.arity]
+    printer = CExprPrinter(dtype)
+    body = print_expr(definition(name), [(p, ATOM) for p in params], printer)[0]
+    signature = ", ".join(f"real {p}" for p in params)
+    code = f"/* {name}({', '.join(params)}) = {f.formula} */\n"
+    code += f"static inline real {name}_({signature}) {{ return {body}; }}"
+    return code, printer.used
+
+
+class CExprPrinter(ExprPrinter):
+    """Elementwise expressions in C; <tgmath.h> makes exp, log, ... follow ``real``.
+    ``used`` collects the functions whose helpers the text calls."""
 
     def __init__(self, dtype: str) -> None:
         self.suffix = "f" if dtype == "float32" else ""
+        self.used: set[str] = set()
+
+    def call(self, name: str, args: list[Term]) -> Term:
+        spelling = SPELLINGS[name]
+        if spelling.helper != "":
+            self.used.add(name)
+        return super().call(spelling.name, args)
 
     def literal(self, value: float) -> str:
         text = repr(float(value))

@@ -1,0 +1,88 @@
+"""The derivative rules: one entry per op, as a table.
+
+``VJP[op](node, g, wanted)`` gets a node, the adjoint ``g`` flowing into it (the gradient of
+the loss with respect to the node's value) and, per argument, whether its adjoint is wanted;
+it returns one adjoint contribution per argument, None where none is wanted or none flows
+(a vector-Jacobian product). A contribution may have a broadcast shape: the backward pass
+sums it back to its argument's (``backward.unbroadcast``). Leaves have no rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from ..ir import expr as ex
+from ..ir import ops
+from ..ir.expr import Expr, X
+from ..ir.node import Contraction, Node, Op
+from .calculus import derivative
+
+Rule = Callable[[Node, Node, tuple[bool, ...]], list[Node | None]]
+
+
+def linear(adjoint: Callable[[Node, Node], Node]) -> Rule:
+    """The rule of an op linear in its one argument: ``adjoint(node, g)``."""
+    return lambda node, g, wanted: [adjoint(node, g)]
+
+
+def _elementwise(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
+    """g times the expression's derivative in each argument, over g, the arguments and the
+    node's own value (sigmoid' reuses the sigmoid)."""
+    n = len(node.args)
+    operands = (g, *node.args, node)
+    out: list[Node | None] = []
+    for i in range(n):
+        adjoint = adjoint_expr(node.attr, n, i) if wanted[i] else ex.ZERO
+        out.append(None if adjoint is ex.ZERO else ops.elementwise(adjoint, operands))
+    return out
+
+
+@lru_cache(maxsize=65536)  # a graph repeats a few expressions many times
+def adjoint_expr(e: Expr, n: int, i: int) -> Expr:
+    """g * d e / d x_i as an expression over (g, x_0, .., x_{n-1}, e's value)."""
+    d = derivative(e, n, i)
+    if d is ex.ZERO:
+        return d
+    return X[0] * ex.substitute(d, {j: X[j + 1] for j in range(n + 1)})
+
+
+def _dot(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
+    """The adjoint of each operand contracts g with the other operand over the other
+    letters."""
+    a, b = node.args
+    c = node.attr
+    return [
+        ops.dot(g, b, Contraction(c.out, c.b, c.a)) if wanted[0] else None,
+        ops.dot(g, a, Contraction(c.out, c.a, c.b)) if wanted[1] else None,
+    ]
+
+
+def _sum(node: Node, g: Node) -> Node:
+    x = node.args[0]
+    return ops.broadcast(ops.keepdims(g, node.attr, x.shape), x.shape)
+
+
+def _logsumexp(node: Node, g: Node) -> Node:
+    """g times the softmax of the argument along the reduced axes."""
+    (x,) = node.args
+    axes = node.attr
+    soft = ops.elementwise(ex.call("exp", X[0] - X[1]), (x, ops.keepdims(node, axes, x.shape)))
+    return ops.mul(ops.keepdims(g, axes, x.shape), soft)
+
+
+def _transpose(node: Node, g: Node) -> Node:
+    perm = node.attr
+    return ops.transpose(g, tuple(perm.index(i) for i in range(len(perm))))
+
+
+VJP: dict[Op, Rule] = {
+    Op.EW: _elementwise,
+    Op.DOT: _dot,
+    Op.SUM: linear(_sum),
+    Op.LOGSUMEXP: linear(_logsumexp),
+    Op.TRANSPOSE: linear(_transpose),
+    Op.RESHAPE: linear(lambda node, g: ops.reshape(g, node.args[0].shape)),
+    Op.BROADCAST: linear(lambda node, g: g),  # unbroadcast sums it back
+    Op.BATCH_SUM: linear(lambda node, g: g),  # the same adjoint for every example
+}

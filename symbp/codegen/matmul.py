@@ -1,0 +1,58 @@
+"""Which contractions are matrix products: the NumPy printer writes them as ``@``, the C
+backend calls GEMM for them, and ``symbp grad`` shows them as the lecture writes them."""
+
+from __future__ import annotations
+
+from functools import cache
+
+
+@cache  # a network asks about the same few letter patterns again and again
+def matmul_form(sa: str, sb: str, so: str) -> tuple[bool, bool, bool] | None:
+    """How ``einsum(sa, sb -> so)`` is a ``@`` of 2-D/1-D operands, if it is one.
+
+    Returns (swap, transpose_left, transpose_right) for ``left @ right``, with as few
+    transposes as possible; None when the contraction needs more than a matrix product
+    (batched vectors, three-axis operands, outer products).
+    """
+    if len(sa) > 2 or len(sb) > 2 or len(so) > 2:
+        return None
+    shared = set(sa) & set(sb)
+    k = shared - set(so)
+    if len(k) != 1 or shared - k or set(so) != (set(sa) | set(sb)) - k:
+        return None
+    (k,) = k
+    options = []
+    for swap in (False, True):
+        la, lb = (sb, sa) if swap else (sa, sb)
+        if len(la) == 1 and len(lb) == 1:
+            continue
+        # left is (free, k), or (k, free) transposed; right is (k, free), or (free, k) transposed
+        ta = len(la) == 2 and la[0] == k
+        tb = len(lb) == 2 and lb[1] == k
+        if la.replace(k, "") + lb.replace(k, "") == so:
+            options.append((ta + tb, swap, ta, tb))
+    if not options:
+        return None
+    _, swap, ta, tb = min(options)
+    return swap, ta, tb
+
+
+@cache
+def stacked_matmul_form(sa: str, sb: str, so: str) -> tuple[int, bool, bool, bool] | None:
+    """Like ``matmul_form``, also for stacks of matrices (NumPy's @ broadcasts them): returns
+    (number of leading stack axes, swap, transpose_left, transpose_right)."""
+    for s in range(len(so), -1, -1):
+        stack = so[:s]
+        cores = []
+        for letters in (sa, sb):
+            if letters.startswith(stack) and len(letters) - s >= 1:
+                cores.append(letters[s:])
+            elif not set(stack) & set(letters) and len(letters) >= 1:
+                cores.append(letters)
+            else:
+                break
+        else:
+            form = matmul_form(cores[0], cores[1], so[s:])
+            if form is not None and (s == 0 or all(len(c) == 2 for c in cores)):
+                return (s, *form)
+    return None

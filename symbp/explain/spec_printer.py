@@ -1,0 +1,89 @@
+"""IR nodes in spec notation, for ONE example: how ``symbp grad`` and ``symbp graph`` show
+values. ``PRINT`` holds the printing of every op; a value of the batch reads as the lecture
+writes it (``batch_mean(outer(dz, x))``), the batch axis otherwise left implicit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..codegen.matmul import matmul_form
+from ..ir.expr import X
+from ..ir.node import Node, Op
+from ..ir.notation import ATOM, MATMUL, SPEC_NOTATION, Term, print_expr
+
+
+class SpecPrinter:
+    """Prints nodes for ONE example, as a spec would write them; ``names`` are the values
+    already named, the others print where they are used."""
+
+    def __init__(self, names: dict[Node, str]) -> None:
+        self.names = names
+
+    def term(self, node: Node) -> Term:
+        if node in self.names:
+            return self.names[node], ATOM
+        return self.expression(node)
+
+    def expression(self, node: Node) -> Term:
+        """What ``node`` computes (never just its own name)."""
+        return PRINT[node.op](self, node)
+
+    def elementwise(self, node: Node) -> Term:
+        if node.attr is X[0] / X[1] and node.args[1].op is Op.BATCH_SIZE:
+            inner = node.args[0]
+            if inner.op is Op.BATCH_SUM:
+                return f"batch_mean({self.term(inner.args[0])[0]})", ATOM
+            if inner.op is Op.DOT:
+                return f"batch_mean({self.dot(inner, summed=False)[0]})", ATOM
+        return print_expr(node.attr, [self.term(a) for a in node.args], SPEC_NOTATION)
+
+    def sum(self, node: Node) -> Term:
+        axes, x = node.attr, self.term(node.args[0])[0]
+        if len(axes) == node.args[0].ndim:
+            return f"sum({x})", ATOM
+        return f"sum({x}, axis={axes[0] if len(axes) == 1 else axes})", ATOM
+
+    def dot(self, node: Node, summed: bool = True) -> Term:
+        c = node.attr
+        a, b = (self.term(arg) for arg in node.args)
+        text = None
+        if len(c.out) == 2 and len(c.a) == 1 and len(c.b) == 1 and c.a + c.b == c.out:
+            text = f"outer({a[0]}, {b[0]})"
+        if text is None and len(c.a) == 1 and len(c.b) == 2 and c.out == c.b.replace(c.a, ""):
+            # v @ M reads as the lecture's M.T @ v
+            m = b[0] if b[1] >= ATOM else f"({b[0]})"
+            text = f"{m}{'.T' if c.b[0] == c.a else ''} @ {a[0] if a[1] >= ATOM else f'({a[0]})'}"
+        form = matmul_form(c.a, c.b, c.out)
+        if text is None and form is not None:
+            swap, ta, tb = form
+            left, right = (b, a) if swap else (a, b)
+            lt = (left[0] if left[1] >= ATOM else f"({left[0]})") + (".T" if ta else "")
+            rt = (right[0] if right[1] >= ATOM else f"({right[0]})") + (".T" if tb else "")
+            text = f"{lt} @ {rt}"
+        if text is None:
+            text = f'einsum("{c.a},{c.b}->{c.out}", {a[0]}, {b[0]})'
+        if c.sum_batch and summed:
+            return f"batch_sum({text})", ATOM
+        return text, (MATMUL if " @ " in text and not c.sum_batch else ATOM)
+
+
+def _call(name: str) -> Callable[[SpecPrinter, Node], Term]:
+    """A node printed as ``name(argument, attribute)``."""
+    return lambda p, node: (f"{name}({p.term(node.args[0])[0]}, {node.attr})", ATOM)
+
+
+# op -> how a node prints, given the printer (its arguments print through printer.term)
+PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
+    Op.INPUT: lambda p, node: (node.attr, ATOM),
+    Op.PARAM: lambda p, node: (node.attr, ATOM),
+    Op.CONST: lambda p, node: print_expr(node.attr, [], SPEC_NOTATION),
+    Op.BATCH_SIZE: lambda p, node: ("n", ATOM),
+    Op.EW: SpecPrinter.elementwise,
+    Op.DOT: SpecPrinter.dot,
+    Op.SUM: SpecPrinter.sum,
+    Op.BATCH_SUM: lambda p, node: (f"batch_sum({p.term(node.args[0])[0]})", ATOM),
+    Op.LOGSUMEXP: _call("logsumexp"),
+    Op.TRANSPOSE: _call("transpose"),
+    Op.RESHAPE: _call("reshape"),
+    Op.BROADCAST: _call("broadcast"),
+}
