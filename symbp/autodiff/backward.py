@@ -47,15 +47,18 @@ def backward(
     origin: dict[Node, Node] | None = None,
     adjoints: dict[Node, Node] | None = None,
     normalize: Callable[[Node], Node] | None = None,
+    order: list[Node] | None = None,
 ) -> list[Node]:
     """Adjoints of ``wrt`` for the sum over roots of <cotangent, root>.
 
     ``roots`` pairs each output node with its cotangent (seed). Only nodes on a path to a
     ``wrt`` node are visited. If ``origin`` is given it records, for every adjoint node made,
     the forward node whose rule made it (the generated code cites that node's spec line);
-    ``adjoints`` receives the whole adjoint of every node visited.
+    ``adjoints`` receives the whole adjoint of every node visited. ``order`` may give the
+    forward graph in topological order, if the caller has it.
     """
-    order = toposort([r for r, _ in roots])
+    if order is None:
+        order = toposort([r for r, _ in roots])
     forward = set(order)
     reaches = _reaching(order, set(wrt))
     pending: dict[Node, list[Node]] = {}
@@ -125,6 +128,7 @@ def grad(
     origin: dict[Node, Node] | None = None,
     adjoints: dict[Node, Node] | None = None,
     normalize: Callable[[Node], Node] | None = None,
+    order: list[Node] | None = None,
 ) -> dict[str, Node]:
     """Gradients of the batch-mean Loss with respect to every Param, by name.
 
@@ -134,7 +138,7 @@ def grad(
     params = [d.node for d in graph.params.values()]
     loss = graph.loss
     seed = ops.const(1)
-    grads = backward([(loss, seed)], params, origin, adjoints, normalize)
+    grads = backward([(loss, seed)], params, origin, adjoints, normalize, order)
     out = {}
     for name, g in zip(graph.params, grads):
         if graph.has_batch:

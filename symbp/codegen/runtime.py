@@ -5,6 +5,7 @@ initializers as NumPy code."""
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
@@ -34,6 +35,7 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
+@lru_cache(maxsize=4096)  # a network repeats a few kinds of Params
 def initializer(init: tuple, shape: tuple[int, ...]) -> str:
     """NumPy code drawing a Param of ``shape`` as ``init`` says, from a generator ``rng``."""
     kind, *args = init

@@ -12,6 +12,7 @@ import builtins
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..ir.node import Node, Op, order_and_uses
 from ..passes.pipeline import Program
@@ -34,8 +35,7 @@ class Namer:
 PYTHON_RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 
 
-@dataclass
-class Statement:
+class Statement(NamedTuple):
     node: Node
     name: str
     line: int  # spec line, 0 if none, PARAM_GRADS_LINE for the final gradients
@@ -80,11 +80,13 @@ def schedule(
     the reductions that consume them).
     """
     names: dict[Node, str] = dict(leaves or {})
-    order, uses = order_and_uses(list(roots.values()), stop=names)
+    known = {node for node in names if node.args}  # values computed before (not Inputs)
+    order, uses = order_and_uses(list(roots.values()), stop=known)
     consumers: dict[Node, list[Node]] = {}
-    for node in order:
-        for a in node.args:
-            consumers.setdefault(a, []).append(node)
+    if can_inline is not None:
+        for node in order:
+            for a in node.args:
+                consumers.setdefault(a, []).append(node)
     returned = set(roots.values())
     for node in order:  # the leaves first: their names are the spec's
         if not node.args and node not in names and node.op is not Op.CONST:
@@ -93,16 +95,18 @@ def schedule(
     depth: dict[Node, int] = {}  # operations an inlined node nests; 0 for the others
     temporaries = 0
     for node in order:
-        if node in names or not node.args:
+        if not node.args or node in names:
             continue
         name = program.names.get(node)
-        if forward_only and node in program.backward:
+        if forward_only and name is not None and node in program.backward:
             name = None
-        d = 1 + max(depth.get(a, 0) for a in node.args)
         if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and name is None:
             variable = node in returned  # a constant: print it where it is used
         else:
-            variable = name is not None or uses[node] > 1 or node in returned or d > max_inline
+            variable = name is not None or uses[node] > 1 or node in returned
+        if not variable:
+            d = 1 + max([depth.get(a, 0) for a in node.args])
+            variable = d > max_inline
         if not variable and can_inline is not None:
             variable = not all(can_inline(node, c) for c in consumers.get(node, ()))
         if not variable:
@@ -113,7 +117,8 @@ def schedule(
             while f"t{temporaries}" in namer.taken:  # after an earlier routine's temporaries
                 temporaries += 1
             name = f"t{temporaries}"
-        names[node] = namer(name)
-        line = program.lines.get(node, 0)
-        statements.append(Statement(node, names[node], line, node in program.backward))
+        name = names[node] = namer(name)
+        statements.append(
+            Statement(node, name, program.lines.get(node, 0), node in program.backward)
+        )
     return Routine(statements, dict(roots), names)

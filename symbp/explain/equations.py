@@ -54,7 +54,7 @@ def pass_report(program: Program) -> str:
     before and after (nodes no root reaches any more are gone: that is dead-code
     elimination), and how often each rule fired. Differentiation runs between the forward
     pass "stabilize" and the rest."""
-    stats = program.stats
+    stats = program.pass_stats()
     sets = [", ".join(rs.name for rs in st.sets) for st in stats]
     width = max([len("rule sets"), *map(len, sets)])
     lines = [f"{'pass':<11} {'rule sets':<{width}} nodes before -> after   rules fired"]

@@ -16,13 +16,12 @@ parser turns it into an error at the spec location.
 from __future__ import annotations
 
 import ast
-import threading
-import weakref
 from fractions import Fraction
 from functools import cache
 
 from . import numbers
 from .functions import FUNCTIONS
+from .interning import Interned
 from .notation import ATOM, SPEC_NOTATION, print_expr
 from .numbers import NOT_REAL, TOO_LARGE, UNDEFINED, NotAFloat, Number
 
@@ -46,13 +45,7 @@ class Expr:
 
     def __new__(cls, op: str, args: tuple[Expr, ...] = (), value: object = None) -> Expr:
         key = (op, args, type(value), value)
-        e = _TABLE.get(key)
-        if e is None:
-            with _LOCK:  # two threads building the same tree must get one object
-                e = _TABLE.get(key)
-                if e is None:
-                    e = _TABLE[key] = cls._make(op, args, value)
-        return e
+        return _TABLE.intern(key, cls._make, op, args, value)
 
     @classmethod
     def _make(cls, op: str, args: tuple[Expr, ...], value: object) -> Expr:
@@ -119,10 +112,7 @@ class Expr:
     __pos__ = lambda self: self
 
 
-# every expression some graph, rule or cache still holds; the others are forgotten, so a
-# process compiling network after network does not accumulate them
-_TABLE: weakref.WeakValueDictionary[tuple, Expr] = weakref.WeakValueDictionary()
-_LOCK = threading.Lock()
+_TABLE = Interned()  # (op, args, type of value, value) -> the expression
 
 
 # ------------------------------------------------------------------------ leaves

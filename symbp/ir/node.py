@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import gc
-import threading
-import weakref
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Any
+from typing import Any, NamedTuple
+
+from .interning import Interned
 
 Shape = tuple[int, ...]
 
@@ -55,8 +54,7 @@ class Op(Enum):
 LEAVES = (Op.INPUT, Op.PARAM, Op.CONST, Op.BATCH_SIZE)
 
 
-@dataclass(frozen=True)
-class Contraction:
+class Contraction(NamedTuple):
     """Einsum-style subscripts of a DOT over per-example axes.
 
     ``a``, ``b`` and ``out`` are strings of axis letters. The batch axis is implicit: a
@@ -95,16 +93,7 @@ class Node:
         dtype: str = "float",
     ) -> Node:
         key = (op, args, attr, shape, batched, dtype)
-        node = _NODES.get(key)
-        if node is None:
-            with _LOCK:  # two threads building the same node must get one object
-                node = _NODES.get(key)
-                if node is None:
-                    node = object.__new__(cls)
-                    for name, value in zip(_FIELDS, key):
-                        object.__setattr__(node, name, value)
-                    _NODES[key] = node
-        return node
+        return _NODES.intern(key, _make, cls, key)
 
     @staticmethod
     def find(
@@ -170,10 +159,17 @@ class Node:
         return ops.transpose(self)
 
 
-# every node some graph still holds: (op, args, attr, shape, batched, dtype) -> node
-_NODES: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
-_LOCK = threading.Lock()
-_FIELDS = ("op", "args", "attr", "shape", "batched", "dtype")
+_NODES = Interned()  # (op, args, attr, shape, batched, dtype) -> the node
+# A node's fields are set once, as it is made, through their slots' descriptors: Node's own
+# __setattr__ refuses (object.__setattr__ would do too, at several times the cost)
+_SET_FIELDS = tuple(Node.__dict__[name].__set__ for name in Node.__slots__[:6])
+
+
+def _make(cls: type, key: tuple) -> Node:
+    node = object.__new__(cls)
+    for set_field, value in zip(_SET_FIELDS, key):
+        set_field(node, value)
+    return node
 
 
 def toposort(roots: Iterable[Node]) -> list[Node]:
@@ -221,7 +217,7 @@ def order_and_uses(
                 c = counts.get(child)
                 counts[child] = 1 if c is None else c + 1
                 if c is None:
-                    stack.append((child, iter(() if child in stop else child.args)))
+                    stack.append((child, iter(() if stop and child in stop else child.args)))
                     break
             else:
                 stack.pop()

@@ -9,6 +9,7 @@ printers of the spec notation (here), NumPy and C extend ``ExprPrinter``.
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 # precedences, as Python's grammar has them
@@ -35,7 +36,15 @@ def paren(term: Term, need: int) -> str:
 
 
 class ExprPrinter:
-    """Spells numbers, powers and calls; this base class writes the spec's own notation."""
+    """Spells numbers, powers and calls; this base class writes the spec's own notation.
+    ``used`` collects the names of the functions printed."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        # (expression, the arguments' precedences) -> (text with holes, precedence, calls):
+        # an expression prints the same whatever its arguments' texts, and a program prints
+        # a few expressions many times
+        self.templates: dict[tuple, tuple[str, int, frozenset[str]]] = {}
 
     def number(self, value: Fraction | float) -> Term:
         if isinstance(value, Fraction):
@@ -53,11 +62,35 @@ class ExprPrinter:
         return f"{paren(base, POW + 1)}**{paren(exp_term, POW)}", POW
 
     def call(self, name: str, args: list[Term]) -> Term:
+        self.used.add(name)
         return f"{name}({', '.join(a[0] for a in args)})", ATOM
 
 
 def print_expr(e, args: list[Term], printer: ExprPrinter) -> Term:
     """``e`` (a ``symbp.ir.expr.Expr``) as code, ``arg(i)`` printed as ``args[i]``."""
+    key = (e, tuple([prec for _, prec in args]))
+    done = printer.templates.get(key)
+    if done is None:
+        done = printer.templates[key] = _template(e, key[1], printer)
+    template, prec, calls = done
+    printer.used |= calls
+    return template.format(*[text for text, _ in args]), prec
+
+
+def _template(e, precedences: tuple[int, ...], printer: ExprPrinter) -> tuple[str, int, frozenset]:
+    """``e`` printed with holes ``{i}`` for its arguments, its precedence and the functions
+    it calls."""
+    outer, printer.used = printer.used, set()
+    try:
+        text, prec = _print(e, [(f"\0{i}\1", p) for i, p in enumerate(precedences)], printer)
+        calls = frozenset(printer.used)
+    finally:
+        printer.used = outer
+    text = text.replace("{", "{{").replace("}", "}}")
+    return re.sub("\0([0-9]+)\1", r"{\1}", text), prec, calls
+
+
+def _print(e, args: list[Term], printer: ExprPrinter) -> Term:
     memo: dict[object, Term] = {}
 
     def go(t) -> Term:

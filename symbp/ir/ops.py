@@ -74,6 +74,10 @@ def batch_size() -> Node:
 
 def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
     """NumPy's broadcasting of per-example shapes; a GraphError quoting them if they do not."""
+    distinct = set(shapes)
+    distinct.discard(())  # a scalar never changes a shape
+    if len(distinct) <= 1:
+        return distinct.pop() if distinct else ()
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):
@@ -94,32 +98,56 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     does them), repeated arguments merged, unused ones dropped and the placeholders
     renumbered, so that equal computations are one node.
     """
-    what = what or "elementwise operation"
-    shape = broadcast_shapes(*(a.shape for a in args), what=what)
-    args = _implicit_broadcasts(list(args), shape)
-    kept: list[Node] = []
-    pattern: list[object] = []  # per argument: (its constant value,), or which of kept
+    args = tuple(args)
+    n = len(args)
+    # the usual case, and the hottest path of a compile: distinct arrays of one shape, no
+    # constant, no view among them, so nothing to sort out
+    shape = args[0].shape if args else ()
+    plain = 0 < n < len(_IDENTITY)
     for a in args:
-        c = uniform_constant(a)
-        if c is not None:
-            pattern.append((c.attr,))
-        elif a in kept:
-            pattern.append(kept.index(a))
-        else:
-            pattern.append(len(kept))
-            kept.append(a)
-    e, used = canonical_form(expr, tuple(pattern))
-    if e.bad:
-        raise GraphError(f"{what} has a constant that is {e.bad}")
-    kept = [kept[j] for j in used]
-    if not kept:
-        node = const(e)
-    elif e is X[0]:
-        node = kept[0]
+        if a.shape != shape or a.op in _SORTED_OUT:
+            plain = False
+            break
+    if plain and len(set(args)) == n:
+        e, used = canonical_form(expr, _IDENTITY[n])
+        inner = shape
     else:
-        inner = broadcast_shapes(*(a.shape for a in kept))
-        node = Node(Op.EW, tuple(kept), e, inner, any(a.batched for a in kept))
-    return broadcast(node, shape)
+        shape = broadcast_shapes(*(a.shape for a in args), what=what or "elementwise operation")
+        if any(a.op is Op.BROADCAST or a.op is Op.RESHAPE for a in args):
+            args = tuple(_implicit_broadcasts(list(args), shape))
+        distinct: dict[Node, int] = {}
+        e, used = canonical_form(expr, tuple([_role(a, distinct) for a in args]))
+        args = tuple(distinct)
+        inner = None  # the broadcast of the arguments kept
+    if e.bad:
+        raise GraphError(f"{what or 'expression'} has a constant that is {e.bad}")
+    if len(used) < len(args):  # (args are the distinct ones now)
+        args = tuple([args[j] for j in used])
+    if not args:
+        node = const(e)
+    elif e is _X0:
+        node = args[0]
+    else:
+        if inner is None:
+            inner = broadcast_shapes(*[a.shape for a in args])
+        node = Node(Op.EW, args, e, inner, any([a.batched for a in args]))
+    return node if node.shape == shape else broadcast(node, shape)
+
+
+_X0 = X[0]
+_IDENTITY = [tuple(range(n)) for n in range(64)]  # the pattern of n plain arguments
+
+
+_SORTED_OUT = (Op.CONST, Op.BROADCAST, Op.RESHAPE)  # folded in, or dropped where they can be
+
+
+def _role(a: Node, distinct: dict[Node, int]) -> tuple | int:
+    """An argument's part in an elementwise node: (its value,) for a constant, else the
+    index of the distinct node it is (numbered in order of first appearance)."""
+    c = uniform_constant(a)
+    if c is not None:
+        return (c.attr,)  # a 1-tuple: never equal to an index
+    return distinct.setdefault(a, len(distinct))
 
 
 def uniform_constant(node: Node) -> Node | None:
@@ -173,33 +201,48 @@ def as_node(v) -> Node:
     raise TypeError(f"expected a symbp node or a number, got {type(v).__name__}")
 
 
+_ADD, _SUB, _MUL, _DIV, _POW, _NEG = (
+    X[0] + X[1],
+    X[0] - X[1],
+    X[0] * X[1],
+    X[0] / X[1],
+    X[0] ** X[1],
+    -X[0],
+)
+
+
 def add(a: Node, b: Node) -> Node:
-    return elementwise(X[0] + X[1], (a, b), "+")
+    return elementwise(_ADD, (a, b), "+")
 
 
 def sub(a: Node, b: Node) -> Node:
-    return elementwise(X[0] - X[1], (a, b), "-")
+    return elementwise(_SUB, (a, b), "-")
 
 
 def mul(a: Node, b: Node) -> Node:
-    return elementwise(X[0] * X[1], (a, b), "*")
+    return elementwise(_MUL, (a, b), "*")
 
 
 def div(a: Node, b: Node) -> Node:
-    return elementwise(X[0] / X[1], (a, b), "/")
+    return elementwise(_DIV, (a, b), "/")
 
 
 def power(a: Node, b: Node) -> Node:
-    return elementwise(X[0] ** X[1], (a, b), "**")
+    return elementwise(_POW, (a, b), "**")
 
 
 def neg(a: Node) -> Node:
-    return elementwise(-X[0], (a,))
+    return elementwise(_NEG, (a,))
 
 
 def apply(name: str, *args: Node) -> Node:
     """An elementwise function of ``symbp.ir.functions`` by name (``sigmoid``, ``exp``, ...)."""
-    return elementwise(ex.call(name, *(X[i] for i in range(len(args)))), args, name)
+    return elementwise(_call(name, len(args)), args, name)
+
+
+@functools.cache
+def _call(name: str, arity: int) -> Expr:
+    return ex.call(name, *(X[i] for i in range(arity)))
 
 
 # ------------------------------------------------------------------------ reductions
@@ -315,18 +358,25 @@ def dot(a: Node, b: Node, c: Contraction) -> Node:
         b = b.args[0]
     if (a.ndim == 0 or b.ndim == 0) and not (c.sum_batch and a.batched and b.batched):
         return _scale(a, b, c)
+    shape, c, batched = _contracted(c, a.shape, b.shape, a.batched or b.batched)
+    return Node(Op.DOT, (a, b), c, shape, batched)
+
+
+@functools.lru_cache(maxsize=4096)  # a network has a handful of products, each met many times
+def _contracted(c: Contraction, sa: Shape, sb: Shape, batched: bool) -> tuple:
+    """The output shape, the canonical contraction and whether the product is batched, for
+    operands of shapes ``sa`` and ``sb`` (``batched``: is one of them?)."""
     sizes: dict[str, int] = {}
-    for letters, shape in ((c.a, a.shape), (c.b, b.shape)):
+    for letters, shape in ((c.a, sa), (c.b, sb)):
         assert len(letters) == len(shape), (letters, shape)
         for ch, d in zip(letters, shape):
             if sizes.setdefault(ch, d) != d:
                 raise GraphError(f"contraction {c}: axis sizes {sizes[ch]} and {d} differ")
     if not set(c.out) <= set(sizes) or len(set(c.out)) != len(c.out):
         raise GraphError(f"contraction {c}: bad output letters")
-    shape = tuple(sizes[ch] for ch in c.out)
-    sum_batch = c.sum_batch and (a.batched or b.batched)
-    c = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
-    return Node(Op.DOT, (a, b), c, shape, (a.batched or b.batched) and not sum_batch)
+    sum_batch = c.sum_batch and batched
+    canonical = _canonical(Contraction(c.a, c.b, c.out, sum_batch))
+    return tuple(sizes[ch] for ch in c.out), canonical, batched and not sum_batch
 
 
 def runtime_subscripts(node: Node) -> tuple[str, str, str]:

@@ -66,6 +66,13 @@ class Program:
     def roots(self) -> list[Node]:
         return list(self.outputs.values()) + list(self.grads.values())
 
+    def pass_stats(self) -> list[PassStats]:
+        """What each pass did; the last one's node count is the program's, counted when
+        asked for (a compile does not need it)."""
+        if self.stats and self.stats[-1].nodes_after < 0:
+            self.stats[-1].nodes_after = len(toposort(self.roots))
+        return self.stats
+
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
     """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
@@ -153,7 +160,7 @@ class _Run:
         origin: dict[Node, Node] = {}
         adjoints: dict[Node, Node] = {}
         stable = Graph(**{**self.graph.__dict__, "loss": loss})
-        self.grads = grad(stable, origin, adjoints, normalize)
+        self.grads = grad(stable, origin, adjoints, normalize, forward)
         lines, names = self.lines, self.names
         known = set(lines)
         for adj, fwd in origin.items():
@@ -174,7 +181,6 @@ class _Run:
         self.step("grad")
 
     def program(self) -> Program:
-        self.stats[-1].nodes_after = len(toposort(self.roots()))
         # a backward node a rewrite turned into a named forward value (u + u into the Output
         # f = 2 u) is that forward value: forward() computes it under its own name
         user = set(self.graph.names.values())

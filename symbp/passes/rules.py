@@ -350,8 +350,8 @@ def share_costly(node: Node, ctx: Context) -> Node:
     more than once read from a node of its own, a part the graph computes (``ctx.nodes``)
     read from there. ``grad`` builds its adjoints through this, each rewrite made once."""
     for _ in range(8):
-        if node.op is not Op.EW:
-            break
+        if node.op is not Op.EW or not (_costly_parts(node.attr) or _repeated_part(node.attr)):
+            break  # (most expressions have no costly part)
         out = shared_subexpression(node, ctx) or reuse_value(node, ctx)
         if out is None:
             break

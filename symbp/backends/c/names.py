@@ -190,12 +190,12 @@ def helpers(used: set[str], dtype: str) -> list[str]:
     """The definitions of the helpers spelling the functions in ``used``, and of those they
     call, in the table's order."""
     codes: dict[str, str] = {}
-    todo = [name for name in used if name in SPELLINGS]
+    todo = [name for name in used if name in SPELLINGS and SPELLINGS[name].helper != ""]
     while todo:
         name = todo.pop()
         if name not in codes:
             codes[name], calls = _definition(name, dtype)
-            todo += calls
+            todo += [c for c in calls if SPELLINGS[c].helper != ""]
     return [codes[name] for name in SPELLINGS if name in codes]
 
 
@@ -215,18 +215,15 @@ def _definition(name: str, dtype: str) -> tuple[str, set[str]]:
 
 
 class CExprPrinter(ExprPrinter):
-    """Elementwise expressions in C; <tgmath.h> makes exp, log, ... follow ``real``.
-    ``used`` collects the functions whose helpers the text calls."""
+    """Elementwise expressions in C; <tgmath.h> makes exp, log, ... follow ``real``."""
 
     def __init__(self, dtype: str) -> None:
+        super().__init__()
         self.suffix = "f" if dtype == "float32" else ""
-        self.used: set[str] = set()
 
     def call(self, name: str, args: list[Term]) -> Term:
-        spelling = SPELLINGS[name]
-        if spelling.helper != "":
-            self.used.add(name)
-        return super().call(spelling.name, args)
+        self.used.add(name)
+        return f"{SPELLINGS[name].name}({', '.join(a[0] for a in args)})", ATOM
 
     def literal(self, value: float) -> str:
         text = repr(float(value))

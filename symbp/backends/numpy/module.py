@@ -81,6 +81,7 @@ class _Writer:
         self.graph = program.graph
         self.used: set[str] = set()  # helpers the code calls
         self.done: dict[tuple, tuple] = {}  # routines written, by their roots
+        self.headings: dict[tuple[int, bool], str] = {}
 
     def function(
         self, name: str, roots: dict[str, Node], doc: str, ann: str, finish, forward_only=True
@@ -93,7 +94,7 @@ class _Writer:
             self.done[key] = prologue, routine, printer, batch, self.statements(routine, printer)
         prologue, routine, printer, batch, lines = self.done[key]
         epilogue = finish(routine, printer, batch)
-        self.used |= printer.used
+        self.used |= printer.exprs.used | printer.helpers
         body = "".join(
             [*(INDENT + line for line in prologue), *lines, *(INDENT + line for line in epilogue)]
         )
@@ -125,7 +126,9 @@ class _Writer:
         for st in routine.statements:
             if (st.line, st.backward) != last:
                 last = st.line, st.backward
-                heading = self.heading(st.line, st.backward)
+                if last not in self.headings:
+                    self.headings[last] = self.heading(*last)
+                heading = self.headings[last]
                 if heading:
                     lines.append(INDENT + heading)
             lines.append(f"{INDENT}{st.name} = {printer(st.node)}")

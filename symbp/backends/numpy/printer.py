@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,12 +41,12 @@ def helpers(used: set[str]) -> list[str]:
     """The definitions of the helpers spelling the functions in ``used``, and of those they
     call, in the table's order."""
     codes: dict[str, str] = {}
-    todo = [name for name in used if name in SPELLINGS]
+    todo = [name for name in used if name in SPELLINGS and SPELLINGS[name].helper != ""]
     while todo:
         name = todo.pop()
         if name not in codes:
             codes[name], calls = _definition(name)
-            todo += calls
+            todo += [c for c in calls if SPELLINGS[c].helper != ""]
     return [codes[name] for name in SPELLINGS if name in codes]
 
 
@@ -64,16 +65,11 @@ def _definition(name: str) -> tuple[str, set[str]]:
 
 
 class NumpyExprPrinter(ExprPrinter):
-    """Elementwise expressions in NumPy; ``used`` collects the helpers the text calls."""
-
-    def __init__(self) -> None:
-        self.used: set[str] = set()
+    """Elementwise expressions in NumPy."""
 
     def call(self, name: str, args: list[Term]) -> Term:
-        spelling = SPELLINGS[name]
-        if spelling.helper != "":
-            self.used.add(name)
-        return super().call(spelling.name, args)
+        self.used.add(name)
+        return f"{SPELLINGS[name].name}({', '.join(a[0] for a in args)})", ATOM
 
 
 # the functions NumPy has under another name, or that need care with large arguments
@@ -126,7 +122,7 @@ class NumpyPrinter:
         self.names = names
         self.n = batch_name
         self.exprs = NumpyExprPrinter()
-        self.used = self.exprs.used  # helper names the printed code calls
+        self.helpers: set[str] = set()  # helpers of the runtime the printed code calls
         self.inlined: dict[Node, Term] = {}
 
     def __call__(self, node: Node) -> str:
@@ -152,30 +148,23 @@ class NumpyPrinter:
         return _atom(text, prec) + "[:, " + ", ".join(["None"] * extra) + "]", ATOM
 
     def elementwise(self, node: Node) -> Term:
-        return print_expr(node.attr, [self.aligned(node, a) for a in node.args], self.exprs)
+        ndim = len(node.shape)
+        args = []
+        for a in node.args:
+            if a.batched and len(a.shape) < ndim:
+                args.append(self.aligned(node, a))
+            else:  # (the usual case: a variable, printed as its name)
+                name = self.names.get(a)
+                args.append(self.term(a) if name is None else (name, ATOM))
+        return print_expr(node.attr, args, self.exprs)
 
     def dot(self, node: Node) -> Term:
-        x = [self.term(a) for a in node.args]
-        sa, sb, so = runtime_subscripts(node)
-        form = stacked_matmul_form(sa, sb, so)
-        if form is None:
-            return f'np.einsum("{sa},{sb}->{so}", {x[0][0]}, {x[1][0]})', ATOM
-        _, swap, ta, tb = form
-        (left, ls), (right, rs) = ((x[1], sb), (x[0], sa)) if swap else ((x[0], sa), (x[1], sb))
-
-        def transposed(term: Term, letters: str) -> str:
-            if len(letters) == 2:
-                return _atom(*term) + ".T"
-            return f"np.swapaxes({term[0]}, -1, -2)"
-
-        # a @ b is left-associative at the level of *: the left side needs no parentheses
-        # for another product, the right side needs them for anything looser than **
-        lt = transposed(left, ls) if ta else (left[0] if left[1] >= MATMUL else _atom(*left))
-        rt = transposed(right, rs) if tb else (right[0] if right[1] > MUL else _atom(*right))
-        return f"{lt} @ {rt}", MATMUL
+        (ta, pa), (tb, pb) = (self.term(a) for a in node.args)
+        template, prec = _contraction(*runtime_subscripts(node), pa, pb)
+        return template.format(ta, tb), prec
 
     def logsumexp(self, node: Node) -> Term:
-        self.used.add("_logsumexp")
+        self.helpers.add("_logsumexp")
         return f"_logsumexp({self.term(node.args[0])[0]}, axis={_axis(node)})", ATOM
 
     def transpose(self, node: Node) -> Term:
@@ -191,6 +180,35 @@ class NumpyPrinter:
         if a.ndim == 0 and not node.batched:  # a Python number: float64
             return f"np.full({shape}, {self.term(a)[0]}, dtype=DTYPE)", ATOM
         return f"np.broadcast_to({self.aligned(node, a)[0]}, {shape})", ATOM
+
+
+@lru_cache(maxsize=4096)  # a program has a handful of contractions, printed many times
+def _contraction(sa: str, sb: str, so: str, pa: int, pb: int) -> Term:
+    """How NumPy writes einsum(sa, sb -> so) of two operands of precedences pa and pb: a
+    ``str.format`` template ({0} and {1} the operands' texts) and its precedence."""
+    form = stacked_matmul_form(sa, sb, so)
+    if form is None:
+        return f'np.einsum("{sa},{sb}->{so}", {{0}}, {{1}})', ATOM
+    _, swap, ta, tb = form
+    (left, ls), (right, rs) = (
+        ((("{1}", pb), sb), (("{0}", pa), sa))
+        if swap
+        else (
+            (("{0}", pa), sa),
+            (("{1}", pb), sb),
+        )
+    )
+
+    def transposed(term: Term, letters: str) -> str:
+        if len(letters) == 2:
+            return _atom(*term) + ".T"
+        return f"np.swapaxes({term[0]}, -1, -2)"
+
+    # a @ b is left-associative at the level of *: the left side needs no parentheses for
+    # another product, the right side needs them for anything looser than **
+    lt = transposed(left, ls) if ta else (left[0] if left[1] >= MATMUL else _atom(*left))
+    rt = transposed(right, rs) if tb else (right[0] if right[1] > MUL else _atom(*right))
+    return f"{lt} @ {rt}", MATMUL
 
 
 def _leaf(printer: NumpyPrinter, node: Node) -> Term:
