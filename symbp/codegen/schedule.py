@@ -12,8 +12,10 @@ import builtins
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
+from ..ir.expr import Expr
 from ..ir.node import Node, Op, order_and_uses
 from ..passes.pipeline import Program
 
@@ -56,6 +58,12 @@ class Routine:
         return [st.node for st in self.statements]
 
 
+@lru_cache(maxsize=65536)  # a program repeats a few expressions many times
+def _read_twice(e: Expr) -> tuple[int, ...]:
+    """The arguments ``e`` reads more than once."""
+    return tuple(i for i in e.args_used if e.uses(i) > 1)
+
+
 def leaf_name(node: Node) -> str:
     return "n" if node.op is Op.BATCH_SIZE else node.attr
 
@@ -74,7 +82,8 @@ def schedule(
     ``leaves`` names nodes the routine reads without computing them: the Inputs and Params,
     and values computed before it runs. A node becomes a variable when it is named (by the
     user, or as the adjoint of a named value), used more than once, returned, or when
-    inlining it would nest more than ``max_inline`` operations deep. ``forward_only``
+    inlining it would nest more than ``max_inline`` operations deep (an expression that reads
+    an argument twice counts as two uses). ``forward_only``
     routines ignore the adjoint names. ``can_inline(node, consumer)``, asked of every
     consumer, may forbid inlining further (the C backend inlines only elementwise nodes into
     the reductions that consume them).
@@ -87,6 +96,10 @@ def schedule(
         for node in order:
             for a in node.args:
                 consumers.setdefault(a, []).append(node)
+    for node in order:  # an argument an expression reads twice is as good as used twice
+        if node.op is Op.EW and node not in known:
+            for i in _read_twice(node.attr):
+                uses[node.args[i]] += 1
     returned = set(roots.values())
     for node in order:  # the leaves first: their names are the spec's
         if not node.args and node not in names and node.op is not Op.CONST:
