@@ -408,6 +408,7 @@ TEXTBOOK = {
     "softplus": lambda u: sympy.log(1 + sympy.exp(u)),
     "sin": sympy.sin,
     "cos": sympy.cos,
+    "gelu": lambda u: u / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (u + 0.044715 * u**3))),
 }
 
 

@@ -124,6 +124,10 @@ FUNCTIONS: dict[str, Function] = {
         ),
         Function("sin", evaluate=math.sin, reference=np.sin, derivatives=("cos(x)",)),
         Function("cos", evaluate=math.cos, reference=np.cos, derivatives=("-sin(x)",)),
+        # GELU in its tanh form (Hendrycks and Gimpel); 0.7978845608028654 is sqrt(2 / pi)
+        Function(
+            "gelu", formula="0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x**3)))"
+        ),
         # the derivatives of relu and abs: zero almost everywhere, as gradients take them
         Function(
             "step",
