@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
@@ -66,7 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symbp", description="Compile neural-network specs to gradient code.")
     p.add_argument("--version", action="version", version=f"symbp {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    # each verb's parser, to report stray arguments with the verb's own usage
+    p.verbs = {
+        "compile": _compile_verb(sub),
+        "check": _check_verb(sub),
+        "grad": _grad_verb(sub),
+        "graph": _graph_verb(sub),
+        "train": _train_verb(sub),
+        "cache": _cache_verb(sub),
+    }
+    return p
 
+
+def _compile_verb(sub) -> argparse.ArgumentParser:
+    """symbp compile SPEC"""
     c = sub.add_parser(
         "compile",
         help="write the generated module for a spec",
@@ -93,7 +107,11 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the module (default: SPEC's name, here, with .py for "
         "numpy; a folder for c)",
     )
+    return c
 
+
+def _check_verb(sub) -> argparse.ArgumentParser:
+    """symbp check SPEC"""
     k = sub.add_parser(
         "check",
         help="check reverse-mode gradients by finite differences",
@@ -109,7 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
     k.add_argument("--batch", type=_count(1), default=3, help="examples per check (default 3)")
+    return k
 
+
+def _grad_verb(sub) -> argparse.ArgumentParser:
+    """symbp grad SPEC"""
     g = sub.add_parser(
         "grad",
         help="print the backward equations in spec notation",
@@ -122,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print the passes that ran, rules fired and node counts",
     )
+    return g
+
+
+def _graph_verb(sub) -> argparse.ArgumentParser:
+    """symbp graph SPEC -o FILE"""
     d = sub.add_parser(
         "graph",
         help="draw the computation graph (DOT, SVG or PNG)",
@@ -133,7 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="FILE.dot, FILE.svg or FILE.png"
     )
+    return d
 
+
+def _train_verb(sub) -> argparse.ArgumentParser:
+    """symbp train SPEC --data FILE.npz"""
     t = sub.add_parser(
         "train",
         help="mini-batch training with a progress bar",
@@ -173,7 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="PATH", help="checkpoint file (default SPEC.ckpt.npz)")
     t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
     t.add_argument("--plot", metavar="FILE.png", help="loss and accuracy curves (matplotlib)")
+    return t
 
+
+def _cache_verb(sub) -> argparse.ArgumentParser:
+    """symbp cache info|clear"""
     h = sub.add_parser(
         "cache",
         help="show or clear the C backend's build cache",
@@ -185,9 +220,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("info", "clear"),
         help="info: where it is and what it holds; clear: delete every entry",
     )
-    p.verbs = {"compile": c, "check": k, "grad": g, "graph": d, "train": t, "cache": h}  # stray
-    # arguments with the verb's own usage
-    return p
+    return h
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,89 +330,53 @@ def _graph(args) -> int:
     return 0
 
 
-class DataError(ValueError):
-    """The training data does not fit the spec."""
-
-
-def _load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, dict | None]:
-    """Arrays named after the Inputs, and the held-out ones (suffix _val, or a split)."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise DataError(f"{path}: not a readable .npz file ({e})") from None
-    names = list(module.INPUTS)
-    train, val = {}, {}
-    for name in names:
-        if name not in arrays:
-            raise DataError(
-                f"{path}: no array {name!r}; the spec's Inputs are "
-                f"{', '.join(names)} and the file has {', '.join(arrays) or 'none'}"
-            )
-        train[name] = arrays[name]
-        if f"{name}_val" in arrays:
-            val[name] = arrays[f"{name}_val"]
-    if val and set(val) != set(names):
-        missing = [f"{n}_val" for n in names if n not in val]
-        raise DataError(f"{path}: held-out arrays are incomplete: no {', '.join(missing)}")
-    for split in (train, val):
-        rows = {len(v) if v.ndim else 0 for v in split.values()}
-        for name, value in split.items():
-            shape = module.INPUTS[name]
-            if value.ndim != len(shape) + 1 or value.shape[1:] != shape:
-                want = ", ".join(["examples", *map(str, shape)])
-                raise DataError(
-                    f"{path}: array {name!r} has shape {value.shape}; the spec wants ({want})"
-                )
-            if value.dtype.kind not in "fiub":
-                raise DataError(f"{path}: array {name!r} holds {value.dtype}, not numbers")
-        if len(rows) > 1:
-            raise DataError(
-                f"{path}: the arrays have different numbers of examples: "
-                + ", ".join(f"{k} {len(v)}" for k, v in split.items())
-            )
-    if not val and val_split > 0:
-        rows = len(next(iter(train.values())))
-        order = np.random.default_rng(seed).permutation(rows)
-        cut = rows - max(1, int(round(rows * val_split)))
-        val = {k: v[order[cut:]] for k, v in train.items()}
-        train = {k: v[order[:cut]] for k, v in train.items()}
-    if not train or len(next(iter(train.values()))) == 0:
-        raise DataError(f"{path}: no training examples")
-    return train, (val or None)
-
-
 def _train(args) -> int:
-    import time
-
     from .compiler import compile
-    from .train.progress import ProgressBar, plot, summary
+    from .train.data import DataError, load_data
     from .train.trainer import Trainer, TrainingError
 
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print(
-                "symbp: error: --plot needs matplotlib: pip install 'symbp[plot]'", file=sys.stderr
-            )
-            return 2
-    graph = parse(args.spec)
-    module = compile(graph, backend=args.backend, dtype=args.dtype)
+            return _fail("--plot needs matplotlib: pip install 'symbp[plot]'")
+    module = compile(parse(args.spec), backend=args.backend, dtype=args.dtype)
     if not module.INPUTS:
-        print("symbp: error: the spec has no Input: there is nothing to train on", file=sys.stderr)
-        return 2
+        return _fail("the spec has no Input: there is nothing to train on")
     save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
+    try:
+        trainer = _trainer(args, module, Trainer)
+    except (ValueError, OSError) as e:  # the checkpoint to resume
+        return _fail(str(e))
+    try:  # the held-out split follows the run's seed, the same when resuming
+        train, val = load_data(args.data, module, args.val_split, trainer.seed)
+    except DataError as e:
+        return _fail(str(e))
+    try:
+        return _fit(args, trainer, train, val, save)
+    except KeyboardInterrupt:
+        trainer.save(save)
+        print(f"\ninterrupted: checkpoint {save} (resume with --resume {save})", file=sys.stderr)
+        return 130
+    except TrainingError as e:
+        last = (
+            f"the last good checkpoint is {save}"
+            if Path(save).exists()
+            else "no checkpoint was written yet"
+        )
+        print(f"\nsymbp: error: {e}; {last}", file=sys.stderr)
+        return 1
+
+
+def _fail(message: str) -> int:
+    print(f"symbp: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _trainer(args, module, Trainer):
+    """A new trainer with the options given, or the one a checkpoint resumes."""
     if args.resume:
-        try:
-            trainer = Trainer.load(args.resume, module)
-        except (ValueError, OSError) as e:
-            print(f"symbp: error: {e}", file=sys.stderr)
-            return 2
+        trainer = Trainer.load(args.resume, module)
         given = [
             f"--{k.replace('_', '-')}"
             for k in ("lr", "optimizer", "batch_size", "seed")
@@ -389,42 +386,26 @@ def _train(args) -> int:
             print(
                 f"note: {', '.join(given)} come from the checkpoint when resuming", file=sys.stderr
             )
-    else:
-        optimizer = args.optimizer or "adam"
-        lr = args.lr if args.lr is not None else (1e-3 if optimizer == "adam" else 1e-2)
-        trainer = Trainer(
-            module,
-            optimizer=optimizer,
-            lr=lr,
-            batch_size=args.batch_size or 32,
-            seed=args.seed or 0,
-        )
-    try:  # the held-out split follows the run's seed, the same when resuming
-        train, val = _load_data(args.data, module, args.val_split, trainer.seed)
-    except DataError as e:
-        print(f"symbp: error: {e}", file=sys.stderr)
-        return 2
+        return trainer
+    optimizer = args.optimizer or "adam"
+    lr = args.lr if args.lr is not None else (1e-3 if optimizer == "adam" else 1e-2)
+    return Trainer(
+        module, optimizer=optimizer, lr=lr, batch_size=args.batch_size or 32, seed=args.seed or 0
+    )
+
+
+def _fit(args, trainer, train: dict, val: dict | None, save: str) -> int:
+    """Train to ``args.epochs`` epochs with a progress bar, a checkpoint after each."""
+    from .train.progress import ProgressBar, plot, summary
+
     rows = len(next(iter(train.values())))
     bar = ProgressBar(args.epochs, trainer.batch_size, rows)
     already = len(trainer.history)
     start = time.perf_counter()
-    try:
-        while trainer.epoch < args.epochs:
-            bar.begin(trainer.epoch + 1)
-            (stats,) = trainer.fit(train, 1, val, progress=bar.update, checkpoint=save)
-            bar.end(stats)
-    except KeyboardInterrupt:
-        trainer.save(save)
-        print(f"\ninterrupted: checkpoint {save} (resume with --resume {save})", file=sys.stderr)
-        return 130
-    except TrainingError as e:
-        last = (
-            f"the last good checkpoint is {save}"
-            if Path(save).exists()
-            else ("no checkpoint was written yet")
-        )
-        print(f"\nsymbp: error: {e}; {last}", file=sys.stderr)
-        return 1
+    while trainer.epoch < args.epochs:
+        bar.begin(trainer.epoch + 1)
+        (stats,) = trainer.fit(train, 1, val, progress=bar.update, checkpoint=save)
+        bar.end(stats)
     if len(trainer.history) == already:
         print(f"nothing to do: the checkpoint has {trainer.epoch} epochs already")
         return 0

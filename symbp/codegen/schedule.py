@@ -58,6 +58,25 @@ class Routine:
         return [st.node for st in self.statements]
 
 
+def _traverse(roots: dict[str, Node], names: dict[Node, str], consumers: bool) -> tuple:
+    """The nodes ``roots`` need (not through the values ``names`` has, computed before),
+    arguments first; how often each is used (an argument an expression reads twice counts
+    twice); and, if asked for, the consumers of each."""
+    known = {node for node in names if node.args}  # values computed before (not Inputs)
+    order, uses = order_and_uses(list(roots.values()), stop=known)
+    users: dict[Node, list[Node]] = {}
+    for node in order:
+        if node in known:
+            continue
+        if consumers:
+            for a in node.args:
+                users.setdefault(a, []).append(node)
+        if node.op is Op.EW:
+            for i in _read_twice(node.attr):
+                uses[node.args[i]] += 1
+    return order, uses, users
+
+
 @lru_cache(maxsize=65536)  # a program repeats a few expressions many times
 def _read_twice(e: Expr) -> tuple[int, ...]:
     """The arguments ``e`` reads more than once."""
@@ -89,17 +108,7 @@ def schedule(
     the reductions that consume them).
     """
     names: dict[Node, str] = dict(leaves or {})
-    known = {node for node in names if node.args}  # values computed before (not Inputs)
-    order, uses = order_and_uses(list(roots.values()), stop=known)
-    consumers: dict[Node, list[Node]] = {}
-    if can_inline is not None:
-        for node in order:
-            for a in node.args:
-                consumers.setdefault(a, []).append(node)
-    for node in order:  # an argument an expression reads twice is as good as used twice
-        if node.op is Op.EW and node not in known:
-            for i in _read_twice(node.attr):
-                uses[node.args[i]] += 1
+    order, uses, consumers = _traverse(roots, names, can_inline is not None)
     returned = set(roots.values())
     for node in order:  # the leaves first: their names are the spec's
         if not node.args and node not in names and node.op is not Op.CONST:

@@ -5,7 +5,7 @@ Two kinds of rule, both plain data:
 - ``Rule(name, ops, fn)``: a graph rule. ``fn(node, ctx)`` returns the replacement node or
   ``None`` (its guard declined); ``ops`` lists the node ops it can fire on, so the driver
   offers each node only the rules that can match it.
-- ``equation("log(sigmoid(x)) = -softplus(-x)")``: the shorthand for a pure identity of
+- ``equation("exp(x) * exp(y) = exp(x + y)")``: the shorthand for a pure identity of
   elementwise expressions. ``x``, ``y``, ``u``, ``v`` and ``w`` match any subexpression,
   ``c`` and ``k`` only numbers, and ``+`` and ``*`` match either operand order (at the top
   of each operand; the other bindings inside it are not searched). An optional guard sees

@@ -210,32 +210,7 @@ class Trainer:
                 )
             per_chunk = max(1, -(-steps_per_epoch // chunks))
             while pos.step < steps_per_epoch:
-                start = time.perf_counter()
-                take = min(per_chunk, steps_per_epoch - pos.step)
-                lo = pos.step * self.batch_size
-                piece = pos.order[lo : lo + take * self.batch_size]
-                with _deferred_interrupt() as interrupted:
-                    before = _snapshot(self.params, self.state)
-                    try:
-                        total, steps = self.module.train_epoch(
-                            self.params, self.state, self.hyper, piece, self.batch_size, **data
-                        )
-                    except BaseException:  # whatever it applied is undone: nothing is booked
-                        _restore(before, self.params, self.state)
-                        raise
-                    pos.seconds += time.perf_counter() - start  # book what was applied
-                    pos.step += steps
-                    pos.loss_sum += total
-                    pos.examples += min(len(piece), steps * self.batch_size)
-                if interrupted:
-                    raise KeyboardInterrupt
-                if steps < take:
-                    step = self.epoch * steps_per_epoch + pos.step + 1
-                    raise TrainingError(
-                        f"the loss is not finite at step {step} (epoch {self.epoch + 1}, batch "
-                        f"{pos.step + 1}); the params are those before it; try a smaller "
-                        "learning rate"
-                    )
+                self._chunk(data, min(per_chunk, steps_per_epoch - pos.step), steps_per_epoch)
                 if progress is not None:
                     progress(pos.step, steps_per_epoch, pos.loss_sum / pos.examples)
             stats = EpochStats(
@@ -254,6 +229,35 @@ class Trainer:
             if checkpoint is not None:
                 self.save(checkpoint)
         return done
+
+    def _chunk(self, data: dict, take: int, steps_per_epoch: int) -> None:
+        """``take`` more steps of the current epoch, in one call of the module, booked in
+        ``self._position`` as one: a Ctrl-C waits for it, a failure undoes it."""
+        pos = self._position
+        start = time.perf_counter()
+        lo = pos.step * self.batch_size
+        piece = pos.order[lo : lo + take * self.batch_size]
+        with _deferred_interrupt() as interrupted:
+            before = _snapshot(self.params, self.state)
+            try:
+                total, steps = self.module.train_epoch(
+                    self.params, self.state, self.hyper, piece, self.batch_size, **data
+                )
+            except BaseException:  # whatever it applied is undone: nothing is booked
+                _restore(before, self.params, self.state)
+                raise
+            pos.seconds += time.perf_counter() - start  # book what was applied
+            pos.step += steps
+            pos.loss_sum += total
+            pos.examples += min(len(piece), steps * self.batch_size)
+        if interrupted:
+            raise KeyboardInterrupt
+        if steps < take:
+            step = self.epoch * steps_per_epoch + pos.step + 1
+            raise TrainingError(
+                f"the loss is not finite at step {step} (epoch {self.epoch + 1}, batch "
+                f"{pos.step + 1}); the params are those before it; try a smaller learning rate"
+            )
 
     def evaluate(self, data: dict, batch_size: int = 4096) -> dict:
         """Mean loss over ``data``, and accuracy when a target Input is one-hot and an Output

@@ -215,9 +215,7 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str, c_f
     """Compile ``files`` (name -> text; ``c_file`` the C source) into a package at ``dest``."""
     import cffi
 
-    include, libdir, lib = _blas()
     _compiler_identity(compiler())  # a BuildError naming it if there is none
-    cc = shutil.which(compiler())
     dest.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (dest / name).write_text(text, encoding="utf-8")
@@ -229,53 +227,36 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str, c_f
         ffi.set_source(module, cdef, compiler_verbose=False)
         glue = work / f"{module}.c"
         ffi.emit_c_code(str(glue))
-        # -fwrapv as Python builds extensions (gcc vectorizes some kernels better with it)
-        both = [*_shared_flags("CCSHARED", ["-fPIC"]), "-fvisibility=hidden", "-fwrapv"]
-        kernel = [*flags(), f"-I{include}"]
-        link = [f"-L{libdir}", f"-l{lib}", f"-Wl,-rpath,{libdir}"]
-        if _has_libmvec():
-            kernel.append("-DSYMBP_MVEC")
-            link.append("-lmvec")
-        sanitize = os.environ.get("SYMBP_SANITIZE")
-        last = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"] if sanitize else []
-        link += last[:1]
-        paths = sysconfig.get_paths()
-        python = [f"-I{d}" for d in dict.fromkeys([paths["include"], paths["platinclude"]])]
-        objects = [str(work / f"part{k}.o") for k in (1, 2)] + [str(work / "glue.o")]
-        _run(
-            [
-                *(
-                    [
-                        cc,
-                        "-c",
-                        *both,
-                        *kernel,
-                        *last,
-                        f"-DSYMBP_PART={k}",
-                        str(dest / c_file),
-                        "-o",
-                        objects[k - 1],
-                    ]
-                    for k in (1, 2)
-                ),
-                [cc, "-c", *both, *GLUE_FLAGS, *last, *python, str(glue), "-o", objects[2]],
-            ],
-            c_file,
-        )
+        compile_parts, link = _commands(dest / c_file, glue, work)
+        _run(compile_parts, c_file)
         built = dest / f"{module}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
-        _run(
-            [
-                [
-                    cc,
-                    *_shared_flags("LDSHARED", ["-shared"]),
-                    *objects,
-                    *link,
-                    "-o",
-                    str(work / built.name),
-                ]
-            ],
-            c_file,
-        )
+        _run([[*link, "-o", str(work / built.name)]], c_file)
         os.replace(work / built.name, built)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _commands(source: Path, glue: Path, work: Path) -> tuple[list[list[str]], list[str]]:
+    """The compiler's commands: the two halves of ``source`` and cffi's ``glue``, each to an
+    object file in ``work`` (run at once); and the link of the three, without its output."""
+    include, libdir, lib = _blas()
+    cc = shutil.which(compiler())
+    # -fwrapv as Python builds extensions (gcc vectorizes some kernels better with it)
+    both = [*_shared_flags("CCSHARED", ["-fPIC"]), "-fvisibility=hidden", "-fwrapv"]
+    kernel = [*flags(), f"-I{include}"]
+    link = [f"-L{libdir}", f"-l{lib}", f"-Wl,-rpath,{libdir}"]
+    if _has_libmvec():
+        kernel.append("-DSYMBP_MVEC")
+        link.append("-lmvec")
+    sanitize = os.environ.get("SYMBP_SANITIZE")
+    last = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"] if sanitize else []
+    link += last[:1]
+    paths = sysconfig.get_paths()
+    python = [f"-I{d}" for d in dict.fromkeys([paths["include"], paths["platinclude"]])]
+    objects = [str(work / f"part{k}.o") for k in (1, 2)] + [str(work / "glue.o")]
+    parts = [
+        [cc, "-c", *both, *kernel, *last, f"-DSYMBP_PART={k}", str(source), "-o", objects[k - 1]]
+        for k in (1, 2)
+    ]
+    parts.append([cc, "-c", *both, *GLUE_FLAGS, *last, *python, str(glue), "-o", objects[2]])
+    return parts, [cc, *_shared_flags("LDSHARED", ["-shared"]), *objects, *link]
