@@ -195,7 +195,7 @@ class Expressions(SpecSource):
         """A constant the spec computes must be a finite real float (no exp(1000), sqrt(-1)).
 
         Arithmetic on numbers folds exactly where it stays small, else in floating point
-        (``symbp.expr``), so 10**10**10 is found too large without being computed."""
+        (``symbp.ir.numbers``), so 10**10**10 is found too large without being computed."""
         if value.bad:
             raise self.error(e, f"the constant `{self.segment(e)}` is {value.bad}")
 

@@ -1,10 +1,12 @@
 """The parser's fast path: a spec read shape by shape instead of node by node.
 
-A large spec repeats a few statement shapes with different names (``h7 = tanh(h3) * h5``,
-``W9: Param[8, 8] = glorot``). The general reader of ``symbp.parse`` builds an ``ast`` tree
-for every line and walks it; here every line is reduced to its shape, the line with its
-comment dropped and each plain name replaced by ``$``, and each shape is parsed once into a
-plan: the ``symbp.ops`` calls its statement makes, the checks on its constants already done.
+A speed device, kept because it carries a large share of compiling a long spec (about 40%
+for the 1e4-line graphs of ``bench/scale.py``; BENCHMARKS.md). A large spec repeats a few
+statement shapes with different names (``h7 = tanh(h3) * h5``, ``W9: Param[8, 8] =
+glorot``). The general reader of ``symbp.frontend.parser`` builds an ``ast`` tree for every
+line and walks it; here every line is reduced to its shape, the line with its comment
+dropped and each plain name replaced by ``$``, and each shape is parsed once into a plan:
+the ``symbp.ir.ops`` calls its statement makes, the checks on its constants already done.
 Each line of that shape runs the plan on its own names.
 
 The general reader stays the reference. It reads the statements this path has no plan for
@@ -81,7 +83,8 @@ FALLBACK = (Unsupported, SpecError, ops.GraphError, SyntaxError, RecursionError,
 
 
 def read_by_shapes(parser) -> Graph:
-    """The graph of ``parser``'s spec (a fresh ``symbp.parse._Parser``), read shape by shape.
+    """The graph of ``parser``'s spec (a fresh ``frontend.parser._Parser``), read shape by
+    shape.
 
     Raises one of ``FALLBACK`` when the spec must be read by the general reader instead."""
     source = parser.source

@@ -1,7 +1,7 @@
 """The spec as text, for the parser: its lines, Python's syntax tree of it, its number
 literals, and errors located in it.
 
-``SpecSource`` is what the readers of ``symbp.parse`` share: a ``SpecError`` at an AST node or
+``SpecSource`` is what the readers of ``symbp.frontend`` share: a ``SpecError`` at an AST node or
 at a (line, column), Python's own syntax errors made ``SpecError``s, what users call each
 construct, and the source text of one, for messages and for the statements generated code
 cites.

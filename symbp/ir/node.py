@@ -24,6 +24,11 @@ Shape = tuple[int, ...]
 
 
 class Op(Enum):
+    """What a node computes. An op is a member here and a row in each table that dispatches
+    on it: ir.ops.BUILD, ir.verify.SPEC, ir.interpret.EVALUATE, autodiff.rules.VJP, the
+    printers' PRINT (backends.numpy.printer, explain.spec_printer) and backends.c.emit's
+    STATEMENT; tests/test_tables.py names any it lacks."""
+
     # leaves: attr is the user's name (INPUT, PARAM) or the value (CONST, a Python number)
     INPUT = auto()
     PARAM = auto()
@@ -31,7 +36,7 @@ class Op(Enum):
     BATCH_SIZE = auto()  # the number of examples in the mini-batch, a runtime scalar
 
     # elementwise, with NumPy broadcasting of the per-example shapes:
-    # attr is a symbp.expr.Expr over the placeholders X[0], X[1], ... (one per argument)
+    # attr is a symbp.ir.expr.Expr over the placeholders X[0], X[1], ... (one per argument)
     EW = auto()
 
     # reductions: SUM's attr is the tuple of per-example axes summed away;

@@ -4,7 +4,7 @@
     -> grad -> simplify (canonicalize, constant_fold, simplify, cse, specialize)
     -> fuse (for the C backend: ``optimize(fuse=False)`` leaves it out)
 
-Each pass is one traversal applying one or more rule sets of ``symbp.rules``. Every
+Each pass is one traversal applying one or more rule sets of ``passes.rules``. Every
 traversal rebuilds the nodes above any node it rewrites (nodes are immutable), so the
 passes are few and each does all it can: the forward graph is simplified along with its
 stabilization, before differentiation, and ``grad`` builds its adjoints in the form the
