@@ -1,6 +1,11 @@
-"""generated/ holds the committed NumPy modules of examples/; they must match the compiler.
+"""generated/ holds the committed NumPy modules of examples/ and their C translation units;
+they must match the compiler.
 
-Regenerate after a change with:  for f in examples/*.sbp; do symbp compile $f -o generated/; done
+Regenerate after a change with:
+
+    for f in examples/*.sbp; do symbp compile $f -o generated/; done
+    python -c "import pathlib, symbp; [pathlib.Path('generated', p.stem + '.c').write_text(
+        symbp.generate(p, backend='c')) for p in pathlib.Path('examples').glob('*.sbp')]"
 """
 
 import subprocess
@@ -27,6 +32,14 @@ def test_generated_module_is_current(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_generated_c_source_is_current(spec):
+    committed = ROOT / "generated" / f"{spec.stem}.c"
+    assert committed.exists(), f"generated/{spec.stem}.c is missing (see this file's docstring)"
+    fresh = symbp.generate(symbp.parse(spec), backend="c")
+    assert committed.read_text(encoding="utf-8") == fresh, f"generated/{spec.stem}.c is stale"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_generation_is_deterministic_across_processes(spec):
     code = "import sys, symbp; sys.stdout.write(symbp.generate(symbp.parse(sys.argv[1])))"
     runs = [
@@ -50,7 +63,7 @@ def test_examples_pass_the_gradient_check(spec):
 
 
 def test_generated_code_keeps_no_machine_paths():
-    for path in (ROOT / "generated").glob("*.py"):
+    for path in [*(ROOT / "generated").glob("*.py"), *(ROOT / "generated").glob("*.c")]:
         text = path.read_text(encoding="utf-8")
         assert str(ROOT) not in text and "/home/" not in text and "/root/" not in text
 

@@ -73,7 +73,7 @@ def backward(
             origin.setdefault(g, node)
         if node.op not in VJP:  # a leaf
             continue
-        wanted = tuple(a in reaches for a in node.args)
+        wanted = tuple([a in reaches for a in node.args])
         for arg, contrib in zip(node.args, VJP[node.op](node, g, wanted)):
             if contrib is None:
                 continue
@@ -93,10 +93,12 @@ def backward(
 
 def _reaching(order: list[Node], wanted: set[Node]) -> set[Node]:
     """The nodes of ``order`` (arguments first) from which a ``wanted`` node is reached."""
-    reaches: set[Node] = set()
+    reaches = set(wanted) & set(order)
     for node in order:
-        if node in wanted or any(a in reaches for a in node.args):
-            reaches.add(node)
+        for a in node.args:
+            if a in reaches:
+                reaches.add(node)
+                break
     return reaches
 
 

@@ -103,12 +103,12 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     # the usual case, and the hottest path of a compile: distinct arrays of one shape, no
     # constant, no view among them, so nothing to sort out
     shape = args[0].shape if args else ()
-    plain = 0 < n < len(_IDENTITY)
+    plain = 0 < n < 64
     for a in args:
         if a.shape != shape or a.op in _SORTED_OUT:
             plain = False
             break
-    if plain and len(set(args)) == n:
+    if plain and (n == 1 or len(set(args)) == n):
         e, used = canonical_form(expr, _IDENTITY[n])
         inner = shape
     else:
@@ -130,7 +130,12 @@ def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
     else:
         if inner is None:
             inner = broadcast_shapes(*[a.shape for a in args])
-        node = Node(Op.EW, args, e, inner, any([a.batched for a in args]))
+        batched = False
+        for a in args:
+            if a.batched:
+                batched = True
+                break
+        node = Node(Op.EW, args, e, inner, batched)
     return node if node.shape == shape else broadcast(node, shape)
 
 
@@ -384,8 +389,10 @@ def runtime_subscripts(node: Node) -> tuple[str, str, str]:
     axis, leads every batched operand and a batched result."""
     a, b = node.args
     c = node.attr
-    return tuple(
-        ("b" if n.batched else "") + letters for n, letters in ((a, c.a), (b, c.b), (node, c.out))
+    return (
+        "b" + c.a if a.batched else c.a,
+        "b" + c.b if b.batched else c.b,
+        "b" + c.out if node.batched else c.out,
     )
 
 

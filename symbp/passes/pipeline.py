@@ -17,6 +17,7 @@ names and spec lines that generated code and ``symbp grad`` print.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -196,4 +197,4 @@ class _Run:
 
 
 def _sharing(ctx: Context):
-    return lambda node: rules.share_costly(node, ctx)
+    return functools.partial(rules.share_costly, ctx=ctx)

@@ -137,7 +137,7 @@ class CWriter:
         dst = self.pointer[node]
         body = [f"{dst}[{index(idx[1:], strides(list(node.shape)))}] += {self.element(x, x, idx)};"]
         return [
-            f"for (long _i = 0; _i < {size}; _i++) {dst}[_i] = 0;",
+            _zero(dst, size),
             *loops(idx, [N, *node.shape], body),
         ]
 
@@ -170,7 +170,7 @@ class CWriter:
         ot = index([f"_l{ch}" for ch in so], strides([sizes[ch] for ch in so]))
         total = product([sizes[ch] for ch in so])
         return [
-            f"for (long _i = 0; _i < {total}; _i++) {dst}[_i] = 0;",
+            _zero(dst, total),
             *loops(
                 [f"_l{ch}" for ch in letters],
                 [sizes[ch] for ch in letters],
@@ -213,6 +213,13 @@ class CWriter:
             return f"scipy_cblas_{self.blas}gemm(CblasRowMajor, {', '.join(flags)}, {args});"
         self.gemm_helpers = True
         return f"gemm_({int(mm.ta)}, {int(mm.tb)}, {args});"
+
+
+def _zero(dst: str, size: str) -> str:
+    """C zeroing the ``size`` elements at ``dst`` (one element: no loop)."""
+    if size == "1":
+        return f"{dst}[0] = 0;"
+    return f"for (long _i = 0; _i < {size}; _i++) {dst}[_i] = 0;"
 
 
 def _letter_sizes(node: Node) -> dict[str, str | int]:

@@ -159,7 +159,7 @@ class NumpyPrinter:
         return print_expr(node.attr, args, self.exprs)
 
     def dot(self, node: Node) -> Term:
-        (ta, pa), (tb, pb) = (self.term(a) for a in node.args)
+        (ta, pa), (tb, pb) = self.term(node.args[0]), self.term(node.args[1])
         template, prec = _contraction(*runtime_subscripts(node), pa, pb)
         return template.format(ta, tb), prec
 
