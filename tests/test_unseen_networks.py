@@ -1119,7 +1119,10 @@ def _build(spec: str, name: str, dtype: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _c_builds_in_parallel(request):
     """A cold C build costs a second: run the selected ones on every core first, so that the
-    tests find them in the (content-addressed) build cache."""
+    tests find them in the (content-addressed) build cache. Not under pytest-xdist, whose
+    workers share the cores already."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     builds = set()
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})

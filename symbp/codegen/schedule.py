@@ -109,18 +109,18 @@ def schedule(
     """
     names: dict[Node, str] = dict(leaves or {})
     order, uses, consumers = _traverse(roots, names, can_inline is not None)
-    returned = set(roots.values())
+    operations = [node for node in order if node.args and node not in names]
     for node in order:  # the leaves first: their names are the spec's
         if not node.args and node not in names and node.op is not Op.CONST:
             names[node] = namer(leaf_name(node))  # (constants print where they are used)
+    returned = set(roots.values())
+    user_names, backward = program.names, program.backward
     statements: list[Statement] = []
     depth: dict[Node, int] = {}  # operations an inlined node nests; 0 for the others
     temporaries = 0
-    for node in order:
-        if not node.args or node in names:
-            continue
-        name = program.names.get(node)
-        if forward_only and name is not None and node in program.backward:
+    for node in operations:
+        name = user_names.get(node)
+        if forward_only and name is not None and node in backward:
             name = None
         if node.op is Op.BROADCAST and node.args[0].op is Op.CONST and name is None:
             variable = node in returned  # a constant: print it where it is used
@@ -140,7 +140,5 @@ def schedule(
                 temporaries += 1
             name = f"t{temporaries}"
         name = names[node] = namer(name)
-        statements.append(
-            Statement(node, name, program.lines.get(node, 0), node in program.backward)
-        )
+        statements.append(Statement(node, name, program.lines.get(node, 0), node in backward))
     return Routine(statements, dict(roots), names)

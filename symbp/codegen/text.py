@@ -3,6 +3,7 @@ and dicts of shapes as Python, and a spec's title."""
 
 from __future__ import annotations
 
+import io
 import re
 
 from ..ir.graph import Graph
@@ -41,7 +42,7 @@ def dict_text(d: dict[str, tuple]) -> str:
 
 def title(graph: Graph) -> str:
     """The spec's first comment, if it opens with one."""
-    for line in graph.source.splitlines():
+    for line in io.StringIO(graph.source):  # (line by line: a spec may be long)
         line = line.strip()
         if line.startswith("#"):
             return doc_text(line.lstrip("#").strip())[:100] or "a symbp network"

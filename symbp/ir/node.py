@@ -222,7 +222,10 @@ def order_and_uses(
                 c = counts.get(child)
                 counts[child] = 1 if c is None else c + 1
                 if c is None:
-                    stack.append((child, iter(() if stop and child in stop else child.args)))
+                    if not child.args or (stop and child in stop):
+                        order.append(child)  # nothing below it to visit first
+                        continue
+                    stack.append((child, iter(child.args)))
                     break
             else:
                 stack.pop()
