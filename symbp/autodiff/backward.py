@@ -108,6 +108,8 @@ SUM_TERMS = 8  # terms per node of an adjoint's sum: a node with 2,000 children 
 def _sum_all(terms: list[Node]) -> Node:
     """The adjoint of a node with several children: the sum of their contributions, one
     node per SUM_TERMS terms."""
+    if len(terms) <= SUM_TERMS:  # (the usual case: one node, or none)
+        return terms[0] if len(terms) == 1 else ops.elementwise(_sum_expr(len(terms)), terms)
     while len(terms) > 1:
         terms = [
             ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]

@@ -13,6 +13,8 @@ _UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
 
 def comment_text(text: str) -> str:
     """A spec line made safe for a one-line comment in any language."""
+    if text.isascii() and text.isprintable() and "\\" not in text:  # (the usual: all safe)
+        return text.rstrip()
     return _UNSAFE.sub("#", text).rstrip()
 
 
