@@ -45,20 +45,7 @@ class Expr:
 
     def __new__(cls, op: str, args: tuple[Expr, ...] = (), value: object = None) -> Expr:
         key = (op, args, type(value), value)
-        return _TABLE.intern(key, cls._make, op, args, value)
-
-    @classmethod
-    def _make(cls, op: str, args: tuple[Expr, ...], value: object) -> Expr:
-        e = object.__new__(cls)
-        e.op, e.args, e.value = op, args, value
-        e.size = 1 + sum(a.size for a in args)
-        e.bad = value if op == "undefined" else next((a.bad for a in args if a.bad), None)
-        if op == "arg":
-            e.args_used = frozenset((value,))
-        else:
-            e.args_used = frozenset().union(*(a.args_used for a in args))
-        e._uses = e._ops = None
-        return e
+        return _TABLE.intern(key, _make)
 
     def uses(self, i: int) -> int:
         """How many times ``arg(i)`` occurs in the tree."""
@@ -113,6 +100,20 @@ class Expr:
 
 
 _TABLE = Interned()  # (op, args, type of value, value) -> the expression
+
+
+def _make(key: tuple) -> Expr:
+    op, args, _, value = key
+    e = object.__new__(Expr)
+    e.op, e.args, e.value = op, args, value
+    e.size = 1 + sum(a.size for a in args)
+    e.bad = value if op == "undefined" else next((a.bad for a in args if a.bad), None)
+    if op == "arg":
+        e.args_used = frozenset((value,))
+    else:
+        e.args_used = frozenset().union(*(a.args_used for a in args))
+    e._uses = e._ops = None
+    return e
 
 
 # ------------------------------------------------------------------------ leaves

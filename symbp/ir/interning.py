@@ -37,8 +37,8 @@ class Interned:
         ref = self._refs.get(key)
         return None if ref is None else ref()
 
-    def intern(self, key: Hashable, make: Callable[..., Any], *args) -> Any:
-        """The object for ``key``, made by ``make(*args)`` if there is none; two threads
+    def intern(self, key: Hashable, make: Callable[[Any], Any]) -> Any:
+        """The object for ``key``, made by ``make(key)`` if there is none; two threads
         asking for the same key get the same object."""
         ref = self._refs.get(key)
         if ref is not None:
@@ -49,7 +49,7 @@ class Interned:
             ref = self._refs.get(key)
             obj = None if ref is None else ref()
             if obj is None:
-                obj = make(*args)
+                obj = make(key)
                 ref = self._refs[key] = _Ref(obj, self._callback)
                 ref.key = key
         return obj

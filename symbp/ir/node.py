@@ -98,7 +98,7 @@ class Node:
         dtype: str = "float",
     ) -> Node:
         key = (op, args, attr, shape, batched, dtype)
-        return _NODES.intern(key, _make, cls, key)
+        return _NODES.intern(key, _make)
 
     @staticmethod
     def find(
@@ -167,13 +167,20 @@ class Node:
 _NODES = Interned()  # (op, args, attr, shape, batched, dtype) -> the node
 # A node's fields are set once, as it is made, through their slots' descriptors: Node's own
 # __setattr__ refuses (object.__setattr__ would do too, at several times the cost)
-_SET_FIELDS = tuple(Node.__dict__[name].__set__ for name in Node.__slots__[:6])
+_SET_OP, _SET_ARGS, _SET_ATTR, _SET_SHAPE, _SET_BATCHED, _SET_DTYPE = (
+    Node.__dict__[name].__set__ for name in Node.__slots__[:6]
+)
 
 
-def _make(cls: type, key: tuple) -> Node:
-    node = object.__new__(cls)
-    for set_field, value in zip(_SET_FIELDS, key):
-        set_field(node, value)
+def _make(key: tuple) -> Node:
+    op, args, attr, shape, batched, dtype = key
+    node = object.__new__(Node)
+    _SET_OP(node, op)
+    _SET_ARGS(node, args)
+    _SET_ATTR(node, attr)
+    _SET_SHAPE(node, shape)
+    _SET_BATCHED(node, batched)
+    _SET_DTYPE(node, dtype)
     return node
 
 

@@ -68,13 +68,14 @@ class ExprPrinter:
 
 def print_expr(e, args: list[Term], printer: ExprPrinter) -> Term:
     """``e`` (a ``symbp.ir.expr.Expr``) as code, ``arg(i)`` printed as ``args[i]``."""
-    key = (e, tuple([prec for _, prec in args]))
-    done = printer.templates.get(key)
+    texts, precedences = zip(*args) if args else ((), ())
+    done = printer.templates.get((e, precedences))
     if done is None:
-        done = printer.templates[key] = _template(e, key[1], printer)
+        done = printer.templates[e, precedences] = _template(e, precedences, printer)
     template, prec, calls = done
-    printer.used |= calls
-    return template.format(*[text for text, _ in args]), prec
+    if calls:
+        printer.used |= calls
+    return template.format(*texts), prec
 
 
 def _template(e, precedences: tuple[int, ...], printer: ExprPrinter) -> tuple[str, int, frozenset]:

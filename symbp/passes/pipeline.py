@@ -76,13 +76,17 @@ class Program:
 
 
 def _follow(mapping: dict[Node, Node], table: dict[Node, object]) -> dict[Node, object]:
-    """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed); the
-    first key (in the table's order) to land on a node wins."""
-    if mapping.keys().isdisjoint(table):
+    """Carry a node-keyed table through a rewrite (``mapping``: the nodes it changed). Where
+    keys land on one node, a key the rewrite left alone keeps its entry, else the first
+    moved one (in the rewrite's order)."""
+    moved = [node for node in mapping if node in table]
+    if not moved:
         return table
-    out: dict[Node, object] = {}
-    for node, value in table.items():
-        out.setdefault(mapping.get(node, node), value)
+    out = dict(table)
+    for node in moved:
+        del out[node]
+    for node in moved:
+        out.setdefault(mapping[node], table[node])
     return out
 
 
