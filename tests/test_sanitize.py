@@ -38,14 +38,15 @@ ASAN_EXIT = 86
 SELECTION = [
     "tests/test_c_backend.py",
     "-k",
-    "not cache and not processes and not compiler and not cli_",
+    "not cache and not damaged and not processes and not compiler and not cli_",
 ]
 LONG_SELECTION = [
     "tests/test_c_backend.py",
     "tests/test_random_graphs.py",
     "tests/test_train.py",
     "-k",
-    "(test_c_backend and not cache and not processes and not compiler and not cli_) "
+    "(test_c_backend and not cache and not damaged and not processes and not compiler "
+    "and not cli_) "
     "or c_backend_agrees or (test_train and c] and not digits)",
 ]
 
