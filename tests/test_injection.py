@@ -789,7 +789,7 @@ def renamed_random_network(draw) -> tuple[str, str]:
 
 
 @settings(
-    max_examples=scale(25),
+    max_examples=scale(12),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -266,7 +266,7 @@ def shaped_spec(draw) -> str:
     return newline.join("\n".join(lines).split("\n")) + newline
 
 
-@settings(max_examples=scale(600), **SETTINGS)
+@settings(max_examples=scale(250), **SETTINGS)
 @given(source=shaped_spec())
 def test_generated_specs(source):
     check(source)

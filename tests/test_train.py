@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import is_long
 
 import symbp
 from symbp import cli
@@ -1256,7 +1257,10 @@ def test_cli_resume_of_another_network_exits_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_digits_reach_97_percent(backend, tmp_path, capsys):
+    """The Quickstart's training run, with C; with NumPy (twice as slow) under --long."""
     pytest.importorskip("sklearn")
+    if backend == "numpy" and not is_long():
+        pytest.skip("the NumPy run of the digits is part of --long")
     module = compiled((DIGITS / "digits.sbp").read_text(), backend)
     made = subprocess.run(
         [sys.executable, DIGITS / "make_data.py", tmp_path / "digits.npz"],
