@@ -69,6 +69,12 @@ def batch_size() -> Node:
     return Node(Op.BATCH_SIZE, (), None, (), False)
 
 
+def const_node(name: str, shape: Sequence[int] = ()) -> Node:
+    """A declared Const: shared by all examples like a Param, its value given at run time,
+    never trained (so never differentiated, and never folded as a number)."""
+    return Node(Op.FROZEN, (), name, _check_shape(shape, f"Const {name}"), False)
+
+
 # ----------------------------------------------------------------------- elementwise
 
 
