@@ -45,6 +45,10 @@ def backward_equations(program: Program) -> str:
             else "the loss is the network's value."
         ),
     ]
+    if graph.consts:
+        head.append(
+            f"# the Consts {', '.join(graph.consts)} are not trained: they have no gradient"
+        )
     body = [f"{t:<{width}}  # {n}" if n else t for t, n in rows]
     return "\n".join(head + body) + "\n"
 
