@@ -70,7 +70,7 @@ def param(name: str, *shape: int, init: Any = "zeros") -> Node:
 def const(name: str, *shape: int, init: Any) -> Node:
     """A Const: shared by all examples like a Param and initialized the same way, but never
     trained (``symbp.const("P", 4, 8, init=0.125)``)."""
-    node = ops.const_node(_name(name, "const"), shape)
+    node = ops.param_node(_name(name, "const"), shape, trained=False)
     _INITS[node] = (next(_ORDER), _init(init))
     return node
 

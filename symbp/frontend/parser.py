@@ -221,12 +221,9 @@ class _Parser(Expressions):
                     f"{kind} '{name}' needs an initializer, e.g. `{name}: {kind}[...] = {example}`",
                 )
             init = self.initializer(stmt.value)
-            make, table = (
-                (ops.param_node, self.graph.params)
-                if kind == "Param"
-                else (ops.const_node, self.graph.consts)
-            )
-            node = make(name, shape)
+            trained = kind == "Param"
+            node = ops.param_node(name, shape, trained)
+            table = self.graph.params if trained else self.graph.consts
             table[name] = Decl(node, stmt.lineno, init)
         self.values[name] = (node, stmt.lineno)
 

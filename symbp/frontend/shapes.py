@@ -42,7 +42,7 @@ CONST = Op.CONST
 LEAF_KINDS = {
     "Input": ("inputs", ops.input_node),
     "Param": ("params", ops.param_node),
-    "Const": ("consts", ops.const_node),
+    "Const": ("consts", partial(ops.param_node, trained=False)),
 }
 MAX_DEPTH = 60  # deeper statements (long chains) are left to the general reader
 # The words a shape keeps as written: the statements' own and the language's, so that the
