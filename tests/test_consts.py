@@ -17,6 +17,7 @@ import pytest
 from conftest import BATCH, assert_grads_match, finite_differences
 
 import symbp
+from symbp import cli
 from symbp.check.gradients import compare_backends
 from symbp.explain.equations import backward_equations
 from symbp.explain.graphviz import to_dot
@@ -376,3 +377,33 @@ def test_hessian_vector_products_with_consts():
     w, v = np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.1, -1.0])
     got = apply({"P": P, "w": w}, {"w": v})
     np.testing.assert_allclose(got["w"], 6 * P.sum(axis=0) * w * v, rtol=1e-12)
+
+
+# ----------------------------------------------------------------- the command line
+
+
+def test_the_command_line(tmp_path, capsys):
+    spec = tmp_path / "pool.sbp"
+    spec.write_text(SPEC)
+    assert cli.main(["check", str(spec), "--backend", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "all gradients agree" in out and "backends agree" in out
+    rows = [line.split()[0] for line in out.splitlines() if line[:1] in "Wbt" and "(" in line]
+    assert set(rows) == {"W", "b"}  # no row for a Const
+    assert cli.main(["grad", str(spec)]) == 0
+    assert "the Consts N, P, tau are not trained" in capsys.readouterr().out
+    inputs = data(batch=40)
+    initial = symbp.compile(symbp.parse_text(SPEC)).init_params(0)
+    np.savez(tmp_path / "d.npz", **inputs)
+    for backend in BACKENDS:
+        first, second = tmp_path / f"a_{backend}.npz", tmp_path / f"b_{backend}.npz"
+        common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", backend]
+        assert cli.main([*common, "--epochs", "2", "--save", str(first)]) == 0
+        assert (
+            cli.main([*common, "--epochs", "3", "--resume", str(first), "--save", str(second)]) == 0
+        )
+        with np.load(second) as f:
+            assert np.array_equal(f["const/P"], np.full((4, 8), 0.125))
+            assert float(f["const/tau"]) == 2.0
+            assert np.array_equal(f["const/N"], initial["N"])
+    capsys.readouterr()
