@@ -343,6 +343,7 @@ def test_symbp_grad_and_graph_show_the_consts(graph):
     dot = to_dot(program, grad=True)
     assert "P\\nConst (4, 8)" in dot and "tau\\nConst scalar" in dot
     assert "W\\nParam (4, 4)" in dot
+    assert dot.count('style="filled,dashed"') == 3  # the three Consts, drawn apart
 
 
 def test_the_generated_module_reads_well(graph):
@@ -407,3 +408,20 @@ def test_the_command_line(tmp_path, capsys):
             assert float(f["const/tau"]) == 2.0
             assert np.array_equal(f["const/N"], initial["N"])
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gradient_that_is_a_const_is_a_fresh_array(backend):
+    """dW of sum(W * P) is P itself: returned as a copy, and the step reads it unchanged."""
+    text = "x: Input[3]\nW: Param[2, 3] = zeros\nP: Const[2, 3] = 0.5\nC: Loss = sum(W * P)\n"
+    graph = symbp.parse_text(text)
+    assert "dW = P" in backward_equations(optimize(graph))
+    module = symbp.compile(graph, backend=backend)
+    params, inputs = module.init_params(0), {"x": np.ones((2, 3))}
+    params["P"] = np.arange(6.0).reshape(2, 3)
+    _, grads = module.loss_and_grads(params, **inputs)
+    assert not np.shares_memory(grads["W"], params["P"])
+    np.testing.assert_array_equal(grads["W"], params["P"])
+    module.train_step(params, 0.5, **inputs)
+    np.testing.assert_array_equal(params["W"], -0.5 * np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(params["P"], np.arange(6.0).reshape(2, 3))

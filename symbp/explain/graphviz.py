@@ -48,6 +48,8 @@ def to_dot(program: Program, grad: bool = False) -> str:
             kind = {Op.INPUT: "Input", Op.PARAM: "Param", Op.FROZEN: "Const"}[node.op]
             label = f"{node.attr}\n{kind} {shape}"
             style = 'shape=box, style=filled, fillcolor="#dde8f5"'
+            if node.op is Op.FROZEN:  # not trained: dashed and grey
+                style = 'shape=box, style="filled,dashed", fillcolor="#eeeeee"'
         else:
             expr = printer.expression(node)[0]  # what it computes, not its own name
             name = names.get(node) or grads.get(node)
