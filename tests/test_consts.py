@@ -154,6 +154,7 @@ def test_c_agrees_with_numpy_to_1e12(graph):
 def test_updates_leave_consts_unchanged(module, optimizer):
     inputs = data(batch=9)
     params = {**module.init_params(0), **random_consts(7)}
+    params["P"].flags.writeable = False  # only read: a read-only array will do
     saved = {k: v.copy() for k, v in params.items()}
     consts = {k: params[k] for k in module.CONSTS}  # the very arrays
     for _ in range(3):
