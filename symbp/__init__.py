@@ -15,6 +15,7 @@ from .compiler import compile, generate, grad  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
     FUNCTIONS,
+    const,
     cross_entropy,
     input,
     log_softmax,
@@ -59,6 +60,7 @@ __all__ = [
     "hvp",
     "input",
     "param",
+    "const",
     "network",
     *FUNCTIONS,
     "sum",

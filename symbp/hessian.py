@@ -3,7 +3,7 @@
 ``hvp(net)`` builds the graph of s(θ, v) = Σ_p <∇_p C̄(θ), v_p> (C̄ the batch-mean loss), whose
 gradient in θ is the Hessian-vector product H v, and compiles it like any network: the
 directions v are extra Params of the new graph, so the generated ``loss_and_grads`` returns
-H v for the network's own Params.
+H v for the network's own Params (its Consts stay constants of the new graph).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .passes.pipeline import optimize
 def hvp_graph(graph: Graph) -> tuple[Graph, dict[str, str]]:
     """The graph of s = Σ <grad_p, v_p>, and the name of each direction Param."""
     grads = optimize(graph).grads
-    taken = set(graph.params) | set(graph.inputs) | {n for n in graph.names.values()}
+    taken = {*graph.params, *graph.consts, *graph.inputs, *graph.names.values()}
     directions: dict[str, str] = {}
     params = dict(graph.params)
     total = ops.const(0)
@@ -39,6 +39,7 @@ def hvp_graph(graph: Graph) -> tuple[Graph, dict[str, str]]:
         filename=f"{graph.name}_hvp",
         inputs=dict(graph.inputs),
         params=params,
+        consts=dict(graph.consts),
         loss_name="s",
         loss=total,
     )

@@ -53,7 +53,9 @@ def away_from_zero(rng: np.random.Generator, shape) -> np.ndarray:
 
 
 def random_params(module, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {name: away_from_zero(rng, shape) for name, shape in module.PARAMS.items()}
+    """The Params, then the Consts, at random (a module without Consts draws as before)."""
+    shapes = {**module.PARAMS, **getattr(module, "CONSTS", {})}
+    return {name: away_from_zero(rng, shape) for name, shape in shapes.items()}
 
 
 def random_inputs(module, rng: np.random.Generator, batch: int = BATCH) -> dict:
@@ -66,10 +68,13 @@ def derivative(f, h: float):
     return (8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h)
 
 
-def finite_differences(f, params: dict, step: float = 1e-4) -> dict[str, np.ndarray]:
-    """d f(params) / d params[name], element by element."""
+def finite_differences(f, params: dict, step: float = 1e-4, wrt=None) -> dict[str, np.ndarray]:
+    """d f(params) / d params[name], element by element, for every name (or those of
+    ``wrt``: a module's PARAMS leaves out its Consts)."""
     grads = {}
     for name, value in params.items():
+        if wrt is not None and name not in wrt:
+            continue
         value = np.asarray(value, dtype=np.float64)
         g = np.zeros(value.shape)
         for index in np.ndindex(value.shape):

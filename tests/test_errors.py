@@ -1187,3 +1187,101 @@ def test_tricky_names_reach_the_generated_module_unchanged():
     assert module.OUTPUTS == ("loss",)
     assert "symbp" not in vars(module)
     assert sys.modules.get("symbp") is symbp  # compiling did not shadow the package
+
+
+# ---------------------------------------------------------------------------- consts
+
+CONSTS = [
+    pytest.param("P: Const[0, 4] = 1\nC: Loss = sum(P)\n", 1, 10, ["Const dimensions"], id="dim"),
+    pytest.param(
+        "P: Const[()] = 1\nC: Loss = sum(P)\n", 1, 10, ["scalar Const", "brackets"], id="empty"
+    ),
+    pytest.param(
+        "P: Const[4] = xavier\nC: Loss = sum(P)\n", 1, 15, ["bad initializer"], id="unknown-init"
+    ),
+    pytest.param(
+        "P: Const[4] = normal(-1)\nC: Loss = sum(P)\n", 1, 15, ["std >= 0"], id="normal-negative"
+    ),
+    pytest.param(
+        "P: Const[4]\nC: Loss = sum(P)\n",
+        1,
+        1,
+        ["Const 'P' needs an initializer", "P: Const[...] = 0.5"],
+        id="no-initializer",
+    ),
+    pytest.param(
+        "P: Const[4] = 1\nP: Const[4] = 2\nC: Loss = sum(P)\n",
+        2,
+        1,
+        ["'P' is already bound at line 1"],
+        id="declared-twice",
+    ),
+    pytest.param(
+        "W: Param[4] = zeros\nW: Const[4] = 1\nC: Loss = sum(W)\n",
+        2,
+        1,
+        ["'W' is already bound at line 1"],
+        id="param-then-const",
+    ),
+    pytest.param(
+        "P: Const[4] = 1\nP = P + 1\nC: Loss = sum(P)\n",
+        2,
+        1,
+        ["'P' is already bound at line 1"],
+        id="rebound",
+    ),
+    pytest.param(
+        "x: Input[3]\nP: Const[4, 8] = 0.125\nh = P @ x\nC: Loss = sum(h)\n",
+        3,
+        5,
+        ["(4, 8)", "(3,)"],
+        id="shapes",
+    ),
+    pytest.param(
+        "x: Input[3]\nh = x * P\nP: Const[3] = 1\nC: Loss = sum(h)\n",
+        2,
+        9,
+        ["'P' is used before it is defined (at line 3)"],
+        id="used-before",
+    ),
+    pytest.param(
+        "x: Input[3]\nP: Const(4) = 0.5\nC: Loss = sum(x)\n",
+        2,
+        4,
+        ["unknown annotation", "Const[...]"],
+        id="called",
+    ),
+]
+
+
+@pytest.mark.parametrize("source, line, col, words", CONSTS)
+def test_bad_consts(source, line, col, words):
+    check(source, line, col, words)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("CONSTS", "PARAMS"), ("_consts", "_params"), ("c0", "p0"), ("int", "static"), ("n", "lr")],
+    ids=lambda names: "-".join(names),
+)
+def test_tricky_const_names_compile_on_both_backends(names):
+    """A Const may have any name, those of the generated code's own helpers and locals
+    included (c0 is the C wrapper's name of its first Const)."""
+    k, w = names
+    source = (
+        f"x: Input[3]\n{k}: Const[3] = 0.5\n{w}: Param[3] = ones\nC: Loss = sum({k} * {w} * x)\n"
+    )
+    graph = symbp.parse_text(source, filename="t.sbp")
+    inputs = {"x": np.arange(6.0).reshape(2, 3)}
+    params = {k: np.array([1.0, 2.0, 3.0]), w: np.array([0.5, 0.25, 2.0])}
+    want = np.mean(np.sum(params[k] * params[w] * inputs["x"], axis=1))
+    for backend in ("numpy", "c"):
+        module = symbp.compile(graph, backend=backend)
+        assert dict(module.CONSTS) == {k: (3,)} and list(module.PARAMS) == [w]
+        assert set(module.init_params(0)) == {k, w}
+        state = {name: v.copy() for name, v in params.items()}
+        assert module.train_step(state, 0.1, **inputs) == pytest.approx(want, rel=1e-12)
+        assert np.array_equal(state[k], params[k])
+        _, grads = module.loss_and_grads(params, **inputs)
+        np.testing.assert_allclose(grads[w], params[k] * np.mean(inputs["x"], axis=0))
+        assert list(grads) == [w]

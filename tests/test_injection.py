@@ -776,15 +776,15 @@ NAME_POOL = [n for n in NAME_POOL if n not in ("swish", "blend")]  # the random 
 
 @st.composite
 def renamed_random_network(draw) -> tuple[str, str]:
-    """A random network of test_random_graphs (names x0, p0, h0, ..., C) and the same
+    """A random network of test_random_graphs (names x0, p0, k0, h0, ..., C) and the same
     network with every name replaced by a hostile one."""
     text = draw(random_specs())
-    names = list(dict.fromkeys(re.findall(r"\b(?:[xph]\d+|C)\b", text)))
+    names = list(dict.fromkeys(re.findall(r"\b(?:[xphk]\d+|C)\b", text)))
     hostile = draw(
         st.lists(st.sampled_from(NAME_POOL), min_size=len(names), max_size=len(names), unique=True)
     )
     mapping = dict(zip(names, hostile))
-    renamed = re.sub(r"\b(?:[xph]\d+|C)\b", lambda m: mapping[m.group()], text)
+    renamed = re.sub(r"\b(?:[xphk]\d+|C)\b", lambda m: mapping[m.group()], text)
     return text, renamed
 
 
@@ -805,12 +805,15 @@ def test_random_networks_with_hostile_names(pair):
     assert_contained(neutral, hostile)
     numpy_n, numpy_h = symbp.compile(neutral), symbp.compile(hostile)
     mapping = {}
+    consts_n, consts_h = (getattr(m, "CONSTS", {}) for m in (numpy_n, numpy_h))
     for a, b in [(numpy_n.PARAMS, numpy_h.PARAMS), (numpy_n.INPUTS, numpy_h.INPUTS)]:
         mapping.update(zip(a, b))
+    mapping.update(zip(consts_n, consts_h))
     mapping.update(zip(numpy_n.OUTPUTS, numpy_h.OUTPUTS))
     rng = np.random.default_rng(0)
     params = {k: rng.uniform(-1, 1, s) for k, s in numpy_n.PARAMS.items()}
     inputs = {k: rng.uniform(-1, 1, (2, *s)) for k, s in numpy_n.INPUTS.items()}
+    params |= {k: rng.uniform(-1, 1, s) for k, s in consts_n.items()}
     loss, grads = numpy_n.loss_and_grads(params, **inputs)
     loss_h, grads_h = numpy_h.loss_and_grads(rename(params, mapping), **rename(inputs, mapping))
     assert loss_h == loss or (math.isnan(loss) and math.isnan(loss_h))

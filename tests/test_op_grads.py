@@ -48,7 +48,8 @@ class Case:
     def body(self) -> str:
         out = [line for line in self.lines if line.startswith("def ")]
         for name, kind in self.decls:
-            out.append(f"{name}: {kind} = zeros" if kind.startswith("Param") else f"{name}: {kind}")
+            init = {"P": " = zeros", "C": " = uniform(0.5, 1.5)"}.get(kind[0], "")
+            out.append(f"{name}: {kind}{init}")
         out += [line for line in self.lines if not line.startswith("def ")]
         out.append(f"y: Output = {self.expr}")
         return "\n".join(out) + "\n"
@@ -78,6 +79,7 @@ PX = {"p": "Param[3]", "x": "Input[3]"}
 V3 = {**PX, "q": "Param[3]"}
 M34 = {"W": "Param[3, 4]", "X": "Input[3, 4]"}
 WX = {"W": "Param[3, 4]", "x": "Input[4]"}
+VX = {"v": "Param[4]", "x": "Input[4]"}
 
 CASES = [
     # arithmetic, with Params on both sides of every operator
@@ -180,6 +182,11 @@ CASES = [
     # no Input: no batch, the loss is its value
     op("no_input", "(a + b) * (b + c)", a="Param", b="Param", c="Param"),
     op("no_input_tensors", "sum(W @ v) * s", W="Param[3, 4]", v="Param[4]", s="Param"),
+    # consts: used like Params, given with them, never differentiated
+    op("const_matvec", "P @ (p * x)", P="Const[3, 4]", p="Param[4]", x="Input[4]"),
+    op("const_temperature", "tanh(W @ x / t)", **WX, t="Const"),
+    op("const_scales_param", "(A * P) @ x + P @ v", A="Param[3, 4]", P="Const[3, 4]", **VX),
+    op("const_no_input", "sum(P @ v) * s", P="Const[3, 4]", v="Param[4]", s="Param"),
 ]
 IDS = [c.name for c in CASES]
 UNREACHED = {"z"}  # the Param of case unreached_param
@@ -214,7 +221,7 @@ def test_matches_finite_differences(case, backend):
     value, grads = module.loss_and_grads(params, **inputs)
     assert value == pytest.approx(module.loss(params, **inputs), rel=1e-12)
     assert list(grads) == list(module.PARAMS)
-    expected = finite_differences(lambda p: module.loss(p, **inputs), params)
+    expected = finite_differences(lambda p: module.loss(p, **inputs), params, wrt=module.PARAMS)
     for name, g in expected.items():  # every Param matters, except the one meant not to
         assert np.any(g != 0) != (name in UNREACHED), f"{case.name}: d{name} = {g}"
     assert_grads_match(grads, expected, value)
@@ -227,12 +234,12 @@ def test_vjp_inner_product(case):
     v = {name: rng.normal(size=shape) for name, shape in module.PARAMS.items()}
 
     def y_along(t):
-        moved = {name: params[name] + t * v[name] for name in params}
+        moved = {name: params[name] + t * v.get(name, 0.0) for name in params}
         return module.forward(moved, **inputs)["y"]
 
     jvp = derivative(y_along, 1e-3)  # dy/dv per example, batch on axis 0
     expected = np.sum(inputs["cot"] * jvp) / BATCH
-    got = sum(float(np.sum(grads[name] * v[name])) for name in params)
+    got = sum(float(np.sum(grads[name] * v[name])) for name in v)
     assert abs(expected) > 1e-6, "vacuous case: y does not depend on the Params"
     assert got == pytest.approx(expected, rel=1e-7, abs=1e-9)
 

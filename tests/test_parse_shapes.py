@@ -40,7 +40,7 @@ SETTINGS = dict(
 def assert_same_graph(a: Graph, b: Graph) -> None:
     """Equal graphs, node for node (nodes are hash-consed: equal ones are the same object)."""
     assert (a.name, a.source, a.filename) == (b.name, b.source, b.filename)
-    for decls_a, decls_b in ((a.inputs, b.inputs), (a.params, b.params)):
+    for decls_a, decls_b in ((a.inputs, b.inputs), (a.params, b.params), (a.consts, b.consts)):
         assert list(decls_a) == list(decls_b)
         for name, d in decls_a.items():
             e = decls_b[name]
@@ -363,3 +363,43 @@ def test_literals(place, number):
 )
 def test_cases(source):
     check(source)
+
+
+CONST_SPEC = (
+    "x: Input[3]\n"
+    + "".join(f"K{i}: Const[3] = {i / 4}\nh{i} = K{i} * x\n" for i in range(6))
+    + "t: Const = normal(0.5)\nu: Const = uniform(-1, 1)\n"
+    + "C: Loss = sum(h5 * t * u)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        CONST_SPEC,
+        CONST_SPEC.replace("K3: Const[3] = 0.75", "K3: Const[3]"),  # no initializer
+        CONST_SPEC.replace("K3: Const[3]", "K2: Const[3]"),  # declared twice
+        CONST_SPEC.replace("K3: Const[3]", "h1: Const[3]"),  # bound before
+        CONST_SPEC.replace("K3: Const[3] = 0.75", "K3: Const[3] = xavier"),
+        CONST_SPEC.replace("K3: Const[3]", "K3: Const[0]"),
+    ],
+)
+def test_consts(source):
+    """Const declarations are read by the plans of their shapes, errors by the general
+    reader."""
+    check(source, must_read=source == CONST_SPEC)
+    if source == CONST_SPEC:
+        assert list(fast(source).consts) == [*(f"K{i}" for i in range(6)), "t", "u"]
+
+
+def test_const_lines_are_read_by_plans(monkeypatch):
+    read, lines = parse_shapes._Reader.general, []
+    monkeypatch.setattr(
+        parse_shapes._Reader, "general", lambda r, s, e: (lines.append(e - s), read(r, s, e))
+    )
+    source = "x: Input[3]\n" + "".join(
+        f"K{i}: Const[3] = 0.5\nh{i} = K{i} * x\n" for i in range(20)
+    )
+    graph = fast(source + "C: Loss = sum(h19)\n")
+    assert isinstance(graph, Graph) and len(graph.consts) == 20
+    assert sum(lines) < 6

@@ -161,6 +161,10 @@ def specs(draw) -> str:
         shape = draw(SHAPES)
         lines.append(f"p{i}: Param{dims(shape)} = zeros")
         pool.add(f"p{i}", shape, LEAF_BOUND, param=True)
+    for i in range(draw(st.integers(0, 1))):  # consts: like a Param, never trained
+        shape = draw(SHAPES)
+        lines.append(f"k{i}: Const{dims(shape)} = 0.5")
+        pool.add(f"k{i}", shape, LEAF_BOUND)
     for k in range(draw(st.integers(1, 7))):
         text, shape, bound, args = equation(draw, pool)
         lines.append(f"h{k} = {text}")
@@ -185,7 +189,7 @@ def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     assert np.isfinite(value)
     loss, grads = module.loss_and_grads(params, **inputs)
     assert loss == pytest.approx(value, rel=1e-12)
-    expected = finite_differences(lambda p: module.loss(p, **inputs), params)
+    expected = finite_differences(lambda p: module.loss(p, **inputs), params, wrt=module.PARAMS)
     assert_grads_match(grads, expected, loss)
 
 
@@ -232,10 +236,10 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
         )
     stepped = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     assert c_module.train_step(stepped, 0.1, **inputs) == pytest.approx(loss_n, rel=1e-12)
-    for name, value in params.items():
+    for name, value in params.items():  # a Const has no gradient: it stays as it was
         np.testing.assert_allclose(
             stepped[name],
-            value - 0.1 * grads_n[name],
+            value - 0.1 * grads_n.get(name, 0.0),
             rtol=1e-12,
             atol=1e-12 * (1 + np.max(np.abs(value))),
         )

@@ -233,6 +233,7 @@ def test_no_pass_changes_a_value(text, seed, batch):
     leaves |= {
         name: away_from_zero(rng, (batch, *d.node.shape)) for name, d in graph.inputs.items()
     }
+    leaves |= {name: away_from_zero(rng, d.node.shape) for name, d in graph.consts.items()}
     seen: dict[str, list[np.ndarray]] = {}
 
     def trace(where, outputs, grads):

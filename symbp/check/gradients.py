@@ -68,8 +68,14 @@ def random_inputs(module: types.ModuleType, batch: int, rng: np.random.Generator
 
 
 def random_params(module: types.ModuleType, rng: np.random.Generator) -> dict:
-    """Params away from the special points of zero initializers (all-zero biases hide bugs)."""
-    return {name: rng.normal(scale=0.5, size=shape) for name, shape in module.PARAMS.items()}
+    """Params away from the special points of zero initializers (all-zero biases hide bugs);
+    Consts as the spec initializes them (they are not checked, only used)."""
+    params = {name: rng.normal(scale=0.5, size=shape) for name, shape in module.PARAMS.items()}
+    consts = getattr(module, "CONSTS", {})
+    if consts:
+        initial = module.init_params(0)
+        params.update({name: initial[name] for name in consts})
+    return params
 
 
 def check_module(

@@ -1,5 +1,5 @@
 """What every generated module shares, the C backend's Python wrapper included: its header
-(the name, the title, the shapes of the Params and Inputs) and ``init_params``, the Params'
+(the name, the title, the shapes of the Params, Consts and Inputs) and ``init_params``, the Params'
 initializers as NumPy code."""
 
 from __future__ import annotations
@@ -60,10 +60,14 @@ def initializer(init: tuple, shape: tuple[int, ...]) -> str:
 
 def context(program: Program, dtype: str) -> dict:
     """The templates' values for a module's header and its ``init_params``: (name text, code)
-    per Param, whether any draws from the generator, and the helpers the code calls."""
+    per Param, then per Const (so that the Params draw what they would without Consts),
+    whether any draws from the generator, and the helpers the code calls. ``consts_dict`` is
+    empty for a network without Consts, whose module then never mentions them."""
     graph: Graph = program.graph
-    inits = [(repr(name), initializer(d.init, d.node.shape)) for name, d in graph.params.items()]
+    declared = [*graph.params.items(), *graph.consts.items()]
+    inits = [(repr(name), initializer(d.init, d.node.shape)) for name, d in declared]
     code = "\n".join(c for _, c in inits)
+    consts = {k: d.node.shape for k, d in graph.consts.items()}
     return {
         "name": doc_text(graph.name),
         "title": title(graph),
@@ -73,6 +77,7 @@ def context(program: Program, dtype: str) -> dict:
         "loss_name": graph.loss_name,
         "params_dict": dict_text({k: d.node.shape for k, d in graph.params.items()}),
         "inputs_dict": dict_text({k: d.node.shape for k, d in graph.inputs.items()}),
+        "consts_dict": dict_text(consts) if consts else "",
         "outputs_tuple": repr(tuple(program.outputs)),
         "inits": inits,
         "uses_rng": "rng" in code,

@@ -13,7 +13,7 @@ def backward_equations(program: Program) -> str:
     graph = program.graph
     roots = {graph.loss_name: program.loss, **{f"d{k}": v for k, v in program.grads.items()}}
     namer = Namer(set())
-    leaves = {d.node: name for name, d in {**graph.params, **graph.inputs}.items()}
+    leaves = {d.node: name for name, d in {**graph.params, **graph.consts, **graph.inputs}.items()}
     routine = schedule(program, roots, namer, leaves)
     names = dict(routine.names)
     printer = SpecPrinter(names)
@@ -45,6 +45,10 @@ def backward_equations(program: Program) -> str:
             else "the loss is the network's value."
         ),
     ]
+    if graph.consts:
+        head.append(
+            f"# the Consts {', '.join(graph.consts)} are not trained: they have no gradient"
+        )
     body = [f"{t:<{width}}  # {n}" if n else t for t, n in rows]
     return "\n".join(head + body) + "\n"
 

@@ -1,9 +1,9 @@
 """``symbp graph``: the computation graph as Graphviz DOT, forward and, with --grad, backward.
 
 Every node shows the user's name when it has one, what it computes (in spec notation, over
-the names of its arguments) and its per-example shape. Inputs and Params are boxes; values
-the backward pass makes are filled orange, so the adjoint sums (the sum where a node has
-several children) stand out next to the forward values they come from.
+the names of its arguments) and its per-example shape. Inputs, Params and Consts are boxes;
+values the backward pass makes are filled orange, so the adjoint sums (the sum where a node
+has several children) stand out next to the forward values they come from.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from ..ir.node import Node, Op, toposort
+from ..ir.node import NAMED_LEAVES, Node, Op, toposort
 from ..passes.pipeline import Program
 from .spec_printer import SpecPrinter
 
@@ -30,7 +30,7 @@ def to_dot(program: Program, grad: bool = False) -> str:
     ids = {node: f"n{i}" for i, node in enumerate(order)}
     names: dict[Node, str] = {}
     for node in order:
-        if node.op in (Op.INPUT, Op.PARAM):
+        if node.op in NAMED_LEAVES:
             names[node] = node.attr
         elif node in program.names and (grad or node not in program.backward):
             names[node] = program.names[node]
@@ -44,10 +44,12 @@ def to_dot(program: Program, grad: bool = False) -> str:
     ]
     for node in order:
         shape = str(node.shape) if node.shape else "scalar"
-        if node.op in (Op.INPUT, Op.PARAM):
-            kind = "Input" if node.op is Op.INPUT else "Param"
+        if node.op in NAMED_LEAVES:
+            kind = {Op.INPUT: "Input", Op.PARAM: "Param", Op.FROZEN: "Const"}[node.op]
             label = f"{node.attr}\n{kind} {shape}"
             style = 'shape=box, style=filled, fillcolor="#dde8f5"'
+            if node.op is Op.FROZEN:  # not trained: dashed and grey
+                style = 'shape=box, style="filled,dashed", fillcolor="#eeeeee"'
         else:
             expr = printer.expression(node)[0]  # what it computes, not its own name
             name = names.get(node) or grads.get(node)

@@ -86,4 +86,6 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.TRANSPOSE: _call("transpose"),
     Op.RESHAPE: _call("reshape"),
     Op.BROADCAST: _call("broadcast"),
+    # consts
+    Op.FROZEN: lambda p, node: (node.attr, ATOM),
 }

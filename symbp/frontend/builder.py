@@ -22,7 +22,7 @@ from typing import Any
 from ..ir import ops
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
-from ..ir.node import Node, Op, toposort
+from ..ir.node import NAMED_LEAVES, Node, Op, toposort
 
 _INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # param -> (order, init)
 _ORDER = itertools.count()
@@ -63,6 +63,14 @@ def input(name: str, *shape: int) -> Node:  # noqa: A001 - the spec's own word
 def param(name: str, *shape: int, init: Any = "zeros") -> Node:
     """A trainable Param, shared by all examples, with its initializer."""
     node = ops.param_node(_name(name, "param"), shape)
+    _INITS[node] = (next(_ORDER), _init(init))
+    return node
+
+
+def const(name: str, *shape: int, init: Any) -> Node:
+    """A Const: shared by all examples like a Param and initialized the same way, but never
+    trained (``symbp.const("P", 4, 8, init=0.125)``)."""
+    node = ops.param_node(_name(name, "const"), shape, trained=False)
     _INITS[node] = (next(_ORDER), _init(init))
     return node
 
@@ -113,8 +121,8 @@ def network(
 ) -> Graph:
     """A Graph from a per-example scalar ``loss`` and named ``outputs``.
 
-    Inputs and Params are found in the graph; ``names`` names intermediate values so that
-    the generated code uses them.
+    Inputs, Params and Consts are found in the graph; ``names`` names intermediate values
+    so that the generated code uses them.
     """
     loss = _node(loss)
     _name(loss_name, "loss_name")
@@ -125,13 +133,13 @@ def network(
     outputs = {k: _node(v) for k, v in (outputs or {}).items()}
     graph = Graph(name=name, filename=f"{name}.py", loss_name=loss_name, loss=loss)
     seen: dict[str, Node] = {}
-    leaves = [n for n in toposort([*outputs.values(), loss]) if n.op in (Op.INPUT, Op.PARAM)]
+    leaves = [n for n in toposort([*outputs.values(), loss]) if n.op in NAMED_LEAVES]
+    tables = {Op.INPUT: graph.inputs, Op.PARAM: graph.params, Op.FROZEN: graph.consts}
     for node in sorted(leaves, key=lambda n: _INITS.get(n, (-1, None))[0]):  # creation order
         if node.attr in seen and seen[node.attr] is not node:
             raise ValueError(f"two different leaves are named {node.attr!r}")
         seen[node.attr] = node
-        table = graph.inputs if node.op is Op.INPUT else graph.params
-        table[node.attr] = Decl(node, 0, _INITS.get(node, (0, None))[1] or ("zeros",))
+        tables[node.op][node.attr] = Decl(node, 0, _INITS.get(node, (0, None))[1] or ("zeros",))
     graph.outputs = outputs
     for key, node in [*(names or {}).items(), *outputs.items(), (loss_name, loss)]:
         graph.names.setdefault(_node(node), key)

@@ -24,7 +24,7 @@ from .expressions import INITIALIZERS, Expressions, Value
 from .shapes import DECLARED, FALLBACK, read_by_shapes
 from .source import split_lines
 
-DECLARATIONS = ("Input", "Param", "Loss", "Output")
+DECLARATIONS = ("Input", "Param", "Loss", "Output", "Const")
 
 
 def parse(path: str | Path) -> Graph:
@@ -176,27 +176,12 @@ class _Parser(Expressions):
             dims = ann.slice
         if not isinstance(kind, ast.Name) or kind.id not in DECLARATIONS:
             raise self.error(
-                ann, "unknown annotation: expected Input[...], Param[...], Loss or Output"
+                ann,
+                "unknown annotation: expected Input[...], Param[...], Const[...], Loss or Output",
             )
         kind = kind.id
-        if kind in ("Input", "Param"):
-            shape = self.shape(dims, kind)
-            if kind == "Input":
-                if stmt.value is not None:
-                    raise self.error(stmt.value, "an Input takes no value")
-                node = ops.input_node(name, shape)
-                self.graph.inputs[name] = Decl(node, stmt.lineno)
-            else:
-                if stmt.value is None:
-                    raise self.error(
-                        stmt,
-                        f"Param '{name}' needs an initializer, e.g. `{name}: Param[...] = zeros`",
-                    )
-                init = self.initializer(stmt.value)
-                node = ops.param_node(name, shape)
-                self.graph.params[name] = Decl(node, stmt.lineno, init)
-            self.values[name] = (node, stmt.lineno)
-            return
+        if kind in ("Input", "Param", "Const"):
+            return self.leaf(stmt, name, kind, self.shape(dims, kind))
         if dims is not None:
             raise self.error(ann, f"{kind} takes no shape: its shape is its expression's")
         if stmt.value is None:
@@ -220,6 +205,27 @@ class _Parser(Expressions):
             )
         self.graph.loss = node
         self.graph.loss_name = name
+
+    def leaf(self, stmt: ast.AnnAssign, name: str, kind: str, shape: tuple[int, ...]) -> None:
+        """An Input, or a Param or Const with its initializer."""
+        if kind == "Input":
+            if stmt.value is not None:
+                raise self.error(stmt.value, "an Input takes no value")
+            node = ops.input_node(name, shape)
+            self.graph.inputs[name] = Decl(node, stmt.lineno)
+        else:
+            if stmt.value is None:
+                example = "zeros" if kind == "Param" else "0.5"
+                raise self.error(
+                    stmt,
+                    f"{kind} '{name}' needs an initializer, e.g. `{name}: {kind}[...] = {example}`",
+                )
+            init = self.initializer(stmt.value)
+            trained = kind == "Param"
+            node = ops.param_node(name, shape, trained)
+            table = self.graph.params if trained else self.graph.consts
+            table[name] = Decl(node, stmt.lineno, init)
+        self.values[name] = (node, stmt.lineno)
 
     def shape(self, dims: ast.expr | None, kind: str) -> tuple[int, ...]:
         if dims is None:

@@ -35,13 +35,19 @@ from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
 
-DECLARED = (Op.INPUT, Op.PARAM)  # nodes whose line is their declaration's
+DECLARED = (Op.INPUT, Op.PARAM, Op.FROZEN)  # nodes whose line is their declaration's
 
 CONST = Op.CONST
+# a declaration's kind -> the Graph's table of them and their constructor
+LEAF_KINDS = {
+    "Input": ("inputs", ops.input_node),
+    "Param": ("params", ops.param_node),
+    "Const": ("consts", partial(ops.param_node, trained=False)),
+}
 MAX_DEPTH = 60  # deeper statements (long chains) are left to the general reader
 # The words a shape keeps as written: the statements' own and the language's, so that the
 # lines using them share a shape (and an attribute's name, .T, is no plain name).
-FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|uniform"
+FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|uniform|Const"
 # A plain name: an identifier that is no fixed word and is not called. Keywords are plain
 # names here, so a spec with one where a name stands goes to the general reader.
 NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
@@ -306,16 +312,16 @@ class _Planner:
         kind = kind.id
         if kind in ("Loss", "Output") and dims is None and stmt.value is not None:
             return self.equation(stmt.target, stmt.value, kind)
-        if kind not in ("Input", "Param") or (kind == "Input") != (stmt.value is None):
+        if kind not in LEAF_KINDS or (kind == "Input") != (stmt.value is None):
             raise _NoPlan
         target = self.target(stmt.target)
         parser = self.parser
         shape = parser.shape(dims, kind)
-        init = parser.initializer(stmt.value) if kind == "Param" else None
+        init = None if kind == "Input" else parser.initializer(stmt.value)
         self.finish()
         values, functions = parser.values, parser.functions
-        decls = parser.graph.inputs if kind == "Input" else parser.graph.params
-        make = ops.input_node if kind == "Input" else ops.param_node
+        decls = getattr(parser.graph, LEAF_KINDS[kind][0])
+        make = LEAF_KINDS[kind][1]
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:
             name = names[pos + target]

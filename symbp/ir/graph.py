@@ -10,11 +10,13 @@ from .node import Node
 
 @dataclass
 class Decl:
-    """A declared Input or Param: its node plus what the spec said about it."""
+    """A declared Input, Param or Const: its node plus what the spec said about it."""
 
     node: Node
     line: int = 0
-    init: tuple = ("zeros",)  # Params only: ("zeros",), ("normal", std), ("const", v), ...
+    init: tuple = (
+        "zeros",
+    )  # Params and Consts only: ("zeros",), ("normal", std), ("const", v), ...
 
 
 @dataclass
@@ -24,7 +26,8 @@ class Graph:
     ``outputs`` maps Output names to nodes, ``loss`` is the per-example Loss. ``names``
     gives the user's name of a node (first binding wins) and ``lines`` the spec line that
     produced it; generated code uses both. ``equations`` keeps every equation in spec order
-    as (name, node, line) for printing.
+    as (name, node, line) for printing. ``consts`` are declared like ``params`` and given
+    with them at run time, but never differentiated or trained.
     """
 
     name: str
@@ -40,6 +43,7 @@ class Graph:
     lines: dict[Node, int] = field(default_factory=dict)
     functions: dict[str, Any] = field(default_factory=dict)  # user defs: (arity, body)
     statements: dict[int, str] = field(default_factory=dict)  # line -> its statement's text
+    consts: dict[str, Decl] = field(default_factory=dict)  # Consts: like params, never trained
 
     @property
     def has_batch(self) -> bool:

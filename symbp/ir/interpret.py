@@ -69,7 +69,7 @@ def _axes(node: Node) -> tuple[int, ...]:
 
 
 class Run(NamedTuple):
-    leaves: dict[str, np.ndarray]  # Input and Param values by name (Inputs batch first)
+    leaves: dict[str, np.ndarray]  # Input, Param and Const values by name (Inputs batch first)
     n: int  # the batch size
 
 
@@ -114,12 +114,14 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.BROADCAST: lambda node, x, run: np.broadcast_to(
         _aligned(x[0], node.args[0], node), _runtime_shape(node, run)
     ),
+    # consts
+    Op.FROZEN: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
 }
 
 
 def evaluate(roots: list[Node], leaves: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
-    """The values of ``roots``; ``leaves`` maps Input and Param names to arrays (Inputs with
-    the batch axis first), ``n`` is the batch size."""
+    """The values of ``roots``; ``leaves`` maps Input, Param and Const names to arrays
+    (Inputs with the batch axis first), ``n`` is the batch size."""
     run = Run(leaves, n)
     values: dict[Node, np.ndarray] = {}
     with np.errstate(all="ignore"):

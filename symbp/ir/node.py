@@ -53,10 +53,15 @@ class Op(Enum):
     RESHAPE = auto()
     BROADCAST = auto()
 
+    # consts: a declared Const tensor (attr its user's name), read from params at run time
+    # like a PARAM, but never differentiated, trained or folded
+    FROZEN = auto()
+
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
 
-LEAVES = (Op.INPUT, Op.PARAM, Op.CONST, Op.BATCH_SIZE)
+LEAVES = (Op.INPUT, Op.PARAM, Op.CONST, Op.BATCH_SIZE, Op.FROZEN)
+NAMED_LEAVES = (Op.INPUT, Op.PARAM, Op.FROZEN)  # the declared ones, attr their name
 
 
 class Contraction(NamedTuple):
@@ -125,7 +130,7 @@ class Node:
         return len(self.shape)
 
     def __repr__(self) -> str:
-        if self.op in (Op.INPUT, Op.PARAM):
+        if self.op in NAMED_LEAVES:
             return f"{self.op.name.lower()}({self.attr!r}, {self.shape})"
         if self.op is Op.CONST:
             return f"const({self.attr!r})"

@@ -49,8 +49,10 @@ def input_node(name: str, shape: Sequence[int] = ()) -> Node:
     return Node(Op.INPUT, (), name, _check_shape(shape, f"Input {name}"), True)
 
 
-def param_node(name: str, shape: Sequence[int] = ()) -> Node:
-    return Node(Op.PARAM, (), name, _check_shape(shape, f"Param {name}"), False)
+def param_node(name: str, shape: Sequence[int] = (), trained: bool = True) -> Node:
+    """A Param; untrained, a Const (FROZEN: never differentiated, never folded as a number)."""
+    op, kind = (Op.PARAM, "Param") if trained else (Op.FROZEN, "Const")
+    return Node(op, (), name, _check_shape(shape, f"{kind} {name}"), False)
 
 
 def const(value) -> Node:

@@ -146,6 +146,8 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.TRANSPOSE: _transpose,
     Op.RESHAPE: _reshape,
     Op.BROADCAST: _broadcast,
+    # consts
+    Op.FROZEN: _leaf(False, str),
 }
 
 

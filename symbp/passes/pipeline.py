@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ..autodiff.backward import grad
 from ..ir.graph import Graph
-from ..ir.node import Node, Op, gc_paused, toposort
+from ..ir.node import NAMED_LEAVES, Node, Op, gc_paused, toposort
 from ..ir.verify import verify as verify_ir
 from . import rewrite, rules
 from .rewrite import Context, Pass, PassStats
@@ -176,7 +176,7 @@ class _Run:
         self.backward = {n for n in origin if n not in known or n not in names}
         forward_names = dict(names)
         for pname, g in self.grads.items():
-            if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST):
+            if g.op not in (Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST, Op.FROZEN):
                 names.setdefault(g, "d" + pname)
         for fwd, adj in adjoints.items():
             if fwd in forward_names and adj.op not in (Op.CONST, Op.BROADCAST):
@@ -192,7 +192,7 @@ class _Run:
         named = {n for n, name in self.names.items() if name in user}
         backward = self.backward - set(self.outputs.values()) - named
         for g in self.grads.values():
-            if g.op not in (Op.PARAM, Op.INPUT) and self.lines.get(g, 0) <= 0:
+            if g.op not in NAMED_LEAVES and self.lines.get(g, 0) <= 0:
                 backward.add(g)
                 self.lines[g] = PARAM_GRADS_LINE
         return Program(

@@ -148,6 +148,27 @@ def accuracy_pair(module: types.ModuleType, outputs: dict, targets: list[str]):
     return None
 
 
+def _saved_consts(path, meta: dict, arrays: dict, module: types.ModuleType) -> dict:
+    """The Consts a checkpoint holds, as the module's dtype; ValueError naming the file and
+    the Const if one is missing, has another shape, or the network has no such Const."""
+    want = dict(getattr(module, "CONSTS", {}))
+    saved = {k: tuple(v) for k, v in meta.get("consts", {}).items()}
+    extra = [k for k in saved if k not in want]
+    if extra:
+        raise ValueError(f"{path}: it holds a Const {extra[0]!r}, which this network lacks")
+    out = {}
+    for name, shape in want.items():
+        value = arrays.get(f"const/{name}")
+        if name not in saved or value is None:
+            raise ValueError(f"{path}: it holds no value of the Const {name!r}")
+        if saved[name] != shape or value.shape != shape:
+            raise ValueError(
+                f"{path}: its Const {name!r} has shape {value.shape}, not this network's {shape}"
+            )
+        out[name] = np.array(value, dtype=module.DTYPE, order="C")
+    return out
+
+
 class Trainer:
     """Mini-batch training of a generated module (NumPy or C backend).
 
@@ -303,6 +324,8 @@ class Trainer:
         checkpoint is unchanged."""
         path = Path(path)
         pos = self._position
+        consts = getattr(self.module, "CONSTS", {})
+        params = {k: v for k, v in self.params.items() if k not in consts}
         meta = {
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
@@ -310,7 +333,8 @@ class Trainer:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "rng": self.rng.bit_generator.state,
-            "params": {k: list(v.shape) for k, v in self.params.items()},
+            "params": {k: list(v.shape) for k, v in params.items()},
+            "consts": {k: list(np.shape(self.params[k])) for k in consts if k in self.params},
             "dtype": self.module.DTYPE,
             "history": [asdict(h) for h in self.history],
             "position": {
@@ -320,7 +344,8 @@ class Trainer:
                 "seconds": pos.seconds,
             },
         }
-        arrays = {f"param/{k}": v for k, v in self.params.items()}
+        arrays = {f"param/{k}": v for k, v in params.items()}
+        arrays.update({f"const/{k}": self.params[k] for k in consts if k in self.params})
         arrays.update({f"state/{k}": v for k, v in self.state.items()})
         if pos.order is not None:
             arrays["order"] = pos.order
@@ -383,6 +408,7 @@ class Trainer:
         trainer.params = {
             k: np.array(arrays[f"param/{k}"], dtype=dtype, order="C") for k in module.PARAMS
         }
+        trainer.params.update(_saved_consts(path, meta, arrays, module))
         for key, fresh in trainer.state.items():
             trainer.state[key] = np.array(arrays[f"state/{key}"], dtype=fresh.dtype, order="C")
         trainer.rng.bit_generator.state = meta["rng"]

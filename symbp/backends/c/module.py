@@ -88,8 +88,11 @@ class Generator:
         graph = self.graph
         self.params = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.params.items()]
         self.inputs = [Arg(namer(k), k, d.node.shape, True) for k, d in graph.inputs.items()]
+        # the Consts are read-only arguments after the Params (their names are taken last)
+        self.consts = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.consts.items()]
         self.leaves = {graph.params[a.key].node: a.name for a in self.params}
         self.leaves.update({graph.inputs[a.key].node: a.name for a in self.inputs})
+        self.leaves.update({graph.consts[a.key].node: a.name for a in self.consts})
         self.namer = namer
         self.writers: list[CWriter] = []
         # A weight gradient (delta.T @ a) / n folds into its update in train_step: one GEMM
@@ -180,11 +183,11 @@ class Generator:
     def signature(self, outs: list[str] = (), extra: list[str] = (), mutable=False) -> list[str]:
         real = self.real
         params = [f"{'' if mutable else 'const '}{real} *{a.name}" for a in self.params]
-        params += [f"const {real} *{a.name}" for a in self.inputs]
+        params += [f"const {real} *{a.name}" for a in self.consts + self.inputs]
         return [*params, f"long {N}", *extra, *(f"{real} *{o}" for o in outs), f"{real} *_ws"]
 
     def call_forward_pass(self) -> str:
-        args = [a.name for a in self.params + self.inputs]
+        args = [a.name for a in self.params + self.consts + self.inputs]
         return f"forward_pass({', '.join([*args, N, '_ws'])});"
 
     def forward_pass(self, fwd: Routine, pointer: dict[Node, str]) -> CFunction:
@@ -368,6 +371,9 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         "params": [
             {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.params
         ],
+        "consts": [
+            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.consts
+        ],
     }
     common = runtime.context(program, dtype)
     c_context = dict(
@@ -383,7 +389,7 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         gemm=any(w.gemm_helpers for w in gen.writers),
         small_gemm=SMALL_GEMM,
         workspace=ws,
-        slots=len(gen.params) + len(gen.inputs),
+        slots=len(gen.params) + len(gen.consts) + len(gen.inputs),
         input_size=sum(x["size"] for x in sizes["inputs"]),
         param_size=sum(p["size"] for p in sizes["params"]),
         **sizes,
@@ -402,7 +408,8 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
             for k, n in program.outputs.items()
         ],
         params=[{"key": a.key, "shape_text": shape_text(a.shape)} for a in gen.params],
+        consts=[{"key": a.key, "shape_text": shape_text(a.shape)} for a in gen.consts],
         inputs=[{"key": a.key, "shape_text": shape_text(["n", *a.shape])} for a in gen.inputs],
-        slots=len(gen.params) + len(gen.inputs),
+        slots=len(gen.params) + len(gen.consts) + len(gen.inputs),
     )
     return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file

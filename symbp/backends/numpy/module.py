@@ -39,6 +39,8 @@ MODULE_NAMES = {
     "np",
     "PARAMS",
     "INPUTS",
+    "CONSTS",
+    "_consts",
     "OUTPUTS",
     "DTYPE",
     "init_params",
@@ -103,10 +105,14 @@ class _Writer:
     def routine(self, roots: dict[str, Node], forward_only: bool):
         graph = self.graph
         namer = Namer(PYTHON_RESERVED | MODULE_NAMES)
-        leaves = {d.node: namer(k) for k, d in (*graph.params.items(), *graph.inputs.items())}
+        declared = (*graph.params.items(), *graph.consts.items(), *graph.inputs.items())
+        leaves = {d.node: namer(k) for k, d in declared}
         pnames = [leaves[d.node] for d in graph.params.values()]
         inames = [leaves[d.node] for d in graph.inputs.values()]
         prologue = [f"{_target(pnames)} = _params(params)" if pnames else "_params(params)"]
+        if graph.consts:
+            cnames = [leaves[d.node] for d in graph.consts.values()]
+            prologue.append(f"{_target(cnames)} = _consts(params)")
         if graph.has_batch:
             batch = namer("n")
             leaves[Node(Op.BATCH_SIZE, (), None, (), False)] = batch
@@ -157,7 +163,7 @@ class _Writer:
         return text
 
 
-_FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST))  # values returned filled
+_FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST, Op.FROZEN))  # returned filled
 
 
 def _target(names: list[str]) -> str:

@@ -232,4 +232,6 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
         ATOM,
     ),
     Op.BROADCAST: NumpyPrinter.broadcast,
+    # consts
+    Op.FROZEN: _leaf,
 }
