@@ -85,4 +85,6 @@ VJP: dict[Op, Rule] = {
     Op.RESHAPE: linear(lambda node, g: ops.reshape(g, node.args[0].shape)),
     Op.BROADCAST: linear(lambda node, g: g),  # unbroadcast sums it back
     Op.BATCH_SUM: linear(lambda node, g: g),  # the same adjoint for every example
+    # dropout: linear, so its adjoint is g through the same mask (recomputed from the key)
+    Op.DROPOUT: linear(lambda node, g: ops.dropout(g, *node.attr)),
 }

@@ -86,4 +86,9 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.TRANSPOSE: _call("transpose"),
     Op.RESHAPE: _call("reshape"),
     Op.BROADCAST: _call("broadcast"),
+    # dropout: the site names the mask, which the forward value and its adjoint share
+    Op.DROPOUT: lambda p, node: (
+        f"dropout({p.term(node.args[0])[0]}, {node.attr.p!r}, site={node.attr.site})",
+        ATOM,
+    ),
 }

@@ -104,6 +104,15 @@ def cross_entropy(logits, target) -> Node:
     return ops.cross_entropy(_node(logits), _node(target))
 
 
+_SITES = itertools.count()  # dropout sites of networks built in Python, in order of building
+
+
+def dropout(x, p: float, site: int | None = None) -> Node:
+    """Inverted dropout (``dropout(h, 0.5)`` in a spec). Each call draws its own mask: its
+    ``site`` is the next number of this process unless given."""
+    return ops.dropout(_node(x), p, next(_SITES) if site is None else site)
+
+
 def network(
     loss: Node,
     outputs: dict[str, Node] | None = None,

@@ -53,6 +53,10 @@ class Op(Enum):
     RESHAPE = auto()
     BROADCAST = auto()
 
+    # randomness: inverted dropout of the one argument, attr = ops.Dropout (p, site, batched);
+    # drawn from the key of the training step (symbp.ir.randomness)
+    DROPOUT = auto()
+
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from .expr import Expr
 from .node import LEAVES, Contraction, Node, Op, toposort
-from .ops import BUILD, GraphError, broadcast_shapes
+from .ops import BUILD, Dropout, GraphError, broadcast_shapes
 
 
 class IRError(AssertionError):
@@ -133,6 +133,16 @@ def _broadcast(n: Node):
     return None
 
 
+def _dropout(n: Node):
+    (x,) = n.args
+    a = n.attr
+    if not isinstance(a, Dropout) or not 0 < a.p < 1 or type(a.site) is not int or a.site < 0:
+        return "attr must be a Dropout with p in (0, 1) and a site number"
+    if n.shape != x.shape or n.batched != a.batched or (x.batched and not a.batched):
+        return "keeps the argument's shape; batched as its mask, which a batched argument has"
+    return None
+
+
 SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.INPUT: _leaf(True, str),
     Op.PARAM: _leaf(False, str),
@@ -146,6 +156,8 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.TRANSPOSE: _transpose,
     Op.RESHAPE: _reshape,
     Op.BROADCAST: _broadcast,
+    # dropout
+    Op.DROPOUT: _dropout,
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...codegen.matmul import matmul_form
+from ...ir import randomness
 from ...ir.node import Node, Op
 from ...ir.notation import ATOM, print_expr
 from ...ir.ops import runtime_subscripts
@@ -214,6 +215,34 @@ class CWriter:
         self.gemm_helpers = True
         return f"gemm_({int(mm.ta)}, {int(mm.tb)}, {args});"
 
+    def dropout(self, node: Node) -> list[str]:
+        """Inverted dropout: each element kept where the counter-based generator of
+        symbp.ir.randomness, keyed by the function's ``_key``, says so (DROPOUT_HELPERS)."""
+        p, site, _ = node.attr
+        ds = dims(node)
+        idx = [f"_i{k}" for k in range(len(ds))]
+        flat = index(idx, strides(ds))
+        elem = self.element(node.args[0], node, idx)
+        keep = f"symbp_keep_(_s, {flat}, {randomness.threshold(p)}ULL)"
+        value = f"{keep} ? {elem} * ({self.real}){randomness.scale(p)!r} : 0"
+        stream = f"symbp_mix_(_key + {randomness.GOLDEN:#x}ULL * {site + 1}u)"
+        body = loops(idx, ds, [f"{self.pointer[node]}[{flat}] = {value};"])
+        return ["{", f"  const uint64_t _s = {stream};", *("  " + b for b in body), "}"]
+
+
+# the C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps
+DROPOUT_HELPERS = f"""/* splitmix64's finalizer (symbp.ir.randomness) */
+static inline uint64_t symbp_mix_(uint64_t z) {{
+  z = (z ^ (z >> 30)) * {randomness.MIX1:#x}ULL;
+  z = (z ^ (z >> 27)) * {randomness.MIX2:#x}ULL;
+  return z ^ (z >> 31);
+}}
+
+/* is element i of the mask of stream s kept? Its top 53 bits are at least ceil(p * 2^53) */
+static inline int symbp_keep_(uint64_t s, long i, uint64_t threshold) {{
+  return (symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11) >= threshold;
+}}"""
+
 
 def _zero(dst: str, size: str) -> str:
     """C zeroing the ``size`` elements at ``dst`` (one element: no loop)."""
@@ -247,4 +276,6 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     Op.TRANSPOSE: CWriter.copy,
     Op.BROADCAST: CWriter.copy,
     Op.RESHAPE: lambda writer, node: [],  # a view: its buffer is its argument's
+    # dropout
+    Op.DROPOUT: CWriter.dropout,
 }
