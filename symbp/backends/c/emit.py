@@ -216,21 +216,29 @@ class CWriter:
         return f"gemm_({int(mm.ta)}, {int(mm.tb)}, {args});"
 
     def dropout(self, node: Node) -> list[str]:
-        """Inverted dropout: each element kept where the counter-based generator of
-        symbp.ir.randomness, keyed by the function's ``_key``, says so (DROPOUT_HELPERS)."""
-        p, site, _ = node.attr
-        ds = dims(node)
-        idx = [f"_i{k}" for k in range(len(ds))]
-        flat = index(idx, strides(ds))
-        elem = self.element(node.args[0], node, idx)
-        keep = f"symbp_keep_(_s, {flat}, {randomness.threshold(p)}ULL)"
-        value = f"{keep} ? {elem} * ({self.real}){randomness.scale(p)!r} : 0"
+        """Inverted dropout by the helper ``symbp_dropout_`` (DROPOUT_HELPERS), keyed by the
+        function's ``_key``: the argument's rows, or its one row shared by the batch, or
+        its one value."""
+        x, (p, site, _) = node.args[0], node.attr
+        size = max(1, node.size)
+        rows = N if node.batched else 1
+        source, lines = self.buffer(x), []
+        if source is None:  # a constant
+            lines.append(f"const {self.real} _x = {self.element(x, x, ['0'] * len(dims(x)))};")
+            source, steps = "&_x", "0, 0"
+        else:
+            steps = f"{size if x.batched else 0}, 1"
         stream = f"symbp_mix_(_key + {randomness.GOLDEN:#x}ULL * {site + 1}u)"
-        body = loops(idx, ds, [f"{self.pointer[node]}[{flat}] = {value};"])
-        return ["{", f"  const uint64_t _s = {stream};", *("  " + b for b in body), "}"]
+        call = (
+            f"symbp_dropout_({self.pointer[node]}, {source}, {steps}, {size}, {rows}, {stream}, "
+            f"{randomness.threshold(p)}ULL, ({self.real}){randomness.scale(p)!r});"
+        )
+        return ["{", *("  " + line for line in lines), f"  {call}", "}"] if lines else [call]
 
 
-# the C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps
+# The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. The
+# loop is kept from gcc's vectorizer: gcc 12 at -O3 -march=native (AVX-512) miscompiles the
+# vectorized nested loop, dropping elements the generator keeps.
 DROPOUT_HELPERS = f"""/* splitmix64's finalizer (symbp.ir.randomness) */
 static inline uint64_t symbp_mix_(uint64_t z) {{
   z = (z ^ (z >> 30)) * {randomness.MIX1:#x}ULL;
@@ -238,9 +246,24 @@ static inline uint64_t symbp_mix_(uint64_t z) {{
   return z ^ (z >> 31);
 }}
 
-/* is element i of the mask of stream s kept? Its top 53 bits are at least ceil(p * 2^53) */
-static inline int symbp_keep_(uint64_t s, long i, uint64_t threshold) {{
-  return (symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11) >= threshold;
+#if defined(__GNUC__) && !defined(__clang__)
+#define SYMBP_SCALAR_LOOPS __attribute__((noinline, optimize("no-tree-vectorize")))
+#else
+#define SYMBP_SCALAR_LOOPS __attribute__((noinline))
+#endif
+
+/* Inverted dropout of rows of size elements: element i = r * size + j of dst is
+ * x[r * x_row + j * x_col] * scale where the mask of stream s keeps it (the top 53 bits of
+ * splitmix64's output i + 1 are at least threshold = ceil(p * 2^53)), else 0. */
+static SYMBP_SCALAR_LOOPS void symbp_dropout_(real *dst, const real *x, long x_row, long x_col,
+                                              long size, long rows, uint64_t s,
+                                              uint64_t threshold, real scale) {{
+  for (long r = 0; r < rows; r++)
+    for (long j = 0; j < size; j++) {{
+      const uint64_t i = (uint64_t)(r * size + j);
+      const int keep = (symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (i + 1)) >> 11) >= threshold;
+      dst[r * size + j] = keep ? x[r * x_row + j * x_col] * scale : 0;
+    }}
 }}"""
 
 
