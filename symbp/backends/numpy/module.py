@@ -66,6 +66,7 @@ MODULE_NAMES = {
     "train_step",
     "train_epoch",
     "key",
+    "_key",
     "RANDOM",
     "params",
     "inputs",
