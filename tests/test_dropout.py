@@ -402,3 +402,22 @@ def test_builder_dropout():
     np.testing.assert_allclose(grads["w"], 2.0 * mask.mean(axis=0), rtol=1e-14)
     with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\)"):
         symbp.dropout(x, 1.0)
+
+
+def test_hvp_under_the_masks_of_a_key():
+    """The Hessian-vector product of the training loss with its masks fixed by a key."""
+    module, params, inputs = setup(NET)
+    hvp = symbp.hvp(symbp.parse_text(NET))
+    rng = np.random.default_rng(4)
+    vectors = {k: rng.normal(size=s) for k, s in module.PARAMS.items()}
+    got = hvp(params, vectors, 31, **inputs)
+    h = 1e-5
+
+    def grads(t):
+        moved = {k: params[k] + t * vectors[k] for k in params}
+        return module.loss_and_grads(moved, 31, **inputs)[1]
+
+    plus, minus = grads(h), grads(-h)
+    for name in params:
+        want = (plus[name] - minus[name]) / (2 * h)
+        np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-7 * np.abs(want).max())
