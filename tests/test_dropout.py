@@ -98,6 +98,28 @@ def test_each_backend_draws_the_reference_mask(backend, dtype, p):
         assert np.array_equal(grads["w"], np.where(want, scale, 0).astype(dtype))
 
 
+ROWS = """\
+x: Input[{k}]
+w: Param[{k}] = ones
+v: Param[{k}] = ones
+u: Param[{k}] = ones
+C: Loss = sum(dropout(w * x, 0.5) * v) + sum(dropout(u * x, 0.3))
+"""
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 6, 7, 9, 17])
+def test_c_draws_the_reference_mask_of_every_example(size):
+    """Per-example masks of several row sizes and batch sizes, through adjoints that are one
+    row (v) and one value (1) for the whole batch: the gradients are the masks' means."""
+    module = compiled(ROWS.format(k=size), "c")
+    params = module.init_params()
+    for n in range(1, 10):
+        _, grads = module.loss_and_grads(params, n, x=np.ones((n, size)))
+        for name, site, p in (("w", 0, 0.5), ("u", 1, 0.3)):
+            want = randomness.keep_mask(n, site, p, (n, size)).mean(axis=0) * randomness.scale(p)
+            np.testing.assert_allclose(grads[name], want, rtol=1e-15, atol=0, err_msg=name)
+
+
 @settings(max_examples=30, deadline=None)
 @given(key=st.integers(0, 2**64 - 1), p=st.floats(0.01, 0.99))
 def test_mask_statistics_and_expectation(key, p):

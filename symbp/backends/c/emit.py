@@ -217,28 +217,27 @@ class CWriter:
 
     def dropout(self, node: Node) -> list[str]:
         """Inverted dropout by the helper ``symbp_dropout_`` (DROPOUT_HELPERS), keyed by the
-        function's ``_key``: the argument's rows, or its one row shared by the batch, or
-        its one value."""
+        function's ``_key``: of the argument's elements, or of its one row (one value) that
+        every example (element) shares."""
         x, (p, site, _) = node.args[0], node.attr
-        size = max(1, node.size)
-        rows = N if node.batched else 1
+        count = product(dims(node))
         source, lines = self.buffer(x), []
         if source is None:  # a constant
             lines.append(f"const {self.real} _x = {self.element(x, x, ['0'] * len(dims(x)))};")
-            source, steps = "&_x", "0, 0"
+            source, period = "&_x", "1"
         else:
-            steps = f"{size if x.batched else 0}, 1"
+            period = product(dims(x))
         stream = f"symbp_mix_(_key + {randomness.GOLDEN:#x}ULL * {site + 1}u)"
         call = (
-            f"symbp_dropout_({self.pointer[node]}, {source}, {steps}, {size}, {rows}, {stream}, "
+            f"symbp_dropout_({self.pointer[node]}, {source}, {period}, {count}, {stream}, "
             f"{randomness.threshold(p)}ULL, ({self.real}){randomness.scale(p)!r});"
         )
         return ["{", *("  " + line for line in lines), f"  {call}", "}"] if lines else [call]
 
 
-# The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. The
-# loop is kept from gcc's vectorizer: gcc 12 at -O3 -march=native (AVX-512) miscompiles the
-# vectorized nested loop, dropping elements the generator keeps.
+# The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. Each
+# loop is one flat loop: gcc 12 at -O3 -march=native (AVX-512) miscompiles the vectorized
+# generator in a nest of two loops (it drops elements the generator keeps).
 DROPOUT_HELPERS = f"""/* splitmix64's finalizer (symbp.ir.randomness) */
 static inline uint64_t symbp_mix_(uint64_t z) {{
   z = (z ^ (z >> 30)) * {randomness.MIX1:#x}ULL;
@@ -246,24 +245,23 @@ static inline uint64_t symbp_mix_(uint64_t z) {{
   return z ^ (z >> 31);
 }}
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define SYMBP_SCALAR_LOOPS __attribute__((noinline, optimize("no-tree-vectorize")))
-#else
-#define SYMBP_SCALAR_LOOPS __attribute__((noinline))
-#endif
-
-/* Inverted dropout of rows of size elements: element i = r * size + j of dst is
- * x[r * x_row + j * x_col] * scale where the mask of stream s keeps it (the top 53 bits of
- * splitmix64's output i + 1 are at least threshold = ceil(p * 2^53)), else 0. */
-static SYMBP_SCALAR_LOOPS void symbp_dropout_(real *dst, const real *x, long x_row, long x_col,
-                                              long size, long rows, uint64_t s,
-                                              uint64_t threshold, real scale) {{
-  for (long r = 0; r < rows; r++)
-    for (long j = 0; j < size; j++) {{
-      const uint64_t i = (uint64_t)(r * size + j);
-      const int keep = (symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (i + 1)) >> 11) >= threshold;
-      dst[r * size + j] = keep ? x[r * x_row + j * x_col] * scale : 0;
+/* Inverted dropout of count elements: dst[i] = x[i % period] * scale where the mask of stream
+ * s keeps element i (the top 53 bits of splitmix64's output i + 1 are at least threshold =
+ * ceil(p * 2^53)), else 0. period is count, or the size of a row (a value) shared. */
+static __attribute__((noinline)) void symbp_dropout_(real *dst, const real *x, long period,
+                                                     long count, uint64_t s,
+                                                     uint64_t threshold, real scale) {{
+  if (period == count) {{
+    for (long i = 0; i < count; i++) {{
+      const uint64_t bits = symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11;
+      dst[i] = bits >= threshold ? x[i] * scale : 0;
     }}
+  }} else {{
+    for (long i = 0; i < count; i++) {{
+      const uint64_t bits = symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11;
+      dst[i] = bits >= threshold ? x[i % period] * scale : 0;
+    }}
+  }}
 }}"""
 
 

@@ -185,7 +185,7 @@ SPELLINGS: dict[str, Spelling] = {
 C_RESERVED |= {"forward_pass", "gemm_", "gemm_small_"}
 C_RESERVED |= set(C99_MATH) | {f + "f" for f in C99_MATH} | {s.name for s in SPELLINGS.values()}
 # dropout
-C_RESERVED |= {"uint64_t", "symbp_mix_", "symbp_dropout_", "SYMBP_SCALAR_LOOPS"}
+C_RESERVED |= {"uint64_t", "symbp_mix_", "symbp_dropout_"}
 
 
 def helpers(used: set[str], dtype: str) -> list[str]:

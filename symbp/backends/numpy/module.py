@@ -37,19 +37,23 @@ RUNTIME_HELPERS = {
     "_dropout": f'''def _dropout(x, key, site, p, shape):
     """Inverted dropout: x (broadcast to ``shape``) where the mask of dropout ``site``
     under ``key`` keeps it, times 1 / (1 - p), and 0 elsewhere. Element i is kept when
-    splitmix64's output i, from a stream of (key, site), is at least p * 2**64 (in its top
-    53 bits): the same bits as the C backend draws."""
+    splitmix64's output i + 1, from a stream of (key, site), has its top 53 bits at least
+    p * 2**53: the same bits as the C backend draws."""
     z = (key + {randomness.GOLDEN:#x} * (site + 1)) & {randomness.MASK64:#x}
     z = ((z ^ (z >> 30)) * {randomness.MIX1:#x}) & {randomness.MASK64:#x}
     z = ((z ^ (z >> 27)) * {randomness.MIX2:#x}) & {randomness.MASK64:#x}
-    index = np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)
-    z = np.uint64(z ^ (z >> 31)) + np.uint64({randomness.GOLDEN:#x}) * index
-    z = (z ^ (z >> np.uint64(30))) * np.uint64({randomness.MIX1:#x})
-    z = (z ^ (z >> np.uint64(27))) * np.uint64({randomness.MIX2:#x})
-    z = (z ^ (z >> np.uint64(31))) >> np.uint64(11)
-    keep = (z >= np.uint64(np.ceil(p * 2.0**53))).reshape(shape)
+    stream = np.uint64(z ^ (z >> 31))
+    z = np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)
+    z *= np.uint64({randomness.GOLDEN:#x})  # uint64 arithmetic wraps, as in C
+    z += stream
+    z ^= z >> np.uint64(30)
+    z *= np.uint64({randomness.MIX1:#x})
+    z ^= z >> np.uint64(27)
+    z *= np.uint64({randomness.MIX2:#x})
+    z ^= z >> np.uint64(31)
+    keep = z >= np.uint64(np.ceil(p * 2.0**53)) << np.uint64(11)  # (z >> 11) >= ceil(...)
     kept = np.broadcast_to(np.asarray(x, dtype=DTYPE), shape) * np.dtype(DTYPE).type(1 / (1 - p))
-    return np.where(keep, kept, 0)''',
+    return np.where(keep.reshape(shape), kept, 0)''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
