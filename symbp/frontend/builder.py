@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..ir import ops
+from ..ir import ops, randomness
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op, toposort
@@ -110,7 +110,7 @@ _SITES = itertools.count()  # dropout sites of networks built in Python, in orde
 def dropout(x, p: float, site: int | None = None) -> Node:
     """Inverted dropout (``dropout(h, 0.5)`` in a spec). Each call draws its own mask: its
     ``site`` is the next number of this process unless given."""
-    return ops.dropout(_node(x), p, next(_SITES) if site is None else site)
+    return randomness.dropout(_node(x), p, next(_SITES) if site is None else site)
 
 
 def network(

@@ -16,6 +16,7 @@ from ..ir import ops
 from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
+from ..ir.randomness import dropout
 from .source import SpecSource
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
@@ -393,7 +394,7 @@ class Expressions(SpecSource):
                 f"at least 0 and below 1; got {float(p.value):g}",
             )
         self.sites += 1
-        return ops.dropout(x, float(p.value), self.sites - 1)
+        return dropout(x, float(p.value), self.sites - 1)
 
     def reduction(self, e: ast.Call, name: str, axis) -> Node:
         self.arity(e, name, 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import expr as ex
 from .expr import Expr, X
@@ -482,38 +482,6 @@ def _size(shape: Shape) -> int:
     return n
 
 
-# ------------------------------------------------------------------------ dropout
-
-
-class Dropout(NamedTuple):
-    """A dropout's attr: drop probability ``p`` in [0, 1), the ``site`` whose mask it draws
-    (symbp.ir.randomness), and whether that mask is per example (``batched``)."""
-
-    p: float
-    site: int
-    batched: bool
-
-    def __str__(self) -> str:
-        return f"p={self.p} site={self.site}" + (" per example" if self.batched else "")
-
-
-def dropout(x: Node, p: float, site: int, batched: bool | None = None) -> Node:
-    """Inverted dropout of ``x`` with the mask of ``site``: each element kept with probability
-    1 - p and scaled by 1 / (1 - p). Linear in ``x``: its adjoint is the dropout of the adjoint
-    with the same mask, which ``batched`` (default: as ``x``) keeps per example even where that
-    adjoint is one value for the whole batch. ``p = 0`` is ``x`` itself."""
-    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-        raise GraphError(f"dropout: p must be a number in [0, 1), got {p!r}")
-    if type(site) is not int or site < 0:
-        raise GraphError(f"dropout: site must be a non-negative integer, got {site!r}")
-    batched = x.batched if batched is None else bool(batched)
-    if x.batched and not batched:
-        raise GraphError("dropout: a batched value needs a mask per example")
-    if p == 0:
-        return x
-    return Node(Op.DROPOUT, (x,), Dropout(float(p), site, batched), x.shape, batched)
-
-
 # ------------------------------------------------------------------ the table
 
 # Every op's node from its arguments and attribute, through the constructors above (the
@@ -527,6 +495,6 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
     Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
     Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
-    # dropout
-    Op.DROPOUT: lambda args, attr: dropout(args[0], *attr),
+    # dropout (made by symbp.ir.randomness.dropout; attr.batched is the node's)
+    Op.DROPOUT: lambda args, attr: Node(Op.DROPOUT, args, attr, args[0].shape, attr.batched),
 }

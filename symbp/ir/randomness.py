@@ -26,13 +26,18 @@ Keys of a run: step s of a run seeded with ``seed`` uses ``step_key(seed, s)`` =
 mix(seed + G) + s. Consecutive steps have consecutive keys, so ``train_epoch(..., key)``
 gives its j-th step the key key + j: a run cut into calls anywhere, or resumed from a
 checkpoint that records the steps done, draws exactly what the uninterrupted run draws.
+
+The DROPOUT node's constructor lives here too, with its attribute ``Dropout``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+from .node import Node, Op
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -76,3 +81,36 @@ def keep_mask(key: int, site: int, p: float, shape: tuple[int, ...]) -> np.ndarr
     z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     z = z ^ (z >> np.uint64(31))
     return ((z >> np.uint64(11)) >= np.uint64(threshold(p))).reshape(shape)
+
+
+# ------------------------------------------------------------------------ the DROPOUT node
+
+
+class Dropout(NamedTuple):
+    """A dropout's attr: drop probability ``p`` in [0, 1), the ``site`` whose mask it draws,
+    and whether that mask is per example (``batched``)."""
+
+    p: float
+    site: int
+    batched: bool
+
+    def __str__(self) -> str:
+        return f"p={self.p} site={self.site}" + (" per example" if self.batched else "")
+
+
+def dropout(x: Node, p: float, site: int, batched: bool | None = None) -> Node:
+    """Inverted dropout of ``x`` with the mask of ``site``: each element kept with probability
+    1 - p and scaled by 1 / (1 - p). Linear in ``x``: its adjoint is the dropout of the adjoint
+    with the same mask, which ``batched`` (default: as ``x``) keeps per example even where that
+    adjoint is one value for the whole batch. ``p = 0`` is ``x`` itself. A ValueError (the
+    parser checks p itself, and locates it) for a bad p or site."""
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be a number in [0, 1), got {p!r}")
+    if type(site) is not int or site < 0:
+        raise ValueError(f"dropout: site must be a non-negative integer, got {site!r}")
+    batched = x.batched if batched is None else bool(batched)
+    if x.batched and not batched:
+        raise ValueError("dropout: a batched value needs a mask per example")
+    if p == 0:
+        return x
+    return Node(Op.DROPOUT, (x,), Dropout(float(p), site, batched), x.shape, batched)

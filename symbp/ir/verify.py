@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 
 from .expr import Expr
 from .node import LEAVES, Contraction, Node, Op, toposort
-from .ops import BUILD, Dropout, GraphError, broadcast_shapes
+from .ops import BUILD, GraphError, broadcast_shapes
+from .randomness import Dropout
 
 
 class IRError(AssertionError):
