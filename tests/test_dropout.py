@@ -443,3 +443,26 @@ def test_hvp_under_the_masks_of_a_key():
     for name in params:
         want = (plus[name] - minus[name]) / (2 * h)
         np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-7 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_trainer_keys_step_s_by_step_key(backend):
+    """An epoch of the Trainer is train_epoch over its permutation from step_key(seed, 0)."""
+    module = compiled(NET, backend)
+    data = net_data(12, seed=3)
+    trainer = symbp.Trainer(module, optimizer="momentum", lr=0.05, batch_size=5, seed=21)
+    start = {k: v.copy() for k, v in trainer.params.items()}
+    trainer.fit(data, epochs=1, chunks=2)
+    order = np.random.default_rng(21).permutation(12).astype(np.int64)
+    state = module.init_state("momentum")
+    hyper = {"optimizer": "momentum", "lr": 0.05}
+    module.train_epoch(start, state, hyper, order, 5, symbp.step_key(21, 0), **data)
+    assert all(np.array_equal(start[k], trainer.params[k]) for k in start)
+
+
+def test_cli_check_holds_the_key_fixed(capsys):
+    from symbp.cli import main
+
+    assert main(["check", str(DIGITS / "digits_dropout.sbp"), "--backend", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "all gradients agree" in out and "backends agree" in out
