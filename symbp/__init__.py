@@ -17,6 +17,7 @@ from .frontend.builder import (  # noqa: E402
     FUNCTIONS,
     const,
     cross_entropy,
+    dropout,
     input,
     log_softmax,
     logsumexp,
@@ -30,6 +31,7 @@ from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
 from .ir.graph import Graph  # noqa: E402
 from .ir.node import Node  # noqa: E402
+from .ir.randomness import step_key  # noqa: E402
 from .train.trainer import Trainer, TrainingError  # noqa: E402
 
 
@@ -70,4 +72,7 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "grad",
+    # dropout
+    "dropout",
+    "step_key",
 ]

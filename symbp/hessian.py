@@ -56,13 +56,14 @@ def hvp(net: Graph | str | Path, backend: str = "numpy", dtype: str = "float64")
     second, directions = hvp_graph(graph)
     module: types.ModuleType = compile(second, backend=backend, dtype=dtype)
 
-    def apply(params: dict, vectors: dict, /, **inputs) -> dict:
+    def apply(params: dict, vectors: dict, /, *key: int, **inputs) -> dict:
+        """H v at ``params``; with dropout, under the masks of the ``key`` given after v."""
         missing = [k for k in graph.params if k not in vectors]
         if missing or len(vectors) != len(graph.params):
             raise ValueError(f"vectors: expected one per Param, {list(graph.params)}")
         both = dict(params)
         both.update({directions[k]: v for k, v in vectors.items()})
-        _, grads = module.loss_and_grads(both, **inputs)
+        _, grads = module.loss_and_grads(both, *key, **inputs)
         return {k: grads[k] for k in graph.params}
 
     apply.module = module

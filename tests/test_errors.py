@@ -1285,3 +1285,106 @@ def test_tricky_const_names_compile_on_both_backends(names):
         _, grads = module.loss_and_grads(params, **inputs)
         np.testing.assert_allclose(grads[w], params[k] * np.mean(inputs["x"], axis=0))
         assert list(grads) == [w]
+
+
+# ------------------------------------------------------------------------------ dropout
+
+DROPOUT = [
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x, 1))\n",
+        3,
+        30,
+        ["dropout", "below 1", "got 1"],
+        id="p-one",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x, 1.5))\n", 3, 30, ["dropout", "got 1.5"], id="p-above"
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x, -0.1))\n",
+        3,
+        30,
+        ["at least 0", "got -0.1"],
+        id="p-negative",
+    ),
+    pytest.param(
+        HEAD + "q: Param = 0.5\nC: Loss = sum(dropout(W @ x, q))\n",
+        4,
+        30,
+        ["p must be a number", "`q`"],
+        id="p-param",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x, sum(x)))\n",
+        3,
+        30,
+        ["p must be a number"],
+        id="p-varies",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x))\n",
+        3,
+        15,
+        ["dropout() takes 2 arguments, got 1"],
+        id="arity",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ x, p=0.5))\n",
+        3,
+        30,
+        ["no keyword argument 'p'"],
+        id="keyword",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropout(W @ y, 0.5))\n",
+        3,
+        27,
+        ["unknown name 'y'"],
+        id="bad-argument",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(dropuot(W @ x, 0.5))\n",
+        3,
+        15,
+        ["unknown function 'dropuot'", "dropout"],
+        id="typo",
+    ),
+    pytest.param(
+        HEAD + "C: Loss = sum(W @ x) + dropout\n",
+        3,
+        24,
+        ["'dropout' is a function"],
+        id="not-called",
+    ),
+    pytest.param(
+        "def f(u):\n    return dropout(u, 0.5)\n" + HEAD + "C: Loss = sum(f(W @ x))\n",
+        2,
+        12,
+        ["dropout"],
+        id="in-def",
+    ),
+]
+
+
+@pytest.mark.parametrize("source, line, col, words", DROPOUT)
+def test_dropout_errors(source, line, col, words):
+    check(source, line, col, words)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_dropout_with_names_of_the_generated_code(backend):
+    """Params named like the key and the helpers of dropout keep their meaning."""
+    source = (
+        "key: Input[3]\n_key: Param[3] = ones\nsymbp_dropout_: Param[3] = ones\n"
+        "RANDOM: Param[3] = ones\nuint64_t = dropout(_key * key, 0.5) + symbp_dropout_\n"
+        "C: Loss = sum(dropout(uint64_t * RANDOM, 0.25) ** 2)\n"
+    )
+    graph = symbp.parse_text(source, filename="t.sbp")
+    module = symbp.compile(graph, backend=backend)
+    assert module.RANDOM is True and list(module.PARAMS) == ["_key", "symbp_dropout_", "RANDOM"]
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(size=s) for k, s in module.PARAMS.items()}
+    inputs = {"key": rng.normal(size=(4, 3))}
+    value, _ = module.loss_and_grads(params, 5, **inputs)
+    assert math.isfinite(value) and value != module.loss(params, **inputs)
+    assert symbp.check_grads(graph, backend=backend).ok

@@ -51,6 +51,9 @@ UNARY = {
     "swish({a})": lambda a: a,
     "{a} / (1 + {a} * {a})": lambda a: 0.5,
     "{a}.T": lambda a: a,
+    # dropout: its masks come from the key the tests pass (KEY)
+    "dropout({a}, 0.5)": lambda a: 2 * a,
+    "dropout({a}, 0.2)": lambda a: 1.25 * a,
 }
 BINARY = {
     "{a} + {b}": lambda a, b: a + b,
@@ -70,6 +73,21 @@ REDUCE = {
 KINDS = ("unary", "binary", "binary", "matmul", "reduce", "cross_entropy")
 
 Shape = tuple[int, ...]
+KEY = 4242  # the dropout key of every training call
+
+
+def key(module) -> tuple:
+    """The key argument of a module whose training draws dropout masks, else nothing."""
+    return (KEY,) if getattr(module, "RANDOM", False) else ()
+
+
+def training_loss(module, params: dict, inputs: dict) -> float:
+    """The mean loss loss_and_grads differentiates: with dropout, under the masks of KEY."""
+    if key(module):
+        return module.loss_and_grads(params, *key(module), **inputs)[0]
+    return module.loss(params, **inputs)
+
+
 SHAPES = st.lists(st.sampled_from((1, 2, 3)), min_size=0, max_size=2).map(tuple)
 
 
@@ -185,11 +203,13 @@ def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     module = symbp.compile(symbp.parse_text(text))
     rng = np.random.default_rng(seed)
     params, inputs = random_params(module, rng), random_inputs(module, rng, batch)
-    value = module.loss(params, **inputs)
+    value = training_loss(module, params, inputs)
     assert np.isfinite(value)
-    loss, grads = module.loss_and_grads(params, **inputs)
+    loss, grads = module.loss_and_grads(params, *key(module), **inputs)
     assert loss == pytest.approx(value, rel=1e-12)
-    expected = finite_differences(lambda p: module.loss(p, **inputs), params, wrt=module.PARAMS)
+    expected = finite_differences(
+        lambda p: training_loss(module, p, inputs), params, wrt=module.PARAMS
+    )
     assert_grads_match(grads, expected, loss)
 
 
@@ -201,8 +221,8 @@ def test_random_graph_float32_agrees_with_float64(text, seed):
     module64, module32 = symbp.compile(graph), symbp.compile(graph, dtype="float32")
     rng = np.random.default_rng(seed)
     params, inputs = random_params(module64, rng), random_inputs(module64, rng)
-    loss64, grads64 = module64.loss_and_grads(params, **inputs)
-    loss32, grads32 = module32.loss_and_grads(params, **inputs)
+    loss64, grads64 = module64.loss_and_grads(params, *key(module64), **inputs)
+    loss32, grads32 = module32.loss_and_grads(params, *key(module32), **inputs)
     assert abs(loss32 - loss64) <= 1e-4 * (1 + abs(loss64))
     for name, g64 in grads64.items():
         g32 = np.asarray(grads32[name])
@@ -220,8 +240,8 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
     numpy_module, c_module = symbp.compile(graph), symbp.compile(graph, backend="c")
     rng = np.random.default_rng(seed)
     params, inputs = random_params(numpy_module, rng), random_inputs(numpy_module, rng, batch)
-    loss_n, grads_n = numpy_module.loss_and_grads(params, **inputs)
-    loss_c, grads_c = c_module.loss_and_grads(params, **inputs)
+    loss_n, grads_n = numpy_module.loss_and_grads(params, *key(numpy_module), **inputs)
+    loss_c, grads_c = c_module.loss_and_grads(params, *key(c_module), **inputs)
     assert loss_c == pytest.approx(loss_n, rel=1e-12, abs=1e-300)
     for name, g in grads_n.items():
         np.testing.assert_allclose(
@@ -235,7 +255,8 @@ def test_random_graph_c_backend_agrees_with_numpy(text, seed, batch):
             forward_c[name], value, rtol=1e-12, atol=1e-12 * (1 + np.max(np.abs(value)))
         )
     stepped = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    assert c_module.train_step(stepped, 0.1, **inputs) == pytest.approx(loss_n, rel=1e-12)
+    step = c_module.train_step(stepped, 0.1, *key(c_module), **inputs)
+    assert step == pytest.approx(loss_n, rel=1e-12)
     for name, value in params.items():  # a Const has no gradient: it stays as it was
         np.testing.assert_allclose(
             stepped[name],

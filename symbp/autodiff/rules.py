@@ -16,6 +16,7 @@ from ..ir import expr as ex
 from ..ir import ops
 from ..ir.expr import Expr, X
 from ..ir.node import Contraction, Node, Op
+from ..ir.randomness import dropout
 from .calculus import derivative
 
 Rule = Callable[[Node, Node, tuple[bool, ...]], list[Node | None]]
@@ -85,4 +86,6 @@ VJP: dict[Op, Rule] = {
     Op.RESHAPE: linear(lambda node, g: ops.reshape(g, node.args[0].shape)),
     Op.BROADCAST: linear(lambda node, g: g),  # unbroadcast sums it back
     Op.BATCH_SUM: linear(lambda node, g: g),  # the same adjoint for every example
+    # dropout: linear, so its adjoint is g through the same mask (recomputed from the key)
+    Op.DROPOUT: linear(lambda node, g: dropout(g, *node.attr)),
 }

@@ -82,4 +82,5 @@ def context(program: Program, dtype: str) -> dict:
         "inits": inits,
         "uses_rng": "rng" in code,
         "init_helpers": [h for name, h in HELPERS.items() if f"{name}(" in code],
+        "random": program.random,  # dropout: training takes a key
     }

@@ -11,7 +11,10 @@ from .spec_printer import SpecPrinter
 def backward_equations(program: Program) -> str:
     """The backward pass as equations, one per line, each citing its spec line."""
     graph = program.graph
-    roots = {graph.loss_name: program.loss, **{f"d{k}": v for k, v in program.grads.items()}}
+    roots = {
+        graph.loss_name: program.training_loss,
+        **{f"d{k}": v for k, v in program.grads.items()},
+    }
     namer = Namer(set())
     leaves = {d.node: name for name, d in {**graph.params, **graph.consts, **graph.inputs}.items()}
     routine = schedule(program, roots, namer, leaves)

@@ -24,8 +24,8 @@ def to_dot(program: Program, grad: bool = False) -> str:
     """DOT text of the program's forward graph (and its gradient graph with ``grad``)."""
     graph = program.graph
     roots = list(program.outputs.values())
-    if grad:
-        roots += list(program.grads.values())
+    if grad:  # (with dropout, the gradient is of the training loss, masks and all)
+        roots += [program.training_loss, *program.grads.values()]
     order = toposort(roots)
     ids = {node: f"n{i}" for i, node in enumerate(order)}
     names: dict[Node, str] = {}

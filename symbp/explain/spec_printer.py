@@ -88,4 +88,9 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.BROADCAST: _call("broadcast"),
     # consts
     Op.FROZEN: lambda p, node: (node.attr, ATOM),
+    # dropout: the site names the mask, which the forward value and its adjoint share
+    Op.DROPOUT: lambda p, node: (
+        f"dropout({p.term(node.args[0])[0]}, {node.attr.p!r}, site={node.attr.site})",
+        ATOM,
+    ),
 }

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..ir import ops
+from ..ir import ops, randomness
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import NAMED_LEAVES, Node, Op, toposort
@@ -110,6 +110,15 @@ def log_softmax(x, axis: int = -1) -> Node:
 
 def cross_entropy(logits, target) -> Node:
     return ops.cross_entropy(_node(logits), _node(target))
+
+
+_SITES = itertools.count()  # dropout sites of networks built in Python, in order of building
+
+
+def dropout(x, p: float, site: int | None = None) -> Node:
+    """Inverted dropout (``dropout(h, 0.5)`` in a spec). Each call draws its own mask: its
+    ``site`` is the next number of this process unless given."""
+    return randomness.dropout(_node(x), p, next(_SITES) if site is None else site)
 
 
 def network(

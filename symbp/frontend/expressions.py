@@ -16,6 +16,7 @@ from ..ir import ops
 from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
+from ..ir.randomness import dropout
 from .source import SpecSource
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
@@ -42,6 +43,7 @@ class Expressions(SpecSource):
     terms: dict[str, tuple[int, list[int]]]  # user function -> its expanded size, uses
     later: dict[str, int]  # every name bound at top level -> its line
     line: int  # the line of the statement being read
+    sites: int  # dropout calls met so far
 
     # -------------------------------------------------------------- functions
 
@@ -327,7 +329,7 @@ class Expressions(SpecSource):
             raise self.error(
                 e, f"'{e.id}' is used before it is defined (at line {self.later[e.id]})"
             )
-        if e.id in self.functions or e.id in SPEC_FUNCTIONS or e.id in REDUCTIONS:
+        if e.id in self.functions or e.id in SPEC_FUNCTIONS or e.id in (*REDUCTIONS, "dropout"):
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
         if e.id in INITIALIZERS:
             raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
@@ -367,7 +369,32 @@ class Expressions(SpecSource):
             return ops.cross_entropy(logits, target)
         if name in self.functions:
             return self.user_call(e, name)
+        if name == "dropout":
+            return self.dropout(e)
         raise self.unknown_function(e, name)
+
+    def dropout(self, e: ast.Call) -> Node:
+        """``dropout(x, p)``, p a number known when compiling, in [0, 1); each call draws its
+        own mask (its site is its place among the spec's dropout calls)."""
+        self.arity(e, "dropout", 2)
+        x = self.as_node(self.expr(e.args[0]))
+        p = self.expr(e.args[1])
+        if isinstance(p, Node):
+            p = p.attr if p.op is Op.CONST else None
+        if p is None or p.op != "num":
+            raise self.error(
+                e.args[1],
+                f"dropout(): p must be a number, as in dropout(h, 0.5), not "
+                f"`{self.segment(e.args[1])}`, which varies",
+            )
+        if not 0 <= p.value < 1:
+            raise self.error(
+                e.args[1],
+                "dropout(): p is the probability of dropping an element, "
+                f"at least 0 and below 1; got {float(p.value):g}",
+            )
+        self.sites += 1
+        return dropout(x, float(p.value), self.sites - 1)
 
     def reduction(self, e: ast.Call, name: str, axis) -> Node:
         self.arity(e, name, 1)
@@ -407,7 +434,7 @@ class Expressions(SpecSource):
             return self.error(
                 e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
             )
-        known = [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", *self.functions]
+        known = [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", "dropout", *self.functions]
         return self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
 
     def axis(self, e: ast.expr) -> int | tuple[int, ...]:

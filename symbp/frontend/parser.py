@@ -81,6 +81,7 @@ class _Parser(Expressions):
         # calls expanded, and the uses of each of its parameters
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
         self.line = 0  # the line of the statement being read
+        self.sites = 0  # dropout calls met so far: the next one's site (symbp.ir.randomness)
 
     # ------------------------------------------------------------- statements
 

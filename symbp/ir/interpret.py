@@ -16,6 +16,7 @@ from .expr import Expr, definition
 from .functions import FUNCTIONS
 from .node import Node, Op, toposort
 from .ops import runtime_subscripts
+from .randomness import keep_mask, scale
 
 OPERATORS = {
     "add": np.add,
@@ -71,6 +72,7 @@ def _axes(node: Node) -> tuple[int, ...]:
 class Run(NamedTuple):
     leaves: dict[str, np.ndarray]  # Input, Param and Const values by name (Inputs batch first)
     n: int  # the batch size
+    key: int = 0  # the training step's key, which dropout masks are drawn from
 
 
 def _logsumexp(node: Node, x: list, run: Run):
@@ -96,6 +98,16 @@ def _runtime_shape(node: Node, run: Run) -> tuple[int, ...]:
     return ((run.n,) if node.batched else ()) + node.shape
 
 
+def _dropout(node: Node, x: list, run: Run):
+    """Kept elements scaled by 1 / (1 - p), the others 0 (symbp.ir.randomness)."""
+    p, site, _ = node.attr
+    shape = _runtime_shape(node, run)
+    keep = keep_mask(run.key, site, p, shape)
+    return np.where(
+        keep, np.broadcast_to(_aligned(x[0], node.args[0], node), shape) * scale(p), 0.0
+    )
+
+
 # op -> the value of a node, given its arguments' values
 EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
@@ -116,13 +128,18 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     ),
     # consts
     Op.FROZEN: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
+    # dropout
+    Op.DROPOUT: _dropout,
 }
 
 
-def evaluate(roots: list[Node], leaves: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
+def evaluate(
+    roots: list[Node], leaves: dict[str, np.ndarray], n: int, key: int = 0
+) -> list[np.ndarray]:
     """The values of ``roots``; ``leaves`` maps Input, Param and Const names to arrays
-    (Inputs with the batch axis first), ``n`` is the batch size."""
-    run = Run(leaves, n)
+    (Inputs with the batch axis first), ``n`` is the batch size, ``key`` the key dropouts
+    draw from."""
+    run = Run(leaves, n, key)
     values: dict[Node, np.ndarray] = {}
     with np.errstate(all="ignore"):
         for node in toposort(roots):

@@ -56,6 +56,9 @@ class Op(Enum):
     # consts: a declared Const tensor (attr its user's name), read from params at run time
     # like a PARAM, but never differentiated, trained or folded
     FROZEN = auto()
+    # randomness: inverted dropout of the one argument, attr = ops.Dropout (p, site, batched);
+    # drawn from the key of the training step (symbp.ir.randomness)
+    DROPOUT = auto()
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 

@@ -497,4 +497,6 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
     Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
     Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
+    # dropout (made by symbp.ir.randomness.dropout; attr.batched is the node's)
+    Op.DROPOUT: lambda args, attr: Node(Op.DROPOUT, args, attr, args[0].shape, attr.batched),
 }

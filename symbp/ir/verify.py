@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from .expr import Expr
 from .node import LEAVES, Contraction, Node, Op, toposort
 from .ops import BUILD, GraphError, broadcast_shapes
+from .randomness import Dropout
 
 
 class IRError(AssertionError):
@@ -133,6 +134,16 @@ def _broadcast(n: Node):
     return None
 
 
+def _dropout(n: Node):
+    (x,) = n.args
+    a = n.attr
+    if not isinstance(a, Dropout) or not 0 < a.p < 1 or type(a.site) is not int or a.site < 0:
+        return "attr must be a Dropout with p in (0, 1) and a site number"
+    if n.shape != x.shape or n.batched != a.batched or (x.batched and not a.batched):
+        return "keeps the argument's shape; batched as its mask, which a batched argument has"
+    return None
+
+
 SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.INPUT: _leaf(True, str),
     Op.PARAM: _leaf(False, str),
@@ -148,6 +159,8 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.BROADCAST: _broadcast,
     # consts
     Op.FROZEN: _leaf(False, str),
+    # dropout
+    Op.DROPOUT: _dropout,
 }
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..autodiff.backward import grad
 from ..ir.graph import Graph
 from ..ir.node import NAMED_LEAVES, Node, Op, gc_paused, toposort
+from ..ir.ops import BUILD
 from ..ir.verify import verify as verify_ir
 from . import rewrite, rules
 from .rewrite import Context, Pass, PassStats
@@ -58,14 +59,29 @@ class Program:
     lines: dict[Node, int]  # spec line each node comes from
     backward: set[Node] = field(default_factory=set)  # nodes made by grad
     stats: list[PassStats] = field(default_factory=list)  # what each pass did
+    # dropout: the per-example loss of training, with its masks (``outputs`` are the network
+    # in evaluation, without them); None for a network without randomness
+    train_loss: Node | None = None
 
     @property
     def loss(self) -> Node:
+        """The per-example loss in evaluation (``forward``, ``loss``)."""
         return self.outputs[self.graph.loss_name]
 
     @property
+    def training_loss(self) -> Node:
+        """The per-example loss ``loss_and_grads`` computes and differentiates."""
+        return self.loss if self.train_loss is None else self.train_loss
+
+    @property
+    def random(self) -> bool:
+        """Does training draw (dropout)? Then loss_and_grads and train_step take a key."""
+        return self.train_loss is not None
+
+    @property
     def roots(self) -> list[Node]:
-        return list(self.outputs.values()) + list(self.grads.values())
+        extra = [] if self.train_loss is None else [self.train_loss]
+        return list(self.outputs.values()) + extra + list(self.grads.values())
 
     def pass_stats(self) -> list[PassStats]:
         """What each pass did; the last one's node count is the program's, counted when
@@ -124,12 +140,18 @@ class _Run:
         self.outputs = {**graph.outputs, graph.loss_name: graph.loss}
         self.grads: dict[str, Node] = {}
         self.names, self.lines = dict(graph.names), dict(graph.lines)
+        # with dropout, ``outputs`` is the training loss alone and ``evaluation`` the outputs
+        # without the masks (forward and loss); without, ``evaluation`` is empty
+        self.evaluation = _without_dropout(self.outputs, self.names, self.lines)
+        if self.evaluation:
+            self.outputs = {graph.loss_name: graph.loss}
         self.keep = set(self.names)  # named values stay variables
         self.backward: set[Node] = set()  # the nodes differentiation made
         self.stats: list[PassStats] = []
 
     def roots(self) -> list[Node]:
-        return list(self.outputs.values()) + list(self.grads.values())
+        values = [*self.outputs.values(), *self.evaluation.values()]
+        return values + list(self.grads.values())
 
     def step(self, where: str) -> None:
         if self.verify:
@@ -143,6 +165,7 @@ class _Run:
             self.stats[-1].nodes_after = st.nodes_before
         self.stats.append(st)
         self.outputs = {k: mapping.get(v, v) for k, v in self.outputs.items()}
+        self.evaluation = {k: mapping.get(v, v) for k, v in self.evaluation.items()}
         self.grads = {k: mapping.get(v, v) for k, v in self.grads.items()}
         before = self.lines
         self.names, self.lines = _follow(mapping, self.names), _follow(mapping, self.lines)
@@ -190,14 +213,46 @@ class _Run:
         # f = 2 u) is that forward value: forward() computes it under its own name
         user = set(self.graph.names.values())
         named = {n for n, name in self.names.items() if name in user}
-        backward = self.backward - set(self.outputs.values()) - named
+        outputs = self.evaluation or self.outputs
+        train_loss = self.outputs[self.graph.loss_name] if self.evaluation else None
+        backward = self.backward - {*self.outputs.values(), *outputs.values()} - named
         for g in self.grads.values():
             if g.op not in NAMED_LEAVES and self.lines.get(g, 0) <= 0:
                 backward.add(g)
                 self.lines[g] = PARAM_GRADS_LINE
         return Program(
-            self.graph, self.outputs, self.grads, self.names, self.lines, backward, self.stats
+            self.graph,
+            outputs,
+            self.grads,
+            self.names,
+            self.lines,
+            backward,
+            self.stats,
+            train_loss,
         )
+
+
+def _without_dropout(
+    outputs: dict[str, Node], names: dict[Node, str], lines: dict[Node, int]
+) -> dict[str, Node]:
+    """``outputs`` in evaluation, every dropout the identity, if there is a dropout (else
+    {}); a value that changes keeps its name and spec line."""
+    order = toposort(list(outputs.values()))
+    if not any(node.op is Op.DROPOUT for node in order):
+        return {}
+    plain: dict[Node, Node] = {}
+    for node in order:
+        args = tuple(plain.get(a, a) for a in node.args)
+        if node.op is Op.DROPOUT:
+            plain[node] = args[0]
+        elif args != node.args:
+            plain[node] = BUILD[node.op](args, node.attr)
+    for old, new in plain.items():
+        if old in names:
+            names.setdefault(new, names[old])
+        if old in lines:
+            lines.setdefault(new, lines[old])
+    return {k: plain.get(v, v) for k, v in outputs.items()}
 
 
 def _sharing(ctx: Context):

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ir.randomness import step_key
+
 CHECKPOINT_VERSION = 1
 
 
@@ -196,6 +198,7 @@ class Trainer:
         self.state = module.init_state(optimizer)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0  # epochs completed
+        self.steps = 0  # steps completed: step s draws its dropout masks from step_key(seed, s)
         self.history: list[EpochStats] = []
         self._position = _Position()
 
@@ -260,15 +263,19 @@ class Trainer:
         piece = pos.order[lo : lo + take * self.batch_size]
         with _deferred_interrupt() as interrupted:
             before = _snapshot(self.params, self.state)
+            key = (
+                (step_key(self.seed, self.steps),) if getattr(self.module, "RANDOM", False) else ()
+            )
             try:
                 total, steps = self.module.train_epoch(
-                    self.params, self.state, self.hyper, piece, self.batch_size, **data
+                    self.params, self.state, self.hyper, piece, self.batch_size, *key, **data
                 )
             except BaseException:  # whatever it applied is undone: nothing is booked
                 _restore(before, self.params, self.state)
                 raise
             pos.seconds += time.perf_counter() - start  # book what was applied
             pos.step += steps
+            self.steps += steps
             pos.loss_sum += total
             pos.examples += min(len(piece), steps * self.batch_size)
         if interrupted:
@@ -329,6 +336,7 @@ class Trainer:
         meta = {
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
+            "steps": self.steps,
             "hyper": self.hyper,
             "batch_size": self.batch_size,
             "seed": self.seed,
@@ -413,6 +421,7 @@ class Trainer:
             trainer.state[key] = np.array(arrays[f"state/{key}"], dtype=fresh.dtype, order="C")
         trainer.rng.bit_generator.state = meta["rng"]
         trainer.epoch = meta["epoch"]
+        trainer.steps = meta.get("steps", 0)  # (checkpoints written before dropout lack it)
         trainer.history = [EpochStats(**h) for h in meta["history"]]
         pos = meta["position"]
         trainer._position = _Position(

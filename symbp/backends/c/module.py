@@ -23,7 +23,7 @@ from ...ir.graph import Graph
 from ...ir.node import Node, Op, Shape, gc_paused
 from ...ir.ops import runtime_subscripts
 from ...passes.pipeline import PARAM_GRADS_LINE, Program
-from .emit import SMALL_GEMM, CWriter, inplace_ok
+from .emit import DROPOUT_HELPERS, SMALL_GEMM, CWriter, inplace_ok
 from .layout import N, Workspace, index, loops, pointers, size_text, strides
 from .names import C_RESERVED, CNamer, c_identifier, helpers
 
@@ -106,8 +106,10 @@ class Generator:
         # them under those names
         fwd = schedule(prog, dict(prog.outputs), self.namer, self.leaves, 1, can_inline=_can_inline)
         known = {**self.leaves, **{st.node: st.name for st in fwd.statements}}
-        lag_roots = {self.graph.loss_name: prog.loss, **prog.grads}
-        step_roots = {self.graph.loss_name: prog.loss}
+        if prog.random:  # training computes its own forward pass, with the dropout masks
+            known = dict(self.leaves)
+        lag_roots = {self.graph.loss_name: prog.training_loss, **prog.grads}
+        step_roots = {self.graph.loss_name: prog.training_loss}
         for k, g in prog.grads.items():
             if k in self.folded:
                 step_roots[f"_{k}_a"], step_roots[f"_{k}_b"] = self.folded[k].args
@@ -180,8 +182,13 @@ class Generator:
 
     # ------------------------------------------------------------------ the functions
 
-    def signature(self, outs: list[str] = (), extra: list[str] = (), mutable=False) -> list[str]:
+    def signature(
+        self, outs: list[str] = (), extra: list[str] = (), mutable=False, train=False
+    ) -> list[str]:
+        """A function's parameters; with dropout, training takes the key of its masks."""
         real = self.real
+        if train and self.program.random:
+            extra = [*extra, "uint64_t _key"]
         params = [f"{'' if mutable else 'const '}{real} *{a.name}" for a in self.params]
         params += [f"const {real} *{a.name}" for a in self.consts + self.inputs]
         return [*params, f"long {N}", *extra, *(f"{real} *{o}" for o in outs), f"{real} *_ws"]
@@ -223,31 +230,35 @@ class Generator:
     def loss_and_grads(self, lag: Routine, pointer, fwd: Routine) -> CFunction:
         outs = [f"_out_{a.name}" for a in self.params]
         doc = "The mean loss; writes the gradient of every Param."
-        f = CFunction("loss_and_grads", self.signature(outs), doc)
+        f = CFunction("loss_and_grads", self.signature(outs, train=True), doc)
         grads = self.program.grads
         names = {**fwd.names, **lag.names}
-        used = [*lag.variables, *grads.values(), self.program.loss]
+        loss = self.program.training_loss
+        used = [*lag.variables, *grads.values(), loss]
         writer = self.writer(f, used, names, pointer, lag.variables)
-        f.body.append(self.call_forward_pass())
+        if not self.program.random:
+            f.body.append(self.call_forward_pass())
         self.statements(f, writer, lag)
         for a, out in zip(self.params, outs):
             if pointer.get(grads[a.key]) != out:  # not written in place: copy it there
                 f.body += self.copy_out(writer, grads[a.key], Arg(out, a.key, a.shape, False))
-        f.body += [*self.mean_loss(writer), "return _loss;"]
+        f.body += [*self.mean_loss(writer, loss), "return _loss;"]
         return f
 
     def train_step(self, step: Routine, pointer, fwd: Routine, copies: dict) -> CFunction:
         doc = "One step of gradient descent in place; the loss before it."
         extra = [f"{self.real} _lr"]
-        f = CFunction("train_step", self.signature(extra=extra, mutable=True), doc)
+        f = CFunction("train_step", self.signature(extra=extra, mutable=True, train=True), doc)
         names = {**fwd.names, **step.names}
         used = [*step.variables, *step.returns.values()]
         writer = self.writer(f, used, names, pointer, step.variables)
-        f.body.append(self.call_forward_pass())
+        if not self.program.random:
+            f.body.append(self.call_forward_pass())
         self.statements(f, writer, step)
         # the loss before the update (it may read a param); a step whose loss is not finite
         # changes nothing
-        f.body += [*self.mean_loss(writer), "if (!isfinite(_loss)) return _loss;"]
+        loss = self.program.training_loss
+        f.body += [*self.mean_loss(writer, loss), "if (!isfinite(_loss)) return _loss;"]
         f.body += self.updates(writer, step.returns, copies)
         f.body.append("return _loss;")
         return f
@@ -314,9 +325,9 @@ class Generator:
         kind = "grad of line" if backward else "line"
         return f"/* {kind} {line}: {doc_text(self.graph.source_line(line))} */"
 
-    def mean_loss(self, writer: CWriter) -> list[str]:
-        """Sets double _loss to the mean loss."""
-        loss = self.program.loss
+    def mean_loss(self, writer: CWriter, loss: Node | None = None) -> list[str]:
+        """Sets double _loss to the mean of ``loss`` (default: the evaluation loss)."""
+        loss = self.program.loss if loss is None else loss
         if loss.batched:
             elem = writer.element(loss, loss, ["_b"])
             return [
@@ -385,7 +396,8 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         blas="s" if dtype == "float32" else "d",
         prefix=prefix,
         functions=functions,
-        helpers=helpers(gen.used(), dtype),
+        helpers=helpers(gen.used(), dtype) + ([DROPOUT_HELPERS] if program.random else []),
+        random=program.random,
         gemm=any(w.gemm_helpers for w in gen.writers),
         small_gemm=SMALL_GEMM,
         workspace=ws,

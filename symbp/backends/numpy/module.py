@@ -18,6 +18,7 @@ from ...codegen import runtime
 from ...codegen.render import render
 from ...codegen.schedule import PYTHON_RESERVED, Namer, Routine, schedule
 from ...codegen.text import comment_text, shape_text
+from ...ir import randomness
 from ...ir.node import Node, Op, gc_paused
 from ...passes.pipeline import PARAM_GRADS_LINE, Program
 from .printer import SPELLINGS, NumpyPrinter, helpers
@@ -32,6 +33,27 @@ RUNTIME_HELPERS = {
     "_full": '''def _full(x, shape):
     """A fresh array of ``shape`` holding ``x`` broadcast."""
     return np.array(np.broadcast_to(x, shape), dtype=DTYPE)''',
+    # dropout: symbp.ir.randomness's generator, in uint64 arithmetic that wraps
+    "_dropout": f'''def _dropout(x, key, site, p, shape):
+    """Inverted dropout: x (broadcast to ``shape``) where the mask of dropout ``site``
+    under ``key`` keeps it, times 1 / (1 - p), and 0 elsewhere. Element i is kept when
+    splitmix64's output i + 1, from a stream of (key, site), has its top 53 bits at least
+    p * 2**53: the same bits as the C backend draws."""
+    z = (key + {randomness.GOLDEN:#x} * (site + 1)) & {randomness.MASK64:#x}
+    z = ((z ^ (z >> 30)) * {randomness.MIX1:#x}) & {randomness.MASK64:#x}
+    z = ((z ^ (z >> 27)) * {randomness.MIX2:#x}) & {randomness.MASK64:#x}
+    stream = np.uint64(z ^ (z >> 31))
+    z = np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)
+    z *= np.uint64({randomness.GOLDEN:#x})  # uint64 arithmetic wraps, as in C
+    z += stream
+    z ^= z >> np.uint64(30)
+    z *= np.uint64({randomness.MIX1:#x})
+    z ^= z >> np.uint64(27)
+    z *= np.uint64({randomness.MIX2:#x})
+    z ^= z >> np.uint64(31)
+    keep = z >= np.uint64(np.ceil(p * 2.0**53)) << np.uint64(11)  # (z >> 11) >= ceil(...)
+    kept = np.broadcast_to(np.asarray(x, dtype=DTYPE), shape) * np.dtype(DTYPE).type(1 / (1 - p))
+    return np.where(keep.reshape(shape), kept, 0)''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
@@ -48,6 +70,10 @@ MODULE_NAMES = {
     "loss",
     "loss_and_grads",
     "train_step",
+    "train_epoch",
+    "key",
+    "_key",
+    "RANDOM",
     "params",
     "inputs",
     "lr",
@@ -178,6 +204,7 @@ def _mean(text: str, node: Node) -> str:
 def _functions(program: Program, w: _Writer) -> list[Function]:
     graph = program.graph
     loss = program.loss
+    training = program.training_loss  # (with dropout, the loss with its masks)
 
     def outputs(routine, printer, batch):
         items = [
@@ -194,11 +221,11 @@ def _functions(program: Program, w: _Writer) -> list[Function]:
             f"    {k!r}: {w.value(routine, printer, g, graph.params[k].node.shape, False)},"
             for k, g in program.grads.items()
         ]
-        value = _mean(routine.names.get(loss) or printer(loss), loss)
+        value = _mean(routine.names.get(training) or printer(training), training)
         return ["grads = {", *items, "}", f"return {value}, grads"]
 
-    grad_roots = {graph.loss_name: loss, **{f"d{k}": v for k, v in program.grads.items()}}
-    return [
+    grad_roots = {graph.loss_name: training, **{f"d{k}": v for k, v in program.grads.items()}}
+    functions = [
         w.function(
             "forward",
             dict(program.outputs),
@@ -222,6 +249,12 @@ def _functions(program: Program, w: _Writer) -> list[Function]:
             forward_only=False,
         ),
     ]
+    if program.random:  # training draws its masks from the key it is given
+        lag = functions[-1]
+        lag.signature = "params, key, /, **inputs"
+        lag.doc += "\n    Dropout masks are drawn from ``key``, an integer in [0, 2**64)."
+        lag.body = f"{INDENT}key = _key(key){lag.body}"
+    return functions
 
 
 @gc_paused

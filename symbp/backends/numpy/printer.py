@@ -167,6 +167,13 @@ class NumpyPrinter:
         self.helpers.add("_logsumexp")
         return f"_logsumexp({self.term(node.args[0])[0]}, axis={_axis(node)})", ATOM
 
+    def dropout(self, node: Node) -> Term:
+        """The runtime helper drawing the mask from ``key``, the argument of the function."""
+        self.helpers.add("_dropout")
+        a, (p, site, _) = node.args[0], node.attr
+        shape = shape_text(node.shape, node.batched, self.n)
+        return f"_dropout({self.aligned(node, a)[0]}, key, {site}, {p!r}, {shape})", ATOM
+
     def transpose(self, node: Node) -> Term:
         (a,) = node.args
         if not a.batched and node.attr == (1, 0):
@@ -234,4 +241,6 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
     Op.BROADCAST: NumpyPrinter.broadcast,
     # consts
     Op.FROZEN: _leaf,
+    # dropout
+    Op.DROPOUT: NumpyPrinter.dropout,
 }
