@@ -32,6 +32,12 @@ RUNTIME_HELPERS = {
     "_full": '''def _full(x, shape):
     """A fresh array of ``shape`` holding ``x`` broadcast."""
     return np.array(np.broadcast_to(x, shape), dtype=DTYPE)''',
+    # indexing
+    "_unslice": '''def _unslice(g, shape, index):
+    """Zeros of ``shape`` with ``g`` written at ``index``: the adjoint of x[index]."""
+    out = np.zeros(shape, dtype=DTYPE)
+    out[index] = g
+    return out''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
