@@ -15,14 +15,18 @@ from .compiler import compile, generate, grad  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
     FUNCTIONS,
+    concatenate,
     cross_entropy,
+    flatten,
     input,
     log_softmax,
     logsumexp,
     mean,
     network,
     param,
+    reshape,
     softmax,
+    stack,
     sum,
 )
 from .frontend.parser import parse, parse_text  # noqa: E402
@@ -68,4 +72,9 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "grad",
+    # indexing
+    "concatenate",
+    "stack",
+    "reshape",
+    "flatten",
 ]

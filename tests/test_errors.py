@@ -475,7 +475,7 @@ UNSUPPORTED = [
     pytest.param(A + "f = lambda u: u\nC: Loss = a\n", 2, 5, ["lambda"], id="lambda"),
     pytest.param(A + "b = a < 2\nC: Loss = a\n", 2, 5, ["comparison", "`a < 2`"], id="comparison"),
     pytest.param(
-        "x: Input[3]\nb = x[0]\nC: Loss = b\n", 2, 5, ["indexing", "`x[0]`"], id="indexing"
+        "x: Input[3]\nb = x[...]\nC: Loss = b\n", 2, 7, ["Ellipsis", "x[:, 3]"], id="ellipsis"
     ),
     pytest.param(
         A + "b = a.shape\nC: Loss = b\n", 2, 5, ["attribute '.shape'", ".T"], id="attribute"
