@@ -154,7 +154,7 @@ class _Writer:
     def value(self, routine: Routine, printer: NumpyPrinter, node: Node, shape, batched) -> str:
         """A returned value as a fresh array of the declared shape."""
         text = routine.names.get(node) or printer(node)
-        if node.op in _FILLED or node.shape != shape or node.batched != batched:
+        if node.op in _FILLED or node.shape != shape or node.batched != batched or _views(node):
             self.used.add("_full")
             dims = ((printer.n,) if batched else ()) + shape
             return f"_full({text}, {shape_text(dims)})"
@@ -164,6 +164,14 @@ class _Writer:
 
 
 _FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST))  # values returned filled
+
+
+def _views(node: Node) -> bool:
+    """Is ``node`` printed as a view of a Param's array (a slice, a transpose, a reshape of
+    it)? It is returned as a copy: train_step updates the Params in place."""
+    while node.op in (Op.SLICE, Op.TRANSPOSE, Op.RESHAPE):
+        node = node.args[0]
+    return node.op is Op.PARAM
 
 
 def _target(names: list[str]) -> str:
