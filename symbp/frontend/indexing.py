@@ -68,8 +68,10 @@ class IndexingExpressions(SpecSource):
 
     def gather(self, e: ast.Subscript, x: Node) -> Node:
         """``x[ids]`` with a tensor index: a gather (the gather construct's)."""
+        items = e.slice.elts if isinstance(e.slice, ast.Tuple) else [e.slice]
+        tensor = next(i for i in items if not isinstance(i, ast.Slice) and _is_tensor(self.expr(i)))
         raise self.error(
-            e.slice,
+            tensor,
             f"indexing with a tensor in `{self.segment(e)}` is not supported: indices must "
             "be integer constants (a literal, -1, T - 1, a loop's t) or slices",
         )

@@ -158,10 +158,10 @@ def joined_shape(shapes: list[Shape], axis: int, new: bool) -> tuple[Shape, Join
     if not -ndim <= axis < ndim:
         raise GraphError(f"{what}: axis {axis} is out of range for a result of rank {ndim}")
     axis %= ndim
-    if any(len(s) != len(shapes[0]) for s in shapes):
-        raise GraphError(f"{what}: the tensors' ranks differ: {_shown(shapes)}")
     if new and len(set(shapes)) > 1:
         raise GraphError(f"stack needs tensors of one shape, got {_shown(shapes)}")
+    if any(len(s) != len(shapes[0]) for s in shapes):
+        raise GraphError(f"{what}: the tensors' ranks differ: {_shown(shapes)}")
     if len({s[:axis] + s[axis + 1 :] for s in shapes}) > 1:
         raise GraphError(
             f"concatenate along axis {axis}: the other axes of {_shown(shapes)} differ"
