@@ -9,7 +9,7 @@ loops over a slice must cost the slice's size, never a product with a one-hot ma
 
 import numpy as np
 import pytest
-from conftest import BATCH, basic_index, random_inputs, random_params, scale
+from conftest import BATCH, basic_index, derivative, random_inputs, random_params, scale
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -204,3 +204,32 @@ def test_python_builder_indexing():
     for backend in ("numpy", "c"):
         report = symbp.check_grads(net, backend=backend)
         assert report.ok, report.table()
+
+
+def test_indices_fold_from_named_numbers():
+    """Any expression that folds to an integer indexes: names bound to numbers, -T, 2 ** 1."""
+    text = (
+        "x: Input[5, 16]\nT = 5\nk = T - 1\nb = x[k, T - 3:2 * T:2 ** 1] + x[-T, :4]\n"
+        "C: Loss = sum(b)\n"
+    )
+    source = symbp.generate(symbp.parse_text(text))
+    assert "b = x[:, 4, 2:10:2] + x[:, 0, :4]" in source
+
+
+def test_hessian_vector_products_through_slices_and_joins():
+    """Second order: the gradient graph (unslices, slices of adjoints) differentiates again."""
+    net = symbp.parse_text(
+        "x: Input[5, 4]\nW: Param[3, 8] = glorot\nb: Param[6] = normal(1)\n"
+        "h = tanh(W @ flatten(x[1:3]))\n"
+        "C: Loss = sum(concatenate([h, x[0, :3]]) * b[::-1] ** 2) + sum(stack([h, h * h])[1])\n"
+    )
+    hvp, module = symbp.hvp(net), symbp.compile(net)
+    rng = np.random.default_rng(0)
+    params, x = module.init_params(0), rng.normal(size=(4, 5, 4))
+    v = {k: rng.normal(size=a.shape) for k, a in params.items()}
+    hv = hvp(params, v, x=x)
+    for k in params:
+        along = lambda t, k=k: module.loss_and_grads(  # noqa: E731
+            {n: params[n] + t * v[n] for n in params}, x=x
+        )[1][k]
+        np.testing.assert_allclose(hv[k], derivative(along, 1e-3), rtol=1e-6, atol=1e-9)

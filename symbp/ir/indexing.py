@@ -29,7 +29,7 @@ class Span(NamedTuple):
 
     def stop(self) -> int | None:
         """The stop of the Python slice ``start:stop:step`` (None: past the beginning)."""
-        stop = self.start + (self.count - 1) * self.step + (1 if self.step > 0 else -1)
+        stop = self.start + self.count * self.step  # one step past the last index
         return None if stop < 0 else stop
 
     def as_slice(self) -> slice:
