@@ -468,6 +468,11 @@ def concat(parts, axis: int = 0, new: bool = False) -> Node:
     """NumPy's ``concatenate(parts, axis)`` of per-example axes; ``stack`` if ``new``."""
     parts = tuple(parts)
     shape, attr = indexing.joined_shape([p.shape for p in parts], axis, new)
+    if not new:  # a join of joins along one axis is one join
+        parts = [
+            q for p in parts for q in (p.args if p.op is Op.CONCAT and p.attr == attr else [p])
+        ]
+    parts = tuple(parts)
     if len(parts) == 1 and not new:
         return parts[0]
     return Node(Op.CONCAT, parts, attr, shape, any(p.batched for p in parts))
