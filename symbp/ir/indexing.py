@@ -12,6 +12,7 @@ raise a ``GraphError`` quoting the shapes.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -81,6 +82,7 @@ def _entry(item: Any, axis: int, shape: Shape) -> Entry:
             raise GraphError(f"slice bounds must be integers, got {item}")
         if item.step == 0:
             raise GraphError("slice step cannot be zero")
+        item = slice(*(None if p is None else int(p) for p in parts))
         start, stop, step = item.indices(d)
         count = len(range(start, stop, step))
         if count == 0:
@@ -97,7 +99,7 @@ def _entry(item: Any, axis: int, shape: Shape) -> Entry:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _slice_text(s: slice) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .expr import Expr
-from .indexing import Joined, Span, Unsliced, sliced_shape
+from .indexing import Joined, Span, Unsliced, check_index, sliced_shape
 from .node import LEAVES, Contraction, Node, Op, toposort
 from .ops import BUILD, GraphError, broadcast_shapes
 
@@ -138,16 +138,11 @@ def _broadcast(n: Node):
 
 
 def _index_ok(index, shape) -> bool:
-    if not isinstance(index, tuple) or len(index) != len(shape):
+    try:
+        check_index(index, shape)
+    except GraphError:
         return False
-    for e, d in zip(index, shape):
-        if isinstance(e, Span):
-            last = e.start + (e.count - 1) * e.step
-            if e.count < 1 or e.step == 0 or not (0 <= e.start < d and 0 <= last < d):
-                return False
-        elif type(e) is not int or not 0 <= e < d:
-            return False
-    return True
+    return all(type(e) is int or type(e) is Span for e in index)
 
 
 def _slice(n: Node):
