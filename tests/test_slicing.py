@@ -256,3 +256,13 @@ def test_adjoints_of_adjacent_slices_are_one_join(terms, unslices):
         report = symbp.check_grads(symbp.parse_text(text), backend=backend)
         assert report.ok, report.table()
     assert_backends_agree(text)
+
+
+def test_outputs_that_view_an_input_are_copies():
+    module = symbp.compile(
+        symbp.parse_text("x: Input[3, 4]\ny: Output = x[1]\nC: Loss = x[0, 0]\n")
+    )
+    x = np.arange(24.0).reshape(2, 3, 4)
+    y = module.forward({}, x=x)["y"]
+    np.testing.assert_array_equal(y, x[:, 1])
+    assert not np.shares_memory(y, x)

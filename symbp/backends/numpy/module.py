@@ -167,11 +167,12 @@ _FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST))  # values retu
 
 
 def _views(node: Node) -> bool:
-    """Is ``node`` printed as a view of a Param's array (a slice, a transpose, a reshape of
-    it)? It is returned as a copy: train_step updates the Params in place."""
+    """Is ``node`` printed as a view of a caller's array (a slice, a transpose, a reshape of
+    a Param or an Input)? It is returned as a copy, as the leaves themselves are: train_step
+    updates the Params in place."""
     while node.op in (Op.SLICE, Op.TRANSPOSE, Op.RESHAPE):
         node = node.args[0]
-    return node.op is Op.PARAM
+    return node.op in (Op.PARAM, Op.INPUT)
 
 
 def _target(names: list[str]) -> str:
