@@ -451,7 +451,7 @@ def slice_(x: Node, index: tuple[Entry, ...]) -> Node:
         i = indexing.part_at(x.attr, [p.shape for p in x.args], x.shape, index)
         if i is not None:
             return x.args[i]
-    return Node(Op.SLICE, (x,), index, shape, x.batched)
+    return Node(Op.SLICE, (x,), index, shape, x.batched, x.dtype)  # ids[1:] of integer ids
 
 
 def unslice(g: Node, index: tuple[Entry, ...], shape: Shape) -> Node:
