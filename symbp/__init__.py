@@ -15,16 +15,20 @@ from .compiler import compile, generate, grad  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
     FUNCTIONS,
+    concatenate,
     const,
     cross_entropy,
     dropout,
+    flatten,
     input,
     log_softmax,
     logsumexp,
     mean,
     network,
     param,
+    reshape,
     softmax,
+    stack,
     sum,
 )
 from .frontend.parser import parse, parse_text  # noqa: E402
@@ -75,4 +79,9 @@ __all__ = [
     # dropout
     "dropout",
     "step_key",
+    # indexing
+    "concatenate",
+    "stack",
+    "reshape",
+    "flatten",
 ]

@@ -127,3 +127,28 @@ def time_limit(seconds: float, error: type[BaseException] = AssertionError):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# indexing: NumPy basic indices as a spec writes them, for test_slicing and the random graphs
+
+
+def basic_index(draw, shape: tuple[int, ...]) -> tuple[str, tuple]:
+    """A random basic index of some leading axes of ``shape`` (ints, negative ones too, and
+    non-empty slices with any bounds and steps): its spec text and the NumPy key."""
+    from hypothesis import strategies as st
+
+    texts, key = [], []
+    for d in shape[: draw(st.integers(1, len(shape)))]:
+        if draw(st.booleans()):
+            i = draw(st.integers(-d, d - 1))
+            texts.append(str(i))
+            key.append(i)
+            continue
+        bound = st.none() | st.integers(-d - 2, d + 2)
+        s = slice(draw(bound), draw(bound), draw(st.sampled_from([None, 1, 2, 3, -1, -2])))
+        if not range(*s.indices(d)):
+            s = slice(None, None, s.step)  # an empty axis is an error: take the whole one
+        parts = ["" if p is None else str(p) for p in (s.start, s.stop, s.step)]
+        texts.append(":".join(parts if s.step is not None else parts[:2]))
+        key.append(s)
+    return ", ".join(texts), tuple(key)

@@ -475,7 +475,7 @@ UNSUPPORTED = [
     pytest.param(A + "f = lambda u: u\nC: Loss = a\n", 2, 5, ["lambda"], id="lambda"),
     pytest.param(A + "b = a < 2\nC: Loss = a\n", 2, 5, ["comparison", "`a < 2`"], id="comparison"),
     pytest.param(
-        "x: Input[3]\nb = x[0]\nC: Loss = b\n", 2, 5, ["indexing", "`x[0]`"], id="indexing"
+        "x: Input[3]\nb = x[...]\nC: Loss = b\n", 2, 7, ["Ellipsis", "x[:, 3]"], id="ellipsis"
     ),
     pytest.param(
         A + "b = a.shape\nC: Loss = b\n", 2, 5, ["attribute '.shape'", ".T"], id="attribute"
@@ -1388,3 +1388,91 @@ def test_dropout_with_names_of_the_generated_code(backend):
     value, _ = module.loss_and_grads(params, 5, **inputs)
     assert math.isfinite(value) and value != module.loss(params, **inputs)
     assert symbp.check_grads(graph, backend=backend).ok
+
+
+# -------------------------------------------------------------------------- indexing
+
+SEQ = "x: Input[5, 16]\np: Param[4] = zeros\ns: Param = 1\n"  # lines 1-3 of the cases below
+
+INDEXING = [
+    pytest.param("b = x[5]", 5, ["index 5 is out of range", "axis 0", "(5, 16)"], id="int-high"),
+    pytest.param("b = x[0, -17]", 5, ["index -17", "axis 1", "(5, 16)"], id="int-low"),
+    pytest.param("b = x[0, 1, 2]", 5, ["too many indices (3)", "(5, 16)"], id="too-many"),
+    pytest.param("b = x[1.5]", 7, ["`1.5` is not an integer"], id="float"),
+    pytest.param("b = x[2.0]", 7, ["`2.0` is not an integer"], id="float-integral"),
+    pytest.param("b = x[6 / 3]", 7, ["not an integer"], id="true-division"),
+    pytest.param("b = x[1.0:3]", 7, ["`1.0` is not an integer"], id="float-bound"),
+    pytest.param("b = x[:, s]", 10, ["indexing with a tensor", "x[:, s]"], id="tensor"),
+    pytest.param("b = x[p]", 7, ["indexing with a tensor"], id="tensor-vector"),
+    pytest.param("b = x[...]", 7, ["Ellipsis", "x[:, 3]"], id="ellipsis"),
+    pytest.param("b = x[None]", 7, ["np.newaxis", "reshape"], id="newaxis"),
+    pytest.param("b = x[0, x[0] > 0]", 10, ["boolean masks", "where("], id="mask"),
+    pytest.param("b = x[True]", 7, ["boolean masks"], id="bool"),
+    pytest.param("b = x[3:1]", 5, ["`x[3:1]`", "3:1 selects no element", "(5, 16)"], id="empty"),
+    pytest.param("b = x[::0]", 5, ["step cannot be zero"], id="step-zero"),
+    pytest.param("b = s[0]", 5, ["cannot index a scalar", "`s`"], id="scalar"),
+    pytest.param("b = (2 * 3)[0]", 5, ["cannot index a scalar"], id="number"),
+    pytest.param("b = x[0][0][0]", 5, ["cannot index a scalar", "`x[0][0]`"], id="too-deep"),
+    pytest.param(
+        "b = concatenate([x, p], axis=0)",
+        5,
+        ["ranks differ", "(5, 16), (4,)"],
+        id="concatenate-ranks",
+    ),
+    pytest.param(
+        "b = concatenate([x[0], p], axis=1)", 5, ["axis 1 is out of range"], id="concatenate-axis"
+    ),
+    pytest.param(
+        "b = concatenate([x, x[:, 1:]], axis=0)",
+        5,
+        ["along axis 0", "(5, 16), (5, 15)"],
+        id="concatenate-shapes",
+    ),
+    pytest.param("b = concatenate([s, s])", 5, ["rank 1 or more", "scalars"], id="concat-scalars"),
+    pytest.param("b = concatenate(x, p)", 17, ["a list of tensors"], id="concatenate-no-list"),
+    pytest.param("b = concatenate([])", 17, ["a list of tensors"], id="concatenate-empty"),
+    pytest.param("b = concatenate([p], dim=0)", 22, ["keyword argument 'dim'"], id="keyword"),
+    pytest.param("b = concatenate([p], axis=(0, 1))", 27, ["one axis"], id="axis-tuple"),
+    pytest.param(
+        "b = stack([p, x[0]], axis=0)", 5, ["one shape", "(4,), (16,)"], id="stack-shapes"
+    ),
+    pytest.param("b = stack([p, p], axis=2)", 5, ["axis 2 is out of range"], id="stack-axis"),
+    pytest.param(
+        "b = reshape(x, (4, 21))",
+        5,
+        ["cannot reshape (5, 16) (80 elements) to (4, 21) (84)"],
+        id="reshape-size",
+    ),
+    pytest.param("b = x.reshape(3, -1)", 5, ["(5, 16) (80 elements) to (3, -1)"], id="minus-one"),
+    pytest.param("b = reshape(x, (-1, -1))", 5, ["only one size may be -1"], id="two-minus-one"),
+    pytest.param("b = reshape(x, (0, 80))", 5, ["positive integers"], id="reshape-zero"),
+    pytest.param("b = reshape(x, (2.5, 32))", 17, ["not an integer"], id="reshape-float"),
+    pytest.param("b = reshape(x, p)", 16, ["`p` is a tensor"], id="reshape-tensor"),
+    pytest.param("b = reshape(x)", 5, ["the new shape"], id="reshape-no-shape"),
+    pytest.param("b = flatten(x, 80)", 16, ["flatten() takes no size"], id="flatten-size"),
+    pytest.param("b = flatten()", 5, ["flatten(x)"], id="flatten-nothing"),
+    pytest.param("b = x.flatten(order=1)", 15, ["no keyword arguments"], id="method-keyword"),
+]
+
+
+@pytest.mark.parametrize("line, col, words", INDEXING)
+def test_indexing_errors(line, col, words):
+    """Every misuse of indexing, joins and reshapes: located, quoting the shapes."""
+    check(SEQ + line + "\nC: Loss = sum(b)\n", 4, col, words)
+
+
+def test_indexing_functions_cannot_be_redefined():
+    for name in ("concatenate", "stack", "reshape", "flatten"):
+        check(f"def {name}(u):\n    return u\nx: Input\nC: Loss = x\n", 1, 1, ["built-in"])
+
+
+def test_python_indexing_errors():
+    x = symbp.input("x", 5, 16)
+    with pytest.raises(ValueError, match=r"index 5 is out of range for axis 0 of shape \(5, 16\)"):
+        x[5]
+    with pytest.raises(ValueError, match="cannot reshape"):
+        symbp.reshape(x, 3, -1)
+    with pytest.raises(ValueError, match="stack needs tensors of one shape"):
+        symbp.stack([x, x[0]])
+    with pytest.raises(TypeError):
+        list(x)  # a node is no sequence

@@ -187,6 +187,30 @@ CASES = [
     op("const_temperature", "tanh(W @ x / t)", **WX, t="Const"),
     op("const_scales_param", "(A * P) @ x + P @ v", A="Param[3, 4]", P="Const[3, 4]", **VX),
     op("const_no_input", "sum(P @ v) * s", P="Const[3, 4]", v="Param[4]", s="Param"),
+    # indexing: slices (their adjoints add up where they meet), joins, reshapes
+    op("index_int", "X[1] * p", X="Input[3, 4]", p="Param[4]"),
+    op("index_negative_and_slice", "W[-1, 1:3] * X[0, ::2]", W="Param[3, 4]", X="Input[2, 4]"),
+    op("slice_steps_reversed", "W[::-2, 3:0:-1] * X[1:, :3]", **M34),
+    op("slice_columns_add", "W[:, 2] + W[:, 0] * x", W="Param[3, 4]", x="Input[3]"),
+    op("slices_overlap", "p[1:] * p[:-1] + x", p="Param[4]", x="Input[3]"),
+    op("slice_of_input_matmul", "W @ X[1]", W="Param[2, 4]", X="Input[3, 4]"),
+    op("slice_of_product", "(A @ X)[:, 1:3]", A="Param[2, 3]", X="Input[3, 4]"),
+    op("slice_of_slice", "W[1:][:, ::-1][0] * x", W="Param[3, 4]", x="Input[4]"),
+    op("concatenate_mixed", "concatenate([W @ x, p, x[:2]], axis=0)", **WX, p="Param[2]"),
+    op("concatenate_last_axis", "concatenate([A, X], axis=-1)", A="Param[2, 3]", X="Input[2, 4]"),
+    op(
+        "concatenate_params",
+        "concatenate([p, q], axis=0) * x",
+        p="Param[2]",
+        q="Param[3]",
+        x="Input[5]",
+    ),
+    op("stack_axis0", "stack([p, x, p * x], axis=0)", p="Param[3]", x="Input[3]"),
+    op("stack_last_axis", "stack([A, A * X], axis=-1)", A="Param[2, 3]", X="Input[2, 3]"),
+    op("stack_scalars", "stack([s, s * t, 1], axis=0)", s="Param", t="Input"),
+    op("reshape", "reshape(W * X, (2, 6))", **M34),
+    op("reshape_method_minus_one", "(W * X).reshape(-1, 2)", **M34),
+    op("flatten", "flatten(A * X)[::5]", A="Param[2, 3, 4]", X="Input[2, 3, 4]"),
 ]
 IDS = [c.name for c in CASES]
 UNREACHED = {"z"}  # the Param of case unreached_param

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import (
     assert_grads_match,
+    basic_index,
     finite_differences,
     random_inputs,
     random_params,
@@ -70,7 +71,17 @@ REDUCE = {
     "softmax": lambda a, n: 1.0,
     "log_softmax": lambda a, n: 2 * a + math.log(n),
 }
-KINDS = ("unary", "binary", "binary", "matmul", "reduce", "cross_entropy")
+KINDS = (
+    "unary",
+    "binary",
+    "binary",
+    "matmul",
+    "reduce",
+    "cross_entropy",
+    "index",
+    "join",
+    "reshape",
+)
 
 Shape = tuple[int, ...]
 KEY = 4242  # the dropout key of every training call
@@ -160,11 +171,45 @@ def equation(draw, pool: Pool) -> tuple[str, Shape, float, tuple[str, ...]]:
                 return text, sa, bound, (a,)
             kept = () if axis is None else sa[: axis % len(sa)] + sa[axis % len(sa) + 1 :]
             return text, kept, bound, (a,)
+    if kind in ("index", "join", "reshape") and sa:
+        return indexing(draw, pool, kind, a)
     template = draw(st.sampled_from(sorted(UNARY)))
     if UNARY[template](ba) > LIMIT:
         template = "tanh({a})"
     shape = sa[::-1] if template.endswith(".T") else sa
     return template.format(a=a), shape, UNARY[template](ba), (a,)
+
+
+# indexing
+
+
+def indexing(draw, pool: Pool, kind: str, a: str) -> tuple[str, Shape, float, tuple[str, ...]]:
+    """A slice of ``a``, a join of it with a value that fits, or a reshape of it: each as
+    large as its largest operand. A join or reshape never makes a rank above 2."""
+    sa, ba = pool.shapes[a], pool.bounds[a]
+    if kind == "index":
+        text, key = basic_index(draw, sa)
+        return f"{a}[{text}]", np.zeros(sa)[key].shape, ba, (a,)
+    if kind == "join":
+        axis = draw(st.integers(-len(sa), len(sa) - 1))
+        rest = sa[: axis % len(sa)] + sa[axis % len(sa) + 1 :]
+        fits = [b for b in pool.shapes if len(pool.shapes[b]) == len(sa)]
+        fits = [
+            b
+            for b in fits
+            if pool.shapes[b][: axis % len(sa)] + pool.shapes[b][axis % len(sa) + 1 :] == rest
+        ]
+        b = draw(st.sampled_from(fits))  # a itself fits
+        bound = max(ba, pool.bounds[b])
+        parts = [np.zeros(pool.shapes[n]) for n in (a, b)]
+        if len(sa) == 1 and pool.shapes[b] == sa and draw(st.booleans()):
+            return f"stack([{a}, {b}], axis={axis})", np.stack(parts, axis).shape, bound, (a, b)
+        shape = np.concatenate(parts, axis).shape
+        return f"concatenate([{a}, {b}], axis={axis})", shape, bound, (a, b)
+    size = math.prod(sa)
+    if draw(st.booleans()) or len(sa) == 1:
+        return f"flatten({a})", (size,), ba, (a,)
+    return f"reshape({a}, ({sa[1]}, -1))", (sa[1], sa[0]), ba, (a,)
 
 
 @st.composite

@@ -18,6 +18,7 @@ import symbp
 from symbp.ir import expr as ex
 from symbp.ir import ops as ops
 from symbp.ir.expr import X
+from symbp.ir.indexing import Span
 from symbp.ir.interpret import evaluate
 from symbp.ir.node import Node, Op, toposort
 from symbp.passes import rules as rules
@@ -160,6 +161,18 @@ def case_fuse_elementwise():
     return rules.FUSE, once, ops.elementwise(2 * f("sigmoid", x0), [z])
 
 
+# indexing
+
+
+def case_sum_of_unslices():
+    g, h, k = _z((4,)), ops.input_node("h", (2, 4)), ops.input_node("k", (4,))
+    at = [(1, Span(0, 4, 1)), (Span(2, 2, 1), Span(0, 4, 1)), (0, Span(0, 4, 1))]
+    parts = [ops.unslice(v, index, (5, 4)) for v, index in zip((g, h, k), at)]
+    joined = ops.concat([ops.reshape(k, (1, 4)), ops.reshape(g, (1, 4)), h], 0)
+    want = ops.unslice(joined, (Span(0, 4, 1), Span(0, 4, 1)), (5, 4))
+    return rules.SIMPLIFY, ops.elementwise(X[0] + X[1] + X[2], parts), want
+
+
 RULE_CASES = {
     "log_sum_exp": case_log_sum_exp,
     "stabilize_log": case_stabilize_log,
@@ -170,6 +183,8 @@ RULE_CASES = {
     "shared_subexpression": case_shared_subexpression,
     "reuse_value": case_reuse_value,
     "fuse_elementwise": case_fuse_elementwise,
+    # indexing
+    "sum_of_unslices": case_sum_of_unslices,
 }
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from ..ir import expr as ex
 from ..ir import ops
 from ..ir.expr import Expr, X
+from ..ir.indexing import part_index
 from ..ir.node import Contraction, Node, Op
 from ..ir.randomness import dropout
 from .calculus import derivative
@@ -77,6 +78,18 @@ def _transpose(node: Node, g: Node) -> Node:
     return ops.transpose(g, tuple(perm.index(i) for i in range(len(perm))))
 
 
+# indexing
+
+
+def _concat(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
+    """Each part's adjoint is g at the part's place."""
+    shapes = [p.shape for p in node.args]
+    return [
+        ops.slice_(g, part_index(node.attr, shapes, node.shape, i)) if w else None
+        for i, w in enumerate(wanted)
+    ]
+
+
 VJP: dict[Op, Rule] = {
     Op.EW: _elementwise,
     Op.DOT: _dot,
@@ -88,4 +101,8 @@ VJP: dict[Op, Rule] = {
     Op.BATCH_SUM: linear(lambda node, g: g),  # the same adjoint for every example
     # dropout: linear, so its adjoint is g through the same mask (recomputed from the key)
     Op.DROPOUT: linear(lambda node, g: dropout(g, *node.attr)),
+    # indexing
+    Op.SLICE: linear(lambda node, g: ops.unslice(g, node.attr, node.args[0].shape)),
+    Op.UNSLICE: linear(lambda node, g: ops.slice_(g, node.attr.index)),
+    Op.CONCAT: _concat,
 }

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from ..codegen.matmul import matmul_form
 from ..ir.expr import X
+from ..ir.indexing import index_text
 from ..ir.node import Node, Op
 from ..ir.notation import ATOM, MATMUL, SPEC_NOTATION, Term, print_expr
 
@@ -67,6 +68,29 @@ class SpecPrinter:
         return text, (MATMUL if " @ " in text and not c.sum_batch else ATOM)
 
 
+# indexing
+
+
+def _slice(p: SpecPrinter, node: Node) -> Term:
+    (x,) = node.args
+    text, prec = p.term(x)
+    return (text if prec >= ATOM else f"({text})") + f"[{index_text(node.attr, x.shape)}]", ATOM
+
+
+def _unslice(p: SpecPrinter, node: Node) -> Term:
+    """The lecture's "dx[index] = dy, zero elsewhere", in JAX's words."""
+    index, shape = node.attr
+    zeros = f"zeros({shape[0]})" if len(shape) == 1 else f"zeros({shape})"
+    g = p.term(node.args[0])[0]
+    return f"{zeros}.at[{index_text(index, shape)}].set({g})", ATOM
+
+
+def _concat(p: SpecPrinter, node: Node) -> Term:
+    parts = ", ".join(p.term(a)[0] for a in node.args)
+    name = "stack" if node.attr.new else "concatenate"
+    return f"{name}([{parts}], axis={node.attr.axis})", ATOM
+
+
 def _call(name: str) -> Callable[[SpecPrinter, Node], Term]:
     """A node printed as ``name(argument, attribute)``."""
     return lambda p, node: (f"{name}({p.term(node.args[0])[0]}, {node.attr})", ATOM)
@@ -93,4 +117,8 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
         f"dropout({p.term(node.args[0])[0]}, {node.attr.p!r}, site={node.attr.site})",
         ATOM,
     ),
+    # indexing
+    Op.SLICE: _slice,
+    Op.UNSLICE: _unslice,
+    Op.CONCAT: _concat,
 }

@@ -22,6 +22,7 @@ from typing import Any
 from ..ir import ops, randomness
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
+from ..ir.indexing import target_shape
 from ..ir.node import NAMED_LEAVES, Node, Op, toposort
 
 _INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # param -> (order, init)
@@ -119,6 +120,33 @@ def dropout(x, p: float, site: int | None = None) -> Node:
     """Inverted dropout (``dropout(h, 0.5)`` in a spec). Each call draws its own mask: its
     ``site`` is the next number of this process unless given."""
     return randomness.dropout(_node(x), p, next(_SITES) if site is None else site)
+
+
+# indexing (x[1:3] is Node.__getitem__)
+
+
+def concatenate(parts, axis: int = 0) -> Node:
+    """NumPy's ``concatenate`` of per-example axes; numbers are constants."""
+    return ops.concat([_node(p) for p in parts], axis)
+
+
+def stack(parts, axis: int = 0) -> Node:
+    """NumPy's ``stack`` of per-example axes; numbers are constants."""
+    return ops.concat([_node(p) for p in parts], axis, new=True)
+
+
+def reshape(x, *shape) -> Node:
+    """``reshape(x, (4, 20))`` or ``reshape(x, 4, 20)``; one size may be -1."""
+    if len(shape) == 1 and isinstance(shape[0], tuple | list):
+        shape = tuple(shape[0])
+    x = _node(x)
+    return ops.reshape(x, target_shape(x.shape, shape))
+
+
+def flatten(x) -> Node:
+    """All per-example axes as one."""
+    x = _node(x)
+    return ops.reshape(x, (x.size,))
 
 
 def network(

@@ -17,7 +17,7 @@ from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
 from ..ir.randomness import dropout
-from .source import SpecSource
+from .indexing import INDEXING_FUNCTIONS, JOINS, IndexingExpressions
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
@@ -34,7 +34,7 @@ BINOPS = {
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
 
-class Expressions(SpecSource):
+class Expressions(IndexingExpressions):
     """Reads expressions; the parser's statements bind their values to names
     (``self.values``) and define the user functions (``self.functions``)."""
 
@@ -50,7 +50,7 @@ class Expressions(SpecSource):
     def function(self, f: ast.FunctionDef) -> None:
         """A user ``def``: one ``return`` of elementwise arithmetic, kept as an ``Expr``."""
         name = f.name
-        if name in SPEC_FUNCTIONS or name in REDUCTIONS or name == "cross_entropy":
+        if name in (*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", *INDEXING_FUNCTIONS):
             raise self.error(f, f"cannot redefine the built-in function '{name}'")
         if name in self.functions:
             raise self.error(f, f"'{name}' is already defined at line {self.functions[name][2]}")
@@ -269,6 +269,8 @@ class Expressions(SpecSource):
             return ops.transpose(v) if isinstance(v, Node) else v
         if isinstance(e, ast.Call):
             return self.call(e)
+        if isinstance(e, ast.Subscript):
+            return self.subscript(e)
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
@@ -336,6 +338,8 @@ class Expressions(SpecSource):
         raise self.error(e, f"unknown name '{e.id}'{self.suggest(e.id, self.values)}")
 
     def call(self, e: ast.Call) -> Value:
+        if isinstance(e.func, ast.Attribute) and e.func.attr in ("reshape", "flatten"):
+            return self.method_call(e)
         if not isinstance(e.func, ast.Name):
             what = "a method call" if isinstance(e.func, ast.Attribute) else "a call"
             raise self.error(
@@ -350,7 +354,7 @@ class Expressions(SpecSource):
             raise self.error(where, "* and ** unpacking in calls are not supported")
         axis_kw = [k for k in e.keywords if k.arg == "axis"]
         other_kw = [k for k in e.keywords if k.arg != "axis"]
-        if other_kw or (axis_kw and name not in REDUCTIONS) or len(axis_kw) > 1:
+        if other_kw or (axis_kw and name not in (*REDUCTIONS, *JOINS)) or len(axis_kw) > 1:
             bad = other_kw[0] if other_kw else axis_kw[-1]
             raise self.error(bad, f"{name}() takes no keyword argument '{bad.arg}'")
         if name in SPEC_FUNCTIONS:
@@ -371,6 +375,8 @@ class Expressions(SpecSource):
             return self.user_call(e, name)
         if name == "dropout":
             return self.dropout(e)
+        if name in INDEXING_FUNCTIONS:
+            return self.indexing_call(e, name, axis_kw)
         raise self.unknown_function(e, name)
 
     def dropout(self, e: ast.Call) -> Node:
@@ -434,7 +440,14 @@ class Expressions(SpecSource):
             return self.error(
                 e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
             )
-        known = [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", "dropout", *self.functions]
+        known = [
+            *SPEC_FUNCTIONS,
+            *REDUCTIONS,
+            "cross_entropy",
+            "dropout",
+            *INDEXING_FUNCTIONS,
+            *self.functions,
+        ]
         return self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
 
     def axis(self, e: ast.expr) -> int | tuple[int, ...]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .expr import Expr, definition
 from .functions import FUNCTIONS
+from .indexing import Span
 from .node import Node, Op, toposort
 from .ops import runtime_subscripts
 from .randomness import keep_mask, scale
@@ -108,6 +109,30 @@ def _dropout(node: Node, x: list, run: Run):
     )
 
 
+# indexing
+
+
+def numpy_index(index: tuple, batched: bool) -> tuple:
+    """A SLICE's index as NumPy's, over the runtime array (the batch axis first, whole)."""
+    items = tuple(e.as_slice() if isinstance(e, Span) else e for e in index)
+    return (slice(None), *items) if batched else items
+
+
+def _unslice(node: Node, x: list, run: Run):
+    out = np.zeros(_runtime_shape(node, run))
+    out[numpy_index(node.attr.index, node.batched)] = x[0]
+    return out
+
+
+def _concat(node: Node, x: list, run: Run):
+    parts = [
+        np.broadcast_to(v, (run.n, *p.shape)) if node.batched and not p.batched else v
+        for v, p in zip(x, node.args)
+    ]
+    join = np.stack if node.attr.new else np.concatenate
+    return join(parts, axis=node.attr.axis + node.batched)
+
+
 # op -> the value of a node, given its arguments' values
 EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
@@ -130,6 +155,10 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.FROZEN: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
     # dropout
     Op.DROPOUT: _dropout,
+    # indexing
+    Op.SLICE: lambda node, x, run: x[0][numpy_index(node.attr, node.batched)],
+    Op.UNSLICE: _unslice,
+    Op.CONCAT: _concat,
 }
 
 

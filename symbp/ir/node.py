@@ -59,6 +59,13 @@ class Op(Enum):
     # randomness: inverted dropout of the one argument, attr = ops.Dropout (p, site, batched);
     # drawn from the key of the training step (symbp.ir.randomness)
     DROPOUT = auto()
+    # indexing: SLICE's attr has one entry per axis of its argument, an int (the axis is
+    # taken at that index and dropped) or an ir.indexing.Span (start, count, step); UNSLICE,
+    # its adjoint, writes its argument at such an index into zeros (attr: ir.indexing.Unsliced);
+    # CONCAT joins its arguments along an axis (attr: ir.indexing.Joined; new: stack them)
+    SLICE = auto()
+    UNSLICE = auto()
+    CONCAT = auto()
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
@@ -170,6 +177,14 @@ class Node:
         from . import ops
 
         return ops.transpose(self)
+
+    def __getitem__(self, key) -> Node:
+        """``x[2]``, ``x[1:4]``, ``x[-1, ::2]``: basic indexing of the per-example axes."""
+        from . import ops
+
+        return ops.getitem(self, key)
+
+    __iter__ = None  # indexing does not make a node a sequence
 
 
 _NODES = Interned()  # (op, args, attr, shape, batched, dtype) -> the node

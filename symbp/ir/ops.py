@@ -17,32 +17,22 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from ..errors import GraphError
 from . import expr as ex
+from . import indexing
 from .expr import Expr, X
+from .indexing import Entry, Unsliced
 from .node import Contraction, Node, Op, Shape
+from .shape_rules import MAX_ELEMENTS, broadcast_shapes  # noqa: F401 (ops' own, for callers)
+from .shape_rules import axes as _axes
+from .shape_rules import check_shape as _check_shape
+from .shape_rules import leading_ones as _leading_ones
+from .shape_rules import size as _size
 
 LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated einsums
-MAX_ELEMENTS = 2**31 - 1
-
-
-class GraphError(ValueError):
-    """An operation that cannot be built: shapes that do not fit, a constant that is not a
-    finite number. The parser adds the spec location."""
 
 
 # ---------------------------------------------------------------------------- leaves
-
-
-def _check_shape(shape: Sequence[int], what: str) -> Shape:
-    shape = tuple(shape)
-    size = 1
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise GraphError(f"{what}: dimensions must be positive integers, got {shape}")
-        size *= d
-    if size > MAX_ELEMENTS:
-        raise GraphError(f"{what}: {shape} has {size} elements, more than {MAX_ELEMENTS}")
-    return shape
 
 
 def input_node(name: str, shape: Sequence[int] = ()) -> Node:
@@ -72,24 +62,6 @@ def batch_size() -> Node:
 
 
 # ----------------------------------------------------------------------- elementwise
-
-
-def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
-    """NumPy's broadcasting of per-example shapes; a GraphError quoting them if they do not."""
-    distinct = set(shapes)
-    distinct.discard(())  # a scalar never changes a shape
-    if len(distinct) <= 1:
-        return distinct.pop() if distinct else ()
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for axis in range(ndim):
-        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
-        dims.discard(1)
-        if len(dims) > 1:
-            shown = " and ".join(str(s) for s in shapes)
-            raise GraphError(f"shapes {shown} do not broadcast in {what}")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
 
 
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
@@ -181,12 +153,6 @@ def _implicit_broadcasts(args: list[Node], shape: Shape) -> list[Node]:
     return args
 
 
-def _leading_ones(shape: Shape) -> Shape:
-    while shape and shape[0] == 1:
-        shape = shape[1:]
-    return shape
-
-
 @functools.lru_cache(maxsize=65536)  # graphs repeat a few expressions many times
 def canonical_form(expr: Expr, pattern: tuple) -> tuple[Expr, tuple[int, ...]]:
     """``expr`` with the constants of ``pattern`` folded in and its distinct arguments
@@ -253,21 +219,6 @@ def _call(name: str, arity: int) -> Expr:
 
 
 # ------------------------------------------------------------------------ reductions
-
-
-def _axes(axes, ndim: int, what: str) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(range(ndim))
-    if isinstance(axes, int):
-        axes = (axes,)
-    out = []
-    for ax in axes:
-        if not -ndim <= ax < ndim:
-            raise GraphError(f"{what}: axis {ax} is out of range for shape of rank {ndim}")
-        out.append(ax % ndim)
-    if len(set(out)) != len(out):
-        raise GraphError(f"{what}: repeated axis in {tuple(axes)}")
-    return tuple(sorted(out))
 
 
 def reduce_sum(x: Node, axes=None) -> Node:
@@ -477,11 +428,56 @@ def broadcast(x: Node, shape: Shape) -> Node:
     return Node(Op.BROADCAST, (x,), shape, shape, x.batched)
 
 
-def _size(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+# -------------------------------------------------------------------------- indexing
+
+
+def getitem(x: Node, key) -> Node:
+    """``x[key]``: NumPy's basic indexing of the per-example axes (``Node.__getitem__``)."""
+    return slice_(x, indexing.entries(key, x.shape))
+
+
+def slice_(x: Node, index: tuple[Entry, ...]) -> Node:
+    """``x`` at a canonical ``index`` (ir.indexing): one int or Span per axis."""
+    indexing.check_index(index, x.shape)
+    if indexing.is_whole(index, x.shape):
+        return x
+    shape = indexing.sliced_shape(index)
+    c = uniform_constant(x)
+    if c is not None:
+        return broadcast(c, shape)
+    if x.op is Op.SLICE:  # a slice of a slice is one slice
+        return slice_(x.args[0], indexing.composed(x.attr, index))
+    if x.op is Op.UNSLICE and x.attr.index == index:  # the values written there
+        return x.args[0]
+    if x.op is Op.CONCAT:
+        i = indexing.part_at(x.attr, [p.shape for p in x.args], x.shape, index)
+        if i is not None:
+            return x.args[i]
+    return Node(Op.SLICE, (x,), index, shape, x.batched, x.dtype)  # ids[1:] of integer ids
+
+
+def unslice(g: Node, index: tuple[Entry, ...], shape: Shape) -> Node:
+    """Zeros of ``shape`` with ``g`` written at ``index``: the adjoint of ``x[index]``."""
+    indexing.check_index(index, shape)
+    if g.shape != indexing.sliced_shape(index):
+        raise GraphError(f"unslice: {g.shape} does not fill {indexing.sliced_shape(index)}")
+    if indexing.is_whole(index, shape):
+        return g
+    return Node(Op.UNSLICE, (g,), Unsliced(index, tuple(shape)), tuple(shape), g.batched)
+
+
+def concat(parts, axis: int = 0, new: bool = False) -> Node:
+    """NumPy's ``concatenate(parts, axis)`` of per-example axes; ``stack`` if ``new``."""
+    parts = tuple(parts)
+    shape, attr = indexing.joined_shape([p.shape for p in parts], axis, new)
+    if not new:  # a join of joins along one axis is one join
+        parts = [
+            q for p in parts for q in (p.args if p.op is Op.CONCAT and p.attr == attr else [p])
+        ]
+    parts = tuple(parts)
+    if len(parts) == 1 and not new:
+        return parts[0]
+    return Node(Op.CONCAT, parts, attr, shape, any(p.batched for p in parts))
 
 
 # ------------------------------------------------------------------ the table
@@ -499,4 +495,8 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
     # dropout (made by symbp.ir.randomness.dropout; attr.batched is the node's)
     Op.DROPOUT: lambda args, attr: Node(Op.DROPOUT, args, attr, args[0].shape, attr.batched),
+    # indexing
+    Op.SLICE: lambda args, index: slice_(args[0], index),
+    Op.UNSLICE: lambda args, attr: unslice(args[0], attr.index, attr.shape),
+    Op.CONCAT: lambda args, attr: concat(args, attr.axis, attr.new),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .expr import Expr
+from .indexing import Joined, Span, Unsliced, check_index, sliced_shape
 from .node import LEAVES, Contraction, Node, Op, toposort
 from .ops import BUILD, GraphError, broadcast_shapes
 from .randomness import Dropout
@@ -144,6 +145,54 @@ def _dropout(n: Node):
     return None
 
 
+# indexing
+
+
+def _index_ok(index, shape) -> bool:
+    try:
+        check_index(index, shape)
+    except GraphError:
+        return False
+    return all(type(e) is int or type(e) is Span for e in index)
+
+
+def _slice(n: Node):
+    (x,) = n.args
+    if not _index_ok(n.attr, x.shape):
+        return f"{n.attr} is not an index of {x.shape}: an int or a Span within each axis"
+    if n.shape != sliced_shape(n.attr) or n.batched != x.batched:
+        return "shape is the spans' counts; batched as the argument"
+    return None
+
+
+def _unslice(n: Node):
+    (g,) = n.args
+    if not isinstance(n.attr, Unsliced) or not _index_ok(n.attr.index, n.shape):
+        return f"{n.attr} is not an Unsliced index of {n.shape}"
+    if n.attr.shape != n.shape or g.shape != sliced_shape(n.attr.index):
+        return "the argument fills the index; shape is attr.shape"
+    return None if n.batched == g.batched else "batched as the argument"
+
+
+def _concat(n: Node):
+    if not isinstance(n.attr, Joined) or not n.args:
+        return "parts and a Joined"
+    axis, new = n.attr
+    first = n.args[0].shape
+    if not 0 <= axis < len(first) + new:
+        return f"axis {axis} out of range"
+    if new:
+        ok = all(p.shape == first for p in n.args)
+        want = first[:axis] + (len(n.args),) + first[axis:]
+    else:
+        ok = len({p.shape[:axis] + p.shape[axis + 1 :] for p in n.args}) == 1
+        ok = ok and all(p.ndim == len(first) for p in n.args)
+        want = first[:axis] + (sum(p.shape[axis] for p in n.args),) + first[axis + 1 :]
+    if not ok or n.shape != want:
+        return f"parts {[p.shape for p in n.args]} do not join to {n.shape}"
+    return None if n.batched == any(p.batched for p in n.args) else "batched iff a part is"
+
+
 SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.INPUT: _leaf(True, str),
     Op.PARAM: _leaf(False, str),
@@ -161,6 +210,10 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.FROZEN: _leaf(False, str),
     # dropout
     Op.DROPOUT: _dropout,
+    # indexing
+    Op.SLICE: _slice,
+    Op.UNSLICE: _unslice,
+    Op.CONCAT: _concat,
 }
 
 

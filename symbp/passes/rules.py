@@ -31,6 +31,7 @@ from ..ir import expr as ex
 from ..ir import ops
 from ..ir.expr import ONE, Expr, X
 from ..ir.functions import FUNCTIONS
+from ..ir.indexing import Span
 from ..ir.node import Node, Op
 from .rewrite import Context, Rule, RuleSet, equation
 
@@ -242,11 +243,92 @@ ALGEBRA = [
     equation("exp(x) * exp(y) = exp(x + y)", "exp_product"),
 ]
 
+# indexing
+
+
+def sum_of_unslices(node: Node, ctx: Context) -> Node | None:
+    """Adjoints of slices of one value that meet, side by side along one axis (x[0], x[1],
+    ...; x[:3], x[3:]), are one write of their join: O(the value's size), not that times
+    the number of slices."""
+    runs = _adjacent_unslices([a if ctx.single_use(a) else None for a in node.args])
+    if not runs:
+        return None
+    merged = [i for run in runs for i in run]
+    terms = [a for i, a in enumerate(node.args) if i not in merged]
+    for run in runs:
+        parts = [node.args[i] for i in run]
+        index, shape = parts[0].attr
+        axis = next(k for k, e in enumerate(index) if e != Span(0, shape[k], 1))
+        entries = [p.attr.index[axis] for p in parts]
+        if all(isinstance(e, int) for e in entries):
+            joined = ops.concat([p.args[0] for p in parts], axis, new=True)
+        else:
+            pieces = [_with_axis(p.args[0], e, axis) for p, e in zip(parts, entries)]
+            joined = ops.concat(pieces, axis)
+        start = entries[0] if isinstance(entries[0], int) else entries[0].start
+        span = Span(start, joined.shape[axis], 1)
+        terms.append(ops.unslice(joined, index[:axis] + (span,) + index[axis + 1 :], shape))
+    return terms[0] if len(terms) == 1 else ops.elementwise(_plain_sum(len(terms)), terms)
+
+
+def _with_axis(g: Node, entry, axis: int) -> Node:
+    """``g``, the values at an int index of ``axis``, with that axis back (size 1)."""
+    if not isinstance(entry, int):
+        return g
+    return ops.reshape(g, g.shape[:axis] + (1,) + g.shape[axis:])
+
+
+def _adjacent_unslices(args: list[Node | None]) -> list[list[int]]:
+    """Runs (of two or more) of the UNSLICE arguments that write, into zeros of one shape,
+    at an int or a step-1 span of one axis and the whole of the others, one after another
+    along that axis: their positions, in the order of the axis."""
+    groups: dict[tuple, list[tuple[int, int, int]]] = {}
+    for i, a in enumerate(args):
+        if a is None or a.op is not Op.UNSLICE:
+            continue
+        index, shape = a.attr
+        partial = [k for k, e in enumerate(index) if e != Span(0, shape[k], 1)]
+        e = index[partial[0]] if len(partial) == 1 else None
+        if e is None or (isinstance(e, Span) and e.step != 1):
+            continue
+        lo, count = (e, 1) if isinstance(e, int) else (e.start, e.count)
+        groups.setdefault((shape, partial[0]), []).append((lo, lo + count, i))
+    runs = []
+    for spans in groups.values():
+        spans.sort()
+        run = [spans[0]]
+        for s in spans[1:] + [None]:
+            if s is not None and s[0] == run[-1][1]:
+                run.append(s)
+                continue
+            if len(run) > 1:
+                runs.append([i for _, _, i in run])
+            run = [s]
+    return runs
+
+
+@lru_cache(maxsize=256)
+def _plain_sum(k: int) -> Expr:
+    total = X[0]
+    for i in range(1, k):
+        total = total + X[i]
+    return total
+
+
+def _is_plain_sum(e: Expr) -> bool:
+    """Is ``e`` a sum of distinct arguments, each once (as adjoints that meet add up)?"""
+    if e.op == "arg":
+        return True
+    return e.op == "add" and all(_is_plain_sum(t) for t in e.args)
+
+
 SIMPLIFY = RuleSet(
     "simplify",
     [
         Rule("sum_of_broadcast", (Op.SUM,), sum_of_broadcast),
         Rule("batch_sum_scale", (Op.BATCH_SUM,), batch_sum_scale),
+        # indexing
+        Rule("sum_of_unslices", EW, sum_of_unslices, applies=_is_plain_sum),
     ],
     equations=ALGEBRA,
     doc="algebra: fewer and cheaper operations",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ...codegen.matmul import matmul_form
 from ...ir import randomness
+from ...ir.indexing import Span
 from ...ir.node import Node, Op
 from ...ir.notation import ATOM, print_expr
 from ...ir.ops import runtime_subscripts
@@ -234,6 +235,45 @@ class CWriter:
         )
         return ["{", *("  " + line for line in lines), f"  {call}", "}"] if lines else [call]
 
+    # indexing: loops over the slice, O(its size); an unslice zeroes its buffer first
+
+    def slice(self, node: Node) -> list[str]:
+        """dst[idx] = x[start + idx * step, ...]: the source index is affine in the loop's."""
+        (x,) = node.args
+        ds, xs = dims(node), [int(st) for st in strides(dims(x))]
+        idx = [f"_i{k}" for k in range(len(ds))]
+        terms, offset = _placed(node.attr, idx, xs, node.batched)
+        src = f"{self.buffer(x)}[{_affine(terms, offset)}]"
+        return loops(idx, ds, [f"{self.pointer[node]}[{index(idx, strides(ds))}] = {src};"])
+
+    def unslice(self, node: Node) -> list[str]:
+        """Zeros, then dst[start + idx * step, ...] = g[idx]."""
+        (g,) = node.args
+        gd, ns = dims(g), [int(st) for st in strides(dims(node))]
+        idx = [f"_i{k}" for k in range(len(gd))]
+        terms, offset = _placed(node.attr.index, idx, ns, node.batched)
+        dst = f"{self.pointer[node]}[{_affine(terms, offset)}]"
+        body = [f"{dst} = {self.element(g, g, idx)};"]
+        return [_zero(self.pointer[node], product(dims(node))), *loops(idx, gd, body)]
+
+    def concat(self, node: Node) -> list[str]:
+        """Each part copied to its place; an unbatched part to every example's."""
+        axis, new = node.attr
+        ns = [int(st) for st in strides(dims(node))]
+        lead = int(node.batched)
+        out: list[str] = []
+        offset = 0
+        for i, part in enumerate(node.args):
+            pd = ([N] if node.batched else []) + list(part.shape)
+            idx = [f"_i{k}" for k in range(len(pd))]
+            terms = [(v, ns[k + (new and k >= axis + lead)]) for k, v in enumerate(idx)]
+            at = (i if new else offset) * ns[axis + lead]
+            own = idx[lead - int(part.batched) :]  # the part's own index space
+            value = self.element(part, part, own)
+            out += loops(idx, pd, [f"{self.pointer[node]}[{_affine(terms, at)}] = {value};"])
+            offset += 0 if new else part.shape[axis]
+        return out
+
 
 # The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. Each
 # loop is one flat loop: gcc 12 at -O3 -march=native (AVX-512) miscompiles the vectorized
@@ -263,6 +303,33 @@ static __attribute__((noinline)) void symbp_dropout_(real *dst, const real *x, l
     }}
   }}
 }}"""
+
+
+def _placed(index: tuple, idx: list[str], st: list[int], batched: bool) -> tuple[list, int]:
+    """The affine map from the loop indices ``idx`` over a slice to the flat index, of
+    strides ``st``, of the element they select: its terms (index, coefficient) and offset."""
+    terms = [(idx[0], st[0])] if batched else []
+    offset, k = 0, int(batched)
+    for axis, e in enumerate(index):
+        stride = st[axis + int(batched)]
+        if isinstance(e, Span):
+            offset += e.start * stride
+            terms.append((idx[k], e.step * stride))
+            k += 1
+        else:
+            offset += e * stride
+    return terms, offset
+
+
+def _affine(terms: list[tuple[str, int]], offset: int) -> str:
+    """C text of offset + sum of index * coefficient."""
+    text = ""
+    for var, c in terms:
+        term = var if abs(c) == 1 else f"{var}*{abs(c)}"
+        text += (" - " if c < 0 else " + ") + term if text else ("-" if c < 0 else "") + term
+    if offset or not text:
+        text = f"{text} + {offset}" if text else str(offset)
+    return text
 
 
 def _zero(dst: str, size: str) -> str:
@@ -299,4 +366,8 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     Op.RESHAPE: lambda writer, node: [],  # a view: its buffer is its argument's
     # dropout
     Op.DROPOUT: CWriter.dropout,
+    # indexing
+    Op.SLICE: CWriter.slice,
+    Op.UNSLICE: CWriter.unslice,
+    Op.CONCAT: CWriter.concat,
 }

@@ -54,6 +54,12 @@ RUNTIME_HELPERS = {
     keep = z >= np.uint64(np.ceil(p * 2.0**53)) << np.uint64(11)  # (z >> 11) >= ceil(...)
     kept = np.broadcast_to(np.asarray(x, dtype=DTYPE), shape) * np.dtype(DTYPE).type(1 / (1 - p))
     return np.where(keep.reshape(shape), kept, 0)''',
+    # indexing
+    "_unslice": '''def _unslice(g, shape, index):
+    """Zeros of ``shape`` with ``g`` written at ``index``: the adjoint of x[index]."""
+    out = np.zeros(shape, dtype=DTYPE)
+    out[index] = g
+    return out''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
@@ -180,7 +186,7 @@ class _Writer:
     def value(self, routine: Routine, printer: NumpyPrinter, node: Node, shape, batched) -> str:
         """A returned value as a fresh array of the declared shape."""
         text = routine.names.get(node) or printer(node)
-        if node.op in _FILLED or node.shape != shape or node.batched != batched:
+        if node.op in _FILLED or node.shape != shape or node.batched != batched or _views(node):
             self.used.add("_full")
             dims = ((printer.n,) if batched else ()) + shape
             return f"_full({text}, {shape_text(dims)})"
@@ -190,6 +196,15 @@ class _Writer:
 
 
 _FILLED = frozenset((Op.PARAM, Op.INPUT, Op.CONST, Op.BROADCAST, Op.FROZEN))  # returned filled
+
+
+def _views(node: Node) -> bool:
+    """Is ``node`` printed as a view of a caller's array (a slice, a transpose, a reshape of
+    a Param or an Input)? It is returned as a copy, as the leaves themselves are: train_step
+    updates the Params in place."""
+    while node.op in (Op.SLICE, Op.TRANSPOSE, Op.RESHAPE):
+        node = node.args[0]
+    return node.op in (Op.PARAM, Op.INPUT)
 
 
 def _target(names: list[str]) -> str:

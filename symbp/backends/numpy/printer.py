@@ -17,6 +17,7 @@ import numpy as np
 from ...codegen.matmul import stacked_matmul_form
 from ...ir.expr import PARAMETERS, definition
 from ...ir.functions import FUNCTIONS, Function
+from ...ir.indexing import index_text
 from ...ir.node import Node, Op
 from ...ir.notation import ATOM, MATMUL, MUL, ExprPrinter, Term, print_expr
 from ...ir.ops import runtime_subscripts
@@ -188,6 +189,32 @@ class NumpyPrinter:
             return f"np.full({shape}, {self.term(a)[0]}, dtype=DTYPE)", ATOM
         return f"np.broadcast_to({self.aligned(node, a)[0]}, {shape})", ATOM
 
+    # indexing
+
+    def slice(self, node: Node) -> Term:
+        (x,) = node.args
+        return _atom(*self.term(x)) + f"[{index_text(node.attr, x.shape, x.batched)}]", ATOM
+
+    def unslice(self, node: Node) -> Term:
+        self.helpers.add("_unslice")
+        index, shape = node.attr
+        where = index_text(index, shape, node.batched)
+        shape = shape_text(shape, node.batched, self.n)
+        return f"_unslice({self.term(node.args[0])[0]}, {shape}, np.s_[{where}])", ATOM
+
+    def concat(self, node: Node) -> Term:
+        parts = []
+        for p in node.args:
+            if p.op is Op.CONST:
+                shape = shape_text(p.shape, node.batched, self.n)
+                parts.append(f"np.full({shape}, {self.term(p)[0]}, dtype=DTYPE)")
+            elif node.batched and not p.batched:  # the same for every example
+                parts.append(f"np.broadcast_to({self.term(p)[0]}, {shape_text(p.shape, True)})")
+            else:
+                parts.append(self.term(p)[0])
+        join = "np.stack" if node.attr.new else "np.concatenate"
+        return f"{join}([{', '.join(parts)}], axis={node.attr.axis + node.batched})", ATOM
+
 
 @lru_cache(maxsize=4096)  # a program has a handful of contractions, printed many times
 def _contraction(sa: str, sb: str, so: str, pa: int, pb: int) -> Term:
@@ -243,4 +270,8 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
     Op.FROZEN: _leaf,
     # dropout
     Op.DROPOUT: NumpyPrinter.dropout,
+    # indexing
+    Op.SLICE: NumpyPrinter.slice,
+    Op.UNSLICE: NumpyPrinter.unslice,
+    Op.CONCAT: NumpyPrinter.concat,
 }
