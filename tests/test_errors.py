@@ -155,7 +155,7 @@ NAMES = [
         "rate: Param = 1\nC: Loss = 2 * rat\n",
         2,
         15,
-        ["unknown name 'rat'", "did you mean 'rate'"],
+        ["unknown name 'rat'", "did you mean rate?"],
         id="suggestion",
     ),
     pytest.param(
@@ -165,7 +165,7 @@ NAMES = [
         "a: Param = 1\nC: Loss = sigmiod(a)\n",
         2,
         11,
-        ["unknown function 'sigmiod'", "did you mean 'sigmoid'"],
+        ["unknown function 'sigmiod'", "did you mean sigmoid?"],
         id="typo-function",
     ),
     pytest.param(

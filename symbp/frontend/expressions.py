@@ -16,6 +16,7 @@ from ..ir import ops
 from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
+from . import hints
 from .source import SpecSource
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
@@ -31,6 +32,8 @@ BINOPS = {
     ast.MatMult: ops.matmul,
 }
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
+# literal-shape tensors
+CONSTRUCTORS = {"zeros": 0, "ones": 1, "full": None}  # name -> the number it fills with
 
 
 class Expressions(SpecSource):
@@ -187,7 +190,7 @@ class Expressions(SpecSource):
             raise self.error(
                 e,
                 f"unknown function '{callee}' in function '{fname}'"
-                f"{self.suggest(callee, [*SPEC_FUNCTIONS, *self.functions])}",
+                f"{hints.did_you_mean(callee, [*SPEC_FUNCTIONS, *self.functions])}",
             )
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
 
@@ -267,7 +270,8 @@ class Expressions(SpecSource):
             return ops.transpose(v) if isinstance(v, Node) else v
         if isinstance(e, ast.Call):
             return self.call(e)
-        raise self.error(e, f"unsupported expression: {self.describe(e)}")
+        hint = hints.construct_hint(e, self.known_functions())
+        raise self.error(e, f"unsupported expression: {self.describe(e)}{hint}")
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
         """No division by 0, nor by a number whose reciprocal no float holds (2e-313): the
@@ -321,6 +325,9 @@ class Expressions(SpecSource):
     def name(self, e: ast.Name) -> Value:
         if e.id in self.values:
             return self.values[e.id][0]
+        why = self.why_unbound(e.id)
+        if why is not None:
+            raise self.error(e, why)
         if self.later.get(e.id) == self.line:
             raise self.error(e, f"'{e.id}' is used in its own definition")
         if e.id in self.later:
@@ -330,16 +337,27 @@ class Expressions(SpecSource):
         if e.id in self.functions or e.id in SPEC_FUNCTIONS or e.id in REDUCTIONS:
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
         if e.id in INITIALIZERS:
-            raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
-        raise self.error(e, f"unknown name '{e.id}'{self.suggest(e.id, self.values)}")
+            tensor = f", or call {e.id}(shape) for a tensor" if e.id in CONSTRUCTORS else ""
+            raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value{tensor}")
+        raise self.error(e, f"unknown name '{e.id}'{hints.did_you_mean(e.id, self.values)}")
+
+    def why_unbound(self, name: str) -> str | None:
+        """Why ``name``, bound somewhere but not now, cannot be read here (the loops reader
+        knows); None when it is not that."""
+        return None
+
+    def known_functions(self) -> list[str]:
+        """Every function a spec may call here: the names the nearest-name hints draw on."""
+        return [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", *CONSTRUCTORS, *self.functions]
 
     def call(self, e: ast.Call) -> Value:
         if not isinstance(e.func, ast.Name):
             what = "a method call" if isinstance(e.func, ast.Attribute) else "a call"
+            hint = hints.method_hint(e, self.segment, self.known_functions())
             raise self.error(
                 e.func,
                 f"unsupported expression: {what} `{self.segment(e)}`: "
-                "only functions called by name are supported",
+                f"only functions called by name are supported{hint}",
             )
         name = e.func.id
         starred = [a for a in e.args if isinstance(a, ast.Starred)]
@@ -367,6 +385,8 @@ class Expressions(SpecSource):
             return ops.cross_entropy(logits, target)
         if name in self.functions:
             return self.user_call(e, name)
+        if name in CONSTRUCTORS and name not in self.values:
+            return self.constructor(e, name)
         raise self.unknown_function(e, name)
 
     def reduction(self, e: ast.Call, name: str, axis) -> Node:
@@ -407,8 +427,8 @@ class Expressions(SpecSource):
             return self.error(
                 e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
             )
-        known = [*SPEC_FUNCTIONS, *REDUCTIONS, "cross_entropy", *self.functions]
-        return self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
+        hint = hints.did_you_mean(name, self.known_functions())
+        return self.error(e.func, f"unknown function '{name}'{hint}")
 
     def axis(self, e: ast.expr) -> int | tuple[int, ...]:
         """``axis=k`` or ``axis=(j, k)`` of integer literals."""
@@ -425,3 +445,62 @@ class Expressions(SpecSource):
                 raise self.error(item, "axis is out of range")
             axes.append(sign * inner.value)
         return tuple(axes) if isinstance(e, ast.Tuple) else axes[0]
+
+    # ---------------------------------------------------- literal-shape tensors
+
+    def constructor(self, e: ast.Call, name: str) -> Node:
+        """``zeros(shape)``, ``ones(shape)``, ``full(shape, c)``: a constant broadcast to a
+        shape of integer constants, shared by all examples."""
+        usage = "full(shape, c)" if name == "full" else f"{name}(shape)"
+        if len(e.args) != (2 if name == "full" else 1):
+            raise self.error(e, f"{name}() takes {usage}, with shape an integer or a tuple")
+        dims = e.args[0].elts if isinstance(e.args[0], ast.Tuple) else [e.args[0]]
+        shape = tuple(self.integer(d, f"a dimension of {name}()") for d in dims)
+        for d, n in zip(dims, shape):
+            if n < 1:
+                raise self.error(d, f"{usage} needs dimensions of 1 or more, got {n}")
+        size = 1
+        for n in shape:
+            size *= n
+            if size > ops.MAX_ELEMENTS:
+                raise self.error(
+                    e, f"{usage} of shape {shape} has more than {ops.MAX_ELEMENTS} elements"
+                )
+        fill = CONSTRUCTORS[name]
+        if fill is None:
+            fill = self.constant(self.expr(e.args[1]))
+            if not fill.is_number:
+                raise self.error(
+                    e.args[1],
+                    "full(shape, c) fills with a number; for a value v write "
+                    f"v * ones{dims_text(shape)}",
+                )
+        return ops.broadcast(ops.const(fill), shape)
+
+    def integer(self, e: ast.expr, what: str) -> int:
+        """The integer constant ``e`` folds to (literals, and arithmetic of them and of loop
+        variables); an error naming ``what`` otherwise."""
+        for part in ast.walk(e):
+            if isinstance(part, ast.Constant) and type(part.value) is float:
+                raise self.error(part, f"{what} must be an integer, got the float {part.value!r}")
+            if isinstance(part, ast.BinOp) and isinstance(part.op, ast.Div):
+                raise self.error(part, f"{what} must be an integer: `/` divides into a float")
+        value = self.expr(e)
+        number = self.constant(value)
+        if isinstance(value, Node) and value.shape != ():
+            number = X[0]
+        if not number.is_number:
+            raise self.error(
+                e,
+                f"{what} must be an integer constant (literals, and arithmetic of them and "
+                f"of loop variables), got `{self.segment(e)}`",
+            )
+        v = number.value
+        if getattr(v, "denominator", None) != 1 or abs(v) > 2**62:
+            raise self.error(e, f"{what} must be an integer, got {float(v):g}")
+        return int(v)
+
+
+def dims_text(shape: tuple[int, ...]) -> str:
+    """A shape as the spec writes it in a call: (32) is written 32."""
+    return f"({shape[0]})" if len(shape) == 1 else f"({shape})"
