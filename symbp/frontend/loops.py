@@ -196,9 +196,10 @@ class Loops(Expressions):
         kind = ann.value if isinstance(ann, ast.Subscript) else ann
         kind = kind.id if isinstance(kind, ast.Name) else self.segment(kind)
         if kind in ("Loss", "Output"):
+            article = "an" if kind == "Output" else "a"
             return (
-                f"a {kind} cannot be declared in a loop: bind the value in the loop and "
-                f"declare it after the loop, `name: {kind} = ...`"
+                f"{article} {kind} cannot be declared in a loop: bind the value in the loop "
+                f"and declare it after the loop, `name: {kind} = ...`"
             )
         return f"a declaration ({kind}) cannot stand in a loop: declare it before the loop"
 
