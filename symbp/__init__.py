@@ -25,6 +25,7 @@ from .frontend.builder import (  # noqa: E402
     softmax,
     sum,
 )
+from .frontend.builder import full, ones, zeros  # noqa: E402 - literal-shape tensors
 from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
 from .ir.graph import Graph  # noqa: E402
@@ -68,4 +69,8 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "grad",
+    # literal-shape tensors
+    "zeros",
+    "ones",
+    "full",
 ]

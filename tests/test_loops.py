@@ -210,3 +210,20 @@ def test_literal_shapes_read_alike_by_both_readers(expr):
     both_readers_agree(
         head + "".join(f"y{i} = {expr} * {i + 1}\n" for i in range(4)) + "C: Loss = sum(y3)\n"
     )
+
+
+def test_the_python_builder_unrolls_alike():
+    """A Python loop over the builder's operations, from symbp.zeros: the spec's graph."""
+    x = symbp.input("x", 4)
+    W, U = symbp.param("W", 4, 4, init="glorot"), symbp.param("U", 4, 4, init="glorot")
+    b = symbp.param("b", 4)
+    h = symbp.zeros(4)
+    for t in range(5):
+        h = symbp.tanh(W @ h + U @ x + 0.25 * t * b)
+    net = symbp.network(loss=symbp.sum(h**2))
+    assert net.loss is symbp.parse_text(RNN).loss
+    assert symbp.full((2, 3), 1.5).shape == (2, 3) and symbp.ones(3).shape == (3,)
+    with pytest.raises(ValueError, match="shape"):
+        symbp.zeros((3, 0))
+    with pytest.raises(ValueError, match="number"):
+        symbp.full(3, x)
