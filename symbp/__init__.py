@@ -16,16 +16,18 @@ from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
     FUNCTIONS,
     cross_entropy,
+    full,
     input,
     log_softmax,
     logsumexp,
     mean,
     network,
+    ones,
     param,
     softmax,
     sum,
+    zeros,
 )
-from .frontend.builder import full, ones, zeros  # noqa: E402 - literal-shape tensors
 from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
 from .ir.graph import Graph  # noqa: E402

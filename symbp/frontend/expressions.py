@@ -17,7 +17,7 @@ from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
 from . import hints
-from .source import SpecSource
+from .tensors import CONSTRUCTORS, LiteralShapes
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
@@ -32,11 +32,9 @@ BINOPS = {
     ast.MatMult: ops.matmul,
 }
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
-# literal-shape tensors
-CONSTRUCTORS = {"zeros": 0, "ones": 1, "full": None}  # name -> the number it fills with
 
 
-class Expressions(SpecSource):
+class Expressions(LiteralShapes):
     """Reads expressions; the parser's statements bind their values to names
     (``self.values``) and define the user functions (``self.functions``)."""
 
@@ -445,62 +443,3 @@ class Expressions(SpecSource):
                 raise self.error(item, "axis is out of range")
             axes.append(sign * inner.value)
         return tuple(axes) if isinstance(e, ast.Tuple) else axes[0]
-
-    # ---------------------------------------------------- literal-shape tensors
-
-    def constructor(self, e: ast.Call, name: str) -> Node:
-        """``zeros(shape)``, ``ones(shape)``, ``full(shape, c)``: a constant broadcast to a
-        shape of integer constants, shared by all examples."""
-        usage = "full(shape, c)" if name == "full" else f"{name}(shape)"
-        if len(e.args) != (2 if name == "full" else 1):
-            raise self.error(e, f"{name}() takes {usage}, with shape an integer or a tuple")
-        dims = e.args[0].elts if isinstance(e.args[0], ast.Tuple) else [e.args[0]]
-        shape = tuple(self.integer(d, f"a dimension of {name}()") for d in dims)
-        for d, n in zip(dims, shape):
-            if n < 1:
-                raise self.error(d, f"{usage} needs dimensions of 1 or more, got {n}")
-        size = 1
-        for n in shape:
-            size *= n
-            if size > ops.MAX_ELEMENTS:
-                raise self.error(
-                    e, f"{usage} of shape {shape} has more than {ops.MAX_ELEMENTS} elements"
-                )
-        fill = CONSTRUCTORS[name]
-        if fill is None:
-            fill = self.constant(self.expr(e.args[1]))
-            if not fill.is_number:
-                raise self.error(
-                    e.args[1],
-                    "full(shape, c) fills with a number; for a value v write "
-                    f"v * ones{dims_text(shape)}",
-                )
-        return ops.broadcast(ops.const(fill), shape)
-
-    def integer(self, e: ast.expr, what: str) -> int:
-        """The integer constant ``e`` folds to (literals, and arithmetic of them and of loop
-        variables); an error naming ``what`` otherwise."""
-        for part in ast.walk(e):
-            if isinstance(part, ast.Constant) and type(part.value) is float:
-                raise self.error(part, f"{what} must be an integer, got the float {part.value!r}")
-            if isinstance(part, ast.BinOp) and isinstance(part.op, ast.Div):
-                raise self.error(part, f"{what} must be an integer: `/` divides into a float")
-        value = self.expr(e)
-        number = self.constant(value)
-        if isinstance(value, Node) and value.shape != ():
-            number = X[0]
-        if not number.is_number:
-            raise self.error(
-                e,
-                f"{what} must be an integer constant (literals, and arithmetic of them and "
-                f"of loop variables), got `{self.segment(e)}`",
-            )
-        v = number.value
-        if getattr(v, "denominator", None) != 1 or abs(v) > 2**62:
-            raise self.error(e, f"{what} must be an integer, got {float(v):g}")
-        return int(v)
-
-
-def dims_text(shape: tuple[int, ...]) -> str:
-    """A shape as the spec writes it in a call: (32) is written 32."""
-    return f"({shape[0]})" if len(shape) == 1 else f"({shape})"

@@ -34,7 +34,7 @@ from ..ir.expr import X
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
-from .expressions import CONSTRUCTORS
+from .tensors import CONSTRUCTORS
 
 DECLARED = (Op.INPUT, Op.PARAM)  # nodes whose line is their declaration's
 
