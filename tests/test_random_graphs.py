@@ -160,7 +160,8 @@ def loop(draw, pool: Pool) -> str:
         text, args = carried, (carried,)
     steps = draw(st.sampled_from(("range(3)", "range(1, 3)", "range(4, 0, -2)")))
     pool.add(carried, kept, 1.0, *args, carried)
-    return f"for t in {steps}:\n    {carried} = tanh({carried} + ({text}) / (2 + 0.5 * t))"
+    # the loop variable is named as test_injection renames the pool's names
+    return f"for x9 in {steps}:\n    {carried} = tanh({carried} + ({text}) / (2 + 0.5 * x9))"
 
 
 @st.composite
@@ -178,9 +179,9 @@ def specs(draw) -> str:
     if draw(st.booleans()):  # a tensor of a literal shape
         shape, c = draw(SHAPES), draw(st.sampled_from((0.5, -1.5, 1)))
         lines.append(
-            f"k = {'ones' if c == 1 else 'full'}({shape or 1}{'' if c == 1 else f', {c}'})"
+            f"h9 = {'ones' if c == 1 else 'full'}({shape or 1}{'' if c == 1 else f', {c}'})"
         )
-        pool.add("k", shape or (1,), abs(c))
+        pool.add("h9", shape or (1,), abs(c))
     for k in range(draw(st.integers(1, 7))):
         text, shape, bound, args = equation(draw, pool)
         lines.append(f"h{k} = {text}")

@@ -383,7 +383,7 @@ class Expressions(LiteralShapes):
             return ops.cross_entropy(logits, target)
         if name in self.functions:
             return self.user_call(e, name)
-        if name in CONSTRUCTORS and name not in self.values:
+        if name in CONSTRUCTORS:
             return self.constructor(e, name)
         raise self.unknown_function(e, name)
 

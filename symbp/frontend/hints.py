@@ -17,7 +17,9 @@ from collections.abc import Iterable
 INSTEAD: dict[str, tuple[str, tuple[str, ...]]] = {
     "relu6": ("clip(x, 0, 6)", ("clip",)),
     "hardtanh": ("clip(x, -1, 1)", ("clip",)),
-    "leaky_relu": ("maximum(x, 0.01 * x)", ("maximum",)),
+    "leaky_relu": ("relu(x) - 0.01 * relu(-x)", ()),
+    "logistic": ("sigmoid(x)", ()),
+    "expit": ("sigmoid(x)", ()),
     "elu": ("where(x > 0, x, exp(x) - 1)", ("where",)),
     "silu": ("x * sigmoid(x)", ()),
     "swish": ("x * sigmoid(x)", ()),
@@ -41,17 +43,20 @@ INSTEAD: dict[str, tuple[str, tuple[str, ...]]] = {
     "var": ("mean((x - mean(x)) ** 2)", ()),
     "mse_loss": ("mean((a - y) ** 2)", ()),
     "nll_loss": ("cross_entropy(logits, target)", ()),
-    "binary_cross_entropy": ("softplus(z) - y * z, for logits z", ()),
+    "binary_cross_entropy": ("softplus(z) - y * z (z the logits)", ()),
     "amax": ("max(x, axis=k)", ("max",)),
     "amin": ("min(x, axis=k)", ("min",)),
     "cat": ("concatenate([a, b], axis=k)", ("concatenate",)),
     "concat": ("concatenate([a, b], axis=k)", ("concatenate",)),
     "hstack": ("concatenate([a, b], axis=-1)", ("concatenate",)),
     "view": ("reshape(x, shape)", ("reshape",)),
-    "zeros_like": ("zeros(shape), its shape written out", ("zeros",)),
-    "ones_like": ("ones(shape), its shape written out", ("ones",)),
-    "full_like": ("full(shape, c), its shape written out", ("full",)),
-    "range": ("a loop: for t in range(N):", ()),
+    "zeros_like": ("zeros(shape)", ("zeros",)),
+    "ones_like": ("ones(shape)", ("ones",)),
+    "full_like": ("full(shape, c)", ("full",)),
+}
+# a function whose whole hint is a sentence of its own
+SENTENCES = {
+    "range": "range(...) makes loops only: `for t in range(N):`",
 }
 
 # a method called on a value -> the spelling, {x} the value and {args} the arguments
@@ -92,6 +97,8 @@ def _usable(entry: tuple[str, tuple[str, ...]] | None, known: set[str]) -> str |
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """ "; did you mean relu, or clip(x, 0, 6)?" for ``name``, or "" when nothing is close."""
+    if name in SENTENCES:
+        return f"; {SENTENCES[name]}"
     known = set(known)
     close = nearest(name, known)
     instead = _usable(INSTEAD.get(name), known)

@@ -127,11 +127,8 @@ class Loops(Expressions):
     def steps(self, stmt: ast.For, var: str) -> range:
         """The iterations of ``stmt``: ``range(...)`` of integer constants, not empty."""
         it = stmt.iter
-        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name)):
-            it = None
-        elif it.func.id != "range" or it.func.id in self.values:
-            it = None
-        if it is None:
+        is_range = isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
+        if not (is_range and it.func.id == "range"):  # (a value named range is no function)
             raise self.error(
                 stmt,
                 f"a for loop runs over range(...) only, not `{self.segment(stmt.iter)}`: "
