@@ -10,12 +10,14 @@ other op in ``tests/test_op_grads.py``.
 
 from __future__ import annotations
 
+import ast
+import copy
 import time
 
 import numpy as np
 import pytest
 from conftest import random_inputs, random_params
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from test_parse_shapes import check as both_readers_agree
 
@@ -227,3 +229,75 @@ def test_the_python_builder_unrolls_alike():
         symbp.zeros((3, 0))
     with pytest.raises(ValueError, match="number"):
         symbp.full(3, x)
+
+
+# ------------------------------------------- random loops against a textual unrolling
+
+LOOP_HEAD = "x: Input[3]\np: Param[3] = ones\nq: Param[3] = ones\nh = tanh(x)\ns = p * x\n"
+STEPS = ["h = tanh(p * h + {t} * q)", "s = s + {t} * h", "h = h * x - 0.5 * {t}"]
+RANGES = ["range({t} + 2)", "range(-1, 2)", "range(3, {t} - 1, -2)", "range(2)"]
+
+
+@st.composite
+def loop_specs(draw, depth: int = 0, variables: tuple[str, ...] = ()) -> list[str]:
+    """The lines of a random loop: steps over h and s (the names carried), a local u,
+    and nested loops whose bounds use the enclosing variables."""
+    var = f"i{depth}"
+    outer = variables[-1] if variables else "1"
+    header = f"for {var} in {draw(st.sampled_from(RANGES)).format(t=outer)}:"
+    body = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["step", "local", "loop"] if depth < 2 else ["step"]))
+        t = draw(st.sampled_from([*variables, var]))
+        if kind == "step":
+            body.append(draw(st.sampled_from(STEPS)).format(t=t))
+        elif kind == "local":
+            body += [f"u = sigmoid(h + {t})", "s = s + u * q"]
+        else:
+            body += draw(loop_specs(depth + 1, (*variables, var)))
+    return [header] + ["    " + line for line in body]
+
+
+def unrolled(source: str) -> str:
+    """``source`` with its loops written out by hand: each binding a new name, each loop
+    variable its number (as a parenthesized literal)."""
+    current: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    out: list[str] = []
+
+    def renamed(e: ast.expr) -> str:
+        class Rename(ast.NodeTransformer):
+            def visit_Name(self, n: ast.Name) -> ast.AST:
+                if n.id in numbers:
+                    return ast.Constant(numbers[n.id])
+                return ast.Name(current.get(n.id, n.id), ast.Load())
+
+        return ast.unparse(Rename().visit(copy.deepcopy(e)))
+
+    def run(statements: list[ast.stmt]) -> None:
+        for stmt in statements:
+            if isinstance(stmt, ast.For):
+                args = [eval(renamed(a)) for a in stmt.iter.args]  # integers only
+                for value in range(*args):
+                    numbers[stmt.target.id] = value
+                    run(stmt.body)
+                del numbers[stmt.target.id]
+            elif isinstance(stmt, ast.Assign):
+                name, value = stmt.targets[0].id, renamed(stmt.value)
+                current[name] = f"{name}_{len(out)}"
+                out.append(f"{current[name]} = {value}")
+            else:  # the Loss
+                out.append(f"{ast.unparse(stmt.target)}: Loss = {renamed(stmt.value)}")
+
+    run(ast.parse(source).body[5:])
+    return LOOP_HEAD + "\n".join(out) + "\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(loop_specs())
+def test_random_loops_are_their_unrolling(lines):
+    source = LOOP_HEAD + "\n".join(lines) + "\nC: Loss = sum(s * h)\n"
+    by_hand = unrolled(source)
+    note(source)
+    note(by_hand)
+    assert symbp.parse_text(source).loss is symbp.parse_text(by_hand).loss
