@@ -112,6 +112,21 @@ C: Loss = sum(g * h)
     assert np.isfinite(module.loss(random_params(module, rng), **random_inputs(module, rng)))
 
 
+def test_a_name_bound_twice_in_an_iteration():
+    source = (
+        HEAD
+        + """h = tanh(x)
+for t in range(3):
+    h = tanh(W @ h + b)
+    h = h * (1 - 0.125 * t)
+C: Loss = sum(h)
+"""
+    )
+    code = symbp.generate(symbp.parse_text(source))
+    for line in ("h_t0 = np.tanh(", "h_t1_2 = 0.875*h_t1", "h_t2_2 = 0.75*h_t2", "sum(h_t2_2"):
+        assert line in code, line
+
+
 def test_symbp_grad_reads_per_iteration(tmp_path, capsys):
     from symbp.cli import main
 
@@ -235,7 +250,7 @@ def test_the_python_builder_unrolls_alike():
 
 LOOP_HEAD = "x: Input[3]\np: Param[3] = ones\nq: Param[3] = ones\nh = tanh(x)\ns = p * x\n"
 STEPS = ["h = tanh(p * h + {t} * q)", "s = s + {t} * h", "h = h * x - 0.5 * {t}"]
-RANGES = ["range({t} + 2)", "range(-1, 2)", "range(3, {t} - 1, -2)", "range(2)"]
+RANGES = ["range({t}, {t} + 2)", "range(-1, 2)", "range({t} + 1, {t} - 2, -2)", "range(2)"]
 
 
 @st.composite

@@ -46,6 +46,7 @@ class _Frame:
     binds: frozenset[str]  # the names its body binds
     value: int = 0
     fresh: list[str] = field(default_factory=list)  # names first bound in this iteration
+    times: dict[str, int] = field(default_factory=dict)  # name -> bindings in this iteration
 
 
 def bound_in(body: list[ast.stmt]) -> list[str]:
@@ -88,7 +89,7 @@ class Loops(Expressions):
         frame = _Frame(var, stmt.lineno, frozenset(bound_in(stmt.body)))
         self.loops.append(frame)
         for value in steps:
-            frame.value, frame.fresh = value, []
+            frame.value, frame.fresh, frame.times = value, [], {}
             self.values[var] = (ex.num(value), stmt.lineno)
             for body in stmt.body:
                 self.unrolled += 1
@@ -242,10 +243,14 @@ class Loops(Expressions):
         return None
 
     def iteration_name(self, name: str) -> str:
-        """``name`` as generated code calls its value in this iteration: h_t3, s_i1_j0."""
+        """``name`` as generated code calls its value in this iteration: h_t3, s_i1_j0, and
+        h_t3_2 for the second value a body binds to h in iteration 3."""
+        times = self.loops[-1].times
+        times[name] = times.get(name, 0) + 1
+        shown = name
         for f in self.loops:
-            name += f"_{f.var}{f.value}" if f.value >= 0 else f"_{f.var}m{-f.value}"
-        return name
+            shown += f"_{f.var}{f.value}" if f.value >= 0 else f"_{f.var}m{-f.value}"
+        return shown if times[name] == 1 else f"{shown}_{times[name]}"
 
     def note_binding(self, name: str) -> None:
         """``name`` is about to be bound by an equation."""
