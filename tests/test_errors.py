@@ -1394,6 +1394,14 @@ LOOPS = [
         id="local-after-loop",
     ),
     pytest.param(
+        L + "for t in range(2):\n    for u in range(2):\n        z = a * u\n    y = a * u\n"
+        "C: Loss = a\n",
+        5,
+        13,
+        ["'u' is the variable of the loop at line 3", "in iteration t = 0"],
+        id="inner-loop-variable-after-its-loop",
+    ),
+    pytest.param(
         L + "for t in range(3):\n    z = a * t\nC: Loss = a * t\n",
         4,
         15,

@@ -71,6 +71,7 @@ class Loops(Expressions):
         self.loops: list[_Frame] = []  # the enclosing loops, outermost first
         self.unrolled = 0  # body statements read so far
         self.ended: dict[str, str] = {}  # a name unbound when its loop ended -> why
+        self.variables: set[str] = set()  # the names of loop variables
         self.rebindable: set[str] = set()  # names bound by equations
         self.graph: Graph  # the reader's graph
 
@@ -87,6 +88,7 @@ class Loops(Expressions):
         var = self.loop_variable(stmt)
         steps = self.steps(stmt, var)
         frame = _Frame(var, stmt.lineno, frozenset(bound_in(stmt.body)))
+        self.variables.add(var)
         self.loops.append(frame)
         for value in steps:
             frame.value, frame.fresh, frame.times = value, [], {}
@@ -260,7 +262,7 @@ class Loops(Expressions):
 
     def why_unbound(self, name: str) -> str | None:
         for f in self.loops:
-            if name in f.binds:
+            if name in f.binds and name not in self.variables:
                 return (
                     f"'{name}' is read before the loop body binds it: to carry '{name}' "
                     f"from one iteration to the next, bind it before the loop "
