@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +29,7 @@ from symbp.frontend.parser import _Parser
 from symbp.frontend.shapes import Unsupported, read_by_shapes
 from symbp.ir.node import toposort
 
+ROOT = Path(__file__).resolve().parent.parent
 HEAD = """x: Input[4]
 W: Param[4, 4] = glorot
 U: Param[4, 4] = glorot
@@ -316,3 +320,25 @@ def test_random_loops_are_their_unrolling(lines):
     note(source)
     note(by_hand)
     assert symbp.parse_text(source).loss is symbp.parse_text(by_hand).loss
+
+
+def test_the_neural_ode_example_learns_the_digits(tmp_path):
+    """examples/digits/ode.sbp: eight Euler steps of a tied residual field, unrolled."""
+    pytest.importorskip("sklearn")
+    digits = ROOT / "examples" / "digits"
+    made = subprocess.run(
+        [sys.executable, digits / "make_data.py", tmp_path / "digits.npz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    graph = symbp.parse(digits / "ode.sbp")
+    assert sum(name.startswith("h_k") for name in graph.names.values()) == 8
+    module = symbp.compile(graph)
+    with np.load(tmp_path / "digits.npz") as f:
+        train = {"x": f["x"], "t": f["t"]}
+        val = {"x": f["x_val"], "t": f["t_val"]}
+    trainer = symbp.Trainer(module, optimizer="adam", lr=0.003, batch_size=32, seed=0)
+    trainer.fit(train, epochs=20)
+    assert trainer.evaluate(val)["accuracy"] >= 0.95
