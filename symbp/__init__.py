@@ -20,16 +20,19 @@ from .frontend.builder import (  # noqa: E402
     cross_entropy,
     dropout,
     flatten,
+    full,
     input,
     log_softmax,
     logsumexp,
     mean,
     network,
+    ones,
     param,
     reshape,
     softmax,
     stack,
     sum,
+    zeros,
 )
 from .frontend.parser import parse, parse_text  # noqa: E402
 from .hessian import hvp  # noqa: E402
@@ -84,4 +87,8 @@ __all__ = [
     "stack",
     "reshape",
     "flatten",
+    # literal-shape tensors
+    "zeros",
+    "ones",
+    "full",
 ]

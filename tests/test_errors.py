@@ -11,6 +11,7 @@ generated code's helpers, non-ASCII names): they must parse, compile and check.
 
 from __future__ import annotations
 
+import ast
 import math
 import pickle
 import sys
@@ -155,7 +156,7 @@ NAMES = [
         "rate: Param = 1\nC: Loss = 2 * rat\n",
         2,
         15,
-        ["unknown name 'rat'", "did you mean 'rate'"],
+        ["unknown name 'rat'", "did you mean rate?"],
         id="suggestion",
     ),
     pytest.param(
@@ -165,7 +166,7 @@ NAMES = [
         "a: Param = 1\nC: Loss = sigmiod(a)\n",
         2,
         11,
-        ["unknown function 'sigmiod'", "did you mean 'sigmoid'"],
+        ["unknown function 'sigmiod'", "did you mean sigmoid?"],
         id="typo-function",
     ),
     pytest.param(
@@ -1476,3 +1477,384 @@ def test_python_indexing_errors():
         symbp.stack([x, x[0]])
     with pytest.raises(TypeError):
         list(x)  # a node is no sequence
+
+
+# ------------------------------------------------------------------------------ loops
+
+L = "a: Param = 1\n"  # then a loop at line 2
+LOOPS = [
+    pytest.param(
+        L + "for t in a:\n    b = t\nC: Loss = a\n",
+        2,
+        1,
+        ["range(...) only", "`a`"],
+        id="not-range",
+    ),
+    pytest.param(
+        L + "for t in range(n):\n    b = t\nC: Loss = a\n",
+        2,
+        16,
+        ["unknown name 'n'"],
+        id="unknown-bound",
+    ),
+    pytest.param(
+        L + "for t in range(a):\n    b = t\nC: Loss = a\n",
+        2,
+        16,
+        ["must be an integer constant", "got `a`"],
+        id="value-bound",
+    ),
+    pytest.param(
+        L + "for t in range(2.0):\n    b = t\nC: Loss = a\n",
+        2,
+        16,
+        ["must be an integer", "float 2.0"],
+        id="float-bound",
+    ),
+    pytest.param(
+        L + "for t in range(6 / 2):\n    b = t\nC: Loss = a\n",
+        2,
+        16,
+        ["`/` divides into a float"],
+        id="divided-bound",
+    ),
+    pytest.param(
+        L + "for t in range(0):\n    b = t\nC: Loss = a\n", 2, 10, ["range(0) is empty"], id="empty"
+    ),
+    pytest.param(
+        L + "for t in range(5, -5):\n    b = t\nC: Loss = a\n",
+        2,
+        10,
+        ["range(5, -5) is empty"],
+        id="empty-backwards",
+    ),
+    pytest.param(
+        L + "for t in range(0, 4, 0):\n    b = t\nC: Loss = a\n",
+        2,
+        22,
+        ["step of range() must not be zero"],
+        id="zero-step",
+    ),
+    pytest.param(
+        L + "for t in range(10 ** 9):\n    b = t\nC: Loss = a\n",
+        2,
+        10,
+        ["1000000000 iterations", "unrolled at compile time", "20000"],
+        id="huge",
+    ),
+    pytest.param(
+        L + "for t in range(1000):\n    for u in range(1000):\n        b = a\nC: Loss = a\n",
+        2,
+        1,
+        ["more than 20000 statements"],
+        id="huge-nested",
+    ),
+    pytest.param(
+        L + "for t in range(stop=3):\n    b = t\nC: Loss = a\n",
+        2,
+        10,
+        ["range() takes one to three integers"],
+        id="range-keyword",
+    ),
+    pytest.param(
+        L + "for t, u in range(3):\n    b = t\nC: Loss = a\n",
+        2,
+        5,
+        ["one plain name"],
+        id="tuple-target",
+    ),
+    pytest.param(
+        L + "for a in range(3):\n    b = a\nC: Loss = a\n",
+        2,
+        5,
+        ["'a' is already bound at line 1", "a loop variable is a new name"],
+        id="bound-loop-variable",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    for t in range(2):\n        b = a\nC: Loss = a\n",
+        3,
+        9,
+        ["'t' is already bound", "(in iteration t = 0)"],
+        id="same-variable-nested",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    b = a\nelse:\n    b = a\nC: Loss = a\n",
+        5,
+        5,
+        ["`else:` on a for loop"],
+        id="else",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    break\nC: Loss = a\n",
+        3,
+        5,
+        ["`break` is not supported", "in iteration t = 0"],
+        id="break",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    continue\nC: Loss = a\n",
+        3,
+        5,
+        ["`continue` is not supported"],
+        id="continue",
+    ),
+    pytest.param(
+        L + "while a:\n    b = a\nC: Loss = a\n",
+        2,
+        1,
+        ["a while loop", "for t in range(N)"],
+        id="while",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    C: Loss = a * t\n",
+        3,
+        5,
+        ["a Loss cannot be declared in a loop", "after the loop"],
+        id="loss-in-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    o: Output = a * t\nC: Loss = a\n",
+        3,
+        5,
+        ["an Output", "in a loop"],
+        id="output-in-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    w: Param = 1\nC: Loss = a\n",
+        3,
+        5,
+        ["declaration (Param)", "before the loop"],
+        id="param-in-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    x: Input\nC: Loss = a\n",
+        3,
+        5,
+        ["declaration (Input)"],
+        id="input-in-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    def f(u):\n        return u\nC: Loss = a\n",
+        3,
+        5,
+        ["define functions at the top"],
+        id="def-in-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    a = a * 2\nC: Loss = a\n",
+        3,
+        5,
+        ["'a' is declared at line 1", "in iteration t = 0"],
+        id="rebind-param",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    t = a\nC: Loss = a\n",
+        3,
+        5,
+        ["'t' is a loop variable"],
+        id="rebind-loop-variable",
+    ),
+    pytest.param(
+        L + "C: Loss = a * 2\nfor t in range(3):\n    C = C + t\n",
+        4,
+        5,
+        ["'C' is the Loss"],
+        id="rebind-loss",
+    ),
+    pytest.param(
+        L + "b = a\nb = 2 * b\nC: Loss = b\n",
+        3,
+        1,
+        ["'b' is already bound at line 2", "each name is bound once"],
+        id="rebind-outside-a-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    h = tanh(h + a)\nC: Loss = a\n",
+        3,
+        14,
+        ["'h' is read before the loop body binds it", "bind it before the loop"],
+        id="carried-without-start",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    z = a * t\nC: Loss = z\n",
+        4,
+        11,
+        ["'z' is local to the body of the loop at line 2", "unbound after it"],
+        id="local-after-loop",
+    ),
+    pytest.param(
+        L + "for t in range(2):\n    for u in range(2):\n        z = a * u\n    y = a * u\n"
+        "C: Loss = a\n",
+        5,
+        13,
+        ["'u' is the variable of the loop at line 3", "in iteration t = 0"],
+        id="inner-loop-variable-after-its-loop",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    z = a * t\nC: Loss = a * t\n",
+        4,
+        15,
+        ["'t' is the variable of the loop at line 2"],
+        id="loop-variable-after-loop",
+    ),
+    pytest.param(
+        "W: Param[2, 3] = glorot\nh = ones(3)\nfor t in range(3):\n    h = W @ h\n"
+        "C: Loss = sum(h)\n",
+        4,
+        9,
+        ["(2, 3)", "(2,)", "in iteration t = 1"],
+        id="shape-error-names-the-iteration",
+    ),
+    pytest.param(
+        L + "s = a\nfor i in range(2):\n    for j in range(i, 3):\n        s = s + q\n"
+        "C: Loss = s\n",
+        5,
+        17,
+        ["unknown name 'q'", "in iteration i = 0, j = 0"],
+        id="nested-iteration",
+    ),
+    pytest.param(
+        L + "s = a\nfor t in range(3):\n    s += t / (t - 2)\nC: Loss = s\n",
+        4,
+        10,
+        ["division by zero", "in iteration t = 2"],
+        id="augmented-division",
+    ),
+    pytest.param(
+        L + "for t in range(3):\n    s += a\nC: Loss = a\n", 3, 5, ["'s'"], id="augmented-unbound"
+    ),
+    pytest.param(
+        L + "b = a\nb += 1\nC: Loss = b\n",
+        3,
+        1,
+        ["augmented assignment"],
+        id="augmented-outside-a-loop",
+    ),
+    # tensors of a literal shape
+    pytest.param(
+        L + "C: Loss = sum(zeros(a))\n",
+        2,
+        21,
+        ["a dimension of zeros()", "`a`"],
+        id="zeros-of-a-value",
+    ),
+    pytest.param(
+        L + "C: Loss = sum(ones((3, 0)))\n", 2, 24, ["dimensions of 1 or more"], id="ones-empty"
+    ),
+    pytest.param(
+        L + "C: Loss = sum(zeros(3, 4))\n",
+        2,
+        15,
+        ["zeros(shape)", "a tuple"],
+        id="zeros-two-arguments",
+    ),
+    pytest.param(
+        L + "C: Loss = sum(full(3, a))\n",
+        2,
+        23,
+        ["fills with a number", "ones(3)"],
+        id="full-of-a-value",
+    ),
+    pytest.param(
+        L + "C: Loss = sum(zeros((2 ** 20, 2 ** 20)))\n",
+        2,
+        15,
+        ["more than 2147483647 elements"],
+        id="zeros-too-large",
+    ),
+    pytest.param(
+        "a: Param[3] = zeros(3)\nC: Loss = sum(a)\n",
+        1,
+        15,
+        ["bad initializer", "`= zeros`"],
+        id="zeros-called-as-initializer",
+    ),
+    pytest.param(
+        L + "C: Loss = a * zeros\n", 2, 15, ["initializer", "zeros(shape)"], id="zeros-as-a-value"
+    ),
+]
+
+
+@pytest.mark.parametrize("source, line, col, words", LOOPS)
+def test_loop_errors(source, line, col, words):
+    check(source, line, col, words)
+
+
+# ---------------------------------------------------------------------- errors that teach
+
+TEACH = [
+    pytest.param(
+        L + "C: Loss = relu6(a)\n", ["unknown function 'relu6'; did you mean relu?"], id="relu6"
+    ),
+    pytest.param(L + "C: Loss = Tanh(a)\n", ["did you mean tanh?"], id="case"),
+    pytest.param(L + "C: Loss = np.exp(a)\n", ["write exp(a)"], id="numpy-function"),
+    pytest.param(L + "C: Loss = torch.sigmoid(2 * a)\n", ["write sigmoid(2 * a)"], id="torch"),
+    pytest.param(L + "C: Loss = np.dot(a, a)\n", ["write a @ b"], id="numpy-dot"),
+    pytest.param("a: Param[3] = ones\nC: Loss = a.sum()\n", ["write sum(a)"], id="method-sum"),
+    pytest.param(
+        "a: Param[3, 2] = ones\nC: Loss = sum((a * 2).mean(axis=0))\n",
+        ["write mean((a * 2), axis=0)"],
+        id="method-with-axis",
+    ),
+    pytest.param("a: Param[3] = ones\nC: Loss = a.dot(a)\n", ["write a @ a"], id="method-dot"),
+    pytest.param(
+        "a: Param[3, 3] = ones\nC: Loss = sum(a.transpose())\n",
+        ["write a.T"],
+        id="method-transpose",
+    ),
+    pytest.param(L + "C: Loss = log1p(a)\n", ["did you mean log, or log(1 + x)?"], id="log1p"),
+    pytest.param(L + "C: Loss = leaky(a)\n", ["unknown function 'leaky'"], id="no-hint"),
+    pytest.param(L + "C: Loss = range(3)\n", ["range(...) makes loops only"], id="range"),
+    pytest.param(L + "C: Loss = leaky_relu(a)\n", ["relu(x) - 0.01 * relu(-x)"], id="leaky"),
+    pytest.param(
+        L + "def swish(u):\n    return u * sigmoid(u)\nC: Loss = swissh(a)\n",
+        ["did you mean swish?"],
+        id="user-function",
+    ),
+    pytest.param(
+        L + "C: Loss = (lambda u: u)(a)\n", ["only functions called by name"], id="lambda-call"
+    ),
+    pytest.param(
+        L + "C: Loss = [a for t in range(3)]\n",
+        ["a comprehension", "for t in range(N)"],
+        id="comprehension",
+    ),
+    pytest.param(
+        "import numpy as np\n" + L + "C: Loss = a\n", ["import", "are built in"], id="import"
+    ),
+]
+
+
+@pytest.mark.parametrize("source, words", TEACH)
+def test_errors_that_teach(source, words):
+    err = parse_error(source)
+    located(err, err.line, err.col, words, source)
+
+
+def test_hints_need_their_built_ins():
+    """A hint that names a built-in shows only once that built-in exists."""
+    from symbp.frontend import hints
+
+    assert hints.did_you_mean("relu6", ["relu", "tanh"]) == "; did you mean relu?"
+    assert hints.did_you_mean("relu6", ["relu", "clip"]) == "; did you mean relu, or clip(x, 0, 6)?"
+    assert hints.did_you_mean("amax", ["sum"]) == ""
+    assert hints.did_you_mean("amax", ["max", "sum"]) == "; did you mean max, or max(x, axis=k)?"
+    assert hints.did_you_mean("qqq", ["sum"]) == ""
+    known = ["where"]
+    assert "where(condition, a, b)" in hints.construct_hint(ast.If(), known)
+    assert hints.construct_hint(ast.If(), []) == ""
+
+
+def test_every_hint_is_written_in_the_language():
+    """Each suggestion, its placeholder names declared, parses when its built-ins exist."""
+    from symbp.frontend import hints
+    from symbp.frontend.parser import _Parser
+
+    known = set(_Parser("", "t.sbp", "t").known_functions())
+    decls = "x: Param[3] = ones\ny: Param[3] = ones\na: Param[3] = ones\nb: Param[3] = ones\n"
+    decls += "z: Param[3] = ones\nlogits: Param[3] = ones\ntarget: Param[3] = ones\n"
+    for text, needs in hints.INSTEAD.values():
+        if not set(needs) <= known:
+            continue
+        expr = text.split(" (")[0].replace("axis=k", "axis=0").replace("shape", "3")
+        symbp.parse_text(decls + f"C: Loss = sum({expr.replace('c)', '2)')})\n")

@@ -211,6 +211,40 @@ CASES = [
     op("reshape", "reshape(W * X, (2, 6))", **M34),
     op("reshape_method_minus_one", "(W * X).reshape(-1, 2)", **M34),
     op("flatten", "flatten(A * X)[::5]", A="Param[2, 3, 4]", X="Input[2, 3, 4]"),
+    # loops, unrolled: carried state, nested bounds of the outer variable, tensors of a
+    # literal shape
+    op("loop_carried", "h", "h = p * x", "for t in range(3):\n    h = tanh(q * h + 0.5 * t)", **V3),
+    op(
+        "loop_rnn_zeros_state",
+        "h",
+        "h = zeros(3)",
+        "for t in range(4):\n    h = tanh(W @ x + V @ h + b * t)",
+        **WX,
+        V="Param[3, 3]",
+        b="Param[3]",
+    ),
+    op(
+        "loop_nested_accumulate",
+        "s",
+        "s = ones(3)",
+        "for i in range(-1, 3):\n    for j in range(i + 2):",
+        "        s = s + (i - j) * p * x + j * q",
+        **V3,
+    ),
+    op(
+        "loop_user_function_augmented",
+        "h",
+        SWISH,
+        "h = x",
+        "for t in range(3):\n    u = swish(h * p)\n    h += u * q",
+        **V3,
+    ),
+    op(
+        "literal_shapes",
+        "full((2, 3), 0.5) * W + ones(3) * x - zeros((1, 3))",
+        W="Param[2, 3]",
+        x="Input[3]",
+    ),
 ]
 IDS = [c.name for c in CASES]
 UNREACHED = {"z"}  # the Param of case unreached_param

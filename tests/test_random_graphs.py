@@ -212,6 +212,21 @@ def indexing(draw, pool: Pool, kind: str, a: str) -> tuple[str, Shape, float, tu
     return f"reshape({a}, ({sa[1]}, -1))", (sa[1], sa[0]), ba, (a,)
 
 
+def loop(draw, pool: Pool) -> str:
+    """A loop rebinding one value, its step a random equation over the pool (the carried
+    value included), kept bounded by tanh."""
+    carried = draw(st.sampled_from([n for n in pool.shapes if n.startswith("h")]))
+    pool.bounds[carried] = max(pool.bounds[carried], 1.0)
+    text, shape, _, args = equation(draw, pool)
+    kept = pool.shapes[carried]
+    if broadcast(kept, shape) != kept:
+        text, args = carried, (carried,)
+    steps = draw(st.sampled_from(("range(3)", "range(1, 3)", "range(4, 0, -2)")))
+    pool.add(carried, kept, 1.0, *args, carried)
+    # the loop variable is named as test_injection renames the pool's names
+    return f"for x9 in {steps}:\n    {carried} = tanh({carried} + ({text}) / (2 + 0.5 * x9))"
+
+
 @st.composite
 def specs(draw) -> str:
     pool = Pool()
@@ -228,11 +243,19 @@ def specs(draw) -> str:
         shape = draw(SHAPES)
         lines.append(f"k{i}: Const{dims(shape)} = 0.5")
         pool.add(f"k{i}", shape, LEAF_BOUND)
+    if draw(st.booleans()):  # a tensor of a literal shape
+        shape, c = draw(SHAPES), draw(st.sampled_from((0.5, -1.5, 1)))
+        lines.append(
+            f"h9 = {'ones' if c == 1 else 'full'}({shape or 1}{'' if c == 1 else f', {c}'})"
+        )
+        pool.add("h9", shape or (1,), abs(c))
     for k in range(draw(st.integers(1, 7))):
         text, shape, bound, args = equation(draw, pool)
         lines.append(f"h{k} = {text}")
         pool.add(f"h{k}", shape, bound, *args)
     last = f"h{k}"
+    if draw(st.booleans()):
+        lines.append(loop(draw, pool))
     others = draw(st.lists(st.sampled_from(list(pool.shapes)), max_size=3, unique=True))
     if not pool.learnable & {last, *others}:  # some Param must reach the loss
         others.append([n for n in pool.shapes if n in pool.learnable][-1])

@@ -149,6 +149,32 @@ def flatten(x) -> Node:
     return ops.reshape(x, (x.size,))
 
 
+# literal-shape tensors
+def _shape(shape, what: str) -> tuple[int, ...]:
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if not builtins.all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ValueError(f"{what}: shape must be a positive int or a tuple of them, got {shape!r}")
+    return dims
+
+
+def full(shape, value) -> Node:
+    """A constant tensor of ``shape`` filled with the number ``value``, shared by all
+    examples (the spec's ``full(shape, c)``)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ValueError(f"full: value must be a number, got {value!r}")
+    return ops.broadcast(ops.const(value), _shape(shape, "full"))
+
+
+def zeros(shape) -> Node:
+    """The spec's ``zeros(shape)``."""
+    return ops.broadcast(ops.const(0), _shape(shape, "zeros"))
+
+
+def ones(shape) -> Node:
+    """The spec's ``ones(shape)``."""
+    return ops.broadcast(ops.const(1), _shape(shape, "ones"))
+
+
 def network(
     loss: Node,
     outputs: dict[str, Node] | None = None,

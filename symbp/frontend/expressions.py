@@ -17,7 +17,9 @@ from ..ir.expr import Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
 from ..ir.randomness import dropout
+from . import hints
 from .indexing import INDEXING_FUNCTIONS, JOINS, IndexingExpressions
+from .tensors import CONSTRUCTORS, LiteralShapes
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
@@ -34,7 +36,7 @@ BINOPS = {
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
 
-class Expressions(IndexingExpressions):
+class Expressions(IndexingExpressions, LiteralShapes):
     """Reads expressions; the parser's statements bind their values to names
     (``self.values``) and define the user functions (``self.functions``)."""
 
@@ -189,7 +191,7 @@ class Expressions(IndexingExpressions):
             raise self.error(
                 e,
                 f"unknown function '{callee}' in function '{fname}'"
-                f"{self.suggest(callee, [*SPEC_FUNCTIONS, *self.functions])}",
+                f"{hints.did_you_mean(callee, [*SPEC_FUNCTIONS, *self.functions])}",
             )
         raise self.error(e, f"unsupported in a function body: {self.describe(e)}")
 
@@ -271,7 +273,8 @@ class Expressions(IndexingExpressions):
             return self.call(e)
         if isinstance(e, ast.Subscript):
             return self.subscript(e)
-        raise self.error(e, f"unsupported expression: {self.describe(e)}")
+        hint = hints.construct_hint(e, self.known_functions())
+        raise self.error(e, f"unsupported expression: {self.describe(e)}{hint}")
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
         """No division by 0, nor by a number whose reciprocal no float holds (2e-313): the
@@ -325,6 +328,9 @@ class Expressions(IndexingExpressions):
     def name(self, e: ast.Name) -> Value:
         if e.id in self.values:
             return self.values[e.id][0]
+        why = self.why_unbound(e.id)
+        if why is not None:
+            raise self.error(e, why)
         if self.later.get(e.id) == self.line:
             raise self.error(e, f"'{e.id}' is used in its own definition")
         if e.id in self.later:
@@ -334,18 +340,37 @@ class Expressions(IndexingExpressions):
         if e.id in self.functions or e.id in SPEC_FUNCTIONS or e.id in (*REDUCTIONS, "dropout"):
             raise self.error(e, f"'{e.id}' is a function: call it, e.g. {e.id}(z)")
         if e.id in INITIALIZERS:
-            raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
-        raise self.error(e, f"unknown name '{e.id}'{self.suggest(e.id, self.values)}")
+            tensor = f", or call {e.id}(shape) for a tensor" if e.id in CONSTRUCTORS else ""
+            raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value{tensor}")
+        raise self.error(e, f"unknown name '{e.id}'{hints.did_you_mean(e.id, self.values)}")
+
+    def why_unbound(self, name: str) -> str | None:
+        """Why ``name``, bound somewhere but not now, cannot be read here (the loops reader
+        knows); None when it is not that."""
+        return None
+
+    def known_functions(self) -> list[str]:
+        """Every function a spec may call here: the names the nearest-name hints draw on."""
+        return [
+            *SPEC_FUNCTIONS,
+            *REDUCTIONS,
+            "cross_entropy",
+            "dropout",
+            *INDEXING_FUNCTIONS,
+            *CONSTRUCTORS,
+            *self.functions,
+        ]
 
     def call(self, e: ast.Call) -> Value:
         if isinstance(e.func, ast.Attribute) and e.func.attr in ("reshape", "flatten"):
             return self.method_call(e)
         if not isinstance(e.func, ast.Name):
             what = "a method call" if isinstance(e.func, ast.Attribute) else "a call"
+            hint = hints.method_hint(e, self.segment, self.known_functions())
             raise self.error(
                 e.func,
                 f"unsupported expression: {what} `{self.segment(e)}`: "
-                "only functions called by name are supported",
+                f"only functions called by name are supported{hint}",
             )
         name = e.func.id
         starred = [a for a in e.args if isinstance(a, ast.Starred)]
@@ -377,6 +402,8 @@ class Expressions(IndexingExpressions):
             return self.dropout(e)
         if name in INDEXING_FUNCTIONS:
             return self.indexing_call(e, name, axis_kw)
+        if name in CONSTRUCTORS:
+            return self.constructor(e, name)
         raise self.unknown_function(e, name)
 
     def dropout(self, e: ast.Call) -> Node:
@@ -440,15 +467,8 @@ class Expressions(IndexingExpressions):
             return self.error(
                 e.func, f"'{name}' is used before it is defined (at line {self.later[name]})"
             )
-        known = [
-            *SPEC_FUNCTIONS,
-            *REDUCTIONS,
-            "cross_entropy",
-            "dropout",
-            *INDEXING_FUNCTIONS,
-            *self.functions,
-        ]
-        return self.error(e.func, f"unknown function '{name}'{self.suggest(name, known)}")
+        hint = hints.did_you_mean(name, self.known_functions())
+        return self.error(e.func, f"unknown function '{name}'{hint}")
 
     def axis(self, e: ast.expr) -> int | tuple[int, ...]:
         """``axis=k`` or ``axis=(j, k)`` of integer literals."""

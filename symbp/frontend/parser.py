@@ -20,7 +20,9 @@ from ..ir import ops
 from ..ir.expr import Expr
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, gc_paused
-from .expressions import INITIALIZERS, Expressions, Value
+from . import hints
+from .expressions import INITIALIZERS, Value
+from .loops import Loops, bound_in
 from .shapes import DECLARED, FALLBACK, read_by_shapes
 from .source import split_lines
 
@@ -69,7 +71,7 @@ def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -
         return _Parser(source, filename, name).run()
 
 
-class _Parser(Expressions):
+class _Parser(Loops):
     """One reading of one spec: statements in order, each name bound once, into a Graph."""
 
     def __init__(self, source: str, filename: str, name: str) -> None:
@@ -113,6 +115,8 @@ class _Parser(Expressions):
             return [t.id for t in stmt.targets if isinstance(t, ast.Name)]
         if isinstance(stmt, ast.FunctionDef):
             return [stmt.name]
+        if isinstance(stmt, ast.For):
+            return bound_in([stmt])
         return []
 
     def statement(self, stmt: ast.stmt) -> None:
@@ -129,18 +133,19 @@ class _Parser(Expressions):
             target = self.target(stmt.targets[0])
             value = self.expr(stmt.value)
             return self.bind(target, value, stmt)
-        raise self.error(stmt, f"unsupported construct: {self.describe_statement(stmt)}")
+        if isinstance(stmt, ast.For | ast.AsyncFor):
+            return self.loop(stmt)
+        hint = hints.construct_hint(stmt, self.known_functions())
+        raise self.error(stmt, f"unsupported construct: {self.describe_statement(stmt)}{hint}")
 
     def target(self, t: ast.expr) -> str:
         if not isinstance(t, ast.Name):
             raise self.error(t, "only a plain name can be bound")
         name = t.id
         if name in self.values:
-            raise self.error(
-                t,
-                f"'{name}' is already bound at line {self.values[name][1]}: "
-                "each name is bound once (pick a new name)",
-            )
+            why = self.rebinding(name)
+            if why is not None:
+                raise self.error(t, why)
         if name in self.functions:
             raise self.error(
                 t, f"'{name}' is already a function (defined at line {self.functions[name][2]})"
@@ -154,7 +159,10 @@ class _Parser(Expressions):
 
     def bind_line(self, name: str, node: Node, line: int, text: str) -> None:
         """Bind ``name`` to ``node``, the value of the statement at ``line`` written ``text``."""
+        self.note_binding(name)
         self.values[name] = (node, line)
+        if self.loops:
+            name = self.iteration_name(name)
         graph = self.graph
         graph.names.setdefault(node, name)
         graph.equations.append((name, node, line))

@@ -34,6 +34,7 @@ from ..ir.expr import X
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
+from .tensors import CONSTRUCTORS
 
 DECLARED = (Op.INPUT, Op.PARAM, Op.FROZEN)  # nodes whose line is their declaration's
 
@@ -53,6 +54,7 @@ FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|u
 NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
+LOOP = re.compile(r"^[ \t]*(?:async[ \t]+)?for\b", re.MULTILINE)
 NOT_READ = ("'", '"', "\\")  # strings and continuations: the general reader's alone
 BINARY = {
     ast.Add: ops.add,
@@ -64,7 +66,7 @@ BINARY = {
 }
 REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
 SOFTMAX = {"softmax": ops.softmax, "log_softmax": ops.log_softmax}
-BUILT_IN = {*SPEC_FUNCTIONS, *REDUCE, *SOFTMAX, "cross_entropy"}
+BUILT_IN = {*SPEC_FUNCTIONS, *REDUCE, *SOFTMAX, "cross_entropy", *CONSTRUCTORS}
 
 
 class Unsupported(Exception):
@@ -100,6 +102,8 @@ def read_by_shapes(parser) -> Graph:
     code = COMMENT.sub("", text) if "#" in text else text
     if "$" in code:
         raise Unsupported("a $")
+    if LOOP.search(code):
+        raise Unsupported("a loop")  # unrolled by the general reader, which scopes its names
     parts = NAME.split(code)  # text, name, text, name, ..., text
     names = parts[1::2]
     codes = code.split("\n")

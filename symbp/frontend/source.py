@@ -10,7 +10,6 @@ cites.
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import math
 import re
@@ -209,8 +208,3 @@ class SpecSource:
         if not math.isfinite(number):
             raise self.error(e, "number is too large for a float (at most about 1.8e308)")
         return number
-
-    @staticmethod
-    def suggest(name: str, candidates) -> str:
-        close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
-        return f"; did you mean '{close[0]}'?" if close else ""
