@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -1856,5 +1857,5 @@ def test_every_hint_is_written_in_the_language():
     for text, needs in hints.INSTEAD.values():
         if not set(needs) <= known:
             continue
-        expr = text.split(" (")[0].replace("axis=k", "axis=0").replace("shape", "3")
+        expr = re.sub(r"\bshape\b", "3", text.split(" (")[0].replace("axis=k", "axis=0"))
         symbp.parse_text(decls + f"C: Loss = sum({expr.replace('c)', '2)')})\n")

@@ -41,9 +41,9 @@ class IndexingExpressions(SpecSource):
         for item, v in zip(items, values):
             if isinstance(item, ast.Slice):
                 parts = (item.lower, item.upper, item.step)
-                key.append(slice(*(None if p is None else self.integer(p) for p in parts)))
+                key.append(slice(*(None if p is None else self.index_integer(p) for p in parts)))
             else:
-                key.append(self.integer(item, v))
+                key.append(self.index_integer(item, v))
         try:
             return ops.getitem(x, tuple(key))
         except ops.GraphError as err:
@@ -76,7 +76,7 @@ class IndexingExpressions(SpecSource):
             "be integer constants (a literal, -1, T - 1, a loop's t) or slices",
         )
 
-    def integer(self, e: ast.expr, value: Node | Expr | None = None) -> int:
+    def index_integer(self, e: ast.expr, value: Node | Expr | None = None) -> int:
         """The integer constant that ``e`` (already read: ``value``) folds to."""
         v = self.expr(e) if value is None else value
         if isinstance(v, Node):
@@ -124,7 +124,7 @@ class IndexingExpressions(SpecSource):
             sizes = sizes[0].elts
         if not sizes:
             raise self.error(e, "reshape() needs the new shape: reshape(x, (4, 20))")
-        shape = target_shape(x.shape, [self.integer(s) for s in sizes])
+        shape = target_shape(x.shape, [self.index_integer(s) for s in sizes])
         return ops.reshape(x, shape)
 
     def indexing_call(self, e: ast.Call, name: str, axis_kw: list[ast.keyword]) -> Node:
