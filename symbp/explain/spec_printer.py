@@ -72,6 +72,17 @@ def _call(name: str) -> Callable[[SpecPrinter, Node], Term]:
     return lambda p, node: (f"{name}({p.term(node.args[0])[0]}, {node.attr})", ATOM)
 
 
+def _gather(p: SpecPrinter, node: Node) -> Term:
+    table, ids = (p.term(a) for a in node.args)
+    return f"{table[0] if table[1] >= ATOM else f'({table[0]})'}[{ids[0]}]", ATOM
+
+
+def _scatter_add(p: SpecPrinter, node: Node) -> Term:
+    g, ids = (p.term(a)[0] for a in node.args)
+    text = f"scatter_add({g}, {ids}, rows={node.attr.rows})"
+    return (f"batch_sum({text})" if node.attr.sum_batch else text), ATOM
+
+
 # op -> how a node prints, given the printer (its arguments print through printer.term)
 PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.INPUT: lambda p, node: (node.attr, ATOM),
@@ -86,4 +97,7 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.TRANSPOSE: _call("transpose"),
     Op.RESHAPE: _call("reshape"),
     Op.BROADCAST: _call("broadcast"),
+    # indexing (gather)
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }

@@ -42,6 +42,7 @@ class Expressions(SpecSource):
     terms: dict[str, tuple[int, list[int]]]  # user function -> its expanded size, uses
     later: dict[str, int]  # every name bound at top level -> its line
     line: int  # the line of the statement being read
+    index_lines: dict[str, int]  # integer Input -> the first line that indexes with it
 
     # -------------------------------------------------------------- functions
 
@@ -267,6 +268,8 @@ class Expressions(SpecSource):
             return ops.transpose(v) if isinstance(v, Node) else v
         if isinstance(e, ast.Call):
             return self.call(e)
+        if isinstance(e, ast.Subscript) and self.indexes_by_tensor(e):
+            return self.gather(e)
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
@@ -320,7 +323,15 @@ class Expressions(SpecSource):
 
     def name(self, e: ast.Name) -> Value:
         if e.id in self.values:
-            return self.values[e.id][0]
+            value = self.values[e.id][0]
+            if value.__class__ is Node and value.dtype == "int":
+                raise self.error(
+                    e,
+                    f"'{e.id}' is an integer Input (token ids: it is an index at line "
+                    f"{self.index_lines[e.id]}), so it can only be used as an index, as in "
+                    f"E[{e.id}]; for its values as numbers declare another Input",
+                )
+            return value
         if self.later.get(e.id) == self.line:
             raise self.error(e, f"'{e.id}' is used in its own definition")
         if e.id in self.later:
@@ -332,6 +343,30 @@ class Expressions(SpecSource):
         if e.id in INITIALIZERS:
             raise self.error(e, f"'{e.id}' is an initializer: use it as a Param's value")
         raise self.error(e, f"unknown name '{e.id}'{self.suggest(e.id, self.values)}")
+
+    # ---------------------------------------------------------------- gather
+
+    def indexes_by_tensor(self, e: ast.Subscript) -> bool:
+        """Is ``e`` a tensor indexed by a name bound to a tensor (``E[ids]``)?"""
+        index = e.slice
+        return isinstance(index, ast.Name) and isinstance(
+            self.values.get(index.id, (None,))[0], Node
+        )
+
+    def gather(self, e: ast.Subscript) -> Node:
+        """``E[ids]``: the rows of E's first axis at the ids of an integer Input."""
+        name = e.slice.id
+        ids = self.values[name][0]
+        if not ops.is_ids(ids):
+            raise self.error(
+                e.slice,
+                f"the index '{name}' is a float value of shape {ids.shape}: only an Input "
+                f"used as nothing but an index holds integer ids (declare `{name}: Input[...]`)",
+            )
+        table = self.expr(e.value)
+        if not isinstance(table, Node):
+            raise self.error(e.value, f"a number cannot be indexed by '{name}'")
+        return ops.gather(table, ids)
 
     def call(self, e: ast.Call) -> Value:
         if not isinstance(e.func, ast.Name):

@@ -69,6 +69,25 @@ def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -
         return _Parser(source, filename, name).run()
 
 
+def integer_inputs(tree: ast.Module) -> dict[str, int]:
+    """The Inputs a spec uses as an index (``E[ids]``), which hold integer ids, and the first
+    line where each indexes: settled before any node is made, as nodes are immutable."""
+    inputs = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            kind = stmt.annotation
+            kind = kind.value if isinstance(kind, ast.Subscript) else kind
+            if isinstance(kind, ast.Name) and kind.id == "Input":
+                inputs.add(stmt.target.id)
+    lines: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name):
+            if node.slice.id in inputs:
+                line = min(node.lineno, lines.get(node.slice.id, node.lineno))
+                lines[node.slice.id] = line
+    return lines
+
+
 class _Parser(Expressions):
     """One reading of one spec: statements in order, each name bound once, into a Graph."""
 
@@ -81,6 +100,7 @@ class _Parser(Expressions):
         # calls expanded, and the uses of each of its parameters
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
         self.line = 0  # the line of the statement being read
+        self.index_lines: dict[str, int] = {}  # integer Input -> the first line indexing
 
     # ------------------------------------------------------------- statements
 
@@ -93,6 +113,7 @@ class _Parser(Expressions):
         for stmt in tree.body:
             for target in self._bound_names(stmt):
                 self.later.setdefault(target, stmt.lineno)
+        self.index_lines = integer_inputs(tree)
         for stmt in tree.body:
             self.line = stmt.lineno
             try:
@@ -184,7 +205,7 @@ class _Parser(Expressions):
             if kind == "Input":
                 if stmt.value is not None:
                     raise self.error(stmt.value, "an Input takes no value")
-                node = ops.input_node(name, shape)
+                node = ops.input_node(name, shape, integer=name in self.index_lines)
                 self.graph.inputs[name] = Decl(node, stmt.lineno)
             else:
                 if stmt.value is None:

@@ -19,38 +19,23 @@ from typing import Any
 
 from . import expr as ex
 from .expr import Expr, X
-from .node import Contraction, Node, Op, Shape
+from .node import Contraction, Node, Op, Scatter, Shape
+from .shape_rules import MAX_ELEMENTS as MAX_ELEMENTS
+from .shape_rules import GraphError, broadcast_shapes, check_shape
 
 LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated einsums
-MAX_ELEMENTS = 2**31 - 1
-
-
-class GraphError(ValueError):
-    """An operation that cannot be built: shapes that do not fit, a constant that is not a
-    finite number. The parser adds the spec location."""
 
 
 # ---------------------------------------------------------------------------- leaves
 
 
-def _check_shape(shape: Sequence[int], what: str) -> Shape:
-    shape = tuple(shape)
-    size = 1
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise GraphError(f"{what}: dimensions must be positive integers, got {shape}")
-        size *= d
-    if size > MAX_ELEMENTS:
-        raise GraphError(f"{what}: {shape} has {size} elements, more than {MAX_ELEMENTS}")
-    return shape
-
-
-def input_node(name: str, shape: Sequence[int] = ()) -> Node:
-    return Node(Op.INPUT, (), name, _check_shape(shape, f"Input {name}"), True)
+def input_node(name: str, shape: Sequence[int] = (), integer: bool = False) -> Node:
+    shape = check_shape(shape, f"Input {name}")
+    return Node(Op.INPUT, (), name, shape, True, "int" if integer else "float")
 
 
 def param_node(name: str, shape: Sequence[int] = ()) -> Node:
-    return Node(Op.PARAM, (), name, _check_shape(shape, f"Param {name}"), False)
+    return Node(Op.PARAM, (), name, check_shape(shape, f"Param {name}"), False)
 
 
 def const(value) -> Node:
@@ -70,24 +55,6 @@ def batch_size() -> Node:
 
 
 # ----------------------------------------------------------------------- elementwise
-
-
-def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
-    """NumPy's broadcasting of per-example shapes; a GraphError quoting them if they do not."""
-    distinct = set(shapes)
-    distinct.discard(())  # a scalar never changes a shape
-    if len(distinct) <= 1:
-        return distinct.pop() if distinct else ()
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for axis in range(ndim):
-        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
-        dims.discard(1)
-        if len(dims) > 1:
-            shown = " and ".join(str(s) for s in shapes)
-            raise GraphError(f"shapes {shown} do not broadcast in {what}")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
 
 
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
@@ -288,6 +255,8 @@ def batch_sum(x: Node) -> Node:
     """Sum over the examples; an unbatched value is the same for all n of them."""
     if not x.batched:
         return mul(batch_size(), x)
+    if x.op is Op.SCATTER_ADD:  # the examples' rows added into one table
+        return scatter_add(*x.args, x.attr.rows, sum_batch=True)
     if x.op is Op.DOT and not x.attr.sum_batch:
         c = x.attr
         return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
@@ -482,6 +451,35 @@ def _size(shape: Shape) -> int:
     return n
 
 
+# ------------------------------------------------------------------ indexing (gather)
+
+
+def is_ids(node: Node) -> bool:
+    """Is ``node`` integer ids, which may index a table (an integer Input)?"""
+    return node.op is Op.INPUT and node.dtype == "int"
+
+
+def gather(table: Node, ids: Node) -> Node:
+    """``table[ids]``: the rows of the table's first per-example axis at the ids, giving the
+    shape ``ids.shape + table.shape[1:]``."""
+    if not is_ids(ids) or table.ndim == 0 or table.dtype != "float":
+        raise GraphError(
+            f"indexing {table.shape} by {ids.shape}: rows of a float tensor are indexed by ids"
+        )
+    shape = ids.shape + table.shape[1:]
+    return Node(Op.GATHER, (table, ids), None, shape, table.batched or ids.batched)
+
+
+def scatter_add(g: Node, ids: Node, rows: int, sum_batch: bool = False) -> Node:
+    """Zeros of a table of ``rows`` rows with g's rows added at the ids (repeated ids add
+    up): the adjoint of a gather; summed over the examples with ``sum_batch``."""
+    if not is_ids(ids) or g.shape[: ids.ndim] != ids.shape or g.dtype != "float" or rows < 1:
+        raise GraphError(f"scatter_add: values of shape {g.shape} for ids of shape {ids.shape}")
+    batched = g.batched or ids.batched
+    attr, shape = Scatter(rows, sum_batch and batched), (rows, *g.shape[ids.ndim :])
+    return Node(Op.SCATTER_ADD, (g, ids), attr, shape, batched and not sum_batch)
+
+
 # ------------------------------------------------------------------ the table
 
 # Every op's node from its arguments and attribute, through the constructors above (the
@@ -495,4 +493,7 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
     Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
     Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
+    # indexing (gather)
+    Op.GATHER: lambda args, attr: gather(args[0], args[1]),
+    Op.SCATTER_ADD: lambda args, attr: scatter_add(args[0], args[1], attr.rows, attr.sum_batch),
 }

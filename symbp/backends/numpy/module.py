@@ -32,6 +32,25 @@ RUNTIME_HELPERS = {
     "_full": '''def _full(x, shape):
     """A fresh array of ``shape`` holding ``x`` broadcast."""
     return np.array(np.broadcast_to(x, shape), dtype=DTYPE)''',
+    # indexing (gather)
+    "_gather": '''def _gather(table, ids):
+    """table[ids] for every example: a table of the batch indexed by that example's ids."""
+    n = ids.shape[0]
+    return table[np.arange(n).reshape((n,) + (1,) * (ids.ndim - 1)), ids]''',
+    "_scatter_add": '''def _scatter_add(g, ids, shape, summed):
+    """The adjoint of table[ids]: zeros of the table's ``shape`` with g's rows added at the
+    ids (repeated ids add up), one table summed over the examples, or one per example."""
+    n, rows = ids.shape[0], shape[0]
+    width = int(np.prod(shape[1:]))
+    g = np.broadcast_to(g, ids.shape + shape[1:]).reshape(ids.size, width)
+    if summed:
+        out = np.zeros((rows, width), dtype=DTYPE)
+        np.add.at(out, ids.reshape(-1), g)
+        return out.reshape(shape)
+    at = ids.reshape(n, -1) + rows * np.arange(n).reshape(n, 1)  # example b's rows: b * rows + id
+    out = np.zeros((n * rows, width), dtype=DTYPE)
+    np.add.at(out, at.reshape(-1), g)
+    return out.reshape((n,) + shape)''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
@@ -39,6 +58,8 @@ MODULE_NAMES = {
     "np",
     "PARAMS",
     "INPUTS",
+    "INT_INPUTS",
+    "_ids",
     "OUTPUTS",
     "DTYPE",
     "init_params",
