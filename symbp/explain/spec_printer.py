@@ -35,6 +35,8 @@ class SpecPrinter:
                 return f"batch_mean({self.term(inner.args[0])[0]})", ATOM
             if inner.op is Op.DOT:
                 return f"batch_mean({self.dot(inner, summed=False)[0]})", ATOM
+            if inner.op is Op.SCATTER_ADD and inner.attr.sum_batch:  # a gathered Param's
+                return f"batch_mean({_scattered(self, inner)})", ATOM
         return print_expr(node.attr, [self.term(a) for a in node.args], SPEC_NOTATION)
 
     def sum(self, node: Node) -> Term:
@@ -77,9 +79,13 @@ def _gather(p: SpecPrinter, node: Node) -> Term:
     return f"{table[0] if table[1] >= ATOM else f'({table[0]})'}[{ids[0]}]", ATOM
 
 
-def _scatter_add(p: SpecPrinter, node: Node) -> Term:
+def _scattered(p: SpecPrinter, node: Node) -> str:
     g, ids = (p.term(a)[0] for a in node.args)
-    text = f"scatter_add({g}, {ids}, rows={node.attr.rows})"
+    return f"scatter_add({g}, {ids}, rows={node.attr.rows})"
+
+
+def _scatter_add(p: SpecPrinter, node: Node) -> Term:
+    text = _scattered(p, node)
     return (f"batch_sum({text})" if node.attr.sum_batch else text), ATOM
 
 
