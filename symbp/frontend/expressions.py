@@ -364,8 +364,12 @@ class Expressions(SpecSource):
                 f"used as nothing but an index holds integer ids (declare `{name}: Input[...]`)",
             )
         table = self.expr(e.value)
-        if not isinstance(table, Node):
-            raise self.error(e.value, f"a number cannot be indexed by '{name}'")
+        if not isinstance(table, Node) or table.ndim == 0:
+            raise self.error(
+                e.value,
+                f"`{self.segment(e.value)}` is a scalar: indexing by '{name}' takes rows of "
+                "a tensor of rank 1 or more",
+            )
         return ops.gather(table, ids)
 
     def call(self, e: ast.Call) -> Value:
