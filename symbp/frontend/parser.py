@@ -21,6 +21,7 @@ from ..ir.expr import Expr
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, gc_paused
 from .expressions import INITIALIZERS, Expressions, Value
+from .integer_ids import integer_inputs
 from .shapes import DECLARED, FALLBACK, read_by_shapes
 from .source import split_lines
 
@@ -67,25 +68,6 @@ def parse_text(source: str, filename: str = "<spec>", name: str | None = None) -
         return read_by_shapes(_Parser(source, filename, name))
     except FALLBACK:
         return _Parser(source, filename, name).run()
-
-
-def integer_inputs(tree: ast.Module) -> dict[str, int]:
-    """The Inputs a spec uses as an index (``E[ids]``), which hold integer ids, and the first
-    line where each indexes: settled before any node is made, as nodes are immutable."""
-    inputs = set()
-    for stmt in tree.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            kind = stmt.annotation
-            kind = kind.value if isinstance(kind, ast.Subscript) else kind
-            if isinstance(kind, ast.Name) and kind.id == "Input":
-                inputs.add(stmt.target.id)
-    lines: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name):
-            if node.slice.id in inputs:
-                line = min(node.lineno, lines.get(node.slice.id, node.lineno))
-                lines[node.slice.id] = line
-    return lines
 
 
 class _Parser(Expressions):

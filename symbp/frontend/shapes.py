@@ -34,6 +34,7 @@ from ..ir.expr import X
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
+from .integer_ids import FloatValues, integer_inputs, make_input
 
 DECLARED = (Op.INPUT, Op.PARAM)  # nodes whose line is their declaration's
 
@@ -47,6 +48,7 @@ FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|u
 NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
+INDEX = re.compile(r"\[\s*[^\W\d]\w*\s*\]")  # a tensor indexed by a name, as E[ids]
 NOT_READ = ("'", '"', "\\")  # strings and continuations: the general reader's alone
 BINARY = {
     ast.Add: ops.add,
@@ -94,6 +96,8 @@ def read_by_shapes(parser) -> Graph:
     code = COMMENT.sub("", text) if "#" in text else text
     if "$" in code:
         raise Unsupported("a $")
+    if INDEX.search(code):  # which Inputs hold integer ids is settled before any node is made
+        parser.index_lines = integer_inputs(_parse(text))
     parts = NAME.split(code)  # text, name, text, name, ..., text
     names = parts[1::2]
     codes = code.split("\n")
@@ -271,7 +275,8 @@ class _Planner:
             graph.statements,
             graph.lines,
         )
-        resolve, normalized = _resolver(tuple(self.reads), values), self.normalized
+        view = FloatValues(values, parser.index_lines) if parser.index_lines else values
+        resolve, normalized = _resolver(tuple(self.reads), view), self.normalized
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:
             node = value(resolve(names, pos))
@@ -315,7 +320,7 @@ class _Planner:
         self.finish()
         values, functions = parser.values, parser.functions
         decls = parser.graph.inputs if kind == "Input" else parser.graph.params
-        make = ops.input_node if kind == "Input" else ops.param_node
+        make = partial(make_input, parser.index_lines) if kind == "Input" else ops.param_node
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:
             name = names[pos + target]
