@@ -39,18 +39,18 @@ RUNTIME_HELPERS = {
     return table[np.arange(n).reshape((n,) + (1,) * (ids.ndim - 1)), ids]''',
     "_scatter_add": '''def _scatter_add(g, ids, shape, summed):
     """The adjoint of table[ids]: zeros of the table's ``shape`` with g's rows added at the
-    ids (repeated ids add up), one table summed over the examples, or one per example."""
+    ids (repeated ids add up, in order), one table summed over the examples, or one table
+    per example. Element (row, j) of the tables is bin row * width + j of one bincount."""
     n, rows = ids.shape[0], shape[0]
     width = int(np.prod(shape[1:]))
-    g = np.broadcast_to(g, ids.shape + shape[1:]).reshape(ids.size, width)
-    if summed:
-        out = np.zeros((rows, width), dtype=DTYPE)
-        np.add.at(out, ids.reshape(-1), g)
-        return out.reshape(shape)
-    at = ids.reshape(n, -1) + rows * np.arange(n).reshape(n, 1)  # example b's rows: b * rows + id
-    out = np.zeros((n * rows, width), dtype=DTYPE)
-    np.add.at(out, at.reshape(-1), g)
-    return out.reshape((n,) + shape)''',
+    at = ids.reshape(n, -1)
+    if not summed:  # example b's rows are b * rows + id
+        at = at + rows * np.arange(n).reshape(n, 1)
+    bins = (at.reshape(-1, 1) * width + np.arange(width)).reshape(-1)
+    g = np.broadcast_to(g, ids.shape + shape[1:]).reshape(-1)
+    size = rows * width * (1 if summed else n)
+    out = np.bincount(bins, weights=g, minlength=size).astype(DTYPE, copy=False)
+    return out.reshape(shape if summed else (n,) + shape)''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
