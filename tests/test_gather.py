@@ -285,3 +285,18 @@ def test_cli_trains_on_integer_arrays(tmp_path, capsys):
 def test_cli_check_draws_valid_ids(capsys):
     assert cli.main(["check", str(BAG), "--backend", "all"]) == 0
     assert "backends agree" in capsys.readouterr().out
+
+
+def test_names_of_the_generated_code_are_names_like_any_other():
+    """Spec names that are the generated code's own words (the C type of ids, the modules'
+    INT_INPUTS and _ids, the C loops' _r) are mangled where they would clash."""
+    text = (
+        "int64_t: Input[3]\n_r: Input[2]\nINT_INPUTS: Param[4, 2] = normal(1)\n"
+        "_ids: Param[2] = ones\nv = INT_INPUTS[int64_t]\nC: Loss = sum(v @ _ids) + sum(_r)\n"
+    )
+    net = symbp.parse_text(text)
+    for backend in BACKENDS:
+        module = symbp.compile(net, backend=backend)
+        assert module.INT_INPUTS == {"int64_t": 4}
+        assert symbp.check_grads(net, backend=backend).ok
+    assert compare_backends(net).ok
