@@ -300,3 +300,21 @@ def test_names_of_the_generated_code_are_names_like_any_other():
         assert module.INT_INPUTS == {"int64_t": 4}
         assert symbp.check_grads(net, backend=backend).ok
     assert compare_backends(net).ok
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer, batch", [("sgd", 1), ("sgd", 3), ("adam", 4)])
+def test_c_epochs_of_a_small_network_gather_ids_as_numpy_does(optimizer, batch, dtype):
+    """A network this small has C's train_epoch run SGD at batch 1 in a loop of its own: it
+    and the batched loop read the ids from the data arrays as int64, in float32 as well."""
+    text = "ids: Input[2]\nt: Input\nE: Param[3] = normal(1)\nC: Loss = (sum(E[ids]) - t) ** 2\n"
+    rng = np.random.default_rng(8)
+    data = {"ids": rng.integers(0, 3, size=(20, 2)), "t": rng.normal(size=20)}
+    runs = []
+    for backend in BACKENDS:
+        module = compiled(text, backend, dtype)
+        trainer = symbp.Trainer(module, optimizer=optimizer, lr=0.05, batch_size=batch, seed=3)
+        trainer.fit(data, epochs=2)
+        runs.append(trainer.params["E"])
+    rtol = 1e-11 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(runs[1], runs[0], rtol=rtol)

@@ -810,7 +810,11 @@ def test_random_networks_with_hostile_names(pair):
     mapping.update(zip(numpy_n.OUTPUTS, numpy_h.OUTPUTS))
     rng = np.random.default_rng(0)
     params = {k: rng.uniform(-1, 1, s) for k, s in numpy_n.PARAMS.items()}
-    inputs = {k: rng.uniform(-1, 1, (2, *s)) for k, s in numpy_n.INPUTS.items()}
+    ids = getattr(numpy_n, "INT_INPUTS", {})  # Inputs of integer ids get valid ids
+    inputs = {
+        k: rng.integers(0, ids[k], (2, *s)) if k in ids else rng.uniform(-1, 1, (2, *s))
+        for k, s in numpy_n.INPUTS.items()
+    }
     loss, grads = numpy_n.loss_and_grads(params, **inputs)
     loss_h, grads_h = numpy_h.loss_and_grads(rename(params, mapping), **rename(inputs, mapping))
     assert loss_h == loss or (math.isnan(loss) and math.isnan(loss_h))
