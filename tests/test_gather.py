@@ -318,3 +318,24 @@ def test_c_epochs_of_a_small_network_gather_ids_as_numpy_does(optimizer, batch, 
         runs.append(trainer.params["E"])
     rtol = 1e-11 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(runs[1], runs[0], rtol=rtol)
+
+
+def test_hessian_vector_products_differentiate_the_scatter():
+    """The scatter-add has a derivative rule too (a gather of the adjoint): hvp of the bag of
+    words against central differences of its gradients."""
+    net = symbp.parse(BAG)
+    module, hvp = symbp.compile(net), symbp.hvp(net)
+    rng = np.random.default_rng(9)
+    params = {k: rng.normal(size=s) for k, s in module.PARAMS.items()}
+    vectors = {k: rng.normal(size=s) for k, s in module.PARAMS.items()}
+    data = bag_data(rng, 4)
+    data["ids"][:, :2] = 3  # repeated ids
+    got = hvp(params, vectors, **data)
+    h = 1e-5
+    up, down = (
+        module.loss_and_grads({k: params[k] + s * h * vectors[k] for k in params}, **data)[1]
+        for s in (1, -1)
+    )
+    for name in params:
+        want = (up[name] - down[name]) / (2 * h)
+        np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-8 * np.max(np.abs(want)))
