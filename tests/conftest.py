@@ -59,7 +59,14 @@ def random_params(module, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def random_inputs(module, rng: np.random.Generator, batch: int = BATCH) -> dict:
-    return {name: away_from_zero(rng, (batch, *shape)) for name, shape in module.INPUTS.items()}
+    """Values away from zero; valid ids, drawn uniformly, for the Inputs of integer ids."""
+    ids = getattr(module, "INT_INPUTS", {})
+    return {
+        name: rng.integers(0, ids[name], size=(batch, *shape))
+        if name in ids
+        else away_from_zero(rng, (batch, *shape))
+        for name, shape in module.INPUTS.items()
+    }
 
 
 def derivative(f, h: float):

@@ -1405,7 +1405,7 @@ INDEXING = [
     pytest.param("b = x[6 / 3]", 7, ["not an integer"], id="true-division"),
     pytest.param("b = x[1.0:3]", 7, ["`1.0` is not an integer"], id="float-bound"),
     pytest.param("b = x[:, s]", 10, ["indexing with a tensor", "x[:, s]"], id="tensor"),
-    pytest.param("b = x[p]", 7, ["indexing with a tensor"], id="tensor-vector"),
+    pytest.param("b = x[p]", 7, ["float value", "integer ids"], id="tensor-vector"),
     pytest.param("b = x[...]", 7, ["Ellipsis", "x[:, 3]"], id="ellipsis"),
     pytest.param("b = x[None]", 7, ["np.newaxis", "reshape"], id="newaxis"),
     pytest.param("b = x[0, x[0] > 0]", 10, ["boolean masks", "where("], id="mask"),
@@ -1859,3 +1859,71 @@ def test_every_hint_is_written_in_the_language():
             continue
         expr = re.sub(r"\bshape\b", "3", text.split(" (")[0].replace("axis=k", "axis=0"))
         symbp.parse_text(decls + f"C: Loss = sum({expr.replace('c)', '2)')})\n")
+
+
+# ------------------------------------------------------------- gather: E[ids] (SPEC.md §5)
+
+IDS = "E: Param[5, 2] = zeros\nids: Input[3]\nx: Input[3]\n"
+
+GATHER = [
+    pytest.param(
+        IDS + "C: Loss = sum(E[ids]) + sum(ids * x)\n",
+        4,
+        29,
+        ["'ids' is an integer Input", "index at line 4", "only be used as an index"],
+        id="ids-in-arithmetic",
+    ),
+    pytest.param(
+        IDS + "C: Loss = sum(ids)\nv = E[ids]\n",
+        4,
+        15,
+        ["'ids' is an integer Input", "index at line 5"],
+        id="ids-used-before-it-indexes",
+    ),
+    pytest.param(
+        IDS + "p: Output = ids\nC: Loss = sum(E[ids])\n",
+        4,
+        13,
+        ["integer Input", "only be used as an index"],
+        id="ids-as-output",
+    ),
+    pytest.param(
+        IDS + "h = x * 2\nC: Loss = sum(E[h])\n",
+        5,
+        17,
+        ["index 'h' is a float value of shape (3,)", "integer ids"],
+        id="float-index",
+    ),
+    pytest.param(
+        IDS + "C: Loss = sum(E[x]) + sum(x)\n",
+        4,
+        27,
+        ["'x' is an integer Input"],
+        id="input-index-used-as-value",
+    ),
+    pytest.param(
+        "s: Param = 1\n" + IDS + "C: Loss = sum(s[ids])\n",
+        5,
+        15,
+        ["`s` is a scalar", "rank 1 or more"],
+        id="scalar-table",
+    ),
+    pytest.param(
+        IDS + "C: Loss = sum((2 * 3)[ids])\n", 4, 16, ["`2 * 3` is a scalar"], id="number-table"
+    ),
+    pytest.param(
+        IDS + "C: Loss = sum(ids[ids])\n", 4, 15, ["'ids' is an integer Input"], id="ids-table"
+    ),
+    pytest.param(
+        IDS + "C: Loss = sum(E[ids] @ x)\n",
+        4,
+        15,
+        ["(3, 2) @ (3,)"],
+        id="gathered-shape-quoted",
+    ),
+]
+
+
+@pytest.mark.parametrize("source, line, col, words", GATHER)
+def test_gather_errors(source, line, col, words):
+    check(source, line, col, words)

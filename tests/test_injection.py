@@ -779,12 +779,12 @@ def renamed_random_network(draw) -> tuple[str, str]:
     """A random network of test_random_graphs (names x0, p0, k0, h0, ..., C) and the same
     network with every name replaced by a hostile one."""
     text = draw(random_specs())
-    names = list(dict.fromkeys(re.findall(r"\b(?:[xphk]\d+|C)\b", text)))
+    names = list(dict.fromkeys(re.findall(r"\b(?:[xphkc]\d+|C)\b", text)))
     hostile = draw(
         st.lists(st.sampled_from(NAME_POOL), min_size=len(names), max_size=len(names), unique=True)
     )
     mapping = dict(zip(names, hostile))
-    renamed = re.sub(r"\b(?:[xphk]\d+|C)\b", lambda m: mapping[m.group()], text)
+    renamed = re.sub(r"\b(?:[xphkc]\d+|C)\b", lambda m: mapping[m.group()], text)
     return text, renamed
 
 
@@ -812,10 +812,17 @@ def test_random_networks_with_hostile_names(pair):
     mapping.update(zip(numpy_n.OUTPUTS, numpy_h.OUTPUTS))
     rng = np.random.default_rng(0)
     params = {k: rng.uniform(-1, 1, s) for k, s in numpy_n.PARAMS.items()}
-    inputs = {k: rng.uniform(-1, 1, (2, *s)) for k, s in numpy_n.INPUTS.items()}
+    ids = getattr(numpy_n, "INT_INPUTS", {})  # Inputs of integer ids get valid ids
+    inputs = {
+        k: rng.integers(0, ids[k], (2, *s)) if k in ids else rng.uniform(-1, 1, (2, *s))
+        for k, s in numpy_n.INPUTS.items()
+    }
     params |= {k: rng.uniform(-1, 1, s) for k, s in consts_n.items()}
-    loss, grads = numpy_n.loss_and_grads(params, **inputs)
-    loss_h, grads_h = numpy_h.loss_and_grads(rename(params, mapping), **rename(inputs, mapping))
+    key = (7,) if getattr(numpy_n, "RANDOM", False) else ()  # dropout draws with a key
+    loss, grads = numpy_n.loss_and_grads(params, *key, **inputs)
+    loss_h, grads_h = numpy_h.loss_and_grads(
+        rename(params, mapping), *key, **rename(inputs, mapping)
+    )
     assert loss_h == loss or (math.isnan(loss) and math.isnan(loss_h))
     for k, g in grads.items():
         np.testing.assert_array_equal(grads_h[mapping[k]], g)

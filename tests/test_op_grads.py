@@ -81,6 +81,11 @@ M34 = {"W": "Param[3, 4]", "X": "Input[3, 4]"}
 WX = {"W": "Param[3, 4]", "x": "Input[4]"}
 VX = {"v": "Param[4]", "x": "Input[4]"}
 
+GATHER2 = {"E": "Param[4, 3]", "F": "Param[5, 3]", "ids": "Input[6]", "x": "Input[3]"}
+GATHER_BATCHED = {"W": "Param[4, 3]", "X": "Input[4, 3]", "ids": "Input[5]"}
+GATHER_EXPR = {"E": "Param[4, 3]", "A": "Param[3, 2]", "ids": "Input[6]", "x": "Input[2]"}
+BAG = {"E": "Param[4, 3]", "W": "Param[2, 3]", "ids": "Input[6]", "x": "Input[2]"}
+
 CASES = [
     # arithmetic, with Params on both sides of every operator
     op("add", "p + q + x", **V3),
@@ -179,6 +184,17 @@ CASES = [
     op("input_reused", "p * x + q * x * x", **V3),
     # a Param the loss does not reach (it feeds an Output only): its gradient is zero
     op("unreached_param", "p * x", "o: Output = tanh(z)", **PX, z="Param[2, 2]"),
+    # gather E[ids] by an integer Input: a table of fewer rows than ids, so ids repeat in
+    # every example and their rows' gradients must add up
+    op("gather_ids_vector", "E[ids] * x", E="Param[4, 3]", ids="Input[6]", x="Input[6, 3]"),
+    op("gather_ids_scalar", "E[i] + x", E="Param[4, 3]", i="Input", x="Input[3]"),
+    op("gather_ids_matrix", "E[ids] * x", E="Param[3, 2]", ids="Input[2, 3]", x="Input[2]"),
+    op("gather_rows_of_one", "v[ids] * x", v="Param[4]", ids="Input[6]", x="Input[6]"),
+    op("gather_rank3_table", "K[ids] * x", K="Param[3, 2, 2]", ids="Input[4]", x="Input[2]"),
+    op("gather_two_tables", "E[ids] * F[ids] + x", **GATHER2),
+    op("gather_batched_table", "T[ids]", "T = W * X", **GATHER_BATCHED),
+    op("gather_expression", "tanh(E @ A)[ids] * x", **GATHER_EXPR),
+    op("embedding_bag", "W @ mean(E[ids], axis=0) + x", **BAG),
     # no Input: no batch, the loss is its value
     op("no_input", "(a + b) * (b + c)", a="Param", b="Param", c="Param"),
     op("no_input_tensors", "sum(W @ v) * s", W="Param[3, 4]", v="Param[4]", s="Param"),

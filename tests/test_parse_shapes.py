@@ -404,3 +404,21 @@ def test_const_lines_are_read_by_plans(monkeypatch):
     graph = fast(source + "C: Loss = sum(h19)\n")
     assert isinstance(graph, Graph) and len(graph.consts) == 20
     assert sum(lines) < 6
+
+
+# ------------------------------------------------------------- gather: E[ids] (SPEC.md §5)
+
+IDS_HEAD = "E: Param[5, 2] = zeros\nF: Param[5, 2] = zeros\nids: Input[2]\nx: Input[2]\n"
+
+
+def test_integer_ids_are_settled_before_the_fast_path_reads():
+    """Both readers make ids an integer Input, and the fast path reads the spec itself; a
+    planned line (its shape met before) that uses ids as a value is the general reader's
+    located error."""
+    body = "a = x * x\nb = x * x\nv = E[ids]\nw = F[ids]\n"
+    check(IDS_HEAD + body + "C: Loss = sum(v * w)\n", must_read=True)
+    graph = parse_text(IDS_HEAD + body + "C: Loss = sum(v * w)\n")
+    assert graph.inputs["ids"].node.dtype == "int" and graph.inputs["x"].node.dtype == "float"
+    check(IDS_HEAD + body + "c = ids * x\nC: Loss = sum(c)\n")
+    err = pytest.raises(SpecError, parse_text, IDS_HEAD + body + "c = ids * x\nC: Loss = 1\n")
+    assert (err.value.line, err.value.col) == (9, 5)

@@ -3,7 +3,8 @@
 Hypothesis builds specs of Inputs and Params of rank 0 to 2 over small dimensions (1, 2, 3),
 then a handful of equations, each picking an op from a safe set (smooth, defined everywhere)
 and operands from everything bound so far: Params and intermediates get reused, values
-branch and rejoin, shapes broadcast. The Loss sums squares and sines of a few nodes.
+branch and rejoin, shapes broadcast, values are gathered by Inputs of integer ids (``h[k0]``).
+The Loss sums squares and sines of a few nodes.
 
 The generator carries a bound on every value's magnitude (leaves are within 1.4) and
 replaces an op that could exceed ``LIMIT`` by tanh: so no sine of a huge argument makes the
@@ -81,6 +82,7 @@ KINDS = (
     "index",
     "join",
     "reshape",
+    "gather",
 )
 
 Shape = tuple[int, ...]
@@ -130,6 +132,7 @@ class Pool:
         self.shapes: dict[str, Shape] = {}
         self.bounds: dict[str, float] = {}
         self.learnable: set[str] = set()
+        self.ids: dict[str, Shape] = {}  # Inputs of integer ids (used as an index only)
 
     def add(self, name: str, shape: Shape, bound: float, *args: str, param=False) -> None:
         self.shapes[name] = shape
@@ -160,6 +163,9 @@ def equation(draw, pool: Pool) -> tuple[str, Shape, float, tuple[str, ...]]:
                 bound = 2 * ba + math.log(math.prod(sa))
             if bound <= LIMIT:
                 return text, shape, bound, (a, b)
+    if kind == "gather" and sa and pool.ids:  # rows of a at integer ids: E[ids]
+        k = draw(st.sampled_from(sorted(pool.ids)))
+        return f"{a}[{k}]", pool.ids[k] + sa[1:], ba, (a,)
     if kind == "reduce" and sa:
         f = draw(st.sampled_from(sorted(REDUCE)))
         axis = draw(st.none() | st.integers(-len(sa), len(sa) - 1))
@@ -235,14 +241,18 @@ def specs(draw) -> str:
         shape = draw(SHAPES)
         lines.append(f"x{i}: Input{dims(shape)}")
         pool.add(f"x{i}", shape, LEAF_BOUND)
+    for i in range(draw(st.integers(0, 1))):
+        shape = draw(SHAPES)
+        lines.append(f"k{i}: Input{dims(shape)}")
+        pool.ids[f"k{i}"] = shape
     for i in range(draw(st.integers(1, 3))):
         shape = draw(SHAPES)
         lines.append(f"p{i}: Param{dims(shape)} = zeros")
         pool.add(f"p{i}", shape, LEAF_BOUND, param=True)
     for i in range(draw(st.integers(0, 1))):  # consts: like a Param, never trained
         shape = draw(SHAPES)
-        lines.append(f"k{i}: Const{dims(shape)} = 0.5")
-        pool.add(f"k{i}", shape, LEAF_BOUND)
+        lines.append(f"c{i}: Const{dims(shape)} = 0.5")
+        pool.add(f"c{i}", shape, LEAF_BOUND)
     if draw(st.booleans()):  # a tensor of a literal shape
         shape, c = draw(SHAPES), draw(st.sampled_from((0.5, -1.5, 1)))
         lines.append(

@@ -18,6 +18,7 @@ import symbp
 from symbp.ir import expr as ex
 from symbp.ir import ops as ops
 from symbp.ir.expr import X
+from symbp.ir.graph import index_ranges
 from symbp.ir.indexing import Span
 from symbp.ir.interpret import evaluate
 from symbp.ir.node import Node, Op, toposort
@@ -245,8 +246,12 @@ def test_no_pass_changes_a_value(text, seed, batch):
     graph = symbp.parse_text(text)
     rng = np.random.default_rng(seed)
     leaves = {name: away_from_zero(rng, d.node.shape) for name, d in graph.params.items()}
+    ids = index_ranges([node for _, node, _ in graph.equations])  # valid ids, for E[ids]
     leaves |= {
-        name: away_from_zero(rng, (batch, *d.node.shape)) for name, d in graph.inputs.items()
+        name: rng.integers(0, ids[name], (batch, *d.node.shape))
+        if name in ids
+        else away_from_zero(rng, (batch, *d.node.shape))
+        for name, d in graph.inputs.items()
     }
     leaves |= {name: away_from_zero(rng, d.node.shape) for name, d in graph.consts.items()}
     seen: dict[str, list[np.ndarray]] = {}

@@ -90,6 +90,24 @@ def _concat(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
     ]
 
 
+def _gather(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
+    """The rows of g scatter-add into the table; integer ids have no gradient."""
+    table, ids = node.args
+    return [ops.scatter_add(g, ids, table.shape[0]) if wanted[0] else None, None]
+
+
+def _scatter_add(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | None]:
+    """The adjoint of a scatter gathers the rows back (summed over the examples where the
+    scatter summed them)."""
+    values, ids = node.args
+    if not wanted[0]:
+        return [None, None]
+    back = ops.gather(g, ids)
+    if node.attr.sum_batch and not values.batched:
+        back = ops.batch_sum(back)
+    return [back, None]
+
+
 VJP: dict[Op, Rule] = {
     Op.EW: _elementwise,
     Op.DOT: _dot,
@@ -105,4 +123,7 @@ VJP: dict[Op, Rule] = {
     Op.SLICE: linear(lambda node, g: ops.unslice(g, node.attr, node.args[0].shape)),
     Op.UNSLICE: linear(lambda node, g: ops.slice_(g, node.attr.index)),
     Op.CONCAT: _concat,
+    # indexing (gather)
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }

@@ -65,7 +65,14 @@ class Report:
 
 
 def random_inputs(module: types.ModuleType, batch: int, rng: np.random.Generator) -> dict:
-    return {name: rng.normal(size=(batch, *shape)) for name, shape in module.INPUTS.items()}
+    """Normal values, and valid ids for the Inputs of integer ids (``INT_INPUTS``)."""
+    ids = getattr(module, "INT_INPUTS", {})
+    return {
+        name: rng.integers(0, ids[name], size=(batch, *shape))
+        if name in ids
+        else rng.normal(size=(batch, *shape))
+        for name, shape in module.INPUTS.items()
+    }
 
 
 def random_params(module: types.ModuleType, rng: np.random.Generator) -> dict:

@@ -10,6 +10,9 @@ import jinja2
 
 
 def template_dir() -> Path:
+    checkout = Path(__file__).resolve().parents[2] / "templates"
+    if (checkout / "numpy_module.py.j2").is_file():  # the templates beside these sources
+        return checkout
     try:
         return Path(str(resources.files("symbp.templates")))
     except ModuleNotFoundError:  # a source checkout that is not installed

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
-from ..ir.graph import Graph
+from ..ir.graph import Graph, index_ranges
 from ..passes.pipeline import Program
 from .text import dict_text, doc_text, shape_text, title
 
@@ -68,6 +68,10 @@ def context(program: Program, dtype: str) -> dict:
     inits = [(repr(name), initializer(d.init, d.node.shape)) for name, d in declared]
     code = "\n".join(c for _, c in inits)
     consts = {k: d.node.shape for k, d in graph.consts.items()}
+    ids = {}  # integer Input -> how many ids are valid (0 <= id < it)
+    if any(d.node.dtype == "int" for d in graph.inputs.values()):
+        ranges = index_ranges([n for _, n, _ in graph.equations] + program.roots)
+        ids = {k: ranges[k] for k, d in graph.inputs.items() if d.node.dtype == "int"}
     return {
         "name": doc_text(graph.name),
         "title": title(graph),
@@ -79,6 +83,8 @@ def context(program: Program, dtype: str) -> dict:
         "inputs_dict": dict_text({k: d.node.shape for k, d in graph.inputs.items()}),
         "consts_dict": dict_text(consts) if consts else "",
         "outputs_tuple": repr(tuple(program.outputs)),
+        "int_inputs": ids,
+        "int_inputs_dict": repr(ids),
         "inits": inits,
         "uses_rng": "rng" in code,
         "init_helpers": [h for name, h in HELPERS.items() if f"{name}(" in code],

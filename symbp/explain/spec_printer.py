@@ -36,6 +36,8 @@ class SpecPrinter:
                 return f"batch_mean({self.term(inner.args[0])[0]})", ATOM
             if inner.op is Op.DOT:
                 return f"batch_mean({self.dot(inner, summed=False)[0]})", ATOM
+            if inner.op is Op.SCATTER_ADD and inner.attr.sum_batch:  # a gathered Param's
+                return f"batch_mean({_scattered(self, inner)})", ATOM
         return print_expr(node.attr, [self.term(a) for a in node.args], SPEC_NOTATION)
 
     def sum(self, node: Node) -> Term:
@@ -96,6 +98,21 @@ def _call(name: str) -> Callable[[SpecPrinter, Node], Term]:
     return lambda p, node: (f"{name}({p.term(node.args[0])[0]}, {node.attr})", ATOM)
 
 
+def _gather(p: SpecPrinter, node: Node) -> Term:
+    table, ids = (p.term(a) for a in node.args)
+    return f"{table[0] if table[1] >= ATOM else f'({table[0]})'}[{ids[0]}]", ATOM
+
+
+def _scattered(p: SpecPrinter, node: Node) -> str:
+    g, ids = (p.term(a)[0] for a in node.args)
+    return f"scatter_add({g}, {ids}, rows={node.attr.rows})"
+
+
+def _scatter_add(p: SpecPrinter, node: Node) -> Term:
+    text = _scattered(p, node)
+    return (f"batch_sum({text})" if node.attr.sum_batch else text), ATOM
+
+
 # op -> how a node prints, given the printer (its arguments print through printer.term)
 PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.INPUT: lambda p, node: (node.attr, ATOM),
@@ -121,4 +138,7 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.SLICE: _slice,
     Op.UNSLICE: _unslice,
     Op.CONCAT: _concat,
+    # indexing (gather)
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }

@@ -54,9 +54,10 @@ def _name(name: str, what: str) -> str:
     return name
 
 
-def input(name: str, *shape: int) -> Node:  # noqa: A001 - the spec's own word
-    """A per-example Input; the compiler adds the batch axis."""
-    node = ops.input_node(_name(name, "input"), shape)
+def input(name: str, *shape: int, integer: bool = False) -> Node:  # noqa: A001
+    """A per-example Input; the compiler adds the batch axis. An ``integer`` one holds ids
+    and can only index a tensor: ``E[ids]``."""
+    node = ops.input_node(_name(name, "input"), shape, integer=integer)
     _INITS.setdefault(node, (next(_ORDER), None))
     return node
 
@@ -175,6 +176,17 @@ def ones(shape) -> Node:
     return ops.broadcast(ops.const(1), _shape(shape, "ones"))
 
 
+def _check_ids(order: list[Node], results: list[Node]) -> None:
+    """An integer Input is only an index (the second argument of E[ids])."""
+    for node in order:
+        for k, a in enumerate(node.args):
+            if a.dtype != "float" and not (k == 1 and node.op is Op.GATHER):
+                raise ValueError(f"integer Input {a.attr!r} can only be used as an index")
+    for node in results:
+        if node.dtype != "float":
+            raise ValueError(f"integer Input {node.attr!r} can only be used as an index")
+
+
 def network(
     loss: Node,
     outputs: dict[str, Node] | None = None,
@@ -196,7 +208,9 @@ def network(
     outputs = {k: _node(v) for k, v in (outputs or {}).items()}
     graph = Graph(name=name, filename=f"{name}.py", loss_name=loss_name, loss=loss)
     seen: dict[str, Node] = {}
-    leaves = [n for n in toposort([*outputs.values(), loss]) if n.op in NAMED_LEAVES]
+    order = toposort([*outputs.values(), loss])
+    _check_ids(order, [*outputs.values(), loss])
+    leaves = [n for n in order if n.op in NAMED_LEAVES]
     tables = {Op.INPUT: graph.inputs, Op.PARAM: graph.params, Op.FROZEN: graph.consts}
     for node in sorted(leaves, key=lambda n: _INITS.get(n, (-1, None))[0]):  # creation order
         if node.attr in seen and seen[node.attr] is not node:

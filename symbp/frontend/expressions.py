@@ -46,6 +46,7 @@ class Expressions(IndexingExpressions, LiteralShapes):
     later: dict[str, int]  # every name bound at top level -> its line
     line: int  # the line of the statement being read
     sites: int  # dropout calls met so far
+    index_lines: dict[str, int]  # integer Input -> the first line that indexes with it
 
     # -------------------------------------------------------------- functions
 
@@ -272,6 +273,8 @@ class Expressions(IndexingExpressions, LiteralShapes):
         if isinstance(e, ast.Call):
             return self.call(e)
         if isinstance(e, ast.Subscript):
+            if self.indexes_by_tensor(e):
+                return self.gather(e)
             return self.subscript(e)
         hint = hints.construct_hint(e, self.known_functions())
         raise self.error(e, f"unsupported expression: {self.describe(e)}{hint}")
@@ -327,7 +330,15 @@ class Expressions(IndexingExpressions, LiteralShapes):
 
     def name(self, e: ast.Name) -> Value:
         if e.id in self.values:
-            return self.values[e.id][0]
+            value = self.values[e.id][0]
+            if value.__class__ is Node and value.dtype == "int":
+                raise self.error(
+                    e,
+                    f"'{e.id}' is an integer Input (token ids: it is an index at line "
+                    f"{self.index_lines[e.id]}), so it can only be used as an index, as in "
+                    f"E[{e.id}]; for its values as numbers declare another Input",
+                )
+            return value
         why = self.why_unbound(e.id)
         if why is not None:
             raise self.error(e, why)
@@ -360,6 +371,34 @@ class Expressions(IndexingExpressions, LiteralShapes):
             *CONSTRUCTORS,
             *self.functions,
         ]
+
+    # ---------------------------------------------------------------- gather
+
+    def indexes_by_tensor(self, e: ast.Subscript) -> bool:
+        """Is ``e`` a tensor indexed by a name bound to a tensor (``E[ids]``)?"""
+        index = e.slice
+        return isinstance(index, ast.Name) and isinstance(
+            self.values.get(index.id, (None,))[0], Node
+        )
+
+    def gather(self, e: ast.Subscript) -> Node:
+        """``E[ids]``: the rows of E's first axis at the ids of an integer Input."""
+        name = e.slice.id
+        ids = self.values[name][0]
+        if not ops.is_ids(ids):
+            raise self.error(
+                e.slice,
+                f"the index '{name}' is a float value of shape {ids.shape}: only an Input "
+                f"used as nothing but an index holds integer ids (declare `{name}: Input[...]`)",
+            )
+        table = self.expr(e.value)
+        if not isinstance(table, Node) or table.ndim == 0:
+            raise self.error(
+                e.value,
+                f"`{self.segment(e.value)}` is a scalar: indexing by '{name}' takes rows of "
+                "a tensor of rank 1 or more",
+            )
+        return ops.gather(table, ids)
 
     def call(self, e: ast.Call) -> Value:
         if isinstance(e.func, ast.Attribute) and e.func.attr in ("reshape", "flatten"):

@@ -36,7 +36,7 @@ class IndexingExpressions(SpecSource):
             self.refuse_index(item)
         values = [None if isinstance(item, ast.Slice) else self.expr(item) for item in items]
         if any(_is_tensor(v) for v in values):
-            return self.gather(e, x)
+            return self.tensor_index(e, x)
         key = []
         for item, v in zip(items, values):
             if isinstance(item, ast.Slice):
@@ -66,8 +66,9 @@ class IndexingExpressions(SpecSource):
                 "select elementwise",
             )
 
-    def gather(self, e: ast.Subscript, x: Node) -> Node:
-        """``x[ids]`` with a tensor index: a gather (the gather construct's)."""
+    def tensor_index(self, e: ast.Subscript, x: Node) -> Node:
+        """``x[...]`` with a tensor among the indices that is no integer Input by itself (that
+        is a gather, ``E[ids]``, read before this): refused, located at the tensor."""
         items = e.slice.elts if isinstance(e.slice, ast.Tuple) else [e.slice]
         tensor = next(i for i in items if not isinstance(i, ast.Slice) and _is_tensor(self.expr(i)))
         raise self.error(

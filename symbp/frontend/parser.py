@@ -22,6 +22,7 @@ from ..ir.graph import Decl, Graph
 from ..ir.node import Node, gc_paused
 from . import hints
 from .expressions import INITIALIZERS, Value
+from .integer_ids import integer_inputs
 from .loops import Loops, bound_in
 from .shapes import DECLARED, FALLBACK, read_by_shapes
 from .source import split_lines
@@ -84,6 +85,7 @@ class _Parser(Loops):
         self.later: dict[str, int] = {}  # every name bound at top level -> its line
         self.line = 0  # the line of the statement being read
         self.sites = 0  # dropout calls met so far: the next one's site (symbp.ir.randomness)
+        self.index_lines: dict[str, int] = {}  # integer Input -> the first line indexing
 
     # ------------------------------------------------------------- statements
 
@@ -96,6 +98,7 @@ class _Parser(Loops):
         for stmt in tree.body:
             for target in self._bound_names(stmt):
                 self.later.setdefault(target, stmt.lineno)
+        self.index_lines = integer_inputs(tree)
         for stmt in tree.body:
             self.line = stmt.lineno
             try:
@@ -220,7 +223,7 @@ class _Parser(Loops):
         if kind == "Input":
             if stmt.value is not None:
                 raise self.error(stmt.value, "an Input takes no value")
-            node = ops.input_node(name, shape)
+            node = ops.input_node(name, shape, integer=name in self.index_lines)
             self.graph.inputs[name] = Decl(node, stmt.lineno)
         else:
             if stmt.value is None:

@@ -34,6 +34,7 @@ from ..ir.expr import X
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.node import Node, Op
+from .integer_ids import FloatValues, integer_inputs, make_input
 from .tensors import CONSTRUCTORS
 
 DECLARED = (Op.INPUT, Op.PARAM, Op.FROZEN)  # nodes whose line is their declaration's
@@ -55,6 +56,7 @@ NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 KEYWORDS = frozenset([*keyword.kwlist, "__debug__"])
 COMMENT = re.compile(r"#[^\n]*")
 LOOP = re.compile(r"^[ \t]*(?:async[ \t]+)?for\b", re.MULTILINE)
+INDEX = re.compile(r"\[\s*[^\W\d]\w*\s*\]")  # a tensor indexed by a name, as E[ids]
 NOT_READ = ("'", '"', "\\")  # strings and continuations: the general reader's alone
 BINARY = {
     ast.Add: ops.add,
@@ -104,6 +106,8 @@ def read_by_shapes(parser) -> Graph:
         raise Unsupported("a $")
     if LOOP.search(code):
         raise Unsupported("a loop")  # unrolled by the general reader, which scopes its names
+    if INDEX.search(code):  # which Inputs hold integer ids is settled before any node is made
+        parser.index_lines = integer_inputs(_parse(text))
     parts = NAME.split(code)  # text, name, text, name, ..., text
     names = parts[1::2]
     codes = code.split("\n")
@@ -281,7 +285,8 @@ class _Planner:
             graph.statements,
             graph.lines,
         )
-        resolve, normalized = _resolver(tuple(self.reads), values), self.normalized
+        view = FloatValues(values, parser.index_lines) if parser.index_lines else values
+        resolve, normalized = _resolver(tuple(self.reads), view), self.normalized
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:
             node = value(resolve(names, pos))
@@ -325,7 +330,7 @@ class _Planner:
         self.finish()
         values, functions = parser.values, parser.functions
         decls = getattr(parser.graph, LEAF_KINDS[kind][0])
-        make = LEAF_KINDS[kind][1]
+        make = partial(make_input, parser.index_lines) if kind == "Input" else LEAF_KINDS[kind][1]
 
         def run(names: list[str], pos: int, line: int, code: str) -> None:
             name = names[pos + target]

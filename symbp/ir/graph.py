@@ -5,7 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .node import Node
+from .node import Node, Op, toposort
+
+
+def index_ranges(roots: list[Node]) -> dict[str, int]:
+    """Integer Input name -> how many ids are valid (0 <= id < it): the fewest rows of the
+    tables it indexes below ``roots``."""
+    ranges: dict[str, int] = {}
+    for node in toposort(roots):
+        if node.op is Op.GATHER or node.op is Op.SCATTER_ADD:
+            rows = node.args[0].shape[0] if node.op is Op.GATHER else node.attr.rows
+            name = node.args[1].attr
+            ranges[name] = min(rows, ranges.get(name, rows))
+    return ranges
 
 
 @dataclass

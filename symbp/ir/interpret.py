@@ -133,9 +133,27 @@ def _concat(node: Node, x: list, run: Run):
     return join(parts, axis=node.attr.axis + node.batched)
 
 
+def _gather(node: Node, x: list, run: Run):
+    table, ids = x
+    if not node.args[0].batched:
+        return table[ids]
+    examples = np.arange(run.n).reshape((run.n,) + (1,) * (ids.ndim - 1))
+    return table[examples, ids]
+
+
+def _scatter_add(node: Node, x: list, run: Run):
+    """Each example's rows of g added at its ids, one example after another."""
+    g, ids = x
+    g = np.broadcast_to(g, ids.shape + node.shape[1:])  # an unbatched g: every example's
+    out = np.zeros(_runtime_shape(node, run))
+    for b in range(run.n):
+        np.add.at(out if node.attr.sum_batch else out[b], ids[b], g[b])
+    return out
+
+
 # op -> the value of a node, given its arguments' values
 EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
-    Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
+    Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=node.dtype),
     Op.PARAM: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=float),
     Op.CONST: lambda node, x, run: np.asarray(float(node.attr.value)),
     Op.BATCH_SIZE: lambda node, x, run: np.asarray(float(run.n)),
@@ -159,6 +177,9 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.SLICE: lambda node, x, run: x[0][numpy_index(node.attr, node.batched)],
     Op.UNSLICE: _unslice,
     Op.CONCAT: _concat,
+    # indexing (gather)
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }
 
 

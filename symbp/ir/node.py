@@ -3,8 +3,10 @@
 A ``Node`` is an operation applied to argument nodes. Its ``shape`` is the shape of ONE
 example; ``batched`` says whether the value differs between the examples of a mini-batch
 (it depends on an ``Input``), in which case the runtime array has an extra leading batch
-axis. Building the same operation on the same arguments twice returns the same object, so
-equal subexpressions are one node and common-subexpression elimination is free.
+axis. ``dtype`` is "float", or "int" for an Input of integer ids, which can only index
+(``E[ids]``, a GATHER). Building the same operation on the same arguments twice returns the
+same object, so equal subexpressions are one node and common-subexpression elimination is
+free.
 
 Nodes carry no names and no source lines: those live in a ``Graph``, because one node can
 belong to several graphs (the forward graph and its gradient graph share most nodes).
@@ -66,6 +68,11 @@ class Op(Enum):
     SLICE = auto()
     UNSLICE = auto()
     CONCAT = auto()
+    # indexing (gather): GATHER(table, ids) takes rows of the table's first per-example axis
+    # at the integer ids (an integer INPUT); SCATTER_ADD(g, ids), its adjoint, adds g's rows
+    # into zeros of the table's shape, attr = Scatter(rows, sum_batch)
+    GATHER = auto()
+    SCATTER_ADD = auto()
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
@@ -89,6 +96,17 @@ class Contraction(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.a},{self.b}->{self.out}" + (" summed over batch" if self.sum_batch else "")
+
+
+class Scatter(NamedTuple):
+    """A SCATTER_ADD's attribute: the table's number of ``rows``, and whether the examples'
+    rows are added into one table (``sum_batch``, the gradient of a shared Param)."""
+
+    rows: int
+    sum_batch: bool = False
+
+    def __str__(self) -> str:
+        return f"rows={self.rows}" + (", summed over batch" if self.sum_batch else "")
 
 
 class Node:
@@ -179,9 +197,12 @@ class Node:
         return ops.transpose(self)
 
     def __getitem__(self, key) -> Node:
-        """``x[2]``, ``x[1:4]``, ``x[-1, ::2]``: basic indexing of the per-example axes."""
+        """``x[2]``, ``x[1:4]``, ``x[-1, ::2]``: basic indexing of the per-example axes;
+        ``E[ids]`` with ``ids`` an integer Input: the rows of E's first axis at the ids."""
         from . import ops
 
+        if isinstance(key, Node):
+            return ops.gather(self, key)
         return ops.getitem(self, key)
 
     __iter__ = None  # indexing does not make a node a sequence

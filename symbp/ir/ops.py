@@ -22,7 +22,7 @@ from . import expr as ex
 from . import indexing
 from .expr import Expr, X
 from .indexing import Entry, Unsliced
-from .node import Contraction, Node, Op, Shape
+from .node import Contraction, Node, Op, Scatter, Shape
 from .shape_rules import MAX_ELEMENTS, broadcast_shapes  # noqa: F401 (ops' own, for callers)
 from .shape_rules import axes as _axes
 from .shape_rules import check_shape as _check_shape
@@ -35,8 +35,9 @@ LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated eins
 # ---------------------------------------------------------------------------- leaves
 
 
-def input_node(name: str, shape: Sequence[int] = ()) -> Node:
-    return Node(Op.INPUT, (), name, _check_shape(shape, f"Input {name}"), True)
+def input_node(name: str, shape: Sequence[int] = (), integer: bool = False) -> Node:
+    shape = _check_shape(shape, f"Input {name}")
+    return Node(Op.INPUT, (), name, shape, True, "int" if integer else "float")
 
 
 def param_node(name: str, shape: Sequence[int] = (), trained: bool = True) -> Node:
@@ -241,6 +242,8 @@ def batch_sum(x: Node) -> Node:
     """Sum over the examples; an unbatched value is the same for all n of them."""
     if not x.batched:
         return mul(batch_size(), x)
+    if x.op is Op.SCATTER_ADD:  # the examples' rows added into one table
+        return scatter_add(*x.args, x.attr.rows, sum_batch=True)
     if x.op is Op.DOT and not x.attr.sum_batch:
         c = x.attr
         return dot(x.args[0], x.args[1], Contraction(c.a, c.b, c.out, sum_batch=True))
@@ -480,6 +483,35 @@ def concat(parts, axis: int = 0, new: bool = False) -> Node:
     return Node(Op.CONCAT, parts, attr, shape, any(p.batched for p in parts))
 
 
+# ------------------------------------------------------------------ indexing (gather)
+
+
+def is_ids(node: Node) -> bool:
+    """Is ``node`` integer ids, which may index a table (an integer Input)?"""
+    return node.op is Op.INPUT and node.dtype == "int"
+
+
+def gather(table: Node, ids: Node) -> Node:
+    """``table[ids]``: the rows of the table's first per-example axis at the ids, giving the
+    shape ``ids.shape + table.shape[1:]``."""
+    if not is_ids(ids) or table.ndim == 0 or table.dtype != "float":
+        raise GraphError(
+            f"indexing {table.shape} by {ids.shape}: rows of a float tensor are indexed by ids"
+        )
+    shape = ids.shape + table.shape[1:]
+    return Node(Op.GATHER, (table, ids), None, shape, table.batched or ids.batched)
+
+
+def scatter_add(g: Node, ids: Node, rows: int, sum_batch: bool = False) -> Node:
+    """Zeros of a table of ``rows`` rows with g's rows added at the ids (repeated ids add
+    up): the adjoint of a gather; summed over the examples with ``sum_batch``."""
+    if not is_ids(ids) or g.shape[: ids.ndim] != ids.shape or g.dtype != "float" or rows < 1:
+        raise GraphError(f"scatter_add: values of shape {g.shape} for ids of shape {ids.shape}")
+    batched = g.batched or ids.batched
+    attr, shape = Scatter(rows, sum_batch and batched), (rows, *g.shape[ids.ndim :])
+    return Node(Op.SCATTER_ADD, (g, ids), attr, shape, batched and not sum_batch)
+
+
 # ------------------------------------------------------------------ the table
 
 # Every op's node from its arguments and attribute, through the constructors above (the
@@ -499,4 +531,7 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.SLICE: lambda args, index: slice_(args[0], index),
     Op.UNSLICE: lambda args, attr: unslice(args[0], attr.index, attr.shape),
     Op.CONCAT: lambda args, attr: concat(args, attr.axis, attr.new),
+    # indexing (gather)
+    Op.GATHER: lambda args, attr: gather(args[0], args[1]),
+    Op.SCATTER_ADD: lambda args, attr: scatter_add(args[0], args[1], attr.rows, attr.sum_batch),
 }

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 
 from .expr import Expr
 from .indexing import Joined, Span, Unsliced, check_index, sliced_shape
-from .node import LEAVES, Contraction, Node, Op, toposort
-from .ops import BUILD, GraphError, broadcast_shapes
+from .node import LEAVES, Contraction, Node, Op, Scatter, toposort
+from .ops import BUILD, GraphError, broadcast_shapes, is_ids
 from .randomness import Dropout
 
 
@@ -193,6 +193,41 @@ def _concat(n: Node):
     return None if n.batched == any(p.batched for p in n.args) else "batched iff a part is"
 
 
+def _gather(n: Node):
+    table, ids = n.args
+    if not is_ids(ids) or table.ndim == 0 or n.attr is not None:
+        return "gathers rows of a tensor at an integer Input's ids; no attr"
+    if n.shape != ids.shape + table.shape[1:] or n.batched != (table.batched or ids.batched):
+        return "shape is the ids' and a row's"
+    return None
+
+
+def _scatter_add(n: Node):
+    g, ids = n.args
+    if not is_ids(ids) or not isinstance(n.attr, Scatter) or g.shape[: ids.ndim] != ids.shape:
+        return "adds values shaped as the ids and a row at the ids; attr a Scatter"
+    if n.shape != (n.attr.rows, *g.shape[ids.ndim :]):
+        return "shape is the table's"
+    if n.attr.sum_batch and not (g.batched or ids.batched):
+        return "sum_batch needs a batched operand"
+    if n.batched != ((g.batched or ids.batched) and not n.attr.sum_batch):
+        return "batched iff an operand is and the batch is not summed"
+    return None
+
+
+INDEXED = (Op.GATHER, Op.SCATTER_ADD)  # the ops whose second argument is integer ids
+
+
+def _dtypes(node: Node) -> str | None:
+    """Only an Input holds integers, and only as the ids of an indexing op."""
+    if node.dtype != "float" and not is_ids(node):
+        return f"dtype {node.dtype!r}"
+    for k, a in enumerate(node.args):
+        if a.dtype != "float" and not (k == 1 and node.op in INDEXED):
+            return f"argument {k} has dtype {a.dtype!r}"
+    return None
+
+
 SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.INPUT: _leaf(True, str),
     Op.PARAM: _leaf(False, str),
@@ -214,6 +249,9 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.SLICE: _slice,
     Op.UNSLICE: _unslice,
     Op.CONCAT: _concat,
+    # indexing (gather)
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }
 
 
@@ -233,9 +271,7 @@ def verify(roots: Iterable[Node], where: str = "") -> None:
     """Raise ``IRError`` listing every malformed node below ``roots``."""
     problems = []
     for node in toposort(roots):
-        if node.dtype != "float":
-            problems.append(f"{node!r}: dtype {node.dtype!r}")
-        message = SPEC[node.op](node) or _canonical(node)
+        message = _dtypes(node) or SPEC[node.op](node) or _canonical(node)
         if message:
             problems.append(f"{node!r}: {message}")
     if problems:

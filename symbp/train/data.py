@@ -10,6 +10,23 @@ class DataError(ValueError):
     """The training data does not fit the spec."""
 
 
+def _check_ids(path: str, name: str, value: np.ndarray, count: int | None) -> None:
+    """The array of an Input of integer ids holds integers in 0 <= id < count."""
+    if count is None:
+        return
+    if value.dtype.kind not in "iu":
+        raise DataError(
+            f"{path}: array {name!r} holds {value.dtype}; Input {name!r} indexes, so it "
+            "needs integer ids"
+        )
+    if value.size and (value.min() < 0 or value.max() >= count):
+        where = tuple(int(i) for i in np.argwhere((value < 0) | (value >= count))[0])
+        raise DataError(
+            f"{path}: array {name!r} holds id {value[where]} at {where}: ids must be in "
+            f"0 <= id < {count}"
+        )
+
+
 def load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, dict | None]:
     """Arrays named after the Inputs, and the held-out ones (suffix _val, or a split)."""
     try:
@@ -44,6 +61,7 @@ def load_data(path: str, module, val_split: float, seed: int) -> tuple[dict, dic
                 )
             if value.dtype.kind not in "fiub":
                 raise DataError(f"{path}: array {name!r} holds {value.dtype}, not numbers")
+            _check_ids(path, name, value, getattr(module, "INT_INPUTS", {}).get(name))
         if len(rows) > 1:
             raise DataError(
                 f"{path}: the arrays have different numbers of examples: "

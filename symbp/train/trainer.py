@@ -130,9 +130,10 @@ def _rows(data: dict) -> int:
 def one_hot_targets(module: types.ModuleType, data: dict) -> list[str]:
     """Inputs whose rows are one-hot vectors: targets whose accuracy can be measured."""
     names = []
+    ids = getattr(module, "INT_INPUTS", {})  # token ids are never targets
     for name, shape in module.INPUTS.items():
         values = np.asarray(data.get(name, np.zeros(0)))
-        if len(shape) != 1 or shape[0] < 2 or values.size == 0:
+        if len(shape) != 1 or shape[0] < 2 or values.size == 0 or name in ids:
             continue
         rows = values.reshape(len(values), -1)
         if np.isin(rows, (0, 1)).all() and (rows.sum(axis=1) == 1).all():
@@ -311,8 +312,11 @@ class Trainer:
     def predict(self, **inputs) -> dict:
         """The module's Outputs; Inputs not given (targets, say) are taken as zeros."""
         rows = _rows(inputs) if inputs else 1
+        ids = getattr(self.module, "INT_INPUTS", {})  # (zeros there: id 0)
         full = {
-            name: inputs[name] if name in inputs else np.zeros((rows, *shape))
+            name: inputs[name]
+            if name in inputs
+            else np.zeros((rows, *shape), dtype=np.int64 if name in ids else float)
             for name, shape in self.module.INPUTS.items()
         }
         extra = [k for k in inputs if k not in self.module.INPUTS]

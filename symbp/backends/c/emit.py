@@ -8,6 +8,7 @@ loops. ``STATEMENT`` holds the statement of every op that gets a buffer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -274,6 +275,49 @@ class CWriter:
             offset += 0 if new else part.shape[axis]
         return out
 
+    # indexing (gather)
+
+    def gather(self, node: Node) -> list[str]:
+        """table[ids], row by row (the wrapper has checked every id is in range)."""
+        table, ids = node.args
+        per, width = math.prod(ids.shape), math.prod(table.shape[1:])
+        src = self.buffer(table)
+        if src is None:  # one value everywhere (a constant folded into the table)
+            value = self.element(table, table, [])
+        else:
+            lead = [("_b", table.size)] if table.batched else []
+            value = f"{src}[{_at([*lead, ('_r', width), ('_j', 1)], per, width)}]"
+        out = _at([("_b", per * width), ("_k", width), ("_j", 1)], per, width)
+        return self.rows(ids, per, width, f"{self.pointer[node]}[{out}] = {value};")
+
+    def scatter_add(self, node: Node) -> list[str]:
+        """The adjoint of table[ids]: zeros, then each example's rows added at its ids, in
+        order (repeated ids add up); into one table, or one per example."""
+        g, ids = node.args
+        per, width = math.prod(ids.shape), math.prod(node.shape[1:])
+        src = self.buffer(g)
+        if src is None:
+            value = self.element(g, g, [])
+        else:
+            lead = [("_b", per * width)] if g.batched else []
+            value = f"{src}[{_at([*lead, ('_k', width), ('_j', 1)], per, width)}]"
+        lead = [("_b", node.size)] if node.batched else []
+        out = _at([*lead, ("_r", width), ("_j", 1)], per, width)
+        dst = self.pointer[node]
+        return [
+            _zero(dst, product(dims(node))),
+            *self.rows(ids, per, width, f"{dst}[{out}] += {value};"),
+        ]
+
+    def rows(self, ids: Node, per: int, width: int, assign: str) -> list[str]:
+        """``assign`` in loops over the examples ``_b``, their ids ``_k`` (the id read as
+        ``_r``) and the ``_j`` elements of a row; a loop of one element is left out."""
+        read = f"const long _r = (long){self.buffer(ids)}[{_at([('_b', per), ('_k', 1)], per)}];"
+        body = loops(["_j"], [width], [assign]) if width > 1 else [assign]
+        if per == 1:
+            return loops(["_b"], [N], [read, *body])
+        return loops(["_b", "_k"], [N, per], [read, *body])
+
 
 # The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. Each
 # loop is one flat loop: gcc 12 at -O3 -march=native (AVX-512) miscompiles the vectorized
@@ -332,6 +376,15 @@ def _affine(terms: list[tuple[str, int]], offset: int) -> str:
     return text
 
 
+def _at(terms: list[tuple[str, int]], per: int, width: int = 1) -> str:
+    """C text of the offset sum of index * stride, without the loops left out (``_k`` for
+    one id per example, ``_j`` for rows of one element)."""
+    absent = {"_k"} if per == 1 else set()
+    absent |= {"_j"} if width == 1 else set()
+    parts = [i if s == 1 else f"{i}*{s}" for i, s in terms if i not in absent]
+    return " + ".join(parts) or "0"
+
+
 def _zero(dst: str, size: str) -> str:
     """C zeroing the ``size`` elements at ``dst`` (one element: no loop)."""
     if size == "1":
@@ -370,4 +423,7 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     Op.SLICE: CWriter.slice,
     Op.UNSLICE: CWriter.unslice,
     Op.CONCAT: CWriter.concat,
+    # indexing (gather)
+    Op.GATHER: CWriter.gather,
+    Op.SCATTER_ADD: CWriter.scatter_add,
 }

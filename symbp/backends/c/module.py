@@ -34,6 +34,11 @@ class Arg:
     key: str  # the user's name (dict key)
     shape: Shape
     batched: bool
+    integer: bool = False  # an Input of integer ids: int64_t, not real
+
+    @property
+    def ctype(self) -> str:
+        return "int64_t" if self.integer else "real"
 
 
 @dataclass
@@ -87,7 +92,10 @@ class Generator:
         namer = CNamer(C_RESERVED)
         graph = self.graph
         self.params = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.params.items()]
-        self.inputs = [Arg(namer(k), k, d.node.shape, True) for k, d in graph.inputs.items()]
+        self.inputs = [
+            Arg(namer(k), k, d.node.shape, True, d.node.dtype == "int")
+            for k, d in graph.inputs.items()
+        ]
         # the Consts are read-only arguments after the Params (their names are taken last)
         self.consts = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.consts.items()]
         self.leaves = {graph.params[a.key].node: a.name for a in self.params}
@@ -190,7 +198,8 @@ class Generator:
         if train and self.program.random:
             extra = [*extra, "uint64_t _key"]
         params = [f"{'' if mutable else 'const '}{real} *{a.name}" for a in self.params]
-        params += [f"const {real} *{a.name}" for a in self.consts + self.inputs]
+        params += [f"const {real} *{a.name}" for a in self.consts]
+        params += [f"const {'int64_t' if a.integer else real} *{a.name}" for a in self.inputs]
         return [*params, f"long {N}", *extra, *(f"{real} *{o}" for o in outs), f"{real} *_ws"]
 
     def call_forward_pass(self) -> str:
@@ -375,9 +384,17 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     ext = f"_{ident}" if ident.isidentifier() else "_network"
     c_file = f"{ext[1:] or 'network'}.c"
     prefix = f"symbp_{ident}_"
+    words = 1 if dtype == "float64" else 2  # the reals an int64_t takes
     sizes = {
         "inputs": [
-            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.inputs
+            {
+                "index": i,
+                "key_text": doc_text(a.key),
+                "size": max(1, math.prod(a.shape)),
+                "integer": a.integer,
+                "words": words if a.integer else 1,
+            }
+            for i, a in enumerate(gen.inputs)
         ],
         "params": [
             {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.params
@@ -402,7 +419,9 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         small_gemm=SMALL_GEMM,
         workspace=ws,
         slots=len(gen.params) + len(gen.consts) + len(gen.inputs),
-        input_size=sum(x["size"] for x in sizes["inputs"]),
+        input_size=sum(x["size"] * x["words"] for x in sizes["inputs"]),
+        slot_types=["real"] * (len(gen.params) + len(gen.consts)) + [a.ctype for a in gen.inputs],
+        int_inputs=any(a.integer for a in gen.inputs),
         param_size=sum(p["size"] for p in sizes["params"]),
         **sizes,
     )
@@ -421,7 +440,15 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         ],
         params=[{"key": a.key, "shape_text": shape_text(a.shape)} for a in gen.params],
         consts=[{"key": a.key, "shape_text": shape_text(a.shape)} for a in gen.consts],
-        inputs=[{"key": a.key, "shape_text": shape_text(["n", *a.shape])} for a in gen.inputs],
+        inputs=[
+            {
+                "key": a.key,
+                "shape_text": shape_text(["n", *a.shape]),
+                "integer": a.integer,
+                "count": common["int_inputs"].get(a.key),
+            }
+            for a in gen.inputs
+        ],
         slots=len(gen.params) + len(gen.consts) + len(gen.inputs),
     )
     return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file

@@ -183,6 +183,7 @@ SPELLINGS: dict[str, Spelling] = {
 
 # the file's own functions, and the C99 math ones, may not be user names either
 C_RESERVED |= {"forward_pass", "gemm_", "gemm_small_"}
+C_RESERVED |= {"int64_t", "uint64_t", "int32_t", "intptr_t"}  # indexing: <stdint.h>'s types
 C_RESERVED |= set(C99_MATH) | {f + "f" for f in C99_MATH} | {s.name for s in SPELLINGS.values()}
 # dropout
 C_RESERVED |= {"uint64_t", "symbp_mix_", "symbp_dropout_"}

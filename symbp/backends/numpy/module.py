@@ -60,6 +60,25 @@ RUNTIME_HELPERS = {
     out = np.zeros(shape, dtype=DTYPE)
     out[index] = g
     return out''',
+    # indexing (gather)
+    "_gather": '''def _gather(table, ids):
+    """table[ids] for every example: a table of the batch indexed by that example's ids."""
+    n = ids.shape[0]
+    return table[np.arange(n).reshape((n,) + (1,) * (ids.ndim - 1)), ids]''',
+    "_scatter_add": '''def _scatter_add(g, ids, shape, summed):
+    """The adjoint of table[ids]: zeros of the table's ``shape`` with g's rows added at the
+    ids (repeated ids add up, in order), one table summed over the examples, or one table
+    per example. Element (row, j) of the tables is bin row * width + j of one bincount."""
+    n, rows = ids.shape[0], shape[0]
+    width = int(np.prod(shape[1:]))
+    at = ids.reshape(n, -1)
+    if not summed:  # example b's rows are b * rows + id
+        at = at + rows * np.arange(n).reshape(n, 1)
+    bins = (at.reshape(-1, 1) * width + np.arange(width)).reshape(-1)
+    g = np.broadcast_to(g, ids.shape + shape[1:]).reshape(-1)
+    size = rows * width * (1 if summed else n)
+    out = np.bincount(bins, weights=g, minlength=size).astype(DTYPE, copy=False)
+    return out.reshape(shape if summed else (n,) + shape)''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions
@@ -69,6 +88,8 @@ MODULE_NAMES = {
     "INPUTS",
     "CONSTS",
     "_consts",
+    "INT_INPUTS",
+    "_ids",
     "OUTPUTS",
     "DTYPE",
     "init_params",

@@ -215,6 +215,20 @@ class NumpyPrinter:
         join = "np.stack" if node.attr.new else "np.concatenate"
         return f"{join}([{', '.join(parts)}], axis={node.attr.axis + node.batched})", ATOM
 
+    def gather(self, node: Node) -> Term:
+        table, ids = node.args
+        if not table.batched:  # NumPy's own fancy indexing
+            return f"{_atom(*self.term(table))}[{self.term(ids)[0]}]", ATOM
+        self.helpers.add("_gather")
+        return f"_gather({self.term(table)[0]}, {self.term(ids)[0]})", ATOM
+
+    def scatter_add(self, node: Node) -> Term:
+        g, ids = node.args
+        self.helpers.add("_scatter_add")
+        shape = shape_text(node.shape)
+        summed = node.attr.sum_batch or not node.batched
+        return f"_scatter_add({self.term(g)[0]}, {self.term(ids)[0]}, {shape}, {summed})", ATOM
+
 
 @lru_cache(maxsize=4096)  # a program has a handful of contractions, printed many times
 def _contraction(sa: str, sb: str, so: str, pa: int, pb: int) -> Term:
@@ -274,4 +288,7 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
     Op.SLICE: NumpyPrinter.slice,
     Op.UNSLICE: NumpyPrinter.unslice,
     Op.CONCAT: NumpyPrinter.concat,
+    # indexing (gather)
+    Op.GATHER: NumpyPrinter.gather,
+    Op.SCATTER_ADD: NumpyPrinter.scatter_add,
 }
