@@ -8,6 +8,12 @@ TAB = 4  # tab stops when showing a source line
 WIDTH = 100  # longer source lines are shown as a window around the column
 
 
+class GraphError(ValueError):
+    """An operation that cannot be built: shapes that do not fit, a constant that is not a
+    finite number. The parser adds the spec location. (Raised by ``symbp.ir.ops`` and the
+    rules it builds on, ``symbp.ir.shape_rules`` and ``symbp.ir.indexing``.)"""
+
+
 class SpecError(ValueError):
     """A problem in a spec, located: ``file:line:col: error: message``, the line, a caret.
 

@@ -76,6 +76,16 @@ def _transpose(node: Node, g: Node) -> Node:
     return ops.transpose(g, tuple(perm.index(i) for i in range(len(perm))))
 
 
+def _extremum(node: Node, g: Node) -> Node:
+    """g shared evenly among the entries that equal the max (or min), as torch's amax and
+    JAX's reduce_max share it: g * (x == m) / count(x == m)."""
+    (x,) = node.args
+    axes = node.attr
+    hit = ops.apply("eq", x, ops.keepdims(node, axes, x.shape))
+    count = ops.keepdims(ops.reduce_sum(hit, axes), axes, x.shape)
+    return ops.elementwise(X[0] * X[1] / X[2], (ops.keepdims(g, axes, x.shape), hit, count))
+
+
 VJP: dict[Op, Rule] = {
     Op.EW: _elementwise,
     Op.DOT: _dot,
@@ -85,4 +95,7 @@ VJP: dict[Op, Rule] = {
     Op.RESHAPE: linear(lambda node, g: ops.reshape(g, node.args[0].shape)),
     Op.BROADCAST: linear(lambda node, g: g),  # unbroadcast sums it back
     Op.BATCH_SUM: linear(lambda node, g: g),  # the same adjoint for every example
+    # max and min
+    Op.MAX: lambda node, g, wanted: [_extremum(node, g)],
+    Op.MIN: lambda node, g, wanted: [_extremum(node, g)],
 }

@@ -13,7 +13,7 @@ import ast
 from ..errors import SpecError
 from ..ir import expr as ex
 from ..ir import ops
-from ..ir.expr import Expr, X, substitute, walk
+from ..ir.expr import AST_COMPARISONS, Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
 from .source import SpecSource
@@ -21,7 +21,7 @@ from .source import SpecSource
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
 INITIALIZERS = {"zeros": 0, "ones": 0, "glorot": 0, "he": 0, "normal": 1, "uniform": 2}
-REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax")
+REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax", "max", "min")
 BINOPS = {
     ast.Add: ops.add,
     ast.Sub: ops.sub,
@@ -164,6 +164,10 @@ class Expressions(SpecSource):
                 ast.Mult: lambda: left * right,
                 ast.Div: lambda: left / right,
             }[type(e.op)]()
+        if isinstance(e, ast.Compare):
+            name = self.comparison(e)
+            left, right = (self.scalar_expr(a, env, fname) for a in (e.left, *e.comparators))
+            return ex.call(name, left, right)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
@@ -217,6 +221,8 @@ class Expressions(SpecSource):
             hint = ""
             if name in REDUCTIONS and len(e.args) == 2:
                 hint = f"; pass the axis by keyword, {name}(e, axis=k)"
+            if name in ("max", "min") and len(e.args) == 2:
+                hint += f", or for the elementwise {name}imum of two values write {name}imum(a, b)"
             raise self.error(e, f"{name}() takes {n} argument{plural}, got {len(e.args)}{hint}")
 
     def expr(self, e: ast.expr) -> Value:
@@ -267,7 +273,33 @@ class Expressions(SpecSource):
             return ops.transpose(v) if isinstance(v, Node) else v
         if isinstance(e, ast.Call):
             return self.call(e)
+        if isinstance(e, ast.Compare):
+            name = self.comparison(e)
+            left, right = self.expr(e.left), self.expr(e.comparators[0])
+            if not isinstance(left, Node) and not isinstance(right, Node):
+                return ex.call(name, left, right)
+            pair = (self.as_node(left), self.as_node(right))
+            return ops.elementwise(ex.call(name, X[0], X[1]), pair, f"`{self.segment(e)}`")
         raise self.error(e, f"unsupported expression: {self.describe(e)}")
+
+    def comparison(self, e: ast.Compare) -> str:
+        """The function of a comparison ``a < b`` (a mask: 1 where it holds, else 0); a chain
+        ``a < b < c`` is an error saying how to write it."""
+        names = [AST_COMPARISONS.get(type(op)) for op in e.ops]
+        if None in names:
+            raise self.error(
+                e, f"unsupported comparison `{self.segment(e)}`: only < <= > >= == != compare"
+            )
+        if len(e.ops) > 1:
+            parts = [self.segment(p) for p in (e.left, *e.comparators)]
+            symbols = [FUNCTIONS[name].operator for name in names]
+            pairs = " * ".join(f"({a} {op} {b})" for a, op, b in zip(parts, symbols, parts[1:]))
+            raise self.error(
+                e,
+                f"a chained comparison `{self.segment(e)}` is not supported: "
+                f"write one comparison at a time, e.g. {pairs}",
+            )
+        return names[0]
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
         """No division by 0, nor by a number whose reciprocal no float holds (2e-313): the
@@ -378,6 +410,8 @@ class Expressions(SpecSource):
             return ops.mean(x, axis)
         if name == "logsumexp":
             return ops.logsumexp(x, axis)
+        if name in ("max", "min"):
+            return (ops.reduce_max if name == "max" else ops.reduce_min)(x, axis)
         if x.ndim == 0:
             raise self.error(e, f"{name}() needs a tensor of rank 1 or more, got a scalar")
         f = ops.softmax if name == "softmax" else ops.log_softmax

@@ -114,6 +114,9 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.BROADCAST: lambda node, x, run: np.broadcast_to(
         _aligned(x[0], node.args[0], node), _runtime_shape(node, run)
     ),
+    # max and min
+    Op.MAX: lambda node, x, run: np.max(x[0], axis=_axes(node)),
+    Op.MIN: lambda node, x, run: np.min(x[0], axis=_axes(node)),
 }
 
 

@@ -53,6 +53,11 @@ class Op(Enum):
     RESHAPE = auto()
     BROADCAST = auto()
 
+    # max and min: MAX and MIN reduce over the per-example axes of attr, as SUM does; NaN
+    # propagates, as in NumPy
+    MAX = auto()
+    MIN = auto()
+
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
 
@@ -156,6 +161,14 @@ class Node:
         from . import ops
 
         return ops.neg(self)
+
+    def __lt__(self, other):
+        raise TypeError(
+            "symbp nodes have no < <= > >=: write symbp.less(a, b), less_equal, greater or"
+            " greater_equal for a mask (== is identity: symbp.equal(a, b) compares values)"
+        )
+
+    __le__ = __gt__ = __ge__ = __lt__
 
     @property
     def T(self) -> Node:

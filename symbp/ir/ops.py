@@ -17,32 +17,20 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from ..errors import GraphError
 from . import expr as ex
 from .expr import Expr, X
 from .node import Contraction, Node, Op, Shape
+from .shape_rules import MAX_ELEMENTS, broadcast_shapes  # noqa: F401 (ops' own, for callers)
+from .shape_rules import axes as _axes
+from .shape_rules import check_shape as _check_shape
+from .shape_rules import leading_ones as _leading_ones
+from .shape_rules import size as _size
 
 LETTERS = "ijklmnopqrstuvwxyzacdefgh"  # 'b' is the batch axis in generated einsums
-MAX_ELEMENTS = 2**31 - 1
-
-
-class GraphError(ValueError):
-    """An operation that cannot be built: shapes that do not fit, a constant that is not a
-    finite number. The parser adds the spec location."""
 
 
 # ---------------------------------------------------------------------------- leaves
-
-
-def _check_shape(shape: Sequence[int], what: str) -> Shape:
-    shape = tuple(shape)
-    size = 1
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise GraphError(f"{what}: dimensions must be positive integers, got {shape}")
-        size *= d
-    if size > MAX_ELEMENTS:
-        raise GraphError(f"{what}: {shape} has {size} elements, more than {MAX_ELEMENTS}")
-    return shape
 
 
 def input_node(name: str, shape: Sequence[int] = ()) -> Node:
@@ -70,24 +58,6 @@ def batch_size() -> Node:
 
 
 # ----------------------------------------------------------------------- elementwise
-
-
-def broadcast_shapes(*shapes: Shape, what: str = "elementwise operation") -> Shape:
-    """NumPy's broadcasting of per-example shapes; a GraphError quoting them if they do not."""
-    distinct = set(shapes)
-    distinct.discard(())  # a scalar never changes a shape
-    if len(distinct) <= 1:
-        return distinct.pop() if distinct else ()
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for axis in range(ndim):
-        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
-        dims.discard(1)
-        if len(dims) > 1:
-            shown = " and ".join(str(s) for s in shapes)
-            raise GraphError(f"shapes {shown} do not broadcast in {what}")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
 
 
 def elementwise(expr: Expr, args: Sequence[Node], what: str = "") -> Node:
@@ -179,12 +149,6 @@ def _implicit_broadcasts(args: list[Node], shape: Shape) -> list[Node]:
     return args
 
 
-def _leading_ones(shape: Shape) -> Shape:
-    while shape and shape[0] == 1:
-        shape = shape[1:]
-    return shape
-
-
 @functools.lru_cache(maxsize=65536)  # graphs repeat a few expressions many times
 def canonical_form(expr: Expr, pattern: tuple) -> tuple[Expr, tuple[int, ...]]:
     """``expr`` with the constants of ``pattern`` folded in and its distinct arguments
@@ -253,21 +217,6 @@ def _call(name: str, arity: int) -> Expr:
 # ------------------------------------------------------------------------ reductions
 
 
-def _axes(axes, ndim: int, what: str) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(range(ndim))
-    if isinstance(axes, int):
-        axes = (axes,)
-    out = []
-    for ax in axes:
-        if not -ndim <= ax < ndim:
-            raise GraphError(f"{what}: axis {ax} is out of range for shape of rank {ndim}")
-        out.append(ax % ndim)
-    if len(set(out)) != len(out):
-        raise GraphError(f"{what}: repeated axis in {tuple(axes)}")
-    return tuple(sorted(out))
-
-
 def reduce_sum(x: Node, axes=None) -> Node:
     axes = _axes(axes, x.ndim, "sum")
     if not axes:
@@ -310,6 +259,24 @@ def logsumexp(x: Node, axes=None) -> Node:
         return x
     shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
     return Node(Op.LOGSUMEXP, (x,), axes, shape, x.batched)
+
+
+# max and min
+def reduce_max(x: Node, axes=None) -> Node:
+    """The largest entry along ``axes`` (None: all per-example axes); NaN propagates."""
+    return _extremum(Op.MAX, x, _axes(axes, x.ndim, "max"))
+
+
+def reduce_min(x: Node, axes=None) -> Node:
+    """The smallest entry along ``axes`` (None: all per-example axes); NaN propagates."""
+    return _extremum(Op.MIN, x, _axes(axes, x.ndim, "min"))
+
+
+def _extremum(op: Op, x: Node, axes: tuple[int, ...]) -> Node:
+    if not axes:
+        return x
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Node(op, (x,), axes, shape, x.batched)
 
 
 def log_softmax(x: Node, axis: int = -1) -> Node:
@@ -475,13 +442,6 @@ def broadcast(x: Node, shape: Shape) -> Node:
     return Node(Op.BROADCAST, (x,), shape, shape, x.batched)
 
 
-def _size(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 # ------------------------------------------------------------------ the table
 
 # Every op's node from its arguments and attribute, through the constructors above (the
@@ -495,4 +455,7 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
     Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
     Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
+    # max and min
+    Op.MAX: lambda args, axes: reduce_max(args[0], axes),
+    Op.MIN: lambda args, axes: reduce_min(args[0], axes),
 }

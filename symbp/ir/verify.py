@@ -146,6 +146,9 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     Op.TRANSPOSE: _transpose,
     Op.RESHAPE: _reshape,
     Op.BROADCAST: _broadcast,
+    # max and min
+    Op.MAX: _reduction,
+    Op.MIN: _reduction,
 }
 
 

@@ -95,6 +95,23 @@ SPELLINGS: dict[str, Spelling] = {
     """relu'(x): 1 where x > 0, else 0."""
     return np.heaviside(x, 0.0)''',
     ),
+    # where and the comparisons: masks of 0 and 1 in the module's dtype (not NumPy's bools)
+    "where": Spelling(
+        "_where",
+        '''def _where(c, a, b):
+    """a where c is not 0, else b."""
+    return np.asarray(np.where(c != 0, a, b), dtype=DTYPE)''',
+    ),
+    **{
+        name: Spelling(
+            f"_{name}",
+            f'''def _{name}(x, y):
+    """x {f.operator} y: 1 where it holds, else 0."""
+    return np.asarray(x {f.operator} y, dtype=DTYPE)''',
+        )
+        for name, f in FUNCTIONS.items()
+        if f.operator
+    },
 }
 
 
@@ -232,4 +249,7 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
         ATOM,
     ),
     Op.BROADCAST: NumpyPrinter.broadcast,
+    # max and min
+    Op.MAX: lambda p, node: (f"np.max({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
+    Op.MIN: lambda p, node: (f"np.min({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
 }
