@@ -293,7 +293,8 @@ class Expressions(SpecSource):
         if len(e.ops) > 1:
             parts = [self.segment(p) for p in (e.left, *e.comparators)]
             symbols = [FUNCTIONS[name].operator for name in names]
-            pairs = " * ".join(f"({a} {op} {b})" for a, op, b in zip(parts, symbols, parts[1:]))
+            pairs = [f"({a} {op} {b})" for a, op, b in zip(parts, symbols, parts[1:])]
+            pairs = " * ".join(pairs[:2]) + (" * ..." if len(pairs) > 2 else "")
             raise self.error(
                 e,
                 f"a chained comparison `{self.segment(e)}` is not supported: "
