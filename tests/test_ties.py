@@ -11,6 +11,7 @@ argument, and the expression-level rules (folds, printing, reading formulas).
 """
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,3 +301,34 @@ def test_hinge_loss_trains_on_both_backends(backend):
     for _ in range(20):
         last = module.train_step(params, 0.5, **inputs)
     assert last < first
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hinge_example_separates_two_clusters(backend):
+    """examples/hinge.sbp, a linear SVM, trained by SGD on two Gaussian clusters the test
+    draws: its predicted labels (the Output ``label``) end up right on held-out points, and
+    both backends take the same steps."""
+    spec = Path(__file__).resolve().parent.parent / "examples" / "hinge.sbp"
+    module = symbp.compile(symbp.parse(spec), backend=backend)
+    rng = np.random.default_rng(13)
+
+    def draw(n):
+        y = rng.choice([-1.0, 1.0], size=n)
+        x = rng.normal(size=(n, 2)) * 0.8 + np.outer(y, [1.5, -1.0])
+        return x, y
+
+    (x, y), (x_test, y_test) = draw(400), draw(200)
+    params = module.init_params()
+    losses = []
+    for _ in range(20):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), 20):
+            batch = order[start : start + 20]
+            losses.append(module.train_step(params, 0.05, x=x[batch], y=y[batch]))
+    accuracy = np.mean(module.forward(params, x=x_test, y=y_test)["label"] == y_test)
+    assert accuracy > 0.95, accuracy
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
+    other = symbp.compile(symbp.parse(spec), backend="c" if backend == "numpy" else "numpy")
+    np.testing.assert_allclose(
+        other.loss(params, x=x, y=y), module.loss(params, x=x, y=y), rtol=1e-12
+    )
