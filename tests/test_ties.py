@@ -332,3 +332,16 @@ def test_hinge_example_separates_two_clusters(backend):
     np.testing.assert_allclose(
         other.loss(params, x=x, y=y), module.loss(params, x=x, y=y), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_stays_float32_when_numbers_are_arguments(backend):
+    """Found by the random graphs: clip(2, -1, p) made NumPy compute maximum(2, -1) as an
+    int64 and the gradient in float64; the module's dtype holds whatever the arguments."""
+    text = vectors("p") + "h = clip((p <= p) + (p == p), -1, p) + maximum(2, -1 * p)\n"
+    text += "C: Loss = sum(h * h + where(1 - (p == p), 1, p))\n"
+    module = symbp.compile(symbp.parse_text(text), backend=backend, dtype="float32")
+    loss, grads = module.loss_and_grads({"p": np.array([0.5, 3.0, -3.0], dtype=np.float32)})
+    assert grads["p"].dtype == np.float32
+    # h = 0.5 + 2, 2 + 2, -3 + 3; dh/dp = 1 + 0, 0 + 0, 1 - 1; where(0, 1, p) adds 1
+    np.testing.assert_array_equal(grads["p"], [2 * 2.5 * 1 + 1, 1, 1])

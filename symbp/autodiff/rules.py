@@ -31,17 +31,23 @@ def _elementwise(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | N
     node's own value (sigmoid' reuses the sigmoid)."""
     n = len(node.args)
     operands = (g, *node.args, node)
+    masks = tuple(j for j, a in enumerate(node.args) if a.op is Op.EW and ex.is_mask(a.attr))
     out: list[Node | None] = []
     for i in range(n):
-        adjoint = adjoint_expr(node.attr, n, i) if wanted[i] else ex.ZERO
+        adjoint = adjoint_expr(node.attr, n, i, masks) if wanted[i] else ex.ZERO
         out.append(None if adjoint is ex.ZERO else ops.elementwise(adjoint, operands))
     return out
 
 
 @lru_cache(maxsize=65536)  # a graph repeats a few expressions many times
-def adjoint_expr(e: Expr, n: int, i: int) -> Expr:
-    """g * d e / d x_i as an expression over (g, x_0, .., x_{n-1}, e's value)."""
+def adjoint_expr(e: Expr, n: int, i: int, masks: tuple[int, ...] = ()) -> Expr:
+    """g * d e / d x_i as an expression over (g, x_0, .., x_{n-1}, e's value); the arguments
+    ``masks`` are masks (values 0 and 1), so that where's derivative reads m, not m != 0."""
     d = derivative(e, n, i)
+    if masks:
+        known = {ex.call("ne", X[j], ex.ZERO): X[j] for j in masks}
+        known |= {ex.call("eq", X[j], ex.ZERO): 1 - X[j] for j in masks}
+        d = ex.replace(d, known)
     if d is ex.ZERO:
         return d
     return X[0] * ex.substitute(d, {j: X[j + 1] for j in range(n + 1)})

@@ -372,16 +372,17 @@ def _decided(name: str, args: tuple[Expr, ...]) -> Expr | None:
             return a if c.value != 0 else b
         if a is b:
             return a
-        if a == 1 and b == 0 and _is_mask(c):
+        if a == 1 and b == 0 and is_mask(c):
             return c
     if name in ("eq", "ne"):
         m = args[0] if args[1] == 0 else args[1] if args[0] == 0 else None
-        if m is not None and _is_mask(m):
+        if m is not None and is_mask(m):
             return m if name == "ne" else sub(ONE, m)
     return None
 
 
-def _is_mask(e: Expr) -> bool:
+def is_mask(e: Expr) -> bool:
+    """Whether ``e`` computes a mask, a function whose values are 0 and 1 (a comparison)."""
     return e.op in FUNCTIONS and FUNCTIONS[e.op].mask
 
 

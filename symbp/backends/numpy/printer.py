@@ -59,6 +59,8 @@ def _definition(name: str) -> tuple[str, set[str]]:
     params = PARAMETERS[: f.arity]
     printer = NumpyExprPrinter()
     body = print_expr(definition(name), [(p, ATOM) for p in params], printer)[0]
+    if f.arity > 1:  # numbers among the arguments would make NumPy compute in int64 or float64
+        body = f"np.asarray({body}, dtype=DTYPE)"
     signature = ", ".join(params)
     doc = f"{name}({signature}) = {f.formula}"
     return f'def _{name}({signature}):\n    """{doc}"""\n    return {body}', printer.used
