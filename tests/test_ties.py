@@ -21,6 +21,7 @@ import symbp
 from symbp.explain.equations import backward_equations
 from symbp.ir import expr as ex
 from symbp.ir.expr import X, formula
+from symbp.ir.node import Op, toposort
 from symbp.passes.pipeline import optimize
 
 BACKENDS = ("numpy", "c")
@@ -345,3 +346,13 @@ def test_float32_stays_float32_when_numbers_are_arguments(backend):
     assert grads["p"].dtype == np.float32
     # h = 0.5 + 2, 2 + 2, -3 + 3; dh/dp = 1 + 0, 0 + 0, 1 - 1; where(0, 1, p) adds 1
     np.testing.assert_array_equal(grads["p"], [2 * 2.5 * 1 + 1, 1, 1])
+
+
+def test_max_and_min_of_one_value_everywhere_fold():
+    text = "x: Input[3]\nw: Param[3] = ones\nc = 0 * x + 2\n"
+    text += "C: Loss = sum(w * x) * max(c) + min(c * 0 - 1, axis=0)\n"
+    program = optimize(symbp.parse_text(text))
+    ops = {node.op for node in toposort(program.roots)}
+    assert Op.MAX not in ops and Op.MIN not in ops
+    module = symbp.compile(symbp.parse_text(text))
+    assert module.loss({"w": np.ones(3)}, x=np.ones((2, 3))) == 3 * 2 - 1
