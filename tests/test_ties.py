@@ -10,12 +10,15 @@ gradient. Then the C backend against NumPy to 1e-12 with infinities and NaN in e
 argument, and the expression-level rules (folds, printing, reading formulas).
 """
 
+import functools
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BATCH, random_inputs, random_params
+from conftest import BATCH, random_inputs, random_params, scale
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symbp
 from symbp.explain.equations import backward_equations
@@ -356,3 +359,45 @@ def test_max_and_min_of_one_value_everywhere_fold():
     assert Op.MAX not in ops and Op.MIN not in ops
     module = symbp.compile(symbp.parse_text(text))
     assert module.loss({"w": np.ones(3)}, x=np.ones((2, 3))) == 3 * 2 - 1
+
+
+# -------------------------------------------------- the rules at random ties (Hypothesis)
+
+RULES_SPEC = """
+v: Param[6] = zeros
+q: Param[6] = zeros
+W: Param[2, 3] = zeros
+C: Loss = max(v) + 2 * min(v) + sum(maximum(v, q) + 3 * minimum(v, q)) + sum(max(W, axis=0))
+"""
+
+
+@functools.cache
+def rules_module(backend: str):
+    return symbp.compile(symbp.parse_text(RULES_SPEC), backend=backend)
+
+
+def _split(x: np.ndarray, best: float) -> np.ndarray:
+    hit = (x == best).astype(float)
+    return hit / hit.sum()
+
+
+SMALL = st.integers(-2, 2).map(float)  # a few values: ties are the rule, not the exception
+
+
+@settings(max_examples=scale(100), deadline=None)
+@given(
+    v=st.lists(SMALL, min_size=6, max_size=6),
+    q=st.lists(SMALL, min_size=6, max_size=6),
+    w=st.lists(SMALL, min_size=6, max_size=6),
+)
+def test_tie_rules_at_random_ties(v, q, w):
+    v, q, W = np.array(v), np.array(q), np.array(w).reshape(2, 3)
+    want_v = _split(v, v.max()) + 2 * _split(v, v.min())
+    want_v += (v > q) + 0.5 * (v == q) + 3 * ((v < q) + 0.5 * (v == q))
+    want_q = (q > v) + 0.5 * (v == q) + 3 * ((q < v) + 0.5 * (v == q))
+    want_w = np.stack([_split(W[:, j], W[:, j].max()) for j in range(3)], axis=1)
+    for backend in BACKENDS:
+        _, g = rules_module(backend).loss_and_grads({"v": v, "q": q, "W": W})
+        np.testing.assert_allclose(g["v"], want_v, rtol=1e-15, atol=0, err_msg=backend)
+        np.testing.assert_allclose(g["q"], want_q, rtol=1e-15, atol=0, err_msg=backend)
+        np.testing.assert_allclose(g["W"], want_w, rtol=1e-15, atol=0, err_msg=backend)
