@@ -230,6 +230,18 @@ EXTRA_TOKENS = [
     "\n    ",
     "\u2028",
     "\ufeff",
+    # maximum, minimum, clip, where, comparisons; max and min
+    "maximum",
+    "minimum",
+    "clip",
+    "where",
+    "max",
+    "min",
+    "<=",
+    ">",
+    ">=",
+    "!=",
+    "is",
 ]
 
 
