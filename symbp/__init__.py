@@ -14,6 +14,7 @@ from .check.gradients import check_grads  # noqa: E402
 from .compiler import compile, generate, grad  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .frontend.builder import (  # noqa: E402
+    COMPARISONS,
     FUNCTIONS,
     concatenate,
     const,
@@ -24,7 +25,9 @@ from .frontend.builder import (  # noqa: E402
     input,
     log_softmax,
     logsumexp,
+    max,
     mean,
+    min,
     network,
     ones,
     param,
@@ -44,15 +47,15 @@ from .train.trainer import Trainer, TrainingError  # noqa: E402
 
 def __getattr__(name: str):
     """``symbp.sigmoid``, ``symbp.exp``, ...: the elementwise functions of the spec language,
-    one for each row of ``symbp.ir.functions``."""
+    one for each row of ``symbp.ir.functions``; ``symbp.less``, ...: its comparisons."""
     try:
-        return FUNCTIONS[name]
+        return FUNCTIONS[name] if name in FUNCTIONS else COMPARISONS[name]
     except KeyError:
         raise AttributeError(f"module 'symbp' has no attribute {name!r}") from None
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *FUNCTIONS])
+    return sorted([*globals(), *FUNCTIONS, *COMPARISONS])
 
 
 __all__ = [
@@ -91,4 +94,7 @@ __all__ = [
     "zeros",
     "ones",
     "full",
+    "max",
+    "min",
+    *COMPARISONS,
 ]

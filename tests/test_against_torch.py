@@ -68,6 +68,13 @@ TORCH_MATH = SimpleNamespace(
     log_softmax=_log_softmax,
     cross_entropy=lambda z, t: -torch.sum(t * _log_softmax(z)),
     T=lambda e: e.permute(*reversed(range(e.dim()))),
+    # maximum, minimum, clip, where; max and min (amax and amin split ties evenly)
+    maximum=torch.maximum,
+    minimum=torch.minimum,
+    clip=lambda e, low, high: torch.clamp(e, low, high),
+    where=lambda c, a, b: torch.where(c != 0, a, b),
+    max=lambda e, axis=None: torch.amax(e) if axis is None else torch.amax(e, dim=axis),
+    min=lambda e, axis=None: torch.amin(e) if axis is None else torch.amin(e, dim=axis),
 )
 
 

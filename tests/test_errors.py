@@ -475,7 +475,13 @@ UNSUPPORTED = [
         A + "b: int = 2\nC: Loss = a\n", 2, 4, ["unknown annotation"], id="python-annotation"
     ),
     pytest.param(A + "f = lambda u: u\nC: Loss = a\n", 2, 5, ["lambda"], id="lambda"),
-    pytest.param(A + "b = a < 2\nC: Loss = a\n", 2, 5, ["comparison", "`a < 2`"], id="comparison"),
+    pytest.param(
+        A + "b = a < 2 < 3\nC: Loss = a\n",
+        2,
+        5,
+        ["chained comparison", "`a < 2 < 3`", "(a < 2) * (2 < 3)"],
+        id="comparison-chain",
+    ),
     pytest.param(
         "x: Input[3]\nb = x[...]\nC: Loss = b\n", 2, 7, ["Ellipsis", "x[:, 3]"], id="ellipsis"
     ),
@@ -750,7 +756,9 @@ FUNCTIONS = [
         "def f(u):\n    return exp(u, u)\n", 2, 12, ["exp() takes 1 argument"], id="arity-inside"
     ),
     pytest.param("def f(u):\n    return exp(x=u)\n", 2, 12, ["positional"], id="keyword-inside"),
-    pytest.param("def f(u):\n    return u < 1\n", 2, 12, ["comparison"], id="comparison-inside"),
+    pytest.param(
+        "def f(u):\n    return u < 1 <= u\n", 2, 12, ["chained comparison"], id="chain-inside"
+    ),
     pytest.param(
         "def f(u):\n    return u / 0\n", 2, 12, ["division by zero"], id="division-by-zero"
     ),
@@ -1785,7 +1793,9 @@ def test_loop_errors(source, line, col, words):
 
 TEACH = [
     pytest.param(
-        L + "C: Loss = relu6(a)\n", ["unknown function 'relu6'; did you mean relu?"], id="relu6"
+        L + "C: Loss = relu6(a)\n",
+        ["unknown function 'relu6'; did you mean relu, or clip(x, 0, 6)?"],
+        id="relu6",
     ),
     pytest.param(L + "C: Loss = Tanh(a)\n", ["did you mean tanh?"], id="case"),
     pytest.param(L + "C: Loss = np.exp(a)\n", ["write exp(a)"], id="numpy-function"),
@@ -1927,3 +1937,66 @@ GATHER = [
 @pytest.mark.parametrize("source, line, col, words", GATHER)
 def test_gather_errors(source, line, col, words):
     check(source, line, col, words)
+
+
+# ------------------------------------------- maximum, minimum, clip, where, comparisons
+
+X34 = "x: Input[3]\ny: Input[4]\n"
+EXTREMA = [
+    pytest.param(
+        X34 + "C: Loss = sum(maximum(x))\n", 3, 15, ["maximum() takes 2 arguments, got 1"]
+    ),
+    pytest.param(X34 + "C: Loss = sum(clip(x, 1))\n", 3, 15, ["clip() takes 3 arguments"]),
+    pytest.param(
+        X34 + "C: Loss = sum(maximum(x, y))\n", 3, 15, ["(3,)", "(4,)", "maximum"], id="shapes"
+    ),
+    pytest.param(
+        X34 + "C: Loss = sum(where(x > 0, y, 0))\n", 3, 15, ["(3,)", "(4,)", "where"], id="where"
+    ),
+    pytest.param(
+        X34 + "C: Loss = sum(x < y)\n", 3, 15, ["(3,)", "(4,)", "`x < y`"], id="compare-shapes"
+    ),
+    pytest.param(
+        X34 + "C: Loss = sum(x < 0 < x)\n",
+        3,
+        15,
+        ["chained comparison", "write one comparison at a time", "(x < 0) * (0 < x)"],
+        id="chain",
+    ),
+    pytest.param(
+        X34 + "C: Loss = sum(0 < x <= 1 < 2)\n", 3, 15, ["(0 < x) * (x <= 1) * ..."], id="chain3"
+    ),
+    pytest.param(X34 + "C: Loss = sum(x in x)\n", 3, 15, ["unsupported comparison", "<="]),
+    pytest.param(X34 + "C: Loss = sum(x is not x)\n", 3, 15, ["unsupported comparison"]),
+    pytest.param(
+        X34 + "C: Loss = max(x, x)\n",
+        3,
+        11,
+        ["max() takes 1 argument, got 2", "axis=k", "maximum(a, b)"],
+        id="max-of-two",
+    ),
+    pytest.param(X34 + "C: Loss = sum(min(x, axis=1))\n", 3, 15, ["min", "axis 1", "out of range"]),
+    pytest.param(X34 + "C: Loss = max(x, dim=0)\n", 3, 18, ["no keyword argument 'dim'"]),
+    pytest.param(X34 + "C: Loss = max(x, axis=(0, 0))\n", 3, 11, ["repeated axis"]),
+    pytest.param(
+        X34 + "C: Loss = sum(maximum(x, axis=0))\n", 3, 26, ["no keyword argument 'axis'"]
+    ),
+    pytest.param(
+        "def f(u):\n    return max(u)\n", 2, 12, ["elementwise", "'max' reduces"], id="max-in-def"
+    ),
+    pytest.param(
+        "def where(u):\n    return u\n", 1, 1, ["cannot redefine", "'where'"], id="redefine"
+    ),
+    pytest.param(X34 + "C: Loss = sum(lt(x, 0))\n", 3, 15, ["unknown function 'lt'"]),
+]
+
+
+@pytest.mark.parametrize("source, line, col, words", EXTREMA)
+def test_extrema_and_comparison_errors(source, line, col, words):
+    check(source, line, col, words)
+
+
+def test_comparisons_and_extrema_of_constants_fold():
+    """Comparisons, maximum and the rest of numbers are numbers, as arithmetic is."""
+    graph = symbp.parse_text("a: Param = 2\nC: Loss = a * ((1 < 2) + maximum(3, 4) + (2 == 3))\n")
+    assert symbp.compile(graph).loss({"a": np.array(1.0)}) == 5.0

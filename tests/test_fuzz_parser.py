@@ -230,6 +230,18 @@ EXTRA_TOKENS = [
     "\n    ",
     "\u2028",
     "\ufeff",
+    # maximum, minimum, clip, where, comparisons; max and min
+    "maximum",
+    "minimum",
+    "clip",
+    "where",
+    "max",
+    "min",
+    "<=",
+    ">",
+    ">=",
+    "!=",
+    "is",
 ]
 
 
@@ -421,7 +433,7 @@ def nested(kind: str, depth: int) -> tuple[str, bool]:
             "mixed chain",
             "transposes",
             "reductions",
-        )
+        ) or (kind == "comparisons" and d == 1)  # one comparison; a chain is an error
         return text, valid
     if kind == "function body":
         return HEAD + "def f(u):\n    return " + "-" * d + "u\nC: Loss = sum(f(w * x))\n", True

@@ -32,7 +32,7 @@ from conftest import (
 
 import symbp
 from symbp.check.gradients import check_module
-from symbp.ir.functions import SPEC_FUNCTIONS
+from symbp.ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 
 LOSS = "C: Loss = sum(y * y + sin(y))"
 BACKENDS = ("numpy", "c")
@@ -74,6 +74,8 @@ SWISH = "def swish(u):\n    return u * sigmoid(u)"
 BLEND = "def blend(u, v):\n    return u * tanh(v) + v ** 2 / (1 + u * u)"
 QUICK_GELU = "def quick_gelu(u):\n    return u * sigmoid(1.702 * u)"
 TWICE = "def twice(u):\n    return quick_gelu(quick_gelu(u))"
+LEAKY = "def leaky(u):\n    return where(u > 0, u, 0.1 * u)"
+KINKED = ("maximum", "minimum", "clip", "where")  # their cases are written out below
 
 PX = {"p": "Param[3]", "x": "Input[3]"}
 V3 = {**PX, "q": "Param[3]"}
@@ -138,7 +140,7 @@ CASES = [
     *(
         op(f, f"{f}(p * x + q)", **V3)
         for f in SPEC_FUNCTIONS
-        if f not in ("sin", "cos", "relu", "abs", "log", "sqrt")
+        if f not in ("sin", "cos", "relu", "abs", "log", "sqrt", *KINKED)
     ),
     # reductions
     op("sum_all", "sum(W * X)", **M34),
@@ -261,6 +263,24 @@ CASES = [
         W="Param[2, 3]",
         x="Input[3]",
     ),
+    # maximum, minimum, clip, where, comparisons; max and min (the values of these cases
+    # are away from ties: tests/test_ties.py checks the rules there exactly)
+    op("maximum", "maximum(p * x, 0.5 * q)", **V3),
+    op("maximum_broadcast", "maximum(W @ x, s) + maximum(0, W @ x)", **WX, s="Param"),
+    op("minimum", "minimum(p, q * x) + minimum(q, 0.5)", **V3),
+    op("clip", "clip(p * x, -0.5, 0.5) * q", **V3),
+    op("clip_bounds", "clip(x, p, q)", **V3),
+    op("where", "where(x > 0, p * x, q)", **V3),
+    op("where_params", "where(p * x > q, p, q * x)", **V3),
+    op("comparisons", "(p * x >= q) * p + (x < 0) * q + (p <= x) * (q > 0) + (x != p) * q", **V3),
+    op("comparison_equal", "(x == q) * p + (p == p) * q + (x != q) * p", **V3),
+    op("def_leaky", "leaky(p * x + q)", LEAKY, **V3),
+    op("max_all", "max(W * X)", **M34),
+    op("max_axis0", "max(W * X, axis=0)", **M34),
+    op("min_axis_minus1", "min(W * X, axis=-1)", **M34),
+    op("max_axes_tuple", "max(A * X, axis=(0, 2))", A="Param[2, 3, 4]", X="Input[2, 3, 4]"),
+    op("min_param_only", "min(v) * x + max(v, axis=0)", v="Param[4]", x="Input[2]"),
+    op("max_of_broadcast", "max(W + x, axis=1) - min(x * v)", **WX, v="Param[4]"),
 ]
 IDS = [c.name for c in CASES]
 UNREACHED = {"z"}  # the Param of case unreached_param
@@ -282,7 +302,8 @@ def setup(case: Case, text: str, dtype: str = "float64", backend: str = "numpy")
 
 def test_table_covers_every_op():
     text = "\n".join(c.spec() for c in CASES)
-    words = "sum mean logsumexp softmax log_softmax cross_entropy .T ** @ / def"
+    words = "sum mean logsumexp softmax log_softmax cross_entropy .T ** @ / def max( min("
+    words += " < <= > >= == !="
     for word in [*words.split(), *SPEC_FUNCTIONS]:
         assert word in text, word
     assert len(set(IDS)) == len(IDS)
@@ -490,7 +511,13 @@ TEXTBOOK = {
     "sin": sympy.sin,
     "cos": sympy.cos,
     "gelu": lambda u: u / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (u + 0.044715 * u**3))),
+    "maximum": sympy.Max,
+    "minimum": sympy.Min,
+    "clip": lambda u, low, high: sympy.Min(sympy.Max(u, low), high),
+    "where": lambda c, a, b: sympy.Piecewise((a, sympy.Ne(c, 0)), (b, True)),
 }
+# a function's arguments in the closed-form test: the first ones of these, by its arity
+TEXTBOOK_ARGS = ("w * x", "w - 1.5", "w + 0.5")
 
 
 def test_every_function_has_its_textbook_formula():
@@ -499,15 +526,19 @@ def test_every_function_has_its_textbook_formula():
 
 @pytest.mark.parametrize("name", TEXTBOOK)
 def test_elementwise_closed_form(name):
-    """C = f(w * x) + w ** 3 / x: dC/dw = mean(f'(w x) x + 3 w^2 / x) by sympy.diff."""
-    module = compile_text(f"x: Input\nw: Param = 1\nC: Loss = {name}(w * x) + w ** 3 / x\n")
+    """C = f(w * x) + w ** 3 / x: dC/dw = mean(f'(w x) x + 3 w^2 / x) by sympy.diff (a function
+    of more arguments gets w - 1.5 and w + 0.5 too: clip(w * x, w - 1.5, w + 0.5))."""
+    args = TEXTBOOK_ARGS[: FUNCTIONS[name].arity]
+    call = f"{name}({', '.join(args)})"
+    module = compile_text(f"x: Input\nw: Param = 1\nC: Loss = {call} + w ** 3 / x\n")
     rng = np.random.default_rng(5)
     params = {"w": np.float64(0.8)}
     x = rng.uniform(0.5, 2.0, size=BATCH)
     if name not in ("log", "sqrt"):
         x *= np.array([1, -1, 1, -1, -1])  # both sides of relu's and abs's kink
     w, xs = sympy.symbols("w x", real=True)
-    expr = TEXTBOOK[name](w * xs) + w**3 / xs
+    symbols = {"w": w, "x": xs}
+    expr = TEXTBOOK[name](*(sympy.sympify(a, locals=symbols) for a in args)) + w**3 / xs
     value, grads = module.loss_and_grads(params, x=x)
     assert value == pytest.approx(batch_mean(expr, params, {"x": x}), rel=1e-12)
     want = batch_mean(sympy.diff(expr, w), params, {"x": x})

@@ -180,6 +180,12 @@ GOOD = [  # statement shapes over names a and b (vectors), which recur with othe
     "{t} = logsumexp({a}) + {b}",
     "{t} = cross_entropy({a}, {b}) * {b}",
     "{t} = sum({a}, axis=-1) + {b}",
+    # maximum, minimum, clip, where, comparisons; max and min
+    "{t} = maximum({a}, {b})",
+    "{t} = clip({a}, {b}, {a})",
+    "{t} = where({a} > {b}, {a}, {b})",
+    "{t} = max({a}) + min({b}, axis=0)",
+    "{t} = ({a} <= 1) * {b}",
 ]
 NOT_BOUND = [
     "",

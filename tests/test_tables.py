@@ -21,6 +21,7 @@ from symbp.backends.numpy import printer as numpy_printer
 from symbp.explain import spec_printer
 from symbp.ir import expr as ex
 from symbp.ir import interpret, ops, verify
+from symbp.ir.closed_form import to_sympy
 from symbp.ir.functions import FUNCTIONS
 from symbp.ir.node import LEAVES, Op
 
@@ -82,7 +83,7 @@ def test_derivatives_match_sympy(name):
     against sympy.diff of the function's sympy form."""
     f = FUNCTIONS[name]
     symbols = sympy.symbols(f"x0:{f.arity}", real=True)
-    closed = ex.to_sympy(ex.call(name, *(ex.arg(i) for i in range(f.arity))), list(symbols))
+    closed = to_sympy(ex.call(name, *(ex.arg(i) for i in range(f.arity))), list(symbols))
     for i, partial in enumerate(partials(name)):
         want = sympy.diff(closed, symbols[i])
         for args in arguments(name):
@@ -100,11 +101,11 @@ def test_numpy_spelling_computes_the_function(name):
     """The NumPy spelling (a ufunc, or the helper the module defines) against the reference,
     with large arguments, where a naive formula would overflow."""
     code = "\n\n".join(numpy_printer.helpers({name}))
-    env = {"np": np}
+    env = {"np": np, "DTYPE": "float64"}  # the module's globals the helpers read
     exec(code, env)  # noqa: S102 - symbp's own helper code
     spelled = eval(numpy_printer.SPELLINGS[name].name, env)  # noqa: S307
-    for scale in (1, 300):
-        args = [np.array(points(name)) * scale for _ in range(FUNCTIONS[name].arity)]
+    for scale in (1, 300):  # argument k is the points turned by k: ties and the two orders
+        args = [np.roll(points(name), k) * scale for k in range(FUNCTIONS[name].arity)]
         with np.errstate(all="ignore"):
             got, want = spelled(*args), interpret.function(name, args)
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
@@ -136,7 +137,7 @@ def test_a_function_given_by_its_formula_alone(monkeypatch):
     e = ex.call("softsign", ex.arg(0))
     assert ex.call("softsign", ex.decimal(3)).value == pytest.approx(0.75)
     x = sympy.Symbol("x0", real=True)
-    assert sympy.simplify(ex.to_sympy(e, [x]) - x / (1 + sympy.Abs(x))) == 0
+    assert sympy.simplify(to_sympy(e, [x]) - x / (1 + sympy.Abs(x))) == 0
     (d,) = partials("softsign")
     assert float(interpret.expression(d, [np.array([2.0])])[0]) == pytest.approx(1 / 9)
     assert "def _softsign(x):" in numpy_printer.helpers({"softsign"})[0]

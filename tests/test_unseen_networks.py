@@ -70,6 +70,13 @@ NUMPY_MATH = SimpleNamespace(
     log_softmax=_np_log_softmax,
     cross_entropy=lambda z, t: -np.sum(t * _np_log_softmax(z)),
     T=lambda e: np.transpose(e),
+    # maximum, minimum, clip, where; max and min
+    maximum=np.maximum,
+    minimum=np.minimum,
+    clip=np.clip,
+    where=lambda c, a, b: np.where(c != 0, a, b),
+    max=lambda e, axis=None: np.max(e, axis=axis),
+    min=lambda e, axis=None: np.min(e, axis=axis),
 )
 
 
@@ -1018,6 +1025,78 @@ def _(m, p, x):
     W, xx = p["W"], x["x"]
     G = m.T(W) @ W
     return m.sum(G @ xx) + xx @ G @ xx + m.sum((W @ m.T(W)) ** 2)
+
+
+@case(
+    "hinge_svm_with_l2",
+    """
+x: Input[3]
+y: Input
+w: Param[3] = zeros
+b: Param = 0
+s = w @ x + b
+C: Loss = maximum(0, 1 - y * s) + 0.01 * sum(w * w)
+label: Output = where(s >= 0, 1, -1)
+""",
+)
+def _(m, p, x):
+    s = p["w"] @ x["x"] + p["b"]
+    label = m.where((s >= 0) * 1.0, 1.0 + 0 * s, -1.0 + 0 * s)
+    return m.maximum(0 * s, 1 - x["y"] * s) + 0.01 * m.sum(p["w"] * p["w"]), {"label": label}
+
+
+@case(
+    "leaky_relu_mlp_by_where",
+    """
+x: Input[4]
+t: Input[2]
+W1: Param[3, 4] = he
+W2: Param[2, 3] = glorot
+def leaky(u):
+    return where(u > 0, u, 0.05 * u)
+h = leaky(W1 @ x)
+z = W2 @ h
+C: Loss = sum(minimum(z, 0.8) * t) + sum(clip(h, -0.5, 0.6) ** 2)
+""",
+)
+def _(m, p, x):
+    u = p["W1"] @ x["x"]
+    h = m.where((u > 0) * 1.0, u, 0.05 * u)
+    z = p["W2"] @ h
+    return m.sum(m.minimum(z, 0 * z + 0.8) * x["t"]) + m.sum(m.clip(h, -0.5, 0.6) ** 2)
+
+
+@case(
+    "max_pooling_rows_and_min_columns",
+    """
+X: Input[3, 4]
+W: Param[3, 4] = normal(0.5)
+v: Param[3] = ones
+P = tanh(W * X)
+C: Loss = v @ max(P, axis=1) + sum(min(P, axis=0) ** 2) - max(P) * min(v)
+""",
+)
+def _(m, p, x):
+    P = m.tanh(p["W"] * x["X"])
+    pooled = p["v"] @ m.max(P, axis=1) + m.sum(m.min(P, axis=0) ** 2)
+    return pooled - m.max(P) * m.min(p["v"])
+
+
+@case(
+    "masked_softmax_scores",
+    """
+x: Input[4]
+q: Param[4] = normal(0.5)
+k: Param[4, 4] = normal(0.5)
+s = k @ (q * x)
+masked = where(x > 0, s, -30)
+C: Loss = -log_softmax(masked, axis=0) @ (x != 0) + sum((s > 0.2) * s)
+""",
+)
+def _(m, p, x):
+    s = p["k"] @ (p["q"] * x["x"])
+    masked = m.where((x["x"] > 0) * 1.0, s, -30 + 0 * s)
+    return -m.log_softmax(masked, axis=0) @ ((x["x"] != 0) * 1.0) + m.sum((s > 0.2) * 1.0 * s)
 
 
 # ---------------------------------------------------------------------- the harness

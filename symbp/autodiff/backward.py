@@ -86,9 +86,20 @@ def backward(
             if contrib.shape != arg.shape or (node.batched and not arg.batched):
                 contrib = unbroadcast(contrib, arg, node.batched)
             if origin is not None:
-                origin.setdefault(contrib, node)
+                _cite(contrib, node, origin, forward)
             pending.setdefault(arg, []).append(contrib)
     return [adjoint.get(w) or ops.broadcast(ops.const(0), w.shape) for w in wrt]
+
+
+def _cite(contrib: Node, node: Node, origin: dict[Node, Node], forward: set[Node]) -> None:
+    """``contrib`` and the nodes its rule made on the way (the mask of a max's ties, say)
+    cite ``node``, unless they cite another node already."""
+    stack = [contrib]
+    while stack:
+        part = stack.pop()
+        if part not in forward and part not in origin:
+            origin[part] = node
+            stack.extend(part.args)
 
 
 def _reaching(order: list[Node], wanted: set[Node]) -> set[Node]:

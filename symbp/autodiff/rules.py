@@ -33,17 +33,23 @@ def _elementwise(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | N
     node's own value (sigmoid' reuses the sigmoid)."""
     n = len(node.args)
     operands = (g, *node.args, node)
+    masks = tuple(j for j, a in enumerate(node.args) if a.op is Op.EW and ex.is_mask(a.attr))
     out: list[Node | None] = []
     for i in range(n):
-        adjoint = adjoint_expr(node.attr, n, i) if wanted[i] else ex.ZERO
+        adjoint = adjoint_expr(node.attr, n, i, masks) if wanted[i] else ex.ZERO
         out.append(None if adjoint is ex.ZERO else ops.elementwise(adjoint, operands))
     return out
 
 
 @lru_cache(maxsize=65536)  # a graph repeats a few expressions many times
-def adjoint_expr(e: Expr, n: int, i: int) -> Expr:
-    """g * d e / d x_i as an expression over (g, x_0, .., x_{n-1}, e's value)."""
+def adjoint_expr(e: Expr, n: int, i: int, masks: tuple[int, ...] = ()) -> Expr:
+    """g * d e / d x_i as an expression over (g, x_0, .., x_{n-1}, e's value); the arguments
+    ``masks`` are masks (values 0 and 1), so that where's derivative reads m, not m != 0."""
     d = derivative(e, n, i)
+    if masks:
+        known = {ex.call("ne", X[j], ex.ZERO): X[j] for j in masks}
+        known |= {ex.call("eq", X[j], ex.ZERO): 1 - X[j] for j in masks}
+        d = ex.replace(d, known)
     if d is ex.ZERO:
         return d
     return X[0] * ex.substitute(d, {j: X[j + 1] for j in range(n + 1)})
@@ -108,6 +114,16 @@ def _scatter_add(node: Node, g: Node, wanted: tuple[bool, ...]) -> list[Node | N
     return [back, None]
 
 
+def _extremum(node: Node, g: Node) -> Node:
+    """g shared evenly among the entries that equal the max (or min), as torch's amax and
+    JAX's reduce_max share it: g * (x == m) / count(x == m)."""
+    (x,) = node.args
+    axes = node.attr
+    hit = ops.apply("eq", x, ops.keepdims(node, axes, x.shape))
+    count = ops.keepdims(ops.reduce_sum(hit, axes), axes, x.shape)
+    return ops.elementwise(X[0] * X[1] / X[2], (ops.keepdims(g, axes, x.shape), hit, count))
+
+
 VJP: dict[Op, Rule] = {
     Op.EW: _elementwise,
     Op.DOT: _dot,
@@ -126,4 +142,7 @@ VJP: dict[Op, Rule] = {
     # indexing (gather)
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
+    # max and min
+    Op.MAX: lambda node, g, wanted: [_extremum(node, g)],
+    Op.MIN: lambda node, g, wanted: [_extremum(node, g)],
 }

@@ -40,11 +40,12 @@ class SpecPrinter:
                 return f"batch_mean({_scattered(self, inner)})", ATOM
         return print_expr(node.attr, [self.term(a) for a in node.args], SPEC_NOTATION)
 
-    def sum(self, node: Node) -> Term:
+    def sum(self, node: Node, name: str = "sum") -> Term:
+        """A reduction over axes, ``sum`` or another written as it is (``max``)."""
         axes, x = node.attr, self.term(node.args[0])[0]
         if len(axes) == node.args[0].ndim:
-            return f"sum({x})", ATOM
-        return f"sum({x}, axis={axes[0] if len(axes) == 1 else axes})", ATOM
+            return f"{name}({x})", ATOM
+        return f"{name}({x}, axis={axes[0] if len(axes) == 1 else axes})", ATOM
 
     def dot(self, node: Node, summed: bool = True) -> Term:
         c = node.attr
@@ -141,4 +142,7 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     # indexing (gather)
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
+    # max and min
+    Op.MAX: lambda p, node: p.sum(node, "max"),
+    Op.MIN: lambda p, node: p.sum(node, "min"),
 }

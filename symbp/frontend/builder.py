@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..ir import ops, randomness
+from ..ir.functions import FUNCTIONS as RECORDS
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
 from ..ir.indexing import target_shape
@@ -185,6 +186,48 @@ def _check_ids(order: list[Node], results: list[Node]) -> None:
     for node in results:
         if node.dtype != "float":
             raise ValueError(f"integer Input {node.attr!r} can only be used as an index")
+
+
+# max and min, and the comparisons. A comparison is a function named as NumPy names it, not
+# an operator on nodes: == must stay identity (nodes are hash-consed), and a < b giving a
+# node would make Python's own max(a, b), sorted() and `if a < b:` silently wrong. So
+# comparing two nodes with < raises TypeError, and symbp.less(a, b) is the mask a < b.
+def max(x, axis=None) -> Node:  # noqa: A001
+    """The largest entry along ``axis`` (None: all per-example axes); for the elementwise
+    larger of two values, ``maximum(a, b)``."""
+    return ops.reduce_max(_node(x), axis)
+
+
+def min(x, axis=None) -> Node:  # noqa: A001
+    """The smallest entry along ``axis`` (None: all per-example axes)."""
+    return ops.reduce_min(_node(x), axis)
+
+
+_NUMPY_NAMES = {
+    "<": "less",
+    "<=": "less_equal",
+    ">": "greater",
+    ">=": "greater_equal",
+    "==": "equal",
+    "!=": "not_equal",
+}
+
+
+def _comparison(name: str, symbol: str) -> Callable[..., Node]:
+    def compare(a, b) -> Node:
+        return ops.apply(name, _node(a), _node(b))
+
+    compare.__name__ = compare.__qualname__ = _NUMPY_NAMES[symbol]
+    compare.__doc__ = f"The mask a {symbol} b: 1 where it holds, else 0 (no gradient)."
+    return compare
+
+
+# symbp.less, symbp.greater_equal, ...: the spec's comparisons
+COMPARISONS: dict[str, Callable[..., Node]] = {
+    _NUMPY_NAMES[f.operator]: _comparison(name, f.operator)
+    for name, f in RECORDS.items()
+    if f.operator
+}
 
 
 def network(

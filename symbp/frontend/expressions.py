@@ -13,7 +13,7 @@ import ast
 from ..errors import SpecError
 from ..ir import expr as ex
 from ..ir import ops
-from ..ir.expr import Expr, X, substitute, walk
+from ..ir.expr import AST_COMPARISONS, Expr, X, substitute, walk
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.node import Node, Op
 from ..ir.randomness import dropout
@@ -24,7 +24,7 @@ from .tensors import CONSTRUCTORS, LiteralShapes
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
 INITIALIZERS = {"zeros": 0, "ones": 0, "glorot": 0, "he": 0, "normal": 1, "uniform": 2}
-REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax")
+REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax", "max", "min")
 BINOPS = {
     ast.Add: ops.add,
     ast.Sub: ops.sub,
@@ -169,6 +169,10 @@ class Expressions(IndexingExpressions, LiteralShapes):
                 ast.Mult: lambda: left * right,
                 ast.Div: lambda: left / right,
             }[type(e.op)]()
+        if isinstance(e, ast.Compare):
+            name = self.comparison(e)
+            left, right = (self.scalar_expr(a, env, fname) for a in (e.left, *e.comparators))
+            return ex.call(name, left, right)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
             callee = e.func.id
             if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
@@ -222,6 +226,8 @@ class Expressions(IndexingExpressions, LiteralShapes):
             hint = ""
             if name in REDUCTIONS and len(e.args) == 2:
                 hint = f"; pass the axis by keyword, {name}(e, axis=k)"
+            if name in ("max", "min") and len(e.args) == 2:
+                hint += f", or for the elementwise {name}imum of two values write {name}imum(a, b)"
             raise self.error(e, f"{name}() takes {n} argument{plural}, got {len(e.args)}{hint}")
 
     def expr(self, e: ast.expr) -> Value:
@@ -276,8 +282,35 @@ class Expressions(IndexingExpressions, LiteralShapes):
             if self.indexes_by_tensor(e):
                 return self.gather(e)
             return self.subscript(e)
+        if isinstance(e, ast.Compare):
+            name = self.comparison(e)
+            left, right = self.expr(e.left), self.expr(e.comparators[0])
+            if not isinstance(left, Node) and not isinstance(right, Node):
+                return ex.call(name, left, right)
+            pair = (self.as_node(left), self.as_node(right))
+            return ops.elementwise(ex.call(name, X[0], X[1]), pair, f"`{self.segment(e)}`")
         hint = hints.construct_hint(e, self.known_functions())
         raise self.error(e, f"unsupported expression: {self.describe(e)}{hint}")
+
+    def comparison(self, e: ast.Compare) -> str:
+        """The function of a comparison ``a < b`` (a mask: 1 where it holds, else 0); a chain
+        ``a < b < c`` is an error saying how to write it."""
+        names = [AST_COMPARISONS.get(type(op)) for op in e.ops]
+        if None in names:
+            raise self.error(
+                e, f"unsupported comparison `{self.segment(e)}`: only < <= > >= == != compare"
+            )
+        if len(e.ops) > 1:
+            parts = [self.segment(p) for p in (e.left, *e.comparators)]
+            symbols = [FUNCTIONS[name].operator for name in names]
+            pairs = [f"({a} {op} {b})" for a, op, b in zip(parts, symbols, parts[1:])]
+            pairs = " * ".join(pairs[:2]) + (" * ..." if len(pairs) > 2 else "")
+            raise self.error(
+                e,
+                f"a chained comparison `{self.segment(e)}` is not supported: "
+                f"write one comparison at a time, e.g. {pairs}",
+            )
+        return names[0]
 
     def check_divisor(self, e: ast.BinOp, divisor: Expr) -> None:
         """No division by 0, nor by a number whose reciprocal no float holds (2e-313): the
@@ -477,6 +510,8 @@ class Expressions(IndexingExpressions, LiteralShapes):
             return ops.mean(x, axis)
         if name == "logsumexp":
             return ops.logsumexp(x, axis)
+        if name in ("max", "min"):
+            return (ops.reduce_max if name == "max" else ops.reduce_min)(x, axis)
         if x.ndim == 0:
             raise self.error(e, f"{name}() needs a tensor of rank 1 or more, got a scalar")
         f = ops.softmax if name == "softmax" else ops.log_softmax

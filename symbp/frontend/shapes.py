@@ -66,7 +66,14 @@ BINARY = {
     ast.Pow: ops.power,
     ast.MatMult: ops.matmul,
 }
-REDUCE = {"sum": ops.reduce_sum, "mean": ops.mean, "logsumexp": ops.logsumexp}
+REDUCE = {
+    "sum": ops.reduce_sum,
+    "mean": ops.mean,
+    "logsumexp": ops.logsumexp,
+    # max and min
+    "max": ops.reduce_max,
+    "min": ops.reduce_min,
+}
 SOFTMAX = {"softmax": ops.softmax, "log_softmax": ops.log_softmax}
 BUILT_IN = {*SPEC_FUNCTIONS, *REDUCE, *SOFTMAX, "cross_entropy", *CONSTRUCTORS}
 
@@ -413,6 +420,9 @@ class _Planner:
             raise _NoPlan  # a constant argument: its checks are the general reader's
         if name in SPEC_FUNCTIONS and FUNCTIONS[name].arity == len(args) == 1:
             return _applied(partial(ops.apply, name), _node_only(args[0]))
+        if name in SPEC_FUNCTIONS and FUNCTIONS[name].arity == len(args):
+            nodes = [_node_only(a) for a in args]
+            return lambda v: ops.apply(name, *(a(v) for a in nodes))
         if name in REDUCE and len(args) == 1:
             return _applied(lambda x: REDUCE[name](x, axis), args[0])
         if name in SOFTMAX and len(args) == 1:

@@ -20,7 +20,7 @@ from fractions import Fraction
 from functools import cache
 
 from . import numbers
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, OPERATORS
 from .interning import Interned
 from .notation import ATOM, SPEC_NOTATION, print_expr
 from .numbers import NOT_REAL, TOO_LARGE, UNDEFINED, NotAFloat, Number
@@ -29,6 +29,15 @@ __all__ = ["NOT_REAL", "TOO_LARGE", "UNDEFINED", "Expr", "X", "arg", "call", "nu
 
 BINARY = ("add", "sub", "mul", "div", "pow")
 AST_OPERATORS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+# the comparisons, the functions of symbp.ir.functions with an infix operator
+AST_COMPARISONS = {
+    ast.Lt: OPERATORS["<"],
+    ast.LtE: OPERATORS["<="],
+    ast.Gt: OPERATORS[">"],
+    ast.GtE: OPERATORS[">="],
+    ast.Eq: OPERATORS["=="],
+    ast.NotEq: OPERATORS["!="],
+}
 
 
 class Expr:
@@ -338,7 +347,43 @@ def call(name: str, *args: Expr) -> Expr:
         return args[0].args[0]
     if name in ("step", "sign") and FUNCTIONS.get(args[0].op, f).positive:
         return ONE  # of a positive value
+    if f.arity > 1:
+        known = _decided(name, args)
+        if known is not None:
+            return known
     return Expr(name, args)
+
+
+# a comparison of a value with itself, as x - x = 0 (real values: NaN is not one)
+_REFLEXIVE = {"lt": ZERO, "gt": ZERO, "ne": ZERO, "le": ONE, "ge": ONE, "eq": ONE}
+
+
+def _decided(name: str, args: tuple[Expr, ...]) -> Expr | None:
+    """What a function of several arguments is without computing it: maximum(u, u) is u,
+    u < u is 0, where(1, a, b) is a, where(c, a, a) is a; and a mask m (values 0 and 1)
+    compared with 0: m != 0 is m, m == 0 is 1 - m."""
+    if name in _REFLEXIVE and args[0] is args[1]:
+        return _REFLEXIVE[name]
+    if name in ("maximum", "minimum") and args[0] is args[1]:
+        return args[0]
+    if name == "where":
+        c, a, b = args
+        if c.op == "num":
+            return a if c.value != 0 else b
+        if a is b:
+            return a
+        if a == 1 and b == 0 and is_mask(c):
+            return c
+    if name in ("eq", "ne"):
+        m = args[0] if args[1] == 0 else args[1] if args[0] == 0 else None
+        if m is not None and is_mask(m):
+            return m if name == "ne" else sub(ONE, m)
+    return None
+
+
+def is_mask(e: Expr) -> bool:
+    """Whether ``e`` computes a mask, a function whose values are 0 and 1 (a comparison)."""
+    return e.op in FUNCTIONS and FUNCTIONS[e.op].mask
 
 
 def _evaluate(name: str, values: list[Number]) -> Expr:
@@ -376,6 +421,8 @@ def formula(text: str, names: tuple[str, ...]) -> Expr:
             return CONSTRUCTORS[AST_OPERATORS[type(t.op)]](read(t.left), read(t.right))
         if isinstance(t, ast.Call) and isinstance(t.func, ast.Name) and not t.keywords:
             return call(t.func.id, *map(read, t.args))
+        if isinstance(t, ast.Compare) and len(t.ops) == 1 and type(t.ops[0]) in AST_COMPARISONS:
+            return call(AST_COMPARISONS[type(t.ops[0])], read(t.left), read(t.comparators[0]))
         raise ValueError(f"cannot read {ast.unparse(t)!r} in the formula {text!r}")
 
     return read(ast.parse(text, mode="eval").body)
@@ -441,43 +488,3 @@ def has(e: Expr, *ops: str) -> bool:
     if e._ops is None:
         e._ops = frozenset(t.op for t in walk(e))
     return not e._ops.isdisjoint(ops)
-
-
-# ----------------------------------------------------------------------- sympy
-
-
-def to_sympy(e: Expr, symbols=None):
-    """The sympy form of ``e`` (for tests and closed-form checks; never on a hot path)."""
-    import sympy
-
-    if symbols is None:
-        symbols = [
-            sympy.Symbol(f"x{i}", real=True) for i in range(max(e.args_used, default=-1) + 1)
-        ]
-
-    def function(name: str, args: list):
-        f = FUNCTIONS[name]
-        if f.sympy is not None:
-            return f.sympy(sympy, *args)
-        if f.formula is not None:
-            return to_sympy(definition(name), args)
-        return getattr(sympy, name)(*args)
-
-    def go(t: Expr):
-        if t.op == "arg":
-            return symbols[t.value]
-        if t.op == "num":
-            if isinstance(t.value, Fraction):
-                return sympy.Rational(t.value)
-            return sympy.Float(t.value, 17)
-        if t.op == "undefined":
-            return sympy.nan
-        a = [go(x) for x in t.args]
-        if t.op == "neg":
-            return -a[0]
-        if t.op in BINARY:
-            x, y = a
-            return {"add": x + y, "sub": x - y, "mul": x * y, "div": x / y, "pow": x**y}[t.op]
-        return function(t.op, a)
-
-    return go(e)

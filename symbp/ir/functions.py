@@ -50,6 +50,8 @@ class Function:
     costly: bool = True  # worth computing once (cse) and reusing (specialize)
     positive: bool = False  # its values are above 0 everywhere
     in_spec: bool = True  # False: made by differentiation only (the derivatives of kinks)
+    operator: str | None = None  # the spec's infix spelling (a comparison: "<"), not a call
+    mask: bool = False  # its values are 0 and 1 only
 
 
 def _exp(x: Number) -> Number:
@@ -82,6 +84,76 @@ def _sigmoid(x: Number) -> float:
 def _softplus(x: Number) -> float:
     return max(float(x), 0.0) + math.log1p(math.exp(-abs(x)))
 
+
+# maximum, minimum, clip, where and the comparisons. At a tie the gradient follows torch and
+# JAX (SPEC.md, section 5): maximum(a, b) at a == b sends half to each, where sends it to the
+# chosen branch only. clip at a bound: torch's clamp gives x all of it (x >= lo and x <= hi;
+# lo gets it where x < lo < hi, hi where x > hi or hi < lo), while jnp.clip, which is
+# minimum(hi, maximum(lo, x)), splits it in half between x and the bound; symbp follows
+# torch. The comparisons are the spec's operators < <= > >= == !=, masks of 0 and 1 with no
+# gradient; where(c, a, b) is a where c is not 0 (NaN included, as np.where), else b.
+_COMPARISONS = (
+    ("lt", "<", lambda x, y: x < y, np.less, "Lt"),
+    ("le", "<=", lambda x, y: x <= y, np.less_equal, "Le"),
+    ("gt", ">", lambda x, y: x > y, np.greater, "Gt"),
+    ("ge", ">=", lambda x, y: x >= y, np.greater_equal, "Ge"),
+    ("eq", "==", lambda x, y: x == y, np.equal, "Eq"),
+    ("ne", "!=", lambda x, y: x != y, np.not_equal, "Ne"),
+)
+
+
+def _comparison(name: str, symbol: str, test: Callable, ufunc: np.ufunc, relation: str):
+    return Function(
+        name,
+        arity=2,
+        evaluate=lambda x, y: int(test(x, y)),
+        reference=lambda x, y: np.where(ufunc(x, y), 1.0, 0.0),
+        derivatives=("0", "0"),
+        sympy=lambda sp, x, y: sp.Piecewise((1, getattr(sp, relation)(x, y)), (0, True)),
+        costly=False,
+        in_spec=False,
+        operator=symbol,
+        mask=True,
+    )
+
+
+_TIES = [
+    Function(
+        "maximum",
+        arity=2,
+        evaluate=max,
+        reference=np.maximum,
+        derivatives=("(x > y) + 0.5 * (x == y)", "(y > x) + 0.5 * (y == x)"),
+        sympy=lambda sp, x, y: sp.Max(x, y),
+        costly=False,
+    ),
+    Function(
+        "minimum",
+        arity=2,
+        evaluate=min,
+        reference=np.minimum,
+        derivatives=("(x < y) + 0.5 * (x == y)", "(y < x) + 0.5 * (y == x)"),
+        sympy=lambda sp, x, y: sp.Min(x, y),
+        costly=False,
+    ),
+    Function(
+        "clip",
+        arity=3,
+        formula="minimum(maximum(x, y), z)",
+        derivatives=("(x >= y) * (x <= z)", "(x < y) * (y < z)", "maximum(x > z, z < y)"),
+        costly=False,
+    ),
+    Function(
+        "where",
+        arity=3,
+        evaluate=lambda c, a, b: a if c != 0 else b,
+        reference=lambda c, a, b: np.where(c != 0, a, b),
+        derivatives=("0", "x != 0", "x == 0"),
+        sympy=lambda sp, c, a, b: sp.Piecewise((a, sp.Ne(c, 0)), (b, True)),
+        costly=False,
+    ),
+    *(_comparison(*row) for row in _COMPARISONS),
+]
 
 FUNCTIONS: dict[str, Function] = {
     f.name: f
@@ -147,7 +219,10 @@ FUNCTIONS: dict[str, Function] = {
             costly=False,
             in_spec=False,
         ),
+        # maximum, minimum, clip, where and the comparisons
+        *_TIES,
     ]
 }
 
 SPEC_FUNCTIONS = tuple(name for name, f in FUNCTIONS.items() if f.in_spec)
+OPERATORS = {f.operator: name for name, f in FUNCTIONS.items() if f.operator}  # "<": "lt"

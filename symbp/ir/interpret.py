@@ -180,6 +180,9 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     # indexing (gather)
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
+    # max and min
+    Op.MAX: lambda node, x, run: np.max(x[0], axis=_axes(node)),
+    Op.MIN: lambda node, x, run: np.min(x[0], axis=_axes(node)),
 }
 
 

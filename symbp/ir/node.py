@@ -73,6 +73,10 @@ class Op(Enum):
     # into zeros of the table's shape, attr = Scatter(rows, sum_batch)
     GATHER = auto()
     SCATTER_ADD = auto()
+    # max and min: MAX and MIN reduce over the per-example axes of attr, as SUM does; NaN
+    # propagates, as in NumPy
+    MAX = auto()
+    MIN = auto()
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 
@@ -189,6 +193,14 @@ class Node:
         from . import ops
 
         return ops.neg(self)
+
+    def __lt__(self, other):
+        raise TypeError(
+            "symbp nodes have no < <= > >=: write symbp.less(a, b), less_equal, greater or"
+            " greater_equal for a mask (== is identity: symbp.equal(a, b) compares values)"
+        )
+
+    __le__ = __gt__ = __ge__ = __lt__
 
     @property
     def T(self) -> Node:

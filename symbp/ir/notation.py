@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from .functions import FUNCTIONS
+
 # precedences, as Python's grammar has them
 ATOM = 1000
 POW = 60
 MUL = 50
 MATMUL = MUL - 1  # parenthesized inside * and /, not inside + and -
 ADD = 40  # also a leading minus: -x needs parentheses inside a product or on a right side
+COMPARE = 30  # x < y; an operand that is itself a comparison is parenthesized (no chains)
 
 Term = tuple[str, int]  # printed text and the precedence of its top operator
 
@@ -63,6 +66,10 @@ class ExprPrinter:
 
     def call(self, name: str, args: list[Term]) -> Term:
         self.used.add(name)
+        symbol = FUNCTIONS[name].operator
+        if symbol is not None:  # a comparison, written as the spec writes it
+            left, right = (paren(a, COMPARE + 1) for a in args)
+            return f"{left} {symbol} {right}", COMPARE
         return f"{name}({', '.join(a[0] for a in args)})", ATOM
 
 

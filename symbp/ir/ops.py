@@ -268,6 +268,24 @@ def logsumexp(x: Node, axes=None) -> Node:
     return Node(Op.LOGSUMEXP, (x,), axes, shape, x.batched)
 
 
+# max and min
+def reduce_max(x: Node, axes=None) -> Node:
+    """The largest entry along ``axes`` (None: all per-example axes); NaN propagates."""
+    return _extremum(Op.MAX, x, _axes(axes, x.ndim, "max"))
+
+
+def reduce_min(x: Node, axes=None) -> Node:
+    """The smallest entry along ``axes`` (None: all per-example axes); NaN propagates."""
+    return _extremum(Op.MIN, x, _axes(axes, x.ndim, "min"))
+
+
+def _extremum(op: Op, x: Node, axes: tuple[int, ...]) -> Node:
+    if not axes:
+        return x
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Node(op, (x,), axes, shape, x.batched)
+
+
 def log_softmax(x: Node, axis: int = -1) -> Node:
     """x - logsumexp(x) along ``axis``: stable by construction."""
     axes = _axes(axis, x.ndim, "log_softmax")
@@ -534,4 +552,7 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     # indexing (gather)
     Op.GATHER: lambda args, attr: gather(args[0], args[1]),
     Op.SCATTER_ADD: lambda args, attr: scatter_add(args[0], args[1], attr.rows, attr.sum_batch),
+    # max and min
+    Op.MAX: lambda args, axes: reduce_max(args[0], axes),
+    Op.MIN: lambda args, axes: reduce_min(args[0], axes),
 }

@@ -252,6 +252,9 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     # indexing (gather)
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
+    # max and min
+    Op.MAX: _reduction,
+    Op.MIN: _reduction,
 }
 
 

@@ -157,7 +157,7 @@ def fold_uniform(node: Node, ctx: Context) -> Node | None:
     if c is None or node.op is Op.BROADCAST:
         return None
     x = node.args[0]
-    if node.op in (Op.TRANSPOSE, Op.RESHAPE):
+    if node.op in (Op.TRANSPOSE, Op.RESHAPE, Op.MAX, Op.MIN):  # (the max of c's is c)
         return ops.broadcast(c, node.shape)
     count = 1
     for ax in node.attr:
@@ -172,7 +172,11 @@ def fold_uniform(node: Node, ctx: Context) -> Node | None:
 CONSTANT_FOLD = RuleSet(
     "constant_fold",
     [
-        Rule("fold_uniform", (Op.SUM, Op.LOGSUMEXP, Op.TRANSPOSE, Op.RESHAPE), fold_uniform),
+        Rule(
+            "fold_uniform",
+            (Op.SUM, Op.LOGSUMEXP, Op.TRANSPOSE, Op.RESHAPE, Op.MAX, Op.MIN),
+            fold_uniform,
+        ),
     ],
     doc="operations on a constant: their value, computed once at compile time",
 )

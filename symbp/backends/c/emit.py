@@ -21,6 +21,7 @@ from ...ir.ops import runtime_subscripts
 from .layout import N, arg_strides, dims, index, loops, product, strides
 from .names import CExprPrinter
 
+EXTREMA = {Op.MAX: ("-INFINITY", ">"), Op.MIN: ("INFINITY", "<")}  # start, and who wins
 SMALL_GEMM = 16384  # multiply-adds below which loops beat a BLAS call (the C helper agrees)
 
 
@@ -105,7 +106,8 @@ class CWriter:
         return print_expr(node.attr, args, self.printer)[0]
 
     def reduce(self, node: Node) -> list[str]:
-        """SUM or LOGSUMEXP over per-example axes; the summand is computed in the loop."""
+        """SUM, LOGSUMEXP, MAX or MIN over per-example axes; the summand is computed in the
+        loop."""
         x = node.args[0]
         xd = dims(x)
         idx = [f"_i{k}" for k in range(len(xd))]
@@ -120,6 +122,13 @@ class CWriter:
 
         if node.op is Op.SUM:
             body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"], "_acc"), f"{dst} = _acc;"]
+        elif node.op in EXTREMA:  # NaN, once met, stays: NumPy's max and min propagate it
+            start, wins = EXTREMA[node.op]
+            body = [
+                f"{self.real} _m = {start};",
+                *over([f"{self.real} _v = {elem};", f"if (_v {wins} _m || _v != _v) _m = _v;"]),
+                f"{dst} = _m;",
+            ]
         else:
             body = [
                 f"{self.real} _m = -INFINITY;",
@@ -426,4 +435,7 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     # indexing (gather)
     Op.GATHER: CWriter.gather,
     Op.SCATTER_ADD: CWriter.scatter_add,
+    # max and min
+    Op.MAX: CWriter.reduce,
+    Op.MIN: CWriter.reduce,
 }

@@ -65,7 +65,7 @@ def _can_inline(node: Node, consumer: Node) -> bool:
         return True
     if node.op is Op.BROADCAST and node.args[0].op is Op.CONST:  # a value, not a buffer
         return consumer.op not in (Op.DOT, Op.TRANSPOSE, Op.RESHAPE)
-    return node.op is Op.EW and consumer.op in (Op.SUM, Op.BATCH_SUM)
+    return node.op is Op.EW and consumer.op in (Op.SUM, Op.BATCH_SUM, Op.MAX, Op.MIN)
 
 
 def _reads(nodes, placed: set[Node]) -> set[Node]:

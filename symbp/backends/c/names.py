@@ -179,6 +179,26 @@ SPELLINGS: dict[str, Spelling] = {
     "sign": Spelling(
         "sign_", "static inline real sign_(real x) { return (real)((x > 0) - (x < 0)); }"
     ),
+    # maximum and minimum propagate NaN, as NumPy's do (fmax and fmin drop it)
+    "maximum": Spelling(
+        "maximum_",
+        "static inline real maximum_(real x, real y) { return x > y || x != x ? x : y; }",
+    ),
+    "minimum": Spelling(
+        "minimum_",
+        "static inline real minimum_(real x, real y) { return x < y || x != x ? x : y; }",
+    ),
+    "where": Spelling(
+        "where_", "static inline real where_(real c, real a, real b) { return c != 0 ? a : b; }"
+    ),
+    **{
+        name: Spelling(
+            f"{name}_",
+            f"static inline real {name}_(real x, real y) {{ return x {f.operator} y; }}",
+        )
+        for name, f in FUNCTIONS.items()
+        if f.operator
+    },
 }
 
 # the file's own functions, and the C99 math ones, may not be user names either
@@ -191,15 +211,27 @@ C_RESERVED |= {"uint64_t", "symbp_mix_", "symbp_dropout_"}
 
 def helpers(used: set[str], dtype: str) -> list[str]:
     """The definitions of the helpers spelling the functions in ``used``, and of those they
-    call, in the table's order."""
-    codes: dict[str, str] = {}
+    call, in the table's order, each after the helpers it calls (C declares before use)."""
+    codes: dict[str, tuple[str, list[str]]] = {}
     todo = [name for name in used if name in SPELLINGS and SPELLINGS[name].helper != ""]
     while todo:
         name = todo.pop()
         if name not in codes:
-            codes[name], calls = _definition(name, dtype)
-            todo += [c for c in calls if SPELLINGS[c].helper != ""]
-    return [codes[name] for name in SPELLINGS if name in codes]
+            code, calls = _definition(name, dtype)
+            codes[name] = code, [c for c in SPELLINGS if c in calls and SPELLINGS[c].helper != ""]
+            todo += codes[name][1]
+    ordered: list[str] = []
+
+    def place(name: str) -> None:
+        if name not in ordered:
+            for callee in codes[name][1]:
+                place(callee)
+            ordered.append(name)
+
+    for name in SPELLINGS:
+        if name in codes:
+            place(name)
+    return [codes[name][0] for name in ordered]
 
 
 def _definition(name: str, dtype: str) -> tuple[str, set[str]]:

@@ -60,6 +60,8 @@ def _definition(name: str) -> tuple[str, set[str]]:
     params = PARAMETERS[: f.arity]
     printer = NumpyExprPrinter()
     body = print_expr(definition(name), [(p, ATOM) for p in params], printer)[0]
+    if f.arity > 1:  # numbers among the arguments would make NumPy compute in int64 or float64
+        body = f"np.asarray({body}, dtype=DTYPE)"
     signature = ", ".join(params)
     doc = f"{name}({signature}) = {f.formula}"
     return f'def _{name}({signature}):\n    """{doc}"""\n    return {body}', printer.used
@@ -96,6 +98,23 @@ SPELLINGS: dict[str, Spelling] = {
     """relu'(x): 1 where x > 0, else 0."""
     return np.heaviside(x, 0.0)''',
     ),
+    # where and the comparisons: masks of 0 and 1 in the module's dtype (not NumPy's bools)
+    "where": Spelling(
+        "_where",
+        '''def _where(c, a, b):
+    """a where c is not 0, else b."""
+    return np.asarray(np.where(c != 0, a, b), dtype=DTYPE)''',
+    ),
+    **{
+        name: Spelling(
+            f"_{name}",
+            f'''def _{name}(x, y):
+    """x {f.operator} y: 1 where it holds, else 0."""
+    return np.asarray(x {f.operator} y, dtype=DTYPE)''',
+        )
+        for name, f in FUNCTIONS.items()
+        if f.operator
+    },
 }
 
 
@@ -291,4 +310,7 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
     # indexing (gather)
     Op.GATHER: NumpyPrinter.gather,
     Op.SCATTER_ADD: NumpyPrinter.scatter_add,
+    # max and min
+    Op.MAX: lambda p, node: (f"np.max({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
+    Op.MIN: lambda p, node: (f"np.min({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
 }
