@@ -19,8 +19,8 @@ from symbp.backends.c import emit
 from symbp.backends.c import names as c_names
 from symbp.backends.numpy import printer as numpy_printer
 from symbp.explain import spec_printer
+from symbp.ir import build, interpret, verify
 from symbp.ir import expr as ex
-from symbp.ir import interpret, ops, verify
 from symbp.ir.closed_form import to_sympy
 from symbp.ir.functions import FUNCTIONS
 from symbp.ir.node import LEAVES, Op
@@ -29,7 +29,7 @@ ALL = set(Op)
 COMPUTED = ALL - set(LEAVES)  # the ops with arguments
 
 DISPATCH = {
-    "ir.ops.BUILD (constructors, what the passes rebuild with)": (ops.BUILD, COMPUTED),
+    "ir.build.BUILD (constructors, what the passes rebuild with)": (build.BUILD, COMPUTED),
     "ir.verify.SPEC": (verify.SPEC, ALL),
     "ir.interpret.EVALUATE": (interpret.EVALUATE, ALL),
     "autodiff.rules.VJP": (VJP, COMPUTED),

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..ir import ops, randomness
+from ..ir import composites, extrema, ops, randomness
 from ..ir.functions import FUNCTIONS as RECORDS
 from ..ir.functions import SPEC_FUNCTIONS
 from ..ir.graph import Decl, Graph
@@ -96,7 +96,7 @@ def sum(x, axis=None) -> Node:  # noqa: A001
 
 
 def mean(x, axis=None) -> Node:
-    return ops.mean(_node(x), axis)
+    return composites.mean(_node(x), axis)
 
 
 def logsumexp(x, axis=None) -> Node:
@@ -104,15 +104,15 @@ def logsumexp(x, axis=None) -> Node:
 
 
 def softmax(x, axis: int = -1) -> Node:
-    return ops.softmax(_node(x), axis)
+    return composites.softmax(_node(x), axis)
 
 
 def log_softmax(x, axis: int = -1) -> Node:
-    return ops.log_softmax(_node(x), axis)
+    return composites.log_softmax(_node(x), axis)
 
 
 def cross_entropy(logits, target) -> Node:
-    return ops.cross_entropy(_node(logits), _node(target))
+    return composites.cross_entropy(_node(logits), _node(target))
 
 
 _SITES = itertools.count()  # dropout sites of networks built in Python, in order of building
@@ -195,12 +195,12 @@ def _check_ids(order: list[Node], results: list[Node]) -> None:
 def max(x, axis=None) -> Node:  # noqa: A001
     """The largest entry along ``axis`` (None: all per-example axes); for the elementwise
     larger of two values, ``maximum(a, b)``."""
-    return ops.reduce_max(_node(x), axis)
+    return extrema.reduce_max(_node(x), axis)
 
 
 def min(x, axis=None) -> Node:  # noqa: A001
     """The smallest entry along ``axis`` (None: all per-example axes)."""
-    return ops.reduce_min(_node(x), axis)
+    return extrema.reduce_min(_node(x), axis)
 
 
 _NUMPY_NAMES = {

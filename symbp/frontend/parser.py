@@ -24,7 +24,8 @@ from . import hints
 from .expressions import INITIALIZERS, Value
 from .integer_ids import integer_inputs
 from .loops import Loops, bound_in
-from .shapes import DECLARED, FALLBACK, read_by_shapes
+from .plans import DECLARED
+from .shapes import FALLBACK, read_by_shapes
 from .source import split_lines
 
 DECLARATIONS = ("Input", "Param", "Loss", "Output", "Const")

@@ -27,7 +27,7 @@ Shape = tuple[int, ...]
 
 class Op(Enum):
     """What a node computes. An op is a member here and a row in each table that dispatches
-    on it: ir.ops.BUILD, ir.verify.SPEC, ir.interpret.EVALUATE, autodiff.rules.VJP, the
+    on it: ir.build.BUILD, ir.verify.SPEC, ir.interpret.EVALUATE, autodiff.rules.VJP, the
     printers' PRINT (backends.numpy.printer, explain.spec_printer) and backends.c.emit's
     STATEMENT; tests/test_tables.py names any it lacks."""
 

@@ -1,21 +1,25 @@
 """Constructors for IR nodes: shape rules, and the small canonicalizations every build gets.
 
-Every node is made here, by the parser, by ``grad`` and by the rewrite passes alike, so the
-shape rules are written once. A constructor checks its arguments and raises ``GraphError``
-quoting the shapes; it also folds what is trivially the same (a transpose of a transpose,
-a reshape to the same shape, an elementwise expression that is just one of its arguments).
+Every node is made by a constructor, by the parser, by ``grad`` and by the rewrite passes
+alike, so the shape rules are written once. A constructor checks its arguments and raises
+``GraphError`` quoting the shapes; it also folds what is trivially the same (a transpose of
+a transpose, a reshape to the same shape, an elementwise expression that is just one of its
+arguments). The same functions, with operator sugar on ``Node``, are the Python way to
+build a network.
 
-``BUILD`` is the constructor of every op from its arguments and attribute, the one table the
-rewrite passes rebuild nodes with. The same functions, with operator sugar on ``Node``, are
-the Python way to build a network.
+Here are the primitives, which the sugar and the constructors themselves build with.
+``ir.node`` imports this module for the sugar, the package's one import cycle; to keep it
+two modules long, nothing this module imports makes nodes. The other constructors live
+beside it, in modules it does not import: the max and min reductions (``extrema``), the
+compositions of these (``composites``: mean, softmax, cross_entropy) and dropout
+(``randomness``); ``build.BUILD`` is every op's constructor, by op.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
 
 from ..errors import GraphError
 from . import expr as ex
@@ -230,14 +234,6 @@ def reduce_sum(x: Node, axes=None) -> Node:
     return Node(Op.SUM, (x,), axes, shape, x.batched)
 
 
-def mean(x: Node, axes=None) -> Node:
-    axes = _axes(axes, x.ndim, "mean")
-    count = 1
-    for ax in axes:
-        count *= x.shape[ax]
-    return elementwise(X[0] / count, (reduce_sum(x, axes),))
-
-
 def batch_sum(x: Node) -> Node:
     """Sum over the examples; an unbatched value is the same for all n of them."""
     if not x.batched:
@@ -266,47 +262,6 @@ def logsumexp(x: Node, axes=None) -> Node:
         return x
     shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
     return Node(Op.LOGSUMEXP, (x,), axes, shape, x.batched)
-
-
-# max and min
-def reduce_max(x: Node, axes=None) -> Node:
-    """The largest entry along ``axes`` (None: all per-example axes); NaN propagates."""
-    return _extremum(Op.MAX, x, _axes(axes, x.ndim, "max"))
-
-
-def reduce_min(x: Node, axes=None) -> Node:
-    """The smallest entry along ``axes`` (None: all per-example axes); NaN propagates."""
-    return _extremum(Op.MIN, x, _axes(axes, x.ndim, "min"))
-
-
-def _extremum(op: Op, x: Node, axes: tuple[int, ...]) -> Node:
-    if not axes:
-        return x
-    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
-    return Node(op, (x,), axes, shape, x.batched)
-
-
-def log_softmax(x: Node, axis: int = -1) -> Node:
-    """x - logsumexp(x) along ``axis``: stable by construction."""
-    axes = _axes(axis, x.ndim, "log_softmax")
-    return sub(x, keepdims(logsumexp(x, axes), axes, x.shape))
-
-
-def softmax(x: Node, axis: int = -1) -> Node:
-    """exp(x - logsumexp(x)): never overflows, and its log simplifies to log_softmax."""
-    axes = _axes(axis, x.ndim, "softmax")
-    return elementwise(
-        ex.call("exp", X[0] - X[1]), (x, keepdims(logsumexp(x, axes), axes, x.shape))
-    )
-
-
-def cross_entropy(logits: Node, target: Node) -> Node:
-    """-sum(target * log_softmax(logits))."""
-    if logits.shape != target.shape:
-        raise GraphError(
-            f"cross_entropy: logits {logits.shape} and target {target.shape} differ in shape"
-        )
-    return neg(reduce_sum(mul(target, log_softmax(logits))))
 
 
 # ---------------------------------------------------------------------- contractions
@@ -528,31 +483,3 @@ def scatter_add(g: Node, ids: Node, rows: int, sum_batch: bool = False) -> Node:
     batched = g.batched or ids.batched
     attr, shape = Scatter(rows, sum_batch and batched), (rows, *g.shape[ids.ndim :])
     return Node(Op.SCATTER_ADD, (g, ids), attr, shape, batched and not sum_batch)
-
-
-# ------------------------------------------------------------------ the table
-
-# Every op's node from its arguments and attribute, through the constructors above (the
-# rewrite passes rebuild nodes with these; leaves are never rebuilt).
-BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
-    Op.EW: lambda args, attr: elementwise(attr, args),
-    Op.SUM: lambda args, axes: reduce_sum(args[0], axes),
-    Op.BATCH_SUM: lambda args, attr: batch_sum(args[0]),
-    Op.LOGSUMEXP: lambda args, axes: logsumexp(args[0], axes),
-    Op.DOT: lambda args, contraction: dot(args[0], args[1], contraction),
-    Op.TRANSPOSE: lambda args, perm: transpose(args[0], perm),
-    Op.RESHAPE: lambda args, shape: reshape(args[0], shape),
-    Op.BROADCAST: lambda args, shape: broadcast(args[0], shape),
-    # dropout (made by symbp.ir.randomness.dropout; attr.batched is the node's)
-    Op.DROPOUT: lambda args, attr: Node(Op.DROPOUT, args, attr, args[0].shape, attr.batched),
-    # indexing
-    Op.SLICE: lambda args, index: slice_(args[0], index),
-    Op.UNSLICE: lambda args, attr: unslice(args[0], attr.index, attr.shape),
-    Op.CONCAT: lambda args, attr: concat(args, attr.axis, attr.new),
-    # indexing (gather)
-    Op.GATHER: lambda args, attr: gather(args[0], args[1]),
-    Op.SCATTER_ADD: lambda args, attr: scatter_add(args[0], args[1], attr.rows, attr.sum_batch),
-    # max and min
-    Op.MAX: lambda args, axes: reduce_max(args[0], axes),
-    Op.MIN: lambda args, axes: reduce_min(args[0], axes),
-}

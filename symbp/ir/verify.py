@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from .build import BUILD
 from .expr import Expr
 from .indexing import Joined, Span, Unsliced, check_index, sliced_shape
 from .node import LEAVES, Contraction, Node, Op, Scatter, toposort
-from .ops import BUILD, GraphError, broadcast_shapes, is_ids
+from .ops import GraphError, broadcast_shapes, is_ids
 from .randomness import Dropout
 
 

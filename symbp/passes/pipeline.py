@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 
 from ..autodiff.backward import grad
+from ..ir.build import BUILD
 from ..ir.graph import Graph
 from ..ir.node import NAMED_LEAVES, Node, Op, gc_paused, toposort
-from ..ir.ops import BUILD
 from ..ir.verify import verify as verify_ir
 from . import rewrite, rules
 from .rewrite import Context, Pass, PassStats

@@ -31,6 +31,7 @@ from functools import lru_cache
 
 from ..ir import expr as ex
 from ..ir import ops
+from ..ir.build import BUILD
 from ..ir.expr import AST_OPERATORS, Expr
 from ..ir.functions import FUNCTIONS
 from ..ir.node import Node, Op, order_and_uses
@@ -271,7 +272,7 @@ def rebuild(node: Node, args: tuple[Node, ...] | list[Node]) -> Node:
     args = tuple(args)
     if args == node.args:  # the same nodes (nodes compare by identity)
         return node
-    return ops.BUILD[node.op](args, node.attr)
+    return BUILD[node.op](args, node.attr)
 
 
 MAX_REWRITES_PER_NODE = 100

@@ -384,25 +384,7 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     ext = f"_{ident}" if ident.isidentifier() else "_network"
     c_file = f"{ext[1:] or 'network'}.c"
     prefix = f"symbp_{ident}_"
-    words = 1 if dtype == "float64" else 2  # the reals an int64_t takes
-    sizes = {
-        "inputs": [
-            {
-                "index": i,
-                "key_text": doc_text(a.key),
-                "size": max(1, math.prod(a.shape)),
-                "integer": a.integer,
-                "words": words if a.integer else 1,
-            }
-            for i, a in enumerate(gen.inputs)
-        ],
-        "params": [
-            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.params
-        ],
-        "consts": [
-            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.consts
-        ],
-    }
+    sizes = _slot_sizes(gen, dtype)
     common = runtime.context(program, dtype)
     c_context = dict(
         name=common["name"],
@@ -427,8 +409,38 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
     )
     source = render("c_module.c.j2", **c_context)
     cdef = render("c_cdef.h.j2", **c_context)
-    batch = ["n"] if graph.has_batch else []
-    wrapper = render(
+    wrapper = _wrapper(program, gen, common, ext, prefix)
+    return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file
+
+
+def _slot_sizes(gen: Generator, dtype: str) -> dict[str, list[dict]]:
+    """The templates' rows for the inputs, params and consts: each one's size in entries
+    and, for an input, the reals an entry takes (an int64 id takes two float32 reals)."""
+    words = 1 if dtype == "float64" else 2  # the reals an int64_t takes
+    return {
+        "inputs": [
+            {
+                "index": i,
+                "key_text": doc_text(a.key),
+                "size": max(1, math.prod(a.shape)),
+                "integer": a.integer,
+                "words": words if a.integer else 1,
+            }
+            for i, a in enumerate(gen.inputs)
+        ],
+        "params": [
+            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.params
+        ],
+        "consts": [
+            {"key_text": doc_text(a.key), "size": max(1, math.prod(a.shape))} for a in gen.consts
+        ],
+    }
+
+
+def _wrapper(program: Program, gen: Generator, common: dict, ext: str, prefix: str) -> str:
+    """The package's Python wrapper (its ``__init__.py``), which calls the extension."""
+    batch = ["n"] if program.graph.has_batch else []
+    return render(
         "c_wrapper.py.j2",
         **common,
         ext=ext,
@@ -451,4 +463,3 @@ def package_files(program: Program, dtype: str) -> tuple[dict[str, str], str, st
         ],
         slots=len(gen.params) + len(gen.consts) + len(gen.inputs),
     )
-    return {"__init__.py": wrapper, c_file: source}, cdef, ext, c_file
