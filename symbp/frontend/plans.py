@@ -16,6 +16,7 @@ from ..ir.expr import X
 from ..ir.functions import FUNCTIONS, SPEC_FUNCTIONS
 from ..ir.graph import Decl
 from ..ir.node import Node, Op
+from .expressions import BINOPS
 from .integer_ids import FloatValues, make_input
 from .tensors import CONSTRUCTORS
 
@@ -37,15 +38,8 @@ FIXED = "def|return|T|axis|Input|Param|Loss|Output|zeros|ones|glorot|he|normal|u
 # shape has a $ for each (symbp.frontend.shapes); a plan reads the line's names in order.
 NAME = re.compile(rf"\b(?!(?:{FIXED})\b)([A-Za-z_]\w*+)(?![ \t]*\()", re.ASCII)
 
-# the operators and built-in calls a plan makes
-BINARY = {
-    ast.Add: ops.add,
-    ast.Sub: ops.sub,
-    ast.Mult: ops.mul,
-    ast.Div: ops.div,
-    ast.Pow: ops.power,
-    ast.MatMult: ops.matmul,
-}
+# the operators and built-in calls a plan makes (the operators: the general reader's)
+BINARY = BINOPS
 REDUCE = {
     "sum": ops.reduce_sum,
     "mean": composites.mean,
