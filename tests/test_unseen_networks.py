@@ -1095,8 +1095,9 @@ C: Loss = -log_softmax(masked, axis=0) @ (x != 0) + sum((s > 0.2) * s)
 )
 def _(m, p, x):
     s = p["k"] @ (p["q"] * x["x"])
-    masked = m.where((x["x"] > 0) * 1.0, s, -30 + 0 * s)
-    return -m.log_softmax(masked, axis=0) @ ((x["x"] != 0) * 1.0) + m.sum((s > 0.2) * 1.0 * s)
+    xs = x["x"]  # masks as bool + 0 * values: the values' dtype in NumPy and torch alike
+    masked = m.where((xs > 0) + 0 * xs, s, -30 + 0 * s)
+    return -m.log_softmax(masked, axis=0) @ ((xs != 0) + 0 * xs) + m.sum(((s > 0.2) + 0 * s) * s)
 
 
 # ---------------------------------------------------------------------- the harness
