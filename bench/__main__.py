@@ -2,18 +2,20 @@
 
     python -m bench [--quick] [--json FILE] [--threads N] [--workloads K,..] [--systems S,..]
 
-Systems: symbp's C backend (train_step per call; on the small workloads also train_epoch,
-reported per step), symbp's NumPy backend, a hand-written NumPy backprop, PyTorch eager,
-torch.compile, jax.jit of the whole step (and a lax.scan epoch on the small workloads) and
-PyTensor; a framework that does not import is skipped with a note (pip install -e
-".[bench]"). Every system starts from the same parameters; its first step's loss and update
-are checked against a float64 reference before it is timed. Then all of a workload's systems
-run interleaved, after warm-up: the table gives the median time per step, the ratio to the
-fastest, and for the matrix-heavy workloads the ratio to the BLAS floor (the step's matrix
-products alone, timed with numpy at their shapes). First calls (build + first step) are
-reported apart, each measured in a fresh process (imports done) with empty compile caches
-(SYMBP_CACHE_DIR, inductor's, PyTensor's, JAX's persistent cache), then again from the
-caches that run filled; --quick measures only symbp's, on mnist-f32.
+Workloads: the sigmoid MLPs and the softmax classifier of bench/workloads.py, and the char-RNN
+of examples/char_rnn (issue #13: embedding, tanh cell unrolled over 16 characters). Systems:
+symbp's C backend (train_step per call; on the small workloads also train_epoch, reported per
+step), symbp's NumPy backend, a hand-written NumPy backprop (layered workloads only), PyTorch
+eager, torch.compile, jax.jit of the whole step (and a lax.scan epoch on the small workloads)
+and PyTensor (layered workloads only); a framework that does not import is skipped with a note
+(pip install -e ".[bench]"). Every system starts from the same parameters; its first step's loss
+and update are checked against a float64 reference before it is timed. Then all of a workload's
+systems run interleaved, after warm-up: the table gives the median time per step, the ratio to
+the fastest, and for the matrix-heavy workloads the ratio to the BLAS floor (the step's matrix
+products alone, timed with numpy at their shapes). First calls (build + first step) are reported
+apart, each measured in a fresh process (imports done) with empty compile caches
+(SYMBP_CACHE_DIR, inductor's, PyTensor's, JAX's persistent cache), then again from the caches
+that run filled; --quick measures only symbp's, on mnist-f32.
 
 Every thread pool (the BLAS libraries, OpenMP, XLA) gets --threads threads, 1 by default.
 """
@@ -31,7 +33,15 @@ import time
 
 from . import caches, threads
 
-WORKLOAD_KEYS = ("neuron", "mlp-small", "classifier", "mnist-f32", "mnist-f64", "wide-f32")
+WORKLOAD_KEYS = (
+    "neuron",
+    "mlp-small",
+    "classifier",
+    "mnist-f32",
+    "mnist-f64",
+    "wide-f32",
+    "char-rnn",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -126,6 +126,12 @@ def targets(result: dict) -> list[dict]:
         "s",
     )
     add("mnist-f32: symbp NumPy first call", numpy.get("cold", {}).get("first_s"), 0.2, "s")
+    c = _row(rows, "char-rnn", "symbp C")
+    for other in ("torch eager", "torch.compile"):
+        r = _row(rows, "char-rnn", other)
+        add(f"char-rnn: symbp C train_step / {other}", c and r and c["us"] / r["us"], 1.0, "x")
+    runs = first_calls.get("char-rnn", {}).get("symbp C", {})
+    add("char-rnn: symbp C first call, cold cache", runs.get("cold", {}).get("first_s"), 2.0, "s")
     return out
 
 

@@ -1,20 +1,28 @@
 """The workloads: specs, shapes, data, and one reference step in float64.
 
-Every network has sigmoid hidden layers and is trained by plain SGD on one fixed batch. The
-MLPs end in a sigmoid layer under the quadratic cost C = 0.5 * sum((a - y)**2); the
-classifier ends in logits under cross_entropy (softmax). Every system starts from the same
-parameters (Glorot-uniform weights, zero biases, as the specs declare them) and sees the same
-inputs.
+Every network is trained by plain SGD on one fixed batch. The layered ones have sigmoid
+hidden layers: the MLPs end in a sigmoid layer under the quadratic cost
+C = 0.5 * sum((a - y)**2); the classifier ends in logits under cross_entropy (softmax). The
+char-RNN (issue #13) is the shipped example examples/char_rnn/char_rnn.sbp: an embedding of 64
+characters in 32 dimensions, an Elman cell of 128 tanh units unrolled over 16 characters, and
+the cross-entropy of the next character averaged over the 16 steps. Every system starts from
+the same parameters (Glorot-uniform weights, zero biases, normal(0.1) embeddings, as the
+specs declare them) and sees the same inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 LR = 0.1  # the SGD learning rate of every step
 EPOCH_STEPS = 1000  # steps per whole-epoch call (symbp C epoch, jax scan epoch)
+
+# The char-RNN's spec, as the project ships it, and its sizes (which that spec declares)
+CHAR_RNN_SPEC = Path(__file__).resolve().parent.parent / "examples" / "char_rnn" / "char_rnn.sbp"
+STEPS, VOCAB, EMBED, HIDDEN = 16, 64, 32, 128
 
 NEURON_SPEC = """\
 x: Input
@@ -60,10 +68,18 @@ class Workload:
     loss: str = "mse"  # "mse" or "ce"
     heavy: bool = False  # matrix-heavy: reported against the BLAS floor
     small: bool = False  # small enough that per-call overhead dominates: whole-epoch runs too
+    kind: str = "layers"  # "layers" (the neuron, the MLPs, the classifier) or "rnn"
 
     @property
     def spec(self) -> str:
+        if self.kind == "rnn":
+            return CHAR_RNN_SPEC.read_text(encoding="utf-8")
         return NEURON_SPEC if self.sizes is None else network_spec(list(self.sizes), self.loss)
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        """The names of the spec's two inputs: the data, then the targets."""
+        return ("ids", "y") if self.kind == "rnn" else ("x", "y")
 
     @property
     def layers(self) -> int:
@@ -113,6 +129,15 @@ WORKLOADS = [
         "float32",
         heavy=True,
     ),
+    Workload(
+        "char-rnn",
+        f"char-rnn T{STEPS} E{EMBED} H{HIDDEN} f32 (b32)",
+        None,
+        32,
+        "float32",
+        loss="ce",
+        kind="rnn",
+    ),
 ]
 
 
@@ -122,7 +147,7 @@ class Case:
 
     workload: Workload
     params: dict[str, np.ndarray]  # the initial parameters, in spec order, in the dtype
-    x: np.ndarray  # the batch, batch on axis 0
+    x: np.ndarray  # the batch, batch on axis 0 (the char-RNN's: ids, int64)
     y: np.ndarray
     data_x: np.ndarray  # EPOCH_STEPS batches of examples for whole-epoch runs; the first
     data_y: np.ndarray  # batch of them is (x, y)
@@ -132,9 +157,17 @@ class Case:
     def lr(self) -> float:
         return LR
 
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The batch by the spec's input names, as symbp's modules take it."""
+        data, targets = self.workload.inputs
+        return {data: self.x, targets: self.y}
+
 
 def initial_params(workload: Workload) -> dict[str, np.ndarray]:
     """The starting parameters, in spec order, in float64."""
+    if workload.kind == "rnn":
+        return rnn_params()
     if workload.sizes is None:
         return {"w": np.array(0.5), "b": np.array(0.0)}
     rng = np.random.default_rng(0)
@@ -147,7 +180,38 @@ def initial_params(workload: Workload) -> dict[str, np.ndarray]:
     return params
 
 
+def glorot(rng, fan_out: int, fan_in: int) -> np.ndarray:
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_out, fan_in))
+
+
+def rnn_params() -> dict[str, np.ndarray]:
+    """The char-RNN's starting parameters, in the spec's order and by its initializers."""
+    rng = np.random.default_rng(0)
+    return {
+        "E": 0.1 * rng.standard_normal((VOCAB, EMBED)),
+        "Wx": glorot(rng, HIDDEN, EMBED),
+        "Wh": glorot(rng, HIDDEN, HIDDEN),
+        "b": np.zeros(HIDDEN),
+        "V": glorot(rng, VOCAB, HIDDEN),
+        "c": np.zeros(VOCAB),
+    }
+
+
+def rnn_case(workload: Workload) -> Case:
+    """One batch of windows of a random text of 17 characters: ids are the first 16
+    (int64), y the one-hot character after each."""
+    rng = np.random.default_rng(1)
+    text = rng.integers(0, VOCAB, (workload.batch, STEPS + 1))
+    ids = np.ascontiguousarray(text[:, :STEPS], dtype=np.int64)
+    y = np.eye(VOCAB, dtype=workload.dtype)[text[:, 1:]]
+    params = {k: v.astype(workload.dtype) for k, v in rnn_params().items()}
+    return Case(workload, params, ids, y, ids, y, np.arange(workload.batch))
+
+
 def make_case(workload: Workload) -> Case:
+    if workload.kind == "rnn":
+        return rnn_case(workload)
     rng = np.random.default_rng(1)
     dt = np.dtype(workload.dtype)
     rows = workload.batch * (EPOCH_STEPS if workload.small else 1)
@@ -177,6 +241,8 @@ def reference_step(case: Case) -> tuple[float, dict[str, np.ndarray]]:
     """The first step in float64 from the case's parameters: (loss, parameters after)."""
     w = case.workload
     p = {k: v.astype(np.float64) for k, v in case.params.items()}
+    if w.kind == "rnn":
+        return rnn_reference_step(p, case.x, case.y.astype(np.float64), case.lr)
     x, y = case.x.astype(np.float64), case.y.astype(np.float64)
     n = x.shape[0]
     if w.sizes is None:
@@ -207,3 +273,40 @@ def reference_step(case: Case) -> tuple[float, dict[str, np.ndarray]]:
         if i > 1:
             delta = (delta @ p[f"W{i}"]) * acts[i - 1] * (1 - acts[i - 1])
     return float(loss), after
+
+
+def rnn_reference_step(p: dict, ids: np.ndarray, y: np.ndarray, lr: float):
+    """The char-RNN's step by hand: forward over the 16 characters, back-propagation
+    through time, and the embedding's gradient scatter-added over the ids."""
+    n, steps = ids.shape
+    scale = 1 / (n * steps)  # the mean over the steps (in the spec) and over the batch
+    e = p["E"][ids]  # (n, T, embed)
+    hs = [np.zeros((n, p["Wh"].shape[0]))]  # the state before each step, then after the last
+    for t in range(steps):
+        hs.append(np.tanh(e[:, t] @ p["Wx"].T + hs[-1] @ p["Wh"].T + p["b"]))
+    states = np.stack(hs[1:], axis=1)  # (n, T, hidden)
+    z = states @ p["V"].T + p["c"]
+    shifted = z - z.max(axis=2, keepdims=True)
+    log_soft = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    loss = -np.sum(y * log_soft) * scale
+    dz = (np.exp(log_soft) * y.sum(axis=2, keepdims=True) - y) * scale
+    grads = {
+        "V": np.einsum("ntk,nth->kh", dz, states),
+        "c": dz.sum(axis=(0, 1)),
+        "Wx": np.zeros_like(p["Wx"]),
+        "Wh": np.zeros_like(p["Wh"]),
+        "b": np.zeros_like(p["b"]),
+    }
+    d_states = dz @ p["V"]
+    d_e = np.zeros_like(e)
+    dh = np.zeros_like(hs[0])
+    for t in range(steps - 1, -1, -1):
+        da = (dh + d_states[:, t]) * (1 - hs[t + 1] ** 2)  # through the tanh
+        grads["Wx"] += da.T @ e[:, t]
+        grads["Wh"] += da.T @ hs[t]
+        grads["b"] += da.sum(axis=0)
+        d_e[:, t] = da @ p["Wx"]
+        dh = da @ p["Wh"]
+    grads["E"] = np.zeros_like(p["E"])
+    np.add.at(grads["E"], ids.reshape(-1), d_e.reshape(-1, d_e.shape[2]))
+    return float(loss), {k: v - lr * grads[k] for k, v in p.items()}

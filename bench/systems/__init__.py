@@ -35,9 +35,10 @@ class System:
     builder: str  # the function there: Case -> Runner
     family: str  # "symbp" or "competitor"
     when: str = "all"  # "all", or "small": only the workloads where overhead dominates
+    kinds: tuple[str, ...] = ("layers", "rnn")  # the kinds of workload it is written for
 
     def applies(self, workload: Workload) -> bool:
-        return self.when == "all" or workload.small
+        return workload.kind in self.kinds and (self.when == "all" or workload.small)
 
     def load(self) -> Callable:
         """The builder; raises ImportError (or whatever the framework raises) if missing."""
@@ -48,10 +49,10 @@ SYSTEMS = [
     System("symbp C", "symbp_systems", "build_c", "symbp"),
     System("symbp C epoch", "symbp_systems", "build_c_epoch", "symbp", when="small"),
     System("symbp NumPy", "symbp_systems", "build_numpy", "symbp"),
-    System("hand NumPy", "hand_numpy", "build", "competitor"),
+    System("hand NumPy", "hand_numpy", "build", "competitor", kinds=("layers",)),
     System("torch eager", "torch_systems", "build_eager", "competitor"),
     System("torch.compile", "torch_systems", "build_compiled", "competitor"),
     System("jax.jit", "jax_systems", "build_jit", "competitor"),
     System("jax scan epoch", "jax_systems", "build_scan_epoch", "competitor", when="small"),
-    System("PyTensor", "pytensor_system", "build", "competitor"),
+    System("PyTensor", "pytensor_system", "build", "competitor", kinds=("layers",)),
 ]

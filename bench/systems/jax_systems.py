@@ -30,6 +30,19 @@ def loss_fn(w: Workload):
             return -jnp.sum(y * jax.nn.log_softmax(a, axis=1)) / x.shape[0]
         return 0.5 * jnp.sum((a - y) ** 2) / x.shape[0]
 
+    def rnn(p, ids, y):  # as torch_systems writes it; the loop unrolled in the trace
+        n, steps = ids.shape
+        inputs = p["E"][ids] @ p["Wx"].T + p["b"]
+        h = jnp.zeros((n, p["Wh"].shape[0]), dtype=inputs.dtype)
+        states = []
+        for t in range(steps):
+            h = jnp.tanh(inputs[:, t] + h @ p["Wh"].T)
+            states.append(h)
+        logits = jnp.stack(states, axis=1) @ p["V"].T + p["c"]
+        return -jnp.sum(y * jax.nn.log_softmax(logits, axis=2)) / (n * steps)
+
+    if w.kind == "rnn":
+        return rnn
     return neuron if w.sizes is None else network
 
 

@@ -48,8 +48,8 @@ def module(workload: Workload, backend: str):
 def _step_runner(case: Case, backend: str) -> Runner:
     mod = module(case.workload, backend)
     params = {k: v.copy() for k, v in case.params.items()}
-    step, lr, x, y = mod.train_step, case.lr, case.x, case.y
-    return Runner(lambda: step(params, lr, x=x, y=y), lambda: params)
+    step, lr, inputs = mod.train_step, case.lr, case.inputs
+    return Runner(lambda: step(params, lr, **inputs), lambda: params)
 
 
 def build_c(case: Case) -> Runner:
