@@ -389,7 +389,7 @@ def test_examples_survive_the_token_round_trip():
         assert isinstance(outcome(join_spec(lines), build=False), Graph), name
 
 
-@settings(max_examples=scale(1000), **SETTINGS)
+@settings(max_examples=scale(500), **SETTINGS)
 @given(source=mutated_example())
 def test_mutated_examples(source):
     note(source)

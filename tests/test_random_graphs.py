@@ -299,7 +299,7 @@ def specs(draw, kinks: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=scale(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scale(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=specs(), seed=st.integers(0, 2**32 - 1), batch=st.sampled_from((1, 2, 3, 5)))
 def test_random_graph_gradients_match_finite_differences(text, seed, batch):
     note(text)
