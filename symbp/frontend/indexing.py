@@ -16,6 +16,7 @@ from ..ir.expr import Expr
 from ..ir.indexing import target_shape
 from ..ir.node import Node, Op
 from .source import SpecSource
+from .tensors import float_part
 
 JOINS = ("concatenate", "stack")
 RESHAPES = ("reshape", "flatten")
@@ -85,12 +86,7 @@ class IndexingExpressions(SpecSource):
                 raise self.error(e, f"`{self.segment(e)}` is a tensor, not an integer constant")
             v = v.attr
         number = v.value if v.op == "num" else None
-        floats = any(
-            (isinstance(t, ast.Constant) and isinstance(t.value, float))
-            or (isinstance(t, ast.BinOp) and isinstance(t.op, ast.Div))
-            for t in ast.walk(e)
-        )
-        if floats or number is None or int(number) != number:
+        if float_part(e) is not None or number is None or int(number) != number:
             raise self.error(e, f"`{self.segment(e)}` is not an integer: indices are integers")
         if abs(int(number)) > 2**62:
             raise self.error(e, f"`{self.segment(e)}` is out of range")

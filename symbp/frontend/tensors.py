@@ -60,11 +60,11 @@ class LiteralShapes(SpecSource):
     def integer(self, e: ast.expr, what: str) -> int:
         """The integer constant ``e`` folds to (literals, and arithmetic of them and of loop
         variables); an error naming ``what`` otherwise."""
-        for part in ast.walk(e):
-            if isinstance(part, ast.Constant) and type(part.value) is float:
-                raise self.error(part, f"{what} must be an integer, got the float {part.value!r}")
-            if isinstance(part, ast.BinOp) and isinstance(part.op, ast.Div):
-                raise self.error(part, f"{what} must be an integer: `/` divides into a float")
+        part = float_part(e)
+        if isinstance(part, ast.Constant):
+            raise self.error(part, f"{what} must be an integer, got the float {part.value!r}")
+        if part is not None:
+            raise self.error(part, f"{what} must be an integer: `/` divides into a float")
         value = self.expr(e)
         number = _number(value)
         if not number.is_number:
@@ -77,6 +77,17 @@ class LiteralShapes(SpecSource):
         if getattr(v, "denominator", None) != 1 or abs(v) > 2**62:
             raise self.error(e, f"{what} must be an integer, got {float(v):g}")
         return int(v)
+
+
+def float_part(e: ast.expr) -> ast.AST | None:
+    """The first float literal or true division (``/``) in ``e``: what an expression that
+    must be an integer may not hold, whatever it folds to."""
+    for part in ast.walk(e):
+        if isinstance(part, ast.Constant) and type(part.value) is float:
+            return part
+        if isinstance(part, ast.BinOp) and isinstance(part.op, ast.Div):
+            return part
+    return None
 
 
 def dims_text(shape: tuple[int, ...]) -> str:
