@@ -94,10 +94,8 @@ class BuiltinCalls(SpecSource):
         own mask (its site is its place among the spec's dropout calls)."""
         self.arity(e, "dropout", 2)
         x = self.as_node(self.expr(e.args[0]))
-        p = self.expr(e.args[1])
-        if isinstance(p, Node):
-            p = p.attr if p.op is Op.CONST else None
-        if p is None or p.op != "num":
+        p = self.constant(self.expr(e.args[1]))
+        if p.op != "num":
             raise self.error(
                 e.args[1],
                 f"dropout(): p must be a number, as in dropout(h, 0.5), not "

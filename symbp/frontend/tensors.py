@@ -13,8 +13,7 @@ from __future__ import annotations
 import ast
 
 from ..ir import ops
-from ..ir.expr import X
-from ..ir.node import Node, Op
+from ..ir.node import Node
 from .source import SpecSource
 
 CONSTRUCTORS = {"zeros": 0, "ones": 1, "full": None}  # name -> the number it fills with
@@ -48,7 +47,7 @@ class LiteralShapes(SpecSource):
                 )
         fill = CONSTRUCTORS[name]
         if fill is None:
-            fill = _number(self.expr(e.args[1]))
+            fill = self.constant(self.expr(e.args[1]))
             if not fill.is_number:
                 raise self.error(
                     e.args[1],
@@ -66,7 +65,7 @@ class LiteralShapes(SpecSource):
         if part is not None:
             raise self.error(part, f"{what} must be an integer: `/` divides into a float")
         value = self.expr(e)
-        number = _number(value)
+        number = self.constant(value)
         if not number.is_number:
             raise self.error(
                 e,
@@ -93,10 +92,3 @@ def float_part(e: ast.expr) -> ast.AST | None:
 def dims_text(shape: tuple[int, ...]) -> str:
     """A shape as the spec writes it in a call: (32) is written 32."""
     return f"({shape[0]})" if len(shape) == 1 else f"({shape})"
-
-
-def _number(value) -> object:
-    """The number ``Expr`` a value is (a scalar constant), or the symbol x0 if it is none."""
-    if not isinstance(value, Node):
-        return value
-    return value.attr if value.op is Op.CONST and value.shape == () else X[0]
