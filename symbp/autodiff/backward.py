@@ -16,10 +16,9 @@ nodes being immutable, every node above each one they changed would be rebuilt t
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 
 from ..ir import ops
-from ..ir.expr import Expr, X
+from ..ir.expr import sum_of
 from ..ir.graph import Graph
 from ..ir.node import Node, toposort
 from .rules import VJP
@@ -120,22 +119,13 @@ def _sum_all(terms: list[Node]) -> Node:
     """The adjoint of a node with several children: the sum of their contributions, one
     node per SUM_TERMS terms."""
     if len(terms) <= SUM_TERMS:  # (the usual case: one node, or none)
-        return terms[0] if len(terms) == 1 else ops.elementwise(_sum_expr(len(terms)), terms)
+        return terms[0] if len(terms) == 1 else ops.elementwise(sum_of(len(terms)), terms)
     while len(terms) > 1:
         terms = [
-            ops.elementwise(_sum_expr(len(part)), part) if len(part) > 1 else part[0]
+            ops.elementwise(sum_of(len(part)), part) if len(part) > 1 else part[0]
             for part in (terms[i : i + SUM_TERMS] for i in range(0, len(terms), SUM_TERMS))
         ]
     return terms[0]
-
-
-@cache
-def _sum_expr(k: int) -> Expr:
-    """x0 + x1 + ... + x(k-1)."""
-    total = X[0]
-    for i in range(1, k):
-        total = total + X[i]
-    return total
 
 
 def grad(

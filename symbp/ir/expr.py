@@ -488,3 +488,12 @@ def has(e: Expr, *ops: str) -> bool:
     if e._ops is None:
         e._ops = frozenset(t.op for t in walk(e))
     return not e._ops.isdisjoint(ops)
+
+
+@cache
+def sum_of(k: int) -> Expr:
+    """X[0] + X[1] + ... + X[k-1]: the sum of k arguments (adjoints that meet)."""
+    total = X[0]
+    for i in range(1, k):
+        total = total + X[i]
+    return total

@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, field
 
 from ..autodiff.backward import grad
-from ..ir.build import BUILD
 from ..ir.graph import Graph
 from ..ir.node import NAMED_LEAVES, Node, Op, gc_paused, toposort
 from ..ir.verify import verify as verify_ir
@@ -246,7 +245,7 @@ def _without_dropout(
         if node.op is Op.DROPOUT:
             plain[node] = args[0]
         elif args != node.args:
-            plain[node] = BUILD[node.op](args, node.attr)
+            plain[node] = rewrite.rebuild(node, args)
     for old, new in plain.items():
         if old in names:
             names.setdefault(new, names[old])

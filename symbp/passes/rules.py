@@ -272,7 +272,7 @@ def sum_of_unslices(node: Node, ctx: Context) -> Node | None:
         start = entries[0] if isinstance(entries[0], int) else entries[0].start
         span = Span(start, joined.shape[axis], 1)
         terms.append(ops.unslice(joined, index[:axis] + (span,) + index[axis + 1 :], shape))
-    return terms[0] if len(terms) == 1 else ops.elementwise(_plain_sum(len(terms)), terms)
+    return terms[0] if len(terms) == 1 else ops.elementwise(ex.sum_of(len(terms)), terms)
 
 
 def _with_axis(g: Node, entry, axis: int) -> Node:
@@ -309,14 +309,6 @@ def _adjacent_unslices(args: list[Node | None]) -> list[list[int]]:
                 runs.append([i for _, _, i in run])
             run = [s]
     return runs
-
-
-@lru_cache(maxsize=256)
-def _plain_sum(k: int) -> Expr:
-    total = X[0]
-    for i in range(1, k):
-        total = total + X[i]
-    return total
 
 
 def _is_plain_sum(e: Expr) -> bool:
