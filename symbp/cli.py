@@ -315,8 +315,7 @@ def _graph(args) -> int:
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("dot", "gv", "svg", "png"):
-        print(f"symbp: error: {out}: the output must end in .dot, .svg or .png", file=sys.stderr)
-        return 2
+        return _fail(f"{out}: the output must end in .dot, .svg or .png")
     text = to_dot(optimize(parse(args.spec)), grad=args.grad)
     if fmt in ("dot", "gv"):
         out.write_text(text, encoding="utf-8")
@@ -324,8 +323,7 @@ def _graph(args) -> int:
         try:
             out.write_bytes(render(text, fmt))
         except GraphvizMissing as e:
-            print(f"symbp: error: {e}", file=sys.stderr)
-            return 2
+            return _fail(str(e))
     print(f"wrote {out}")
     return 0
 

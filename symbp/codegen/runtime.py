@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..ir.graph import Graph, index_ranges
+from ..ir.ops import is_ids
 from ..passes.pipeline import Program
 from .text import dict_text, doc_text, shape_text, title
 
@@ -69,9 +70,9 @@ def context(program: Program, dtype: str) -> dict:
     code = "\n".join(c for _, c in inits)
     consts = {k: d.node.shape for k, d in graph.consts.items()}
     ids = {}  # integer Input -> how many ids are valid (0 <= id < it)
-    if any(d.node.dtype == "int" for d in graph.inputs.values()):
+    if any(is_ids(d.node) for d in graph.inputs.values()):
         ranges = index_ranges([n for _, n, _ in graph.equations] + program.roots)
-        ids = {k: ranges[k] for k, d in graph.inputs.items() if d.node.dtype == "int"}
+        ids = {k: ranges[k] for k, d in graph.inputs.items() if is_ids(d.node)}
     return {
         "name": doc_text(graph.name),
         "title": title(graph),

@@ -10,7 +10,7 @@ from ..codegen.matmul import matmul_form
 from ..ir.expr import X
 from ..ir.indexing import index_text
 from ..ir.node import Node, Op
-from ..ir.notation import ATOM, MATMUL, SPEC_NOTATION, Term, print_expr
+from ..ir.notation import ATOM, MATMUL, SPEC_NOTATION, Term, paren, print_expr
 
 
 class SpecPrinter:
@@ -76,8 +76,7 @@ class SpecPrinter:
 
 def _slice(p: SpecPrinter, node: Node) -> Term:
     (x,) = node.args
-    text, prec = p.term(x)
-    return (text if prec >= ATOM else f"({text})") + f"[{index_text(node.attr, x.shape)}]", ATOM
+    return paren(p.term(x), ATOM) + f"[{index_text(node.attr, x.shape)}]", ATOM
 
 
 def _unslice(p: SpecPrinter, node: Node) -> Term:
@@ -101,7 +100,7 @@ def _call(name: str) -> Callable[[SpecPrinter, Node], Term]:
 
 def _gather(p: SpecPrinter, node: Node) -> Term:
     table, ids = (p.term(a) for a in node.args)
-    return f"{table[0] if table[1] >= ATOM else f'({table[0]})'}[{ids[0]}]", ATOM
+    return f"{paren(table, ATOM)}[{ids[0]}]", ATOM
 
 
 def _scattered(p: SpecPrinter, node: Node) -> str:

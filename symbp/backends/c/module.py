@@ -21,7 +21,7 @@ from ...codegen.text import doc_text, shape_text
 from ...ir.expr import X
 from ...ir.graph import Graph
 from ...ir.node import Node, Op, Shape, gc_paused
-from ...ir.ops import runtime_subscripts
+from ...ir.ops import is_ids, runtime_subscripts
 from ...passes.pipeline import PARAM_GRADS_LINE, Program
 from .emit import DROPOUT_HELPERS, SMALL_GEMM, CWriter, inplace_ok
 from .layout import N, Workspace, index, loops, pointers, size_text, strides
@@ -93,8 +93,7 @@ class Generator:
         graph = self.graph
         self.params = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.params.items()]
         self.inputs = [
-            Arg(namer(k), k, d.node.shape, True, d.node.dtype == "int")
-            for k, d in graph.inputs.items()
+            Arg(namer(k), k, d.node.shape, True, is_ids(d.node)) for k, d in graph.inputs.items()
         ]
         # the Consts are read-only arguments after the Params (their names are taken last)
         self.consts = [Arg(namer(k), k, d.node.shape, False) for k, d in graph.consts.items()]

@@ -206,7 +206,7 @@ C_RESERVED |= {"forward_pass", "gemm_", "gemm_small_"}
 C_RESERVED |= {"int64_t", "uint64_t", "int32_t", "intptr_t"}  # indexing: <stdint.h>'s types
 C_RESERVED |= set(C99_MATH) | {f + "f" for f in C99_MATH} | {s.name for s in SPELLINGS.values()}
 # dropout
-C_RESERVED |= {"uint64_t", "symbp_mix_", "symbp_dropout_"}
+C_RESERVED |= {"symbp_mix_", "symbp_dropout_"}
 
 
 def helpers(used: set[str], dtype: str) -> list[str]:

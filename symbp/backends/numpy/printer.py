@@ -228,7 +228,8 @@ class NumpyPrinter:
                 shape = shape_text(p.shape, node.batched, self.n)
                 parts.append(f"np.full({shape}, {self.term(p)[0]}, dtype=DTYPE)")
             elif node.batched and not p.batched:  # the same for every example
-                parts.append(f"np.broadcast_to({self.term(p)[0]}, {shape_text(p.shape, True)})")
+                shape = shape_text(p.shape, True, self.n)
+                parts.append(f"np.broadcast_to({self.term(p)[0]}, {shape})")
             else:
                 parts.append(self.term(p)[0])
         join = "np.stack" if node.attr.new else "np.concatenate"
