@@ -265,12 +265,10 @@ def test_cache_clear_removes_the_index(tmp_path, cache):
     assert records(cache) == [] and cbuild.cache_info()["entries"] == 0
 
 
-def test_a_long_unit_builds_at_O2_unless_the_flags_are_the_users(tmp_path, monkeypatch):
+def test_a_long_unit_builds_at_O2_unless_the_flags_are_the_users(monkeypatch):
     """An unrolled network's long C file builds at -O2 (gcc's -O3 takes several times as
     long on it); SYMBP_CFLAGS, when set, is used as it is."""
-    short, long = tmp_path / "short.c", tmp_path / "long.c"
-    short.write_text("int x;\n" * toolchain.LARGE_UNIT)
-    long.write_text("int x;\n" * (toolchain.LARGE_UNIT + 1))
+    short, long = toolchain.LARGE_UNIT, toolchain.LARGE_UNIT + 1  # lines
     monkeypatch.delenv("SYMBP_CFLAGS", raising=False)
     assert toolchain.kernel_flags(short) == toolchain.DEFAULT_FLAGS
     assert toolchain.kernel_flags(long) == ("-O2", *toolchain.DEFAULT_FLAGS[1:])

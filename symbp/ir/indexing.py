@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..errors import GraphError
+from .shape_rules import MAX_ELEMENTS
 
 Shape = tuple[int, ...]
 
@@ -172,7 +173,7 @@ def joined_shape(shapes: list[Shape], axis: int, new: bool) -> tuple[Shape, Join
         shape = shapes[0][:axis] + (len(shapes),) + shapes[0][axis:]
     else:
         shape = shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1 :]
-    if math.prod(shape) > 2**31 - 1:
+    if math.prod(shape) > MAX_ELEMENTS:
         raise GraphError(f"{what}: the result {shape} has more than 2**31 - 1 elements")
     return shape, Joined(axis, new)
 

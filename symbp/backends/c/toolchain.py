@@ -67,15 +67,11 @@ def flags() -> tuple[str, ...]:
 LARGE_UNIT = 2000
 
 
-def kernel_flags(source: Path) -> tuple[str, ...]:
-    """``flags()``, with -O2 for -O3 where ``source`` has more than LARGE_UNIT lines."""
-    chosen = flags()
-    if os.environ.get("SYMBP_CFLAGS") is not None or "-O3" not in chosen:
-        return chosen
-    with open(source, "rb") as f:
-        if sum(1 for _ in f) <= LARGE_UNIT:
-            return chosen
-    return tuple("-O2" if flag == "-O3" else flag for flag in chosen)
+def kernel_flags(lines: int) -> tuple[str, ...]:
+    """``flags()``, with -O2 for the default -O3 for a source of more than LARGE_UNIT lines."""
+    if lines <= LARGE_UNIT or os.environ.get("SYMBP_CFLAGS") is not None:
+        return flags()
+    return tuple("-O2" if flag == "-O3" else flag for flag in DEFAULT_FLAGS)
 
 
 def _blas() -> tuple[str, str, str]:
@@ -243,7 +239,8 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str, c_f
         ffi.set_source(module, cdef, compiler_verbose=False)
         glue = work / f"{module}.c"
         ffi.emit_c_code(str(glue))
-        compile_parts, link = _commands(dest / c_file, glue, work)
+        lines = files[c_file].count("\n")
+        compile_parts, link = _commands(dest / c_file, lines, glue, work)
         _run(compile_parts, c_file)
         built = dest / f"{module}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
         _run([[*link, "-o", str(work / built.name)]], c_file)
@@ -252,14 +249,17 @@ def build_package(dest: Path, files: dict[str, str], cdef: str, module: str, c_f
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _commands(source: Path, glue: Path, work: Path) -> tuple[list[list[str]], list[str]]:
-    """The compiler's commands: the two halves of ``source`` and cffi's ``glue``, each to an
-    object file in ``work`` (run at once); and the link of the three, without its output."""
+def _commands(
+    source: Path, lines: int, glue: Path, work: Path
+) -> tuple[list[list[str]], list[str]]:
+    """The compiler's commands: the two halves of ``source`` (of ``lines`` lines) and cffi's
+    ``glue``, each to an object file in ``work`` (run at once); and the link of the three,
+    without its output."""
     include, libdir, lib = _blas()
     cc = shutil.which(compiler())
     # -fwrapv as Python builds extensions (gcc vectorizes some kernels better with it)
     both = [*_shared_flags("CCSHARED", ["-fPIC"]), "-fvisibility=hidden", "-fwrapv"]
-    kernel = [*kernel_flags(source), f"-I{include}"]
+    kernel = [*kernel_flags(lines), f"-I{include}"]
     link = [f"-L{libdir}", f"-l{lib}", f"-Wl,-rpath,{libdir}"]
     if _has_libmvec():
         kernel.append("-DSYMBP_MVEC")
