@@ -173,6 +173,9 @@ class CWriter:
         mm = self.matmul(node)
         if mm is not None:
             return [self.gemm(mm, self.pointer[node])]
+        per_example = self.per_example(node)
+        if per_example is not None:
+            return per_example
         a, b = node.args
         sa, sb, so = runtime_subscripts(node)
         pa, pb, dst = self.buffer(a), self.buffer(b), self.pointer[node]
@@ -208,6 +211,35 @@ class CWriter:
         ldb = sizes[lb[-1]] if len(lb) == 2 else 1
         a_ptr, b_ptr = self.buffer(pl), self.buffer(pr)
         return Matmul(ta, tb, rows, cols, sizes[k], a_ptr, sizes[la[-1]], b_ptr, ldb, cols)
+
+    def per_example(self, node: Node) -> list[str] | None:
+        """One GEMM per example, when the product of each example's matrices is one (the
+        patches of an image times a kernel): into each example's output, or added up into
+        one (a kernel's gradient, summed over the batch)."""
+        a, b = node.args
+        sa, sb, so = runtime_subscripts(node)
+        core = [s[1:] if s.startswith("b") else s for s in (sa, sb, so)]
+        form = matmul_form(*core)
+        if not (a.batched or b.batched) or any("b" in s for s in core) or form is None:
+            return None
+        sizes = _letter_sizes(node)
+        swap, ta, tb = form
+        (la, pl), (lb, pr) = ((core[1], b), (core[0], a)) if swap else ((core[0], a), (core[1], b))
+        k = ((set(la) & set(lb)) - set(core[2])).pop()
+        m, nn = la.replace(k, ""), lb.replace(k, "")
+        cols = sizes[nn] if nn else 1
+        ldb = sizes[lb[-1]] if len(lb) == 2 else 1
+
+        def at(x: Node) -> str:  # example _b's matrix
+            return f"{self.buffer(x)} + _b*{x.size}" if x.batched else self.buffer(x)
+
+        mm = Matmul(
+            ta, tb, sizes[m] if m else 1, cols, sizes[k], at(pl), sizes[la[-1]], at(pr), ldb, cols
+        )
+        dst = self.pointer[node]
+        if node.batched:
+            return loops(["_b"], [N], [self.gemm(mm, f"{dst} + _b*{node.size}")])
+        return [_zero(dst, str(node.size)), *loops(["_b"], [N], [self.gemm(mm, dst, beta=1)])]
 
     def gemm(self, mm: Matmul, dst: str, alpha: str = "1", beta: int = 0) -> str:
         """dst = alpha op(A) op(B) + beta dst. Decided here where the size is known: loops
