@@ -50,6 +50,21 @@ def arg_strides(space: Node, arg: Node) -> list[str]:
     return out
 
 
+def runs(ds: list[str | int], axes: list[int], stride_lists: list[list[str]]) -> list[list[int]]:
+    """``axes`` (in order) as runs of adjacent axes that one loop can walk: every array of
+    ``stride_lists`` steps through a run as through one axis (its stride on an axis is the
+    next axis's times that axis's size). Fewer, longer loops build faster and vectorize."""
+    groups: list[list[int]] = []
+    for a in axes:
+        last = groups[-1][-1] if groups else None
+        if last == a - 1 and isinstance(ds[a], int):
+            if all(int(st[last]) == int(st[a]) * ds[a] for st in stride_lists):
+                groups[-1].append(a)
+                continue
+        groups.append([a])
+    return groups
+
+
 def index(idx: list[str], st: list[str]) -> str:
     terms = [i if s == "1" else f"{i}*{s}" for i, s in zip(idx, st) if s != "0"]
     return " + ".join(terms) or "0"

@@ -23,7 +23,8 @@ from ...ir.graph import Graph
 from ...ir.node import Node, Op, Shape, gc_paused
 from ...ir.ops import is_ids, runtime_subscripts
 from ...passes.pipeline import PARAM_GRADS_LINE, Program
-from .emit import DROPOUT_HELPERS, SMALL_GEMM, CWriter, inplace_ok
+from .dropout import DROPOUT_HELPERS
+from .emit import SMALL_GEMM, CWriter, inplace_ok
 from .layout import N, Workspace, index, loops, pointers, size_text, strides
 from .names import C_RESERVED, CNamer, c_identifier, helpers
 
@@ -322,10 +323,11 @@ class Generator:
         """The routine's statements, a comment citing the spec line before each run."""
         last = None
         for st in routine.statements:
-            if (st.line, st.backward) != last and st.line:
+            lines = writer.statement(st.node)
+            if (st.line, st.backward) != last and st.line and lines:  # (a view has none)
                 last = st.line, st.backward
                 f.body.append(self.heading(st.line, st.backward))
-            f.body += writer.statement(st.node)
+            f.body += lines
 
     def heading(self, line: int, backward: bool) -> str:
         if line == PARAM_GRADS_LINE:
