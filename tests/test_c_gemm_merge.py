@@ -128,7 +128,7 @@ SPECS = {
         W: Param[3, 5] = glorot
         C: Loss = 0.5 * sum(tanh(x @ W.T) ** 2)
         """,
-    # im2col patches times a reshaped kernel
+    # im2col patches times a reshaped kernel: the update folds through the reshape
     "patches": """\
         P: Input[16, 9]
         t: Input[16, 4]
@@ -260,3 +260,11 @@ def test_every_weight_product_joins_to_a_matrix_product():
         for so in ("bpo", "bop"):
             form = matmul_form(*merged(sa, sb, so)[:3])
             assert (form is not None) == (sa == "bpk" and so == "bpo"), (sa, sb, so)
+
+
+def test_a_reshaped_kernel_folds_into_its_update():
+    """The gradient of K: Param[4, 1, 3, 3] used as reshape(K, (4, 9)) is the reshape of a
+    weight gradient: train_step writes it into K with the update GEMM, no buffer for it."""
+    step = body(symbp.generate(graph("patches"), backend="c"), "train_step")
+    assert re.search(r"gemm_\(1, 0, 4, 9, _n\*16, -_lr / _n, \w+, 4, P, 9, 1, K, 9\);", step)
+    assert "dK" not in step

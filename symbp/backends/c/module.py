@@ -357,15 +357,24 @@ class Generator:
 
 def _batch_mean_product(g: Node) -> Node | None:
     """The matrix product summed over the batch whose mean ``g`` is (a weight gradient), if
-    it is one: a matrix once the axes side by side are joined, as the writer's GEMM joins
+    it is one. A reshape on either side views the same elements in the same order; the
+    product is a matrix once the axes side by side are joined, as the writer's GEMM joins
     them ('bpo,bpk->ok' is 'bo,bk->ok', the batch and p one contracted axis)."""
+    g = _unviewed(g)
     if not (g.op is Op.EW and g.attr is X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE):
         return None
-    dot = g.args[0]
+    dot = _unviewed(g.args[0])
     if dot.op is not Op.DOT or not dot.attr.sum_batch:
         return None
     sa, sb, so, _ = merged(*runtime_subscripts(dot))
     return dot if len(so) == 2 and matmul_form(sa, sb, so) is not None else None
+
+
+def _unviewed(node: Node) -> Node:
+    """The node whose elements a chain of reshapes views."""
+    while node.op is Op.RESHAPE:
+        node = node.args[0]
+    return node
 
 
 def _space(a: Arg) -> Node:
