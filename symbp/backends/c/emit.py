@@ -2,8 +2,9 @@
 
 An elementwise expression is one loop; a reduction accumulates the elementwise expression
 feeding it without storing it; a contraction that is a matrix product is one GEMM
-(transposes as flags, the batch folded into a matrix dimension), other contractions are
-loops. ``STATEMENT`` holds the statement of every op that gets a buffer.
+(transposes as flags; axes side by side in every operand, such as the batch and the rows of
+a per-example matrix, joined into one matrix dimension), other contractions are loops.
+``STATEMENT`` holds the statement of every op that gets a buffer.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...codegen.matmul import matmul_form
+from ...codegen.matmul import matmul_form, merged
 from ...ir.indexing import Span
 from ...ir.node import Node, Op
 from ...ir.notation import ATOM, print_expr
@@ -232,13 +233,16 @@ class CWriter:
         ]
 
     def matmul(self, node: Node) -> Matmul | None:
-        """The GEMM computing a DOT node, when it is a product of (batches of) matrices."""
+        """The GEMM computing a DOT node, when it is a product of (batches of) matrices once
+        the axes side by side in every operand are joined (``merged``): the batch with a
+        per-example matrix's rows, for one."""
         a, b = node.args
-        sa, sb, so = runtime_subscripts(node)
+        sa, sb, so, groups = merged(*runtime_subscripts(node))
         form = matmul_form(sa, sb, so)
         if form is None:
             return None
         sizes = _letter_sizes(node)
+        sizes.update({ch: product([sizes[c] for c in run]) for ch, run in groups.items()})
         swap, ta, tb = form
         (la, pl), (lb, pr) = ((sb, b), (sa, a)) if swap else ((sa, a), (sb, b))
         k = ((set(la) & set(lb)) - set(so)).pop()

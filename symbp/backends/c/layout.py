@@ -21,8 +21,11 @@ def dims(node: Node) -> list[str | int]:
 
 
 def product(items: list[str | int]) -> str:
-    ints = math.prod(d for d in items if isinstance(d, int))
-    syms = [str(d) for d in items if not isinstance(d, int)]
+    """C text of the product of sizes, its integer factors (those of a product's text, as
+    in "_n*784", too) multiplied out: "_n*117600"."""
+    factors = [f for d in items for f in str(d).split("*")]
+    ints = math.prod(int(f) for f in factors if f.isdigit())
+    syms = [f for f in factors if not f.isdigit()]
     if not syms:
         return str(ints)
     return "*".join(syms + ([str(ints)] if ints != 1 else []))
