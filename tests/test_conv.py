@@ -292,8 +292,8 @@ C: Loss = cross_entropy(logits, t)
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_whole_cnn_against_torch_autograd(backend):
-    """A CNN of both pools, overlapping windows and paddings: loss and every gradient against PyTorch's
-    autograd on the same float64 values (skipped where torch is not installed)."""
+    """A CNN of both pools, overlapping windows and paddings: loss and every gradient
+    against PyTorch's autograd on the same float64 values (skipped without torch)."""
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
     module = symbp.compile(symbp.parse_text(SMALL_CNN), backend=backend)
