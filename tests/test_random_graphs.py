@@ -3,7 +3,8 @@
 Hypothesis builds specs of Inputs and Params of rank 0 to 2 over small dimensions (1, 2, 3),
 then a handful of equations, each picking an op from a safe set (smooth, defined everywhere)
 and operands from everything bound so far: Params and intermediates get reused, values
-branch and rejoin, shapes broadcast, values are gathered by Inputs of integer ids (``h[k0]``).
+branch and rejoin, shapes broadcast, values are gathered by Inputs of integer ids (``h[k0]``),
+convolved and pooled as one-channel images.
 The Loss sums squares and sines of a few nodes.
 
 The generator carries a bound on every value's magnitude (leaves are within 1.4) and
@@ -102,6 +103,7 @@ KINDS = (
     "join",
     "reshape",
     "gather",
+    "window",
 )
 
 Shape = tuple[int, ...]
@@ -204,11 +206,38 @@ def equation(draw, pool: Pool, kinks: bool = False) -> tuple[str, Shape, float, 
             return text, kept, bound, (a,)
     if kind in ("index", "join", "reshape") and sa:
         return indexing(draw, pool, kind, a)
+    if kind == "window" and len(sa) == 2:
+        return window(draw, pool, a, kinks)
     template = draw(st.sampled_from(sorted(unary)))
     if unary[template](ba) > LIMIT:
         template = "tanh({a})"
     shape = sa[::-1] if template.endswith(".T") else sa
     return template.format(a=a), shape, unary[template](ba), (a,)
+
+
+def window(draw, pool: Pool, a: str, kinks: bool) -> tuple[str, Shape, float, tuple[str, ...]]:
+    """``a`` (h, w) as a one-channel image, convolved with a kernel made of another value
+    of the pool, or pooled (max-pooling only with the kinks: at a tie, as in a graph of
+    zero Params, finite differences see a corner); back to rank 2."""
+    (h, w), ba = pool.shapes[a], pool.bounds[a]
+    img = f"reshape({a}, (1, {h}, {w}))"
+    stride = draw(st.integers(1, 2))
+    kernels = [b for b, s in pool.shapes.items() if len(s) == 2 and s[0] <= h + 2 and s[1] <= w + 2]
+    if kernels and draw(st.booleans()):
+        b = draw(st.sampled_from(kernels))
+        (kh, kw), padding = pool.shapes[b], draw(st.integers(0, 1))
+        if kh <= h + 2 * padding and kw <= w + 2 * padding:
+            ho, wo = ((d + 2 * padding - k) // stride + 1 for d, k in ((h, kh), (w, kw)))
+            kernel = f"reshape({b}, (1, 1, {kh}, {kw}))"
+            text = f"conv2d({img}, {kernel}, stride={stride}, padding={padding})"
+            bound = kh * kw * ba * pool.bounds[b]
+            if bound <= LIMIT:
+                return f"reshape({text}, ({ho}, {wo}))", (ho, wo), bound, (a, b)
+    k = draw(st.integers(1, min(h, w)))
+    f = draw(st.sampled_from(("avg_pool2d", "max_pool2d") if kinks else ("avg_pool2d",)))
+    ho, wo = ((d - k) // stride + 1 for d in (h, w))
+    text = f"{f}({img}, {k}, stride={stride})"
+    return f"reshape({text}, ({ho}, {wo}))", (ho, wo), ba, (a,)
 
 
 # indexing
