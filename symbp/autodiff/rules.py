@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from ..ir import expr as ex
 from ..ir import ops
+from ..ir.convolution import fold, patches
 from ..ir.expr import Expr, X
 from ..ir.indexing import part_index
 from ..ir.node import Contraction, Node, Op
@@ -145,4 +146,7 @@ VJP: dict[Op, Rule] = {
     # max and min
     Op.MAX: lambda node, g, wanted: [_extremum(node, g)],
     Op.MIN: lambda node, g, wanted: [_extremum(node, g)],
+    # convolution: the patches and their fold are each other's adjoint
+    Op.PATCHES: linear(lambda node, g: fold(g, node.attr, node.args[0].shape)),
+    Op.FOLD: linear(lambda node, g: patches(g, node.attr.window)),
 }

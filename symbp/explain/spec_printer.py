@@ -113,6 +113,19 @@ def _scatter_add(p: SpecPrinter, node: Node) -> Term:
     return (f"batch_sum({text})" if node.attr.sum_batch else text), ATOM
 
 
+# convolution
+
+
+def _patches(p: SpecPrinter, node: Node) -> Term:
+    w = node.attr
+    return f"patches({p.term(node.args[0])[0]}, {w.kernel}{w.keywords()})", ATOM
+
+
+def _fold(p: SpecPrinter, node: Node) -> Term:
+    w, image = node.attr
+    return f"fold({p.term(node.args[0])[0]}, {image}, {w.kernel}{w.keywords()})", ATOM
+
+
 # op -> how a node prints, given the printer (its arguments print through printer.term)
 PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.INPUT: lambda p, node: (node.attr, ATOM),
@@ -144,4 +157,7 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     # max and min
     Op.MAX: lambda p, node: p.sum(node, "max"),
     Op.MIN: lambda p, node: p.sum(node, "min"),
+    # convolution
+    Op.PATCHES: _patches,
+    Op.FOLD: _fold,
 }

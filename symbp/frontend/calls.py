@@ -1,5 +1,6 @@
 """Calls of the spec language's built-in functions: the elementwise functions, the reductions
-(``sum(x, axis=1)``, ``softmax``, ``max``, ...), ``cross_entropy`` and ``dropout``.
+(``sum(x, axis=1)``, ``softmax``, ``max``, ...), ``cross_entropy`` and ``dropout``; the
+convolution and pooling calls go to their reader (``symbp.frontend.windows``).
 
 A part of the expression reader (``symbp.frontend.expressions`` inherits it): it checks a
 call's arguments and keywords and reads it, or hands it to the reader of its kind (user
@@ -19,6 +20,7 @@ from . import hints
 from .indexing import INDEXING_FUNCTIONS, JOINS
 from .source import SpecSource
 from .tensors import CONSTRUCTORS
+from .windows import WINDOW_FUNCTIONS
 
 REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax", "max", "min")
 
@@ -26,7 +28,8 @@ REDUCTIONS = ("sum", "mean", "logsumexp", "softmax", "log_softmax", "max", "min"
 class BuiltinCalls(SpecSource):
     """Calls by name; ``expr``, ``as_node``, ``check_constant``, ``known_functions``,
     ``user_call`` and ``unknown_function`` are the expression reader's, ``method_call`` and
-    ``indexing_call`` the indexing reader's, ``constructor`` the literal shapes' reader's."""
+    ``indexing_call`` the indexing reader's, ``constructor`` the literal shapes' reader's,
+    ``window_call`` the convolution reader's."""
 
     sites: int  # dropout calls met so far
     functions: dict  # user function -> (arity, body, line)
@@ -60,6 +63,8 @@ class BuiltinCalls(SpecSource):
         if starred or any(k.arg is None for k in e.keywords):
             where = starred[0] if starred else next(k for k in e.keywords if k.arg is None)
             raise self.error(where, "* and ** unpacking in calls are not supported")
+        if name in WINDOW_FUNCTIONS and name not in self.functions:
+            return self.window_call(e, name)
         axis_kw = [k for k in e.keywords if k.arg == "axis"]
         other_kw = [k for k in e.keywords if k.arg != "axis"]
         if other_kw or (axis_kw and name not in (*REDUCTIONS, *JOINS)) or len(axis_kw) > 1:

@@ -22,6 +22,7 @@ from . import hints
 from .calls import REDUCTIONS, BuiltinCalls
 from .indexing import INDEXING_FUNCTIONS, IndexingExpressions
 from .tensors import CONSTRUCTORS, LiteralShapes
+from .windows import WINDOW_FUNCTIONS, WindowCalls
 
 Value = "Node | Expr"  # a node, or a number not yet placed in the graph
 
@@ -37,7 +38,7 @@ BINOPS = {
 MAX_FUNCTION_TERMS = 10_000  # a user def's size once the defs it calls are expanded
 
 
-class Expressions(BuiltinCalls, IndexingExpressions, LiteralShapes):
+class Expressions(BuiltinCalls, IndexingExpressions, LiteralShapes, WindowCalls):
     """Reads expressions; the parser's statements bind their values to names
     (``self.values``) and define the user functions (``self.functions``)."""
 
@@ -393,6 +394,7 @@ class Expressions(BuiltinCalls, IndexingExpressions, LiteralShapes):
             "dropout",
             *INDEXING_FUNCTIONS,
             *CONSTRUCTORS,
+            *WINDOW_FUNCTIONS,
             *self.functions,
         ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .convolution import fold, patches
 from .extrema import reduce_max, reduce_min
 from .node import Node, Op
 from .ops import (
@@ -50,4 +51,7 @@ BUILD: dict[Op, Callable[[tuple[Node, ...], Any], Node]] = {
     # max and min
     Op.MAX: lambda args, axes: reduce_max(args[0], axes),
     Op.MIN: lambda args, axes: reduce_min(args[0], axes),
+    # convolution
+    Op.PATCHES: lambda args, w: patches(args[0], w),
+    Op.FOLD: lambda args, attr: fold(args[0], attr.window, attr.image),
 }

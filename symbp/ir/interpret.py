@@ -151,6 +151,39 @@ def _scatter_add(node: Node, x: list, run: Run):
     return out
 
 
+# convolution: each window's taps as index arrays into the zero-padded image
+
+
+def _taps(node: Node, window, image) -> tuple:
+    """Index arrays (channel, row, column) broadcasting to (Ho, Wo, C, kh, kw): where each
+    entry of the patches lies in the image padded by ``window.padding``."""
+    ho, wo = out_shape = (node if node.op is Op.PATCHES else node.args[0]).shape[:2]
+    (kh, kw), (sh, sw), (dh, dw) = window.kernel, window.stride, window.dilation
+    rows = np.arange(ho)[:, None] * sh + np.arange(kh)[None, :] * dh  # (Ho, kh)
+    cols = np.arange(wo)[:, None] * sw + np.arange(kw)[None, :] * dw  # (Wo, kw)
+    assert out_shape == (rows.shape[0], cols.shape[0])
+    channel = np.arange(image[0])[None, None, :, None, None]
+    return channel, rows[:, None, None, :, None], cols[None, :, None, None, :]
+
+
+def _padded(value, window) -> np.ndarray:
+    (ph, pw) = window.padding
+    return np.pad(value, [(0, 0)] * (value.ndim - 2) + [(ph, ph), (pw, pw)])
+
+
+def _patches(node: Node, x: list, run: Run):
+    return _padded(x[0], node.attr)[(..., *_taps(node, node.attr, node.args[0].shape))]
+
+
+def _fold(node: Node, x: list, run: Run):
+    """Every entry of the patches added at its place in the padded image, then cropped."""
+    window, (c, h, w) = node.attr
+    (ph, pw) = window.padding
+    out = _padded(np.zeros(_runtime_shape(node, run)), window)
+    np.add.at(out, (..., *_taps(node, window, node.shape)), x[0])
+    return out[..., ph : ph + h, pw : pw + w]
+
+
 # op -> the value of a node, given its arguments' values
 EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     Op.INPUT: lambda node, x, run: np.asarray(run.leaves[node.attr], dtype=node.dtype),
@@ -183,6 +216,9 @@ EVALUATE: dict[Op, Callable[[Node, list, Run], np.ndarray]] = {
     # max and min
     Op.MAX: lambda node, x, run: np.max(x[0], axis=_axes(node)),
     Op.MIN: lambda node, x, run: np.min(x[0], axis=_axes(node)),
+    # convolution
+    Op.PATCHES: _patches,
+    Op.FOLD: _fold,
 }
 
 

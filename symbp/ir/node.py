@@ -77,6 +77,11 @@ class Op(Enum):
     # propagates, as in NumPy
     MAX = auto()
     MIN = auto()
+    # convolution (symbp.ir.convolution): PATCHES takes every window of an image (C, H, W)
+    # into (Ho, Wo, C, kh, kw), attr the Window (im2col); FOLD, its adjoint, adds them back
+    # into the image, attr a Folded (window, image shape) (col2im)
+    PATCHES = auto()
+    FOLD = auto()
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
 

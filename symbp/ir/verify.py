@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .build import BUILD
+from .convolution import Folded, Window, patches_shape
 from .expr import Expr
 from .indexing import Joined, Span, Unsliced, check_index, sliced_shape
 from .node import LEAVES, Contraction, Node, Op, Scatter, toposort
@@ -216,6 +217,22 @@ def _scatter_add(n: Node):
     return None
 
 
+def _patches(n: Node):
+    if not isinstance(n.attr, Window):
+        return "attr a Window"
+    if n.shape != patches_shape(n.args[0].shape, n.attr) or n.batched != n.args[0].batched:
+        return "shape (Ho, Wo, C, kh, kw) of the image's windows; batched as the image"
+    return None
+
+
+def _fold(n: Node):
+    if not isinstance(n.attr, Folded) or n.shape != n.attr.image:
+        return "attr a Folded; shape its image's"
+    if n.args[0].shape != patches_shape(n.shape, n.attr.window) or n.batched != n.args[0].batched:
+        return "folds the patches of its image; batched as they are"
+    return None
+
+
 INDEXED = (Op.GATHER, Op.SCATTER_ADD)  # the ops whose second argument is integer ids
 
 
@@ -256,6 +273,9 @@ SPEC: dict[Op, Callable[[Node], str | None]] = {
     # max and min
     Op.MAX: _reduction,
     Op.MIN: _reduction,
+    # convolution
+    Op.PATCHES: _patches,
+    Op.FOLD: _fold,
 }
 
 

@@ -20,6 +20,7 @@ from ...ir.notation import ATOM, print_expr
 from ...ir.ops import runtime_subscripts
 from .layout import N, arg_strides, dims, index, loops, product, strides
 from .names import CExprPrinter
+from .windows import fold, patches
 
 EXTREMA = {Op.MAX: ("-INFINITY", ">"), Op.MIN: ("INFINITY", "<")}  # start, and who wins
 SMALL_GEMM = 16384  # multiply-adds below which loops beat a BLAS call (the C helper agrees)
@@ -438,4 +439,7 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     # max and min
     Op.MAX: CWriter.reduce,
     Op.MIN: CWriter.reduce,
+    # convolution
+    Op.PATCHES: patches,
+    Op.FOLD: fold,
 }

@@ -79,6 +79,29 @@ RUNTIME_HELPERS = {
     size = rows * width * (1 if summed else n)
     out = np.bincount(bins, weights=g, minlength=size).astype(DTYPE, copy=False)
     return out.reshape(shape if summed else (n,) + shape)''',
+    # convolution
+    "_patches": '''def _patches(x, kernel, stride, padding, dilation):
+    """Every window of the images x (..., C, H, W), zeros beyond the edges, as an array
+    (..., Ho, Wo, C, kh, kw) (im2col): a strided view of the padded images."""
+    (ph, pw), (dh, dw) = padding, dilation
+    x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)])
+    span = (dh * (kernel[0] - 1) + 1, dw * (kernel[1] - 1) + 1)
+    views = np.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))
+    views = views[..., :: stride[0], :: stride[1], ::dh, ::dw]  # (..., C, Ho, Wo, kh, kw)
+    return np.moveaxis(views, -5, -3)''',
+    "_fold": '''def _fold(g, shape, kernel, stride, padding, dilation):
+    """The adjoint of _patches (col2im): zeros of the images' shape (..., C, H, W) with each
+    window's values of g (..., Ho, Wo, C, kh, kw) added where they came from, a strided
+    slice of the padded images per tap of the kernel."""
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    ho, wo = g.shape[-5:-3]
+    out = np.zeros(shape[:-2] + (shape[-2] + 2 * ph, shape[-1] + 2 * pw), dtype=DTYPE)
+    g = np.moveaxis(g, -3, -5)  # (..., C, Ho, Wo, kh, kw)
+    for i in range(kernel[0]):
+        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+        for j in range(kernel[1]):
+            out[..., rows, j * dw : j * dw + sw * (wo - 1) + 1 : sw] += g[..., i, j]
+    return out[..., ph : ph + shape[-2], pw : pw + shape[-1]]''',
 }
 
 # the module's own names, which a spec's names must not shadow inside its functions

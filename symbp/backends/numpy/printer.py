@@ -249,6 +249,23 @@ class NumpyPrinter:
         summed = node.attr.sum_batch or not node.batched
         return f"_scatter_add({self.term(g)[0]}, {self.term(ids)[0]}, {shape}, {summed})", ATOM
 
+    # convolution
+
+    def patches(self, node: Node) -> Term:
+        self.helpers.add("_patches")
+        return f"_patches({self.term(node.args[0])[0]}, {_window_text(node.attr)})", ATOM
+
+    def fold(self, node: Node) -> Term:
+        self.helpers.add("_fold")
+        shape = shape_text(node.shape, node.batched, self.n)
+        g = self.term(node.args[0])[0]
+        return f"_fold({g}, {shape}, {_window_text(node.attr.window)})", ATOM
+
+
+def _window_text(w) -> str:
+    """The arguments kernel, stride, padding, dilation of the window helpers."""
+    return f"{w.kernel}, stride={w.stride}, padding={w.padding}, dilation={w.dilation}"
+
 
 @lru_cache(maxsize=4096)  # a program has a handful of contractions, printed many times
 def _contraction(sa: str, sb: str, so: str, pa: int, pb: int) -> Term:
@@ -314,4 +331,7 @@ PRINT: dict[Op, Callable[[NumpyPrinter, Node], Term]] = {
     # max and min
     Op.MAX: lambda p, node: (f"np.max({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
     Op.MIN: lambda p, node: (f"np.min({p.term(node.args[0])[0]}, axis={_axis(node)})", ATOM),
+    # convolution
+    Op.PATCHES: NumpyPrinter.patches,
+    Op.FOLD: NumpyPrinter.fold,
 }
