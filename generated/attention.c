@@ -38,45 +38,84 @@ long symbp_attention_train_epoch(real *const *_params, real *const *_state, cons
 
 /* A network this small has train_epoch run plain SGD at batch 1 in a loop of its own (see
  * sgd_one below). */
-#define SYMBP_STEP_WS(_n) (1353 + _n*1224)
+#define SYMBP_STEP_WS(_n) (585 + _n*1480)
 #define SYMBP_SMALL (SYMBP_STEP_WS(1) + 1024 <= 512)
 
 static inline real where_(real c, real a, real b) { return c != 0 ? a : b; }
 static inline real ge_(real x, real y) { return x >= y; }
+
+/* C = alpha op(A) op(B) + beta C for row-major matrices, op(A) m x k and op(B) k x n (ta, tb:
+ * whether A and B are transposed), beta 0 or 1. gemm_small_ is loops the compiler vectorizes,
+ * for products too small for a BLAS call to pay; always inlined, its flags and most sizes are
+ * the call's constants. gemm_ chooses at run time, where the size depends on the batch. */
+static inline __attribute__((always_inline)) void gemm_small_(
+    int ta, int tb, long m, long n, long k, real alpha, const real *restrict A, long lda,
+    const real *restrict B, long ldb, int beta, real *restrict C, long ldc) {
+  for (long i = 0; i < m; i++) {
+    if (tb) { /* C[i, j] = A[i, :] . B[j, :] */
+      for (long j = 0; j < n; j++) {
+        real acc = 0;
+        #pragma omp simd reduction(+:acc)
+        for (long p = 0; p < k; p++) acc += (ta ? A[p * lda + i] : A[i * lda + p]) * B[j * ldb + p];
+        C[i * ldc + j] = beta ? C[i * ldc + j] + alpha * acc : alpha * acc;
+      }
+    } else { /* C[i, :] += A[i, p] B[p, :] */
+      if (!beta) {
+        #pragma omp simd
+        for (long j = 0; j < n; j++) C[i * ldc + j] = 0;
+      }
+      for (long p = 0; p < k; p++) {
+        const real a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);
+        #pragma omp simd
+        for (long j = 0; j < n; j++) C[i * ldc + j] += a * B[p * ldb + j];
+      }
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void gemm_(
+    int ta, int tb, long m, long n, long k, real alpha, const real *A, long lda, const real *B,
+    long ldb, int beta, real *C, long ldc) {
+  if (m * n * k <= 16384)
+    gemm_small_(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                     tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 /* Every forward value, left in the workspace for the functions below. */
 static void forward_pass(const double *Wq, const double *Wk, const double *Wv, const double *Wo, const double *x, const double *y, long _n, double *_ws) {
   double *const pos = _ws;
   double *const pos_t7 = _ws + 1;
   double *const sees = _ws + 9;
-  double *const q = _ws + 1353;
-  double *const t2 = _ws + 1353 + _n*128;
-  double *const k = _ws + 1353 + _n*192;
-  double *const t3 = _ws + 1353 + _n*320;
-  double *const t4 = _ws + 1353 + _n*384;
-  double *const s_h0 = _ws + 1353 + _n*384;  /* reuses t4's buffer */
-  double *const t5 = _ws + 1353 + _n*384;  /* reuses t4's buffer */
-  double *const t6 = _ws + 1353 + _n*448;
-  double *const a_h0 = _ws + 1353 + _n*384;  /* reuses t4's buffer */
-  double *const v = _ws + 1353 + _n*456;
-  double *const t8 = _ws + 1353 + _n*584;
-  double *const t9 = _ws + 1353 + _n*648;
+  double *const q = _ws + 585;
+  double *const t2 = _ws + 585 + _n*128;
+  double *const k = _ws + 585 + _n*192;
+  double *const t3 = _ws + 585 + _n*320;
+  double *const t4 = _ws + 585 + _n*384;
+  double *const s_h0 = _ws + 585 + _n*384;  /* reuses t4's buffer */
+  double *const t5 = _ws + 585 + _n*384;  /* reuses t4's buffer */
+  double *const t6 = _ws + 585 + _n*448;
+  double *const a_h0 = _ws + 585 + _n*384;  /* reuses t4's buffer */
+  double *const v = _ws + 585 + _n*456;
+  double *const t8 = _ws + 585 + _n*584;
+  double *const t9 = _ws + 585 + _n*648;
   double *const t10 = _ws + 73;
-  double *const out_h0 = _ws + 1353 + _n*712;
-  double *const t11 = _ws + 1353 + _n*840;
-  double *const t12 = _ws + 1353;  /* reuses q's buffer */
-  double *const t13 = _ws + 1353 + _n*64;
-  double *const s_h1 = _ws + 1353 + _n*64;  /* reuses t13's buffer */
-  double *const t14 = _ws + 1353 + _n*64;  /* reuses t13's buffer */
-  double *const t15 = _ws + 1353 + _n*192;  /* reuses k's buffer */
-  double *const a_h1 = _ws + 1353 + _n*64;  /* reuses t13's buffer */
-  double *const t17 = _ws + 1353 + _n*200;
-  double *const t18 = _ws + 1353 + _n*456;  /* reuses v's buffer */
+  double *const out_h0 = _ws + 585 + _n*712;
+  double *const t11 = _ws + 585 + _n*840;
+  double *const t12 = _ws + 585;  /* reuses q's buffer */
+  double *const t13 = _ws + 585 + _n*64;
+  double *const s_h1 = _ws + 585 + _n*64;  /* reuses t13's buffer */
+  double *const t14 = _ws + 585 + _n*64;  /* reuses t13's buffer */
+  double *const t15 = _ws + 585 + _n*192;  /* reuses k's buffer */
+  double *const a_h1 = _ws + 585 + _n*64;  /* reuses t13's buffer */
+  double *const t17 = _ws + 585 + _n*200;
+  double *const t18 = _ws + 585 + _n*456;  /* reuses v's buffer */
   double *const t19 = _ws + 201;
-  double *const t20 = _ws + 1353 + _n*904;
-  double *const out_h1 = _ws + 1353 + _n*712;  /* reuses out_h0's buffer */
-  double *const t21 = _ws + 1353 + _n*712;  /* reuses out_h0's buffer */
-  double *const t22 = _ws + 1353 + _n*192;  /* reuses k's buffer */
-  double *const C = _ws + 1353 + _n*192;  /* reuses k's buffer */
+  double *const t20 = _ws + 585 + _n*904;
+  double *const out_h1 = _ws + 585 + _n*712;  /* reuses out_h0's buffer */
+  double *const t21 = _ws + 585 + _n*712;  /* reuses out_h0's buffer */
+  double *const t22 = _ws + 585 + _n*192;  /* reuses k's buffer */
+  double *const C = _ws + 585 + _n*192;  /* reuses k's buffer */
   /* line 10: pos = zeros(1) */
   for (long _i0 = 0; _i0 < 1; _i0++)
     pos[_i0] = (0.0);
@@ -102,85 +141,54 @@ static void forward_pass(const double *Wq, const double *Wk, const double *Wv, c
     for (long _i1 = 0; _i1 < 8; _i1++)
       sees[_i0*8 + _i1] = ge_(pos_t7[_i0], pos_t7[_i1]);
   /* line 15: q = x @ Wq.T */
-  for (long _i = 0; _i < _n*128; _i++) q[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 16; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          q[_lb*128 + _li*16 + _lk] += x[_lb*128 + _li*16 + _lj] * Wq[_lk*16 + _lj];
+  gemm_(0, 1, _n*8, 16, 16, 1, x, 16, Wq, 16, 0, q, 16);
   /* line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         t2[_i0*64 + _i1*8 + _i2] = q[_i0*128 + _i1*16 + _i2];
   /* line 16: k = x @ Wk.T */
-  for (long _i = 0; _i < _n*128; _i++) k[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 16; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          k[_lb*128 + _li*16 + _lk] += x[_lb*128 + _li*16 + _lj] * Wk[_lk*16 + _lj];
+  gemm_(0, 1, _n*8, 16, 16, 1, x, 16, Wk, 16, 0, k, 16);
   /* line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         t3[_i0*64 + _i1*8 + _i2] = k[_i0*128 + _i1*16 + _i2];
-  for (long _i = 0; _i < _n*64; _i++) t4[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t4[_lb*64 + _li*8 + _lk] += t2[_lb*64 + _li*8 + _lj] * t3[_lb*64 + _lk*8 + _lj];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t2 + _b*64, 8, t3 + _b*64, 8, 0, t4 + _b*64, 8);
   for (long _i = 0; _i < _n*64; _i++)
     s_h0[_i] = t4[_i]/2.8284271247461903;
   /* line 21: a = softmax(where(sees, s, -1e9)) */
   for (long _i0 = 0; _i0 < _n; _i0++)
+    for (long _i1 = 0; _i1 < 64; _i1++)
+      t5[_i0*64 + _i1] = where_(sees[_i1], s_h0[_i0*64 + _i1], (-1000000000.0));
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _m = -INFINITY;
     for (long _i1 = 0; _i1 < 8; _i1++)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        t5[_i0*64 + _i1*8 + _i2] = where_(sees[_i1*8 + _i2], s_h0[_i0*64 + _i1*8 + _i2], (-1000000000.0));
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _m = -INFINITY;
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _m = fmax(_m, t5[_i0*64 + _i1*8 + _i2]);
-      if (!isfinite(_m)) _m = 0;
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += exp(t5[_i0*64 + _i1*8 + _i2] - _m);
-      t6[_i0*8 + _i1] = _m + log(_acc);
-    }
-  for (long _i0 = 0; _i0 < _n; _i0++)
+      _m = fmax(_m, t5[_i0*8 + _i1]);
+    if (!isfinite(_m)) _m = 0;
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
     for (long _i1 = 0; _i1 < 8; _i1++)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        a_h0[_i0*64 + _i1*8 + _i2] = exp(t5[_i0*64 + _i1*8 + _i2] - t6[_i0*8 + _i1]);
+      _acc += exp(t5[_i0*8 + _i1] - _m);
+    t6[_i0] = _m + log(_acc);
+  }
+  for (long _i0 = 0; _i0 < _n*8; _i0++)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      a_h0[_i0*8 + _i1] = exp(t5[_i0*8 + _i1] - t6[_i0]);
   /* line 17: v = x @ Wv.T */
-  for (long _i = 0; _i < _n*128; _i++) v[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 16; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          v[_lb*128 + _li*16 + _lk] += x[_lb*128 + _li*16 + _lj] * Wv[_lk*16 + _lj];
+  gemm_(0, 1, _n*8, 16, 16, 1, x, 16, Wv, 16, 0, v, 16);
   /* line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         t8[_i0*64 + _i1*8 + _i2] = v[_i0*128 + _i1*16 + _i2];
-  for (long _i = 0; _i < _n*64; _i++) t9[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t9[_lb*64 + _li*8 + _lk] += a_h0[_lb*64 + _li*8 + _lj] * t8[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, a_h0 + _b*64, 8, t8 + _b*64, 8, 0, t9 + _b*64, 8);
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       t10[_i0*8 + _i1] = Wo[_i0*16 + _i1];
-  for (long _i = 0; _i < _n*128; _i++) out_h0[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 16; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          out_h0[_lb*128 + _li*16 + _lk] += t9[_lb*64 + _li*8 + _lj] * t10[_lk*8 + _lj];
+  gemm_(0, 1, _n*8, 16, 8, 1, t9, 8, t10, 8, 0, out_h0, 16);
   /* line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
@@ -190,55 +198,39 @@ static void forward_pass(const double *Wq, const double *Wk, const double *Wv, c
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         t12[_i0*64 + _i1*8 + _i2] = k[_i0*128 + _i1*16 + _i2 + 8];
-  for (long _i = 0; _i < _n*64; _i++) t13[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t13[_lb*64 + _li*8 + _lk] += t11[_lb*64 + _li*8 + _lj] * t12[_lb*64 + _lk*8 + _lj];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t11 + _b*64, 8, t12 + _b*64, 8, 0, t13 + _b*64, 8);
   for (long _i = 0; _i < _n*64; _i++)
     s_h1[_i] = t13[_i]/2.8284271247461903;
   /* line 21: a = softmax(where(sees, s, -1e9)) */
   for (long _i0 = 0; _i0 < _n; _i0++)
+    for (long _i1 = 0; _i1 < 64; _i1++)
+      t14[_i0*64 + _i1] = where_(sees[_i1], s_h1[_i0*64 + _i1], (-1000000000.0));
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _m = -INFINITY;
     for (long _i1 = 0; _i1 < 8; _i1++)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        t14[_i0*64 + _i1*8 + _i2] = where_(sees[_i1*8 + _i2], s_h1[_i0*64 + _i1*8 + _i2], (-1000000000.0));
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _m = -INFINITY;
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _m = fmax(_m, t14[_i0*64 + _i1*8 + _i2]);
-      if (!isfinite(_m)) _m = 0;
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += exp(t14[_i0*64 + _i1*8 + _i2] - _m);
-      t15[_i0*8 + _i1] = _m + log(_acc);
-    }
-  for (long _i0 = 0; _i0 < _n; _i0++)
+      _m = fmax(_m, t14[_i0*8 + _i1]);
+    if (!isfinite(_m)) _m = 0;
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
     for (long _i1 = 0; _i1 < 8; _i1++)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        a_h1[_i0*64 + _i1*8 + _i2] = exp(t14[_i0*64 + _i1*8 + _i2] - t15[_i0*8 + _i1]);
+      _acc += exp(t14[_i0*8 + _i1] - _m);
+    t15[_i0] = _m + log(_acc);
+  }
+  for (long _i0 = 0; _i0 < _n*8; _i0++)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      a_h1[_i0*8 + _i1] = exp(t14[_i0*8 + _i1] - t15[_i0]);
   /* line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         t17[_i0*64 + _i1*8 + _i2] = v[_i0*128 + _i1*16 + _i2 + 8];
-  for (long _i = 0; _i < _n*64; _i++) t18[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t18[_lb*64 + _li*8 + _lk] += a_h1[_lb*64 + _li*8 + _lj] * t17[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, a_h1 + _b*64, 8, t17 + _b*64, 8, 0, t18 + _b*64, 8);
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       t19[_i0*8 + _i1] = Wo[_i0*16 + _i1 + 8];
-  for (long _i = 0; _i < _n*128; _i++) t20[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 16; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t20[_lb*128 + _li*16 + _lk] += t18[_lb*64 + _li*8 + _lj] * t19[_lk*8 + _lj];
+  gemm_(0, 1, _n*8, 16, 8, 1, t18, 8, t19, 8, 0, t20, 16);
   for (long _i = 0; _i < _n*128; _i++)
     out_h1[_i] = out_h0[_i] + t20[_i];
   /* line 23: C: Loss = 0.5 * mean((out - y) ** 2) */
@@ -246,10 +238,9 @@ static void forward_pass(const double *Wq, const double *Wk, const double *Wv, c
     t21[_i] = out_h1[_i] - y[_i];
   for (long _i0 = 0; _i0 < _n; _i0++) {
     double _acc = 0;
-    for (long _i1 = 0; _i1 < 8; _i1++)
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 16; _i2++)
-        _acc += ((t21[_i0*128 + _i1*16 + _i2]*t21[_i0*128 + _i1*16 + _i2]));
+    #pragma omp simd reduction(+:_acc)
+    for (long _i1 = 0; _i1 < 128; _i1++)
+      _acc += ((t21[_i0*128 + _i1]*t21[_i0*128 + _i1]));
     t22[_i0] = _acc;
   }
   for (long _i = 0; _i < _n; _i++)
@@ -258,13 +249,13 @@ static void forward_pass(const double *Wq, const double *Wk, const double *Wv, c
 
 #if SYMBP_PART != 2
 long symbp_attention_workspace(long _n) {
-  const long size = 1353 + _n*1224;
+  const long size = 585 + _n*1480;
   return size > 0 ? size : 1;
 }
 
 /* Every Output and the per-example C. */
 double symbp_attention_forward(const double *Wq, const double *Wk, const double *Wv, const double *Wo, const double *x, const double *y, long _n, double *_out_C, double *_ws) {
-  double *const C = _ws + 1353 + _n*192;
+  double *const C = _ws + 585 + _n*192;
   forward_pass(Wq, Wk, Wv, Wo, x, y, _n, _ws);
   for (long _i0 = 0; _i0 < _n; _i0++)
     _out_C[_i0] = C[_i0];
@@ -273,7 +264,7 @@ double symbp_attention_forward(const double *Wq, const double *Wk, const double 
 
 /* The mean of C over the batch. */
 double symbp_attention_loss(const double *Wq, const double *Wk, const double *Wv, const double *Wo, const double *x, const double *y, long _n, double *_ws) {
-  double *const C = _ws + 1353 + _n*192;
+  double *const C = _ws + 585 + _n*192;
   forward_pass(Wq, Wk, Wv, Wo, x, y, _n, _ws);
   double _loss = 0;
   for (long _b = 0; _b < _n; _b++) _loss += C[_b];
@@ -284,44 +275,44 @@ double symbp_attention_loss(const double *Wq, const double *Wk, const double *Wv
 /* The mean loss; writes the gradient of every Param. */
 double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const double *Wv, const double *Wo, const double *x, const double *y, long _n, double *_out_Wq, double *_out_Wk, double *_out_Wv, double *_out_Wo, double *_ws) {
   double *const sees = _ws + 9;
-  double *const t2 = _ws + 1353 + _n*128;
-  double *const t3 = _ws + 1353 + _n*320;
-  double *const a_h0 = _ws + 1353 + _n*384;
-  double *const t8 = _ws + 1353 + _n*584;
-  double *const t9 = _ws + 1353 + _n*648;
+  double *const t2 = _ws + 585 + _n*128;
+  double *const t3 = _ws + 585 + _n*320;
+  double *const a_h0 = _ws + 585 + _n*384;
+  double *const t8 = _ws + 585 + _n*584;
+  double *const t9 = _ws + 585 + _n*648;
   double *const t10 = _ws + 73;
-  double *const t11 = _ws + 1353 + _n*840;
-  double *const t12 = _ws + 1353;
-  double *const a_h1 = _ws + 1353 + _n*64;
-  double *const t17 = _ws + 1353 + _n*200;
-  double *const t18 = _ws + 1353 + _n*456;
+  double *const t11 = _ws + 585 + _n*840;
+  double *const t12 = _ws + 585;
+  double *const a_h1 = _ws + 585 + _n*64;
+  double *const t17 = _ws + 585 + _n*200;
+  double *const t18 = _ws + 585 + _n*456;
   double *const t19 = _ws + 201;
-  double *const t21 = _ws + 1353 + _n*712;
-  double *const C = _ws + 1353 + _n*192;
-  double *const dout_h1 = _ws + 1353 + _n*712;  /* reuses t21's buffer */
-  double *const t23 = _ws + 1353 + _n*520;
-  double *const da_h0 = _ws + 1353 + _n*904;
-  double *const t24 = _ws + 1353 + _n*264;
-  double *const ds_h0 = _ws + 1353 + _n*904;  /* reuses da_h0's buffer */
-  double *const t26 = _ws + 1353 + _n*904;  /* reuses da_h0's buffer */
-  double *const t27 = _ws + 1353 + _n*584;  /* reuses t8's buffer */
-  double *const t28 = _ws + 1353 + _n*320;  /* reuses t3's buffer */
-  double *const da_h1 = _ws + 1353 + _n*968;
-  double *const t29 = _ws + 1353 + _n*200;  /* reuses t17's buffer */
-  double *const ds_h1 = _ws + 1353 + _n*968;  /* reuses da_h1's buffer */
-  double *const t31 = _ws + 1353 + _n*968;  /* reuses da_h1's buffer */
-  double *const t32 = _ws + 1353 + _n*1032;
-  double *const dq = _ws + 1353 + _n*1096;
+  double *const t21 = _ws + 585 + _n*712;
+  double *const C = _ws + 585 + _n*192;
+  double *const dout_h1 = _ws + 585 + _n*712;  /* reuses t21's buffer */
+  double *const t23 = _ws + 585 + _n*520;
+  double *const da_h0 = _ws + 585 + _n*904;
+  double *const t24 = _ws + 585 + _n*264;
+  double *const ds_h0 = _ws + 585 + _n*904;  /* reuses da_h0's buffer */
+  double *const t26 = _ws + 585 + _n*904;  /* reuses da_h0's buffer */
+  double *const t27 = _ws + 585 + _n*584;  /* reuses t8's buffer */
+  double *const t28 = _ws + 585 + _n*320;  /* reuses t3's buffer */
+  double *const da_h1 = _ws + 585 + _n*968;
+  double *const t29 = _ws + 585 + _n*200;  /* reuses t17's buffer */
+  double *const ds_h1 = _ws + 585 + _n*968;  /* reuses da_h1's buffer */
+  double *const t31 = _ws + 585 + _n*968;  /* reuses da_h1's buffer */
+  double *const t32 = _ws + 585 + _n*1032;
+  double *const dq = _ws + 585 + _n*1096;
   double *const t33 = _ws + 329;
   double *const dWq = _out_Wq;
-  double *const t34 = _ws + 1353;  /* reuses t12's buffer */
-  double *const t35 = _ws + 1353 + _n*128;  /* reuses t2's buffer */
-  double *const dk = _ws + 1353 + _n*1096;  /* reuses dq's buffer */
+  double *const t34 = _ws + 585;  /* reuses t12's buffer */
+  double *const t35 = _ws + 585 + _n*128;  /* reuses t2's buffer */
+  double *const dk = _ws + 585 + _n*1096;  /* reuses dq's buffer */
   double *const t36 = _ws + 329;  /* reuses t33's buffer */
   double *const dWk = _out_Wk;
-  double *const t37 = _ws + 1353;  /* reuses t12's buffer */
-  double *const t38 = _ws + 1353 + _n*128;  /* reuses t2's buffer */
-  double *const dv = _ws + 1353 + _n*1096;  /* reuses dq's buffer */
+  double *const t37 = _ws + 585;  /* reuses t12's buffer */
+  double *const t38 = _ws + 585 + _n*128;  /* reuses t2's buffer */
+  double *const dv = _ws + 585 + _n*1096;  /* reuses dq's buffer */
   double *const t39 = _ws + 329;  /* reuses t33's buffer */
   double *const dWv = _out_Wv;
   double *const t40 = _ws + 73;  /* reuses t10's buffer */
@@ -333,27 +324,17 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
   for (long _i = 0; _i < _n*128; _i++)
     dout_h1[_i] = 0.0078125*t21[_i];
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t23[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          t23[_lb*64 + _li*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t10[_lj*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) da_h0[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          da_h0[_lb*64 + _li*8 + _lk] += t23[_lb*64 + _li*8 + _lj] * t8[_lb*64 + _lk*8 + _lj];
+  gemm_(0, 0, _n*8, 8, 16, 1, dout_h1, 16, t10, 8, 0, t23, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t23 + _b*64, 8, t8 + _b*64, 8, 0, da_h0 + _b*64, 8);
   /* grad of line 21: a = softmax(where(sees, s, -1e9)) */
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += (-da_h0[_i0*64 + _i1*8 + _i2]*a_h0[_i0*64 + _i1*8 + _i2]);
-      t24[_i0*8 + _i1] = _acc;
-    }
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      _acc += (-da_h0[_i0*8 + _i1]*a_h0[_i0*8 + _i1]);
+    t24[_i0] = _acc;
+  }
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
@@ -361,34 +342,20 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i = 0; _i < _n*64; _i++)
     t26[_i] = 0.35355339059327373*ds_h0[_i];
-  for (long _i = 0; _i < _n*64; _i++) t27[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t27[_lb*64 + _li*8 + _lk] += t26[_lb*64 + _li*8 + _lj] * t3[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, t26 + _b*64, 8, t3 + _b*64, 8, 0, t27 + _b*64, 8);
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t28[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          t28[_lb*64 + _li*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t19[_lj*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) da_h1[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          da_h1[_lb*64 + _li*8 + _lk] += t28[_lb*64 + _li*8 + _lj] * t17[_lb*64 + _lk*8 + _lj];
+  gemm_(0, 0, _n*8, 8, 16, 1, dout_h1, 16, t19, 8, 0, t28, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t28 + _b*64, 8, t17 + _b*64, 8, 0, da_h1 + _b*64, 8);
   /* grad of line 21: a = softmax(where(sees, s, -1e9)) */
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += (-da_h1[_i0*64 + _i1*8 + _i2]*a_h1[_i0*64 + _i1*8 + _i2]);
-      t29[_i0*8 + _i1] = _acc;
-    }
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      _acc += (-da_h1[_i0*8 + _i1]*a_h1[_i0*8 + _i1]);
+    t29[_i0] = _acc;
+  }
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
@@ -396,12 +363,8 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i = 0; _i < _n*64; _i++)
     t31[_i] = 0.35355339059327373*ds_h1[_i];
-  for (long _i = 0; _i < _n*64; _i++) t32[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t32[_lb*64 + _li*8 + _lk] += t31[_lb*64 + _li*8 + _lj] * t12[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, t31 + _b*64, 8, t12 + _b*64, 8, 0, t32 + _b*64, 8);
   /* grad of line 15: q = x @ Wq.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
@@ -411,28 +374,15 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         dq[_i0*128 + _i1*16 + _i2 + 8] = t32[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t33[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t33[_lj*16 + _lk] += dq[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
+  gemm_(1, 0, 16, 16, _n*8, 1, dq, 16, x, 16, 0, t33, 16);
   /* gradients of the mean loss over the batch */
   for (long _i = 0; _i < 256; _i++)
     dWq[_i] = t33[_i]/((double)_n);
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
-  for (long _i = 0; _i < _n*64; _i++) t34[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lj = 0; _lj < 8; _lj++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _li = 0; _li < 8; _li++)
-          t34[_lb*64 + _lj*8 + _lk] += t26[_lb*64 + _li*8 + _lj] * t2[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) t35[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lj = 0; _lj < 8; _lj++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _li = 0; _li < 8; _li++)
-          t35[_lb*64 + _lj*8 + _lk] += t31[_lb*64 + _li*8 + _lj] * t11[_lb*64 + _li*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, t26 + _b*64, 8, t2 + _b*64, 8, 0, t34 + _b*64, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, t31 + _b*64, 8, t11 + _b*64, 8, 0, t35 + _b*64, 8);
   /* grad of line 16: k = x @ Wk.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
@@ -442,28 +392,15 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         dk[_i0*128 + _i1*16 + _i2 + 8] = t35[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t36[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t36[_lj*16 + _lk] += dk[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
+  gemm_(1, 0, 16, 16, _n*8, 1, dk, 16, x, 16, 0, t36, 16);
   /* gradients of the mean loss over the batch */
   for (long _i = 0; _i < 256; _i++)
     dWk[_i] = t36[_i]/((double)_n);
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t37[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lj = 0; _lj < 8; _lj++)
-        for (long _li = 0; _li < 8; _li++)
-          t37[_lb*64 + _lk*8 + _lj] += t23[_lb*64 + _li*8 + _lj] * a_h0[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) t38[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lj = 0; _lj < 8; _lj++)
-        for (long _li = 0; _li < 8; _li++)
-          t38[_lb*64 + _lk*8 + _lj] += t28[_lb*64 + _li*8 + _lj] * a_h1[_lb*64 + _li*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, a_h0 + _b*64, 8, t23 + _b*64, 8, 0, t37 + _b*64, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, a_h1 + _b*64, 8, t28 + _b*64, 8, 0, t38 + _b*64, 8);
   /* grad of line 17: v = x @ Wv.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
@@ -473,28 +410,13 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         dv[_i0*128 + _i1*16 + _i2 + 8] = t38[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t39[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t39[_lj*16 + _lk] += dv[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
+  gemm_(1, 0, 16, 16, _n*8, 1, dv, 16, x, 16, 0, t39, 16);
   /* gradients of the mean loss over the batch */
   for (long _i = 0; _i < 256; _i++)
     dWv[_i] = t39[_i]/((double)_n);
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < 128; _i++) t40[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t40[_lj*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t9[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < 128; _i++) t41[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t41[_lj*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t18[_lb*64 + _li*8 + _lk];
+  gemm_(1, 0, 16, 8, _n*8, 1, dout_h1, 16, t9, 8, 0, t40, 8);
+  gemm_(1, 0, 16, 8, _n*8, 1, dout_h1, 16, t18, 8, 0, t41, 8);
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       t42[_i0*16 + _i1] = t40[_i0*8 + _i1];
@@ -515,76 +437,60 @@ double symbp_attention_loss_and_grads(const double *Wq, const double *Wk, const 
 /* One step of gradient descent in place; the loss before it. */
 double symbp_attention_train_step(double *Wq, double *Wk, double *Wv, double *Wo, const double *x, const double *y, long _n, double _lr, double *_ws) {
   double *const sees = _ws + 9;
-  double *const t2 = _ws + 1353 + _n*128;
-  double *const t3 = _ws + 1353 + _n*320;
-  double *const a_h0 = _ws + 1353 + _n*384;
-  double *const t8 = _ws + 1353 + _n*584;
-  double *const t9 = _ws + 1353 + _n*648;
+  double *const t2 = _ws + 585 + _n*128;
+  double *const t3 = _ws + 585 + _n*320;
+  double *const a_h0 = _ws + 585 + _n*384;
+  double *const t8 = _ws + 585 + _n*584;
+  double *const t9 = _ws + 585 + _n*648;
   double *const t10 = _ws + 73;
-  double *const t11 = _ws + 1353 + _n*840;
-  double *const t12 = _ws + 1353;
-  double *const a_h1 = _ws + 1353 + _n*64;
-  double *const t17 = _ws + 1353 + _n*200;
-  double *const t18 = _ws + 1353 + _n*456;
+  double *const t11 = _ws + 585 + _n*840;
+  double *const t12 = _ws + 585;
+  double *const a_h1 = _ws + 585 + _n*64;
+  double *const t17 = _ws + 585 + _n*200;
+  double *const t18 = _ws + 585 + _n*456;
   double *const t19 = _ws + 201;
-  double *const t21 = _ws + 1353 + _n*712;
-  double *const C = _ws + 1353 + _n*192;
-  double *const dout_h1 = _ws + 1353 + _n*712;  /* reuses t21's buffer */
-  double *const t23 = _ws + 1353 + _n*520;
-  double *const da_h0 = _ws + 1353 + _n*904;
-  double *const t24 = _ws + 1353 + _n*264;
-  double *const ds_h0 = _ws + 1353 + _n*904;  /* reuses da_h0's buffer */
-  double *const t26 = _ws + 1353 + _n*904;  /* reuses da_h0's buffer */
-  double *const t27 = _ws + 1353 + _n*584;  /* reuses t8's buffer */
-  double *const t28 = _ws + 1353 + _n*320;  /* reuses t3's buffer */
-  double *const da_h1 = _ws + 1353 + _n*968;
-  double *const t29 = _ws + 1353 + _n*200;  /* reuses t17's buffer */
-  double *const ds_h1 = _ws + 1353 + _n*968;  /* reuses da_h1's buffer */
-  double *const t31 = _ws + 1353 + _n*968;  /* reuses da_h1's buffer */
-  double *const t32 = _ws + 1353 + _n*1032;
-  double *const dq = _ws + 1353 + _n*1096;
-  double *const t33 = _ws + 329;
-  double *const dWq = _ws + 329;  /* reuses t33's buffer */
-  double *const t34 = _ws + 1353;  /* reuses t12's buffer */
-  double *const t35 = _ws + 1353 + _n*128;  /* reuses t2's buffer */
-  double *const dk = _ws + 1353 + _n*1096;  /* reuses dq's buffer */
-  double *const t36 = _ws + 585;
-  double *const dWk = _ws + 585;  /* reuses t36's buffer */
-  double *const t37 = _ws + 1353;  /* reuses t12's buffer */
-  double *const t38 = _ws + 1353 + _n*128;  /* reuses t2's buffer */
-  double *const dv = _ws + 1353 + _n*1096;  /* reuses dq's buffer */
-  double *const t39 = _ws + 841;
-  double *const dWv = _ws + 841;  /* reuses t39's buffer */
-  double *const t40 = _ws + 73;  /* reuses t10's buffer */
-  double *const t41 = _ws + 201;  /* reuses t19's buffer */
-  double *const t42 = _ws + 1097;
-  double *const dWo = _ws + 1097;  /* reuses t42's buffer */
+  double *const t21 = _ws + 585 + _n*712;
+  double *const C = _ws + 585 + _n*192;
+  double *const dout_h1 = _ws + 585 + _n*712;  /* reuses t21's buffer */
+  double *const t23 = _ws + 585 + _n*520;
+  double *const da_h0 = _ws + 585 + _n*904;
+  double *const t24 = _ws + 585 + _n*264;
+  double *const ds_h0 = _ws + 585 + _n*904;  /* reuses da_h0's buffer */
+  double *const t26 = _ws + 585 + _n*904;  /* reuses da_h0's buffer */
+  double *const t27 = _ws + 585 + _n*584;  /* reuses t8's buffer */
+  double *const t28 = _ws + 585 + _n*320;  /* reuses t3's buffer */
+  double *const da_h1 = _ws + 585 + _n*968;
+  double *const t29 = _ws + 585 + _n*200;  /* reuses t17's buffer */
+  double *const ds_h1 = _ws + 585 + _n*968;  /* reuses da_h1's buffer */
+  double *const t31 = _ws + 585 + _n*968;  /* reuses da_h1's buffer */
+  double *const t32 = _ws + 585 + _n*1032;
+  double *const dq = _ws + 585 + _n*1096;
+  double *const t33 = _ws + 585;  /* reuses t12's buffer */
+  double *const t34 = _ws + 585 + _n*128;  /* reuses t2's buffer */
+  double *const dk = _ws + 585 + _n*1224;
+  double *const t35 = _ws + 585;  /* reuses t12's buffer */
+  double *const t36 = _ws + 585 + _n*128;  /* reuses t2's buffer */
+  double *const dv = _ws + 585 + _n*1352;
+  double *const t37 = _ws + 73;  /* reuses t10's buffer */
+  double *const t38 = _ws + 201;  /* reuses t19's buffer */
+  double *const t39 = _ws + 329;
+  double *const dWo = _ws + 329;  /* reuses t39's buffer */
   forward_pass(Wq, Wk, Wv, Wo, x, y, _n, _ws);
   /* grad of line 23: C: Loss = 0.5 * mean((out - y) ** 2) */
   for (long _i = 0; _i < _n*128; _i++)
     dout_h1[_i] = 0.0078125*t21[_i];
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t23[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          t23[_lb*64 + _li*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t10[_lj*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) da_h0[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          da_h0[_lb*64 + _li*8 + _lk] += t23[_lb*64 + _li*8 + _lj] * t8[_lb*64 + _lk*8 + _lj];
+  gemm_(0, 0, _n*8, 8, 16, 1, dout_h1, 16, t10, 8, 0, t23, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t23 + _b*64, 8, t8 + _b*64, 8, 0, da_h0 + _b*64, 8);
   /* grad of line 21: a = softmax(where(sees, s, -1e9)) */
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += (-da_h0[_i0*64 + _i1*8 + _i2]*a_h0[_i0*64 + _i1*8 + _i2]);
-      t24[_i0*8 + _i1] = _acc;
-    }
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      _acc += (-da_h0[_i0*8 + _i1]*a_h0[_i0*8 + _i1]);
+    t24[_i0] = _acc;
+  }
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
@@ -592,34 +498,20 @@ double symbp_attention_train_step(double *Wq, double *Wk, double *Wv, double *Wo
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i = 0; _i < _n*64; _i++)
     t26[_i] = 0.35355339059327373*ds_h0[_i];
-  for (long _i = 0; _i < _n*64; _i++) t27[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t27[_lb*64 + _li*8 + _lk] += t26[_lb*64 + _li*8 + _lj] * t3[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, t26 + _b*64, 8, t3 + _b*64, 8, 0, t27 + _b*64, 8);
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t28[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 16; _lj++)
-          t28[_lb*64 + _li*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t19[_lj*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) da_h1[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          da_h1[_lb*64 + _li*8 + _lk] += t28[_lb*64 + _li*8 + _lj] * t17[_lb*64 + _lk*8 + _lj];
+  gemm_(0, 0, _n*8, 8, 16, 1, dout_h1, 16, t19, 8, 0, t28, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 1, 8, 8, 8, 1, t28 + _b*64, 8, t17 + _b*64, 8, 0, da_h1 + _b*64, 8);
   /* grad of line 21: a = softmax(where(sees, s, -1e9)) */
-  for (long _i0 = 0; _i0 < _n; _i0++)
-    for (long _i1 = 0; _i1 < 8; _i1++) {
-      double _acc = 0;
-      #pragma omp simd reduction(+:_acc)
-      for (long _i2 = 0; _i2 < 8; _i2++)
-        _acc += (-da_h1[_i0*64 + _i1*8 + _i2]*a_h1[_i0*64 + _i1*8 + _i2]);
-      t29[_i0*8 + _i1] = _acc;
-    }
+  for (long _i0 = 0; _i0 < _n*8; _i0++) {
+    double _acc = 0;
+    #pragma omp simd reduction(+:_acc)
+    for (long _i1 = 0; _i1 < 8; _i1++)
+      _acc += (-da_h1[_i0*8 + _i1]*a_h1[_i0*8 + _i1]);
+    t29[_i0] = _acc;
+  }
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
@@ -627,12 +519,8 @@ double symbp_attention_train_step(double *Wq, double *Wk, double *Wv, double *Wo
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
   for (long _i = 0; _i < _n*64; _i++)
     t31[_i] = 0.35355339059327373*ds_h1[_i];
-  for (long _i = 0; _i < _n*64; _i++) t32[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _li = 0; _li < 8; _li++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _lj = 0; _lj < 8; _lj++)
-          t32[_lb*64 + _li*8 + _lk] += t31[_lb*64 + _li*8 + _lj] * t12[_lb*64 + _lj*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(0, 0, 8, 8, 8, 1, t31 + _b*64, 8, t12 + _b*64, 8, 0, t32 + _b*64, 8);
   /* grad of line 15: q = x @ Wq.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
@@ -642,112 +530,53 @@ double symbp_attention_train_step(double *Wq, double *Wk, double *Wv, double *Wo
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
         dq[_i0*128 + _i1*16 + _i2 + 8] = t32[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t33[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t33[_lj*16 + _lk] += dq[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
-  /* gradients of the mean loss over the batch */
-  for (long _i = 0; _i < 256; _i++)
-    dWq[_i] = t33[_i]/((double)_n);
   /* grad of line 20: s = q[:, 8 * h : 8 * h + 8] @ k[:, 8 * h : 8 * h + 8].T / sqrt(8) */
-  for (long _i = 0; _i < _n*64; _i++) t34[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lj = 0; _lj < 8; _lj++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _li = 0; _li < 8; _li++)
-          t34[_lb*64 + _lj*8 + _lk] += t26[_lb*64 + _li*8 + _lj] * t2[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) t35[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lj = 0; _lj < 8; _lj++)
-      for (long _lk = 0; _lk < 8; _lk++)
-        for (long _li = 0; _li < 8; _li++)
-          t35[_lb*64 + _lj*8 + _lk] += t31[_lb*64 + _li*8 + _lj] * t11[_lb*64 + _li*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, t26 + _b*64, 8, t2 + _b*64, 8, 0, t33 + _b*64, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, t31 + _b*64, 8, t11 + _b*64, 8, 0, t34 + _b*64, 8);
   /* grad of line 16: k = x @ Wk.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
-        dk[_i0*128 + _i1*16 + _i2] = t34[_i0*64 + _i1*8 + _i2];
+        dk[_i0*128 + _i1*16 + _i2] = t33[_i0*64 + _i1*8 + _i2];
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
-        dk[_i0*128 + _i1*16 + _i2 + 8] = t35[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t36[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t36[_lj*16 + _lk] += dk[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
-  /* gradients of the mean loss over the batch */
-  for (long _i = 0; _i < 256; _i++)
-    dWk[_i] = t36[_i]/((double)_n);
+        dk[_i0*128 + _i1*16 + _i2 + 8] = t34[_i0*64 + _i1*8 + _i2];
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < _n*64; _i++) t37[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lj = 0; _lj < 8; _lj++)
-        for (long _li = 0; _li < 8; _li++)
-          t37[_lb*64 + _lk*8 + _lj] += t23[_lb*64 + _li*8 + _lj] * a_h0[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < _n*64; _i++) t38[_i] = 0;
-  for (long _lb = 0; _lb < _n; _lb++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lj = 0; _lj < 8; _lj++)
-        for (long _li = 0; _li < 8; _li++)
-          t38[_lb*64 + _lk*8 + _lj] += t28[_lb*64 + _li*8 + _lj] * a_h1[_lb*64 + _li*8 + _lk];
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, a_h0 + _b*64, 8, t23 + _b*64, 8, 0, t35 + _b*64, 8);
+  for (long _b = 0; _b < _n; _b++)
+    gemm_small_(1, 0, 8, 8, 8, 1, a_h1 + _b*64, 8, t28 + _b*64, 8, 0, t36 + _b*64, 8);
   /* grad of line 17: v = x @ Wv.T */
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
-        dv[_i0*128 + _i1*16 + _i2] = t37[_i0*64 + _i1*8 + _i2];
+        dv[_i0*128 + _i1*16 + _i2] = t35[_i0*64 + _i1*8 + _i2];
   for (long _i0 = 0; _i0 < _n; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
       for (long _i2 = 0; _i2 < 8; _i2++)
-        dv[_i0*128 + _i1*16 + _i2 + 8] = t38[_i0*64 + _i1*8 + _i2];
-  for (long _i = 0; _i < 256; _i++) t39[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 16; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t39[_lj*16 + _lk] += dv[_lb*128 + _li*16 + _lj] * x[_lb*128 + _li*16 + _lk];
-  /* gradients of the mean loss over the batch */
-  for (long _i = 0; _i < 256; _i++)
-    dWv[_i] = t39[_i]/((double)_n);
+        dv[_i0*128 + _i1*16 + _i2 + 8] = t36[_i0*64 + _i1*8 + _i2];
   /* grad of line 22: out = out + (a @ v[:, 8 * h : 8 * h + 8]) @ Wo[:, 8 * h : 8 * h + 8].T */
-  for (long _i = 0; _i < 128; _i++) t40[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t40[_lj*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t9[_lb*64 + _li*8 + _lk];
-  for (long _i = 0; _i < 128; _i++) t41[_i] = 0;
-  for (long _lj = 0; _lj < 16; _lj++)
-    for (long _lk = 0; _lk < 8; _lk++)
-      for (long _lb = 0; _lb < _n; _lb++)
-        for (long _li = 0; _li < 8; _li++)
-          t41[_lj*8 + _lk] += dout_h1[_lb*128 + _li*16 + _lj] * t18[_lb*64 + _li*8 + _lk];
+  gemm_(1, 0, 16, 8, _n*8, 1, dout_h1, 16, t9, 8, 0, t37, 8);
+  gemm_(1, 0, 16, 8, _n*8, 1, dout_h1, 16, t18, 8, 0, t38, 8);
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
-      t42[_i0*16 + _i1] = t40[_i0*8 + _i1];
+      t39[_i0*16 + _i1] = t37[_i0*8 + _i1];
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 8; _i1++)
-      t42[_i0*16 + _i1 + 8] = t41[_i0*8 + _i1];
+      t39[_i0*16 + _i1 + 8] = t38[_i0*8 + _i1];
   /* gradients of the mean loss over the batch */
   for (long _i = 0; _i < 256; _i++)
-    dWo[_i] = t42[_i]/((double)_n);
+    dWo[_i] = t39[_i]/((double)_n);
   double _loss = 0;
   for (long _b = 0; _b < _n; _b++) _loss += C[_b];
   _loss /= _n;
   if (!isfinite(_loss)) return _loss;
-  for (long _i0 = 0; _i0 < 16; _i0++)
-    for (long _i1 = 0; _i1 < 16; _i1++)
-      Wq[_i0*16 + _i1] -= _lr * dWq[_i0*16 + _i1];
-  for (long _i0 = 0; _i0 < 16; _i0++)
-    for (long _i1 = 0; _i1 < 16; _i1++)
-      Wk[_i0*16 + _i1] -= _lr * dWk[_i0*16 + _i1];
-  for (long _i0 = 0; _i0 < 16; _i0++)
-    for (long _i1 = 0; _i1 < 16; _i1++)
-      Wv[_i0*16 + _i1] -= _lr * dWv[_i0*16 + _i1];
+  gemm_(1, 0, 16, 16, _n*8, -_lr / _n, dq, 16, x, 16, 1, Wq, 16);
+  gemm_(1, 0, 16, 16, _n*8, -_lr / _n, dk, 16, x, 16, 1, Wk, 16);
+  gemm_(1, 0, 16, 16, _n*8, -_lr / _n, dv, 16, x, 16, 1, Wv, 16);
   for (long _i0 = 0; _i0 < 16; _i0++)
     for (long _i1 = 0; _i1 < 16; _i1++)
       Wo[_i0*16 + _i1] -= _lr * dWo[_i0*16 + _i1];

@@ -250,3 +250,21 @@ def test_errors_are_located_and_quote_the_shapes(body, message):
     text = str(info.value)
     assert message in text, text
     assert ":6:" in text, text  # the line of the call
+
+
+def test_symbp_grad_shows_the_layers():
+    """The backward equations read as layers: the input gradient of a conv is the
+    transposed convolution of its adjoint with the kernel, its kernel gradient conv2d_weight,
+    averaged over the batch."""
+    from symbp.explain.equations import backward_equations
+    from symbp.passes.pipeline import optimize
+
+    spec = (
+        "x: Input[1, 8, 8]\nK1: Param[4, 1, 3, 3] = he\nK2: Param[8, 4, 3, 3] = he\n"
+        "c1 = relu(conv2d(x, K1, padding=1))\np1 = max_pool2d(c1, 2)\n"
+        "c2 = conv2d(p1, K2, stride=2, padding=1)\nC: Loss = sum(c2 ** 2)\n"
+    )
+    text = backward_equations(optimize(symbp.parse_text(spec)))
+    assert "dp1 = conv_transpose2d(" in text and ", K2, stride=2, padding=1)" in text, text
+    assert "dK1 = batch_mean(conv2d_weight(x, " in text, text
+    assert "dK2 = batch_mean(conv2d_weight(p1, " in text, text

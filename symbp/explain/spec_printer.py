@@ -38,6 +38,10 @@ class SpecPrinter:
                 return f"batch_mean({self.dot(inner, summed=False)[0]})", ATOM
             if inner.op is Op.SCATTER_ADD and inner.attr.sum_batch:  # a gathered Param's
                 return f"batch_mean({_scattered(self, inner)})", ATOM
+            if inner.op is Op.RESHAPE and inner not in self.names:  # a kernel's
+                text = _reshape(self, inner)[0]
+                if text.startswith("batch_sum("):
+                    return "batch_mean(" + text.removeprefix("batch_sum("), ATOM
         return print_expr(node.attr, [self.term(a) for a in node.args], SPEC_NOTATION)
 
     def sum(self, node: Node, name: str = "sum") -> Term:
@@ -116,13 +120,59 @@ def _scatter_add(p: SpecPrinter, node: Node) -> Term:
 # convolution
 
 
+# A convolution is a product of the kernel as a matrix and the image's patches (its input
+# gradient the fold of the adjoint times that matrix): they print as the layers they are.
+
+
+def _unreshaped(node: Node) -> Node:
+    while node.op is Op.RESHAPE:
+        node = node.args[0]
+    return node
+
+
+def _convolution(node: Node) -> tuple[Node, Node] | None:
+    """(the 4-D node, the other operand unreshaped) of a 2-D DOT of a kernel, reshaped to
+    a matrix, and another matrix; None if ``node`` is not one."""
+    if node.op is not Op.DOT or len(node.attr.a) != 2 or len(node.attr.b) != 2:
+        return None
+    a, b = (_unreshaped(x) for x in node.args)
+    for kernel, other in ((a, b), (b, a)):
+        if kernel.ndim == 4 and not kernel.batched:
+            return kernel, other
+    return None
+
+
+def _reshape(p: SpecPrinter, node: Node) -> Term:
+    """A reshape, or the conv2d (or its kernel gradient) that one finishes."""
+    parts = _convolution(node.args[0])
+    if parts is not None and parts[1].op is Op.PATCHES:
+        kernel, cols = parts
+        img, w = p.term(cols.args[0])[0], cols.attr
+        if node.shape == (kernel.shape[0], *cols.shape[:2]):
+            return f"conv2d({img}, {p.term(kernel)[0]}{w.keywords()})", ATOM
+    summed = node.args[0]
+    if summed.op is Op.DOT and summed.attr.sum_batch and len(node.shape) == 4:
+        a, b = (_unreshaped(x) for x in summed.args)
+        g, cols = (a, b) if b.op is Op.PATCHES else (b, a)
+        if cols.op is Op.PATCHES and g.shape == (node.shape[0], *cols.shape[:2]):
+            img, w = p.term(cols.args[0])[0], cols.attr
+            text = f"conv2d_weight({img}, {p.term(g)[0]}{w.keywords()})"
+            return f"batch_sum({text})", ATOM
+    return f"reshape({p.term(node.args[0])[0]}, {node.attr})", ATOM
+
+
 def _patches(p: SpecPrinter, node: Node) -> Term:
     w = node.attr
     return f"patches({p.term(node.args[0])[0]}, {w.kernel}{w.keywords()})", ATOM
 
 
 def _fold(p: SpecPrinter, node: Node) -> Term:
+    """A fold, or the transposed convolution of an adjoint with the kernel that it is."""
     w, image = node.attr
+    parts = _convolution(_unreshaped(node.args[0]))
+    if parts is not None and parts[1].shape == (parts[0].shape[0], *node.args[0].shape[:2]):
+        kernel, g = parts
+        return f"conv_transpose2d({p.term(g)[0]}, {p.term(kernel)[0]}{w.keywords()})", ATOM
     return f"fold({p.term(node.args[0])[0]}, {image}, {w.kernel}{w.keywords()})", ATOM
 
 
@@ -138,7 +188,7 @@ PRINT: dict[Op, Callable[[SpecPrinter, Node], Term]] = {
     Op.BATCH_SUM: lambda p, node: (f"batch_sum({p.term(node.args[0])[0]})", ATOM),
     Op.LOGSUMEXP: _call("logsumexp"),
     Op.TRANSPOSE: _call("transpose"),
-    Op.RESHAPE: _call("reshape"),
+    Op.RESHAPE: _reshape,
     Op.BROADCAST: _call("broadcast"),
     # consts
     Op.FROZEN: lambda p, node: (node.attr, ATOM),

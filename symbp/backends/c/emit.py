@@ -2,8 +2,9 @@
 
 An elementwise expression is one loop; a reduction accumulates the elementwise expression
 feeding it without storing it; a contraction that is a matrix product is one GEMM
-(transposes as flags, the batch folded into a matrix dimension), other contractions are
-loops. ``STATEMENT`` holds the statement of every op that gets a buffer.
+(transposes as flags; axes side by side in every operand, such as the batch and the rows of
+a per-example matrix, joined into one matrix dimension), other contractions are loops.
+``STATEMENT`` holds the statement of every op that gets a buffer.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...codegen.matmul import matmul_form
-from ...ir import randomness
+from ...codegen.matmul import matmul_form, merged
 from ...ir.indexing import Span
 from ...ir.node import Node, Op
 from ...ir.notation import ATOM, print_expr
 from ...ir.ops import runtime_subscripts
-from .layout import N, arg_strides, dims, index, loops, product, strides
+from .dropout import dropout
+from .layout import N, arg_strides, dims, index, loops, product, runs, strides
 from .names import CExprPrinter
 from .windows import fold, patches
 
@@ -51,6 +52,7 @@ class CWriter:
         self.printer = CExprPrinter(dtype)
         self.pointer = pointer  # node -> C pointer to its buffer
         self.gemm_helpers = False  # whether the code calls gemm_small_ or gemm_
+        self.merged: list[list[int]] | None = None  # the axes each loop walks, in element()
 
     def statement(self, node: Node) -> list[str]:
         """The C statements computing ``node`` into its buffer."""
@@ -72,7 +74,10 @@ class CWriter:
         if node.op is Op.BATCH_SIZE:
             return f"(({self.real}){N})"
         if self.buffer(node) is not None:
-            return f"{self.buffer(node)}[{index(idx, arg_strides(space, node))}]"
+            st = arg_strides(space, node)
+            if self.merged is not None:  # a loop runs over each group of axes
+                st = [st[g[-1]] for g in self.merged]
+            return f"{self.buffer(node)}[{index(idx, st)}]"
         if node.op is Op.EW:  # inlined: its index space is its consumer's
             return f"({self.ew_value(node, space, idx)})"
         raise AssertionError(f"{node!r} has no buffer and cannot be inlined")
@@ -90,9 +95,33 @@ class CWriter:
                 return [f"{dst}[0] = {self.ew_value_flat(node, '0')};"]
             value = self.ew_value_flat(node, "_i")  # the same layout everywhere: one loop
             return loops(["_i"], [product(ds)], [f"{dst}[_i] = {value};"])
-        idx = [f"_i{k}" for k in range(len(ds))]
-        value = self.ew_value(node, node, idx)
-        return loops(idx, ds, [f"{dst}[{index(idx, strides(ds))}] = {value};"])
+        groups = self.runs(node, node.args, list(range(len(ds))), [strides(ds)])
+        idx = [f"_i{k}" for k in range(len(groups))]
+        value = self.merged_value(groups, lambda: self.ew_value(node, node, idx))
+        at = index(idx, [strides(ds)[g[-1]] for g in groups])
+        return loops(
+            idx, [product([ds[a] for a in g]) for g in groups], [f"{dst}[{at}] = {value};"]
+        )
+
+    def runs(self, space: Node, read: tuple, axes: list[int], extra: list[list[str]]) -> list:
+        """``layout.runs`` of ``axes`` of ``space`` for the buffers of ``read`` (and those of
+        the values inlined there) and the strides ``extra``."""
+        reads, stack = [], list(read)
+        while stack:
+            n = stack.pop()
+            if self.buffer(n) is not None:
+                reads.append(arg_strides(space, n))
+            elif n.op is Op.EW:
+                stack.extend(n.args)
+        return runs(dims(space), axes, reads + extra)
+
+    def merged_value(self, groups: list[list[int]], value: Callable[[], str]) -> str:
+        """``value()``, its elements read with one index per group of axes."""
+        self.merged = groups
+        try:
+            return value()
+        finally:
+            self.merged = None
 
     def ew_value_flat(self, node: Node, flat: str) -> str:
         """The elementwise value at flat index ``flat`` when every argument buffer has the
@@ -111,15 +140,24 @@ class CWriter:
         loop."""
         x = node.args[0]
         xd = dims(x)
-        idx = [f"_i{k}" for k in range(len(xd))]
         red = {a + int(x.batched) for a in node.attr}
-        kept = [k for k in range(len(xd)) if k not in red]
-        inner = [k for k in range(len(xd)) if k in red]
-        elem = self.element(x, x, idx)
-        dst = f"{self.pointer[node]}[{index([idx[k] for k in kept], strides(dims(node)))}]"
+        out = ["0"] * len(xd)  # the result's strides over x's axes
+        for k, st in zip([k for k in range(len(xd)) if k not in red], strides(dims(node))):
+            out[k] = st
+        groups = sorted(
+            self.runs(x, [x], [k for k in range(len(xd)) if k not in red], [out])
+            + self.runs(x, [x], sorted(red), [out])
+        )
+        idx = [f"_i{k}" for k in range(len(groups))]
+        kept = [k for k, g in enumerate(groups) if g[0] not in red]
+        inner = [k for k, g in enumerate(groups) if g[0] in red]
+        size = [product([xd[a] for a in g]) for g in groups]
+        elem = self.merged_value(groups, lambda: self.element(x, x, idx))
+        at = index([idx[k] for k in kept], [out[groups[k][-1]] for k in kept])
+        dst = f"{self.pointer[node]}[{at}]"
 
         def over(body: list[str], reduction: str | None = None) -> list[str]:
-            return loops([idx[k] for k in inner], [xd[k] for k in inner], body, reduction)
+            return loops([idx[k] for k in inner], [size[k] for k in inner], body, reduction)
 
         if node.op is Op.SUM:
             body = [f"{self.real} _acc = 0;", *over([f"_acc += {elem};"], "_acc"), f"{dst} = _acc;"]
@@ -141,7 +179,7 @@ class CWriter:
             ]
         if not kept:
             return ["{", *("  " + b for b in body), "}"]
-        return loops([idx[k] for k in kept], [xd[k] for k in kept], body)
+        return loops([idx[k] for k in kept], [size[k] for k in kept], body)
 
     def batch_sum(self, node: Node) -> list[str]:
         x = node.args[0]
@@ -173,6 +211,9 @@ class CWriter:
         mm = self.matmul(node)
         if mm is not None:
             return [self.gemm(mm, self.pointer[node])]
+        per_example = self.per_example(node)
+        if per_example is not None:
+            return per_example
         a, b = node.args
         sa, sb, so = runtime_subscripts(node)
         pa, pb, dst = self.buffer(a), self.buffer(b), self.pointer[node]
@@ -192,13 +233,16 @@ class CWriter:
         ]
 
     def matmul(self, node: Node) -> Matmul | None:
-        """The GEMM computing a DOT node, when it is a product of (batches of) matrices."""
+        """The GEMM computing a DOT node, when it is a product of (batches of) matrices once
+        the axes side by side in every operand are joined (``merged``): the batch with a
+        per-example matrix's rows, for one."""
         a, b = node.args
-        sa, sb, so = runtime_subscripts(node)
+        sa, sb, so, groups = merged(*runtime_subscripts(node))
         form = matmul_form(sa, sb, so)
         if form is None:
             return None
         sizes = _letter_sizes(node)
+        sizes.update({ch: product([sizes[c] for c in run]) for ch, run in groups.items()})
         swap, ta, tb = form
         (la, pl), (lb, pr) = ((sb, b), (sa, a)) if swap else ((sa, a), (sb, b))
         k = ((set(la) & set(lb)) - set(so)).pop()
@@ -208,6 +252,35 @@ class CWriter:
         ldb = sizes[lb[-1]] if len(lb) == 2 else 1
         a_ptr, b_ptr = self.buffer(pl), self.buffer(pr)
         return Matmul(ta, tb, rows, cols, sizes[k], a_ptr, sizes[la[-1]], b_ptr, ldb, cols)
+
+    def per_example(self, node: Node) -> list[str] | None:
+        """One GEMM per example, when the product of each example's matrices is one (the
+        patches of an image times a kernel): into each example's output, or added up into
+        one (a kernel's gradient, summed over the batch)."""
+        a, b = node.args
+        sa, sb, so = runtime_subscripts(node)
+        core = [s[1:] if s.startswith("b") else s for s in (sa, sb, so)]
+        form = matmul_form(*core)
+        if not (a.batched or b.batched) or any("b" in s for s in core) or form is None:
+            return None
+        sizes = _letter_sizes(node)
+        swap, ta, tb = form
+        (la, pl), (lb, pr) = ((core[1], b), (core[0], a)) if swap else ((core[0], a), (core[1], b))
+        k = ((set(la) & set(lb)) - set(core[2])).pop()
+        m, nn = la.replace(k, ""), lb.replace(k, "")
+        cols = sizes[nn] if nn else 1
+        ldb = sizes[lb[-1]] if len(lb) == 2 else 1
+
+        def at(x: Node) -> str:  # example _b's matrix
+            return f"{self.buffer(x)} + _b*{x.size}" if x.batched else self.buffer(x)
+
+        mm = Matmul(
+            ta, tb, sizes[m] if m else 1, cols, sizes[k], at(pl), sizes[la[-1]], at(pr), ldb, cols
+        )
+        dst = self.pointer[node]
+        if node.batched:
+            return loops(["_b"], [N], [self.gemm(mm, f"{dst} + _b*{node.size}")])
+        return [_zero(dst, str(node.size)), *loops(["_b"], [N], [self.gemm(mm, dst, beta=1)])]
 
     def gemm(self, mm: Matmul, dst: str, alpha: str = "1", beta: int = 0) -> str:
         """dst = alpha op(A) op(B) + beta dst. Decided here where the size is known: loops
@@ -226,25 +299,6 @@ class CWriter:
             return f"scipy_cblas_{self.blas}gemm(CblasRowMajor, {', '.join(flags)}, {args});"
         self.gemm_helpers = True
         return f"gemm_({int(mm.ta)}, {int(mm.tb)}, {args});"
-
-    def dropout(self, node: Node) -> list[str]:
-        """Inverted dropout by the helper ``symbp_dropout_`` (DROPOUT_HELPERS), keyed by the
-        function's ``_key``: of the argument's elements, or of its one row (one value) that
-        every example (element) shares."""
-        x, (p, site, _) = node.args[0], node.attr
-        count = product(dims(node))
-        source, lines = self.buffer(x), []
-        if source is None:  # a constant
-            lines.append(f"const {self.real} _x = {self.element(x, x, ['0'] * len(dims(x)))};")
-            source, period = "&_x", "1"
-        else:
-            period = product(dims(x))
-        stream = f"symbp_mix_(_key + {randomness.GOLDEN:#x}ULL * {site + 1}u)"
-        call = (
-            f"symbp_dropout_({self.pointer[node]}, {source}, {period}, {count}, {stream}, "
-            f"{randomness.threshold(p)}ULL, ({self.real}){randomness.scale(p)!r});"
-        )
-        return ["{", *("  " + line for line in lines), f"  {call}", "}"] if lines else [call]
 
     # indexing: loops over the slice, O(its size); an unslice zeroes its buffer first
 
@@ -329,36 +383,6 @@ class CWriter:
         return loops(["_b", "_k"], [N, per], [read, *body])
 
 
-# The C helpers of dropout: symbp.ir.randomness's generator over uint64_t, which wraps. Each
-# loop is one flat loop: gcc 12 at -O3 -march=native (AVX-512) miscompiles the vectorized
-# generator in a nest of two loops (it drops elements the generator keeps).
-DROPOUT_HELPERS = f"""/* splitmix64's finalizer (symbp.ir.randomness) */
-static inline uint64_t symbp_mix_(uint64_t z) {{
-  z = (z ^ (z >> 30)) * {randomness.MIX1:#x}ULL;
-  z = (z ^ (z >> 27)) * {randomness.MIX2:#x}ULL;
-  return z ^ (z >> 31);
-}}
-
-/* Inverted dropout of count elements: dst[i] = x[i % period] * scale where the mask of stream
- * s keeps element i (the top 53 bits of splitmix64's output i + 1 are at least threshold =
- * ceil(p * 2^53)), else 0. period is count, or the size of a row (a value) shared. */
-static __attribute__((noinline)) void symbp_dropout_(real *dst, const real *x, long period,
-                                                     long count, uint64_t s,
-                                                     uint64_t threshold, real scale) {{
-  if (period == count) {{
-    for (long i = 0; i < count; i++) {{
-      const uint64_t bits = symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11;
-      dst[i] = bits >= threshold ? x[i] * scale : 0;
-    }}
-  }} else {{
-    for (long i = 0; i < count; i++) {{
-      const uint64_t bits = symbp_mix_(s + {randomness.GOLDEN:#x}ULL * (uint64_t)(i + 1)) >> 11;
-      dst[i] = bits >= threshold ? x[i % period] * scale : 0;
-    }}
-  }}
-}}"""
-
-
 def _placed(index: tuple, idx: list[str], st: list[int], batched: bool) -> tuple[list, int]:
     """The affine map from the loop indices ``idx`` over a slice to the flat index, of
     strides ``st``, of the element they select: its terms (index, coefficient) and offset."""
@@ -428,7 +452,7 @@ STATEMENT: dict[Op, Callable[[CWriter, Node], list[str]]] = {
     Op.BROADCAST: CWriter.copy,
     Op.RESHAPE: lambda writer, node: [],  # a view: its buffer is its argument's
     # dropout
-    Op.DROPOUT: CWriter.dropout,
+    Op.DROPOUT: dropout,
     # indexing
     Op.SLICE: CWriter.slice,
     Op.UNSLICE: CWriter.unslice,

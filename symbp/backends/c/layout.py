@@ -21,8 +21,11 @@ def dims(node: Node) -> list[str | int]:
 
 
 def product(items: list[str | int]) -> str:
-    ints = math.prod(d for d in items if isinstance(d, int))
-    syms = [str(d) for d in items if not isinstance(d, int)]
+    """C text of the product of sizes, its integer factors (those of a product's text, as
+    in "_n*784", too) multiplied out: "_n*117600"."""
+    factors = [f for d in items for f in str(d).split("*")]
+    ints = math.prod(int(f) for f in factors if f.isdigit())
+    syms = [f for f in factors if not f.isdigit()]
     if not syms:
         return str(ints)
     return "*".join(syms + ([str(ints)] if ints != 1 else []))
@@ -48,6 +51,21 @@ def arg_strides(space: Node, arg: Node) -> list[str]:
         if arg.shape[-k] != 1:
             out[lead_out + space.ndim - k] = own[lead_arg + arg.ndim - k]
     return out
+
+
+def runs(ds: list[str | int], axes: list[int], stride_lists: list[list[str]]) -> list[list[int]]:
+    """``axes`` (in order) as runs of adjacent axes that one loop can walk: every array of
+    ``stride_lists`` steps through a run as through one axis (its stride on an axis is the
+    next axis's times that axis's size). Fewer, longer loops build faster and vectorize."""
+    groups: list[list[int]] = []
+    for a in axes:
+        last = groups[-1][-1] if groups else None
+        if last == a - 1 and isinstance(ds[a], int):
+            if all(int(st[last]) == int(st[a]) * ds[a] for st in stride_lists):
+                groups[-1].append(a)
+                continue
+        groups.append([a])
+    return groups
 
 
 def index(idx: list[str], st: list[str]) -> str:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...codegen import runtime
-from ...codegen.matmul import matmul_form
+from ...codegen.matmul import matmul_form, merged
 from ...codegen.render import render
 from ...codegen.schedule import Routine, schedule
 from ...codegen.text import doc_text, shape_text
@@ -23,7 +23,8 @@ from ...ir.graph import Graph
 from ...ir.node import Node, Op, Shape, gc_paused
 from ...ir.ops import is_ids, runtime_subscripts
 from ...passes.pipeline import PARAM_GRADS_LINE, Program
-from .emit import DROPOUT_HELPERS, SMALL_GEMM, CWriter, inplace_ok
+from .dropout import DROPOUT_HELPERS
+from .emit import SMALL_GEMM, CWriter, inplace_ok
 from .layout import N, Workspace, index, loops, pointers, size_text, strides
 from .names import C_RESERVED, CNamer, c_identifier, helpers
 
@@ -104,7 +105,8 @@ class Generator:
         self.writers: list[CWriter] = []
         # A weight gradient (delta.T @ a) / n folds into its update in train_step: one GEMM
         # with alpha = -lr/n and beta = 1 writes the new weights, after every read of the old.
-        self.folded = {k: g.args[0] for k, g in program.grads.items() if _batch_mean_product(g)}
+        folded = {k: _batch_mean_product(g) for k, g in program.grads.items()}
+        self.folded = {k: dot for k, dot in folded.items() if dot is not None}
 
     def functions(self) -> tuple[list[CFunction], str]:
         """The C functions, and the workspace size they need (in terms of ``_n``)."""
@@ -322,10 +324,11 @@ class Generator:
         """The routine's statements, a comment citing the spec line before each run."""
         last = None
         for st in routine.statements:
-            if (st.line, st.backward) != last and st.line:
+            lines = writer.statement(st.node)
+            if (st.line, st.backward) != last and st.line and lines:  # (a view has none)
                 last = st.line, st.backward
                 f.body.append(self.heading(st.line, st.backward))
-            f.body += writer.statement(st.node)
+            f.body += lines
 
     def heading(self, line: int, backward: bool) -> str:
         if line == PARAM_GRADS_LINE:
@@ -354,18 +357,26 @@ class Generator:
         return loops(idx, ds, [f"{out.name}[{index(idx, strides(ds))}] = {value};"])
 
 
-def _batch_mean_product(g: Node) -> bool:
-    """Is ``g`` a matrix product summed over the batch, divided by n (a weight gradient)?"""
-    if not (
-        g.op is Op.EW
-        and g.attr is X[0] / X[1]
-        and g.args[1].op is Op.BATCH_SIZE
-        and g.args[0].op is Op.DOT
-        and g.args[0].attr.sum_batch
-        and len(g.args[0].attr.out) == 2
-    ):
-        return False
-    return matmul_form(*runtime_subscripts(g.args[0])) is not None
+def _batch_mean_product(g: Node) -> Node | None:
+    """The matrix product summed over the batch whose mean ``g`` is (a weight gradient), if
+    it is one. A reshape on either side views the same elements in the same order; the
+    product is a matrix once the axes side by side are joined, as the writer's GEMM joins
+    them ('bpo,bpk->ok' is 'bo,bk->ok', the batch and p one contracted axis)."""
+    g = _unviewed(g)
+    if not (g.op is Op.EW and g.attr is X[0] / X[1] and g.args[1].op is Op.BATCH_SIZE):
+        return None
+    dot = _unviewed(g.args[0])
+    if dot.op is not Op.DOT or not dot.attr.sum_batch:
+        return None
+    sa, sb, so, _ = merged(*runtime_subscripts(dot))
+    return dot if len(so) == 2 and matmul_form(sa, sb, so) is not None else None
+
+
+def _unviewed(node: Node) -> Node:
+    """The node whose elements a chain of reshapes views."""
+    while node.op is Op.RESHAPE:
+        node = node.args[0]
+    return node
 
 
 def _space(a: Arg) -> Node:
