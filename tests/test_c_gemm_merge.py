@@ -144,7 +144,8 @@ SPECS = {
         G = h.T @ h
         C: Loss = 0.5 * sum(G ** 2)
         """,
-    # W @ x.T: the batch and the rows are apart in the result, nothing joins
+    # W @ x.T: the batch and the rows are apart in the result, nothing joins: one GEMM per
+    # example, as for the batched @ batched of gram
     "columns": """\
         x: Input[12, 5]
         t: Input[3, 12]
@@ -160,8 +161,8 @@ EXPECTED = {
     "layers": ((2, 0), (3, 0), (3, 0)),
     "three_axes": ((1, 0), (1, 0), (1, 0)),
     "patches": ((1, 0), (1, 0), (1, 0)),
-    "gram": ((1, 1), (1, 2), (1, 2)),
-    "columns": ((0, 1), (0, 1), (0, 1)),
+    "gram": ((2, 0), (3, 0), (3, 0)),
+    "columns": ((1, 0), (1, 0), (1, 0)),
 }
 GEMM = re.compile(r"\b(gemm_|gemm_small_|scipy_cblas_[sd]gemm)\(")
 LOOPS = re.compile(r"^  for \(long _l", re.M)  # the outer loop of a contraction's nest

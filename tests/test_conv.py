@@ -268,3 +268,48 @@ def test_symbp_grad_shows_the_layers():
     assert "dp1 = conv_transpose2d(" in text and ", K2, stride=2, padding=1)" in text, text
     assert "dK1 = batch_mean(conv2d_weight(x, " in text, text
     assert "dK2 = batch_mean(conv2d_weight(p1, " in text, text
+
+
+SMALL_CNN = """
+x: Input[64]
+t: Input[10]
+K1: Param[4, 1, 3, 3] = he
+b1: Param[4, 1, 1] = zeros
+K2: Param[6, 4, 3, 3] = he
+b2: Param[6, 1, 1] = zeros
+W: Param[10, 24] = glorot
+b: Param[10] = zeros
+
+img = reshape(x, (1, 8, 8))
+c1 = relu(conv2d(img, K1, padding=1) + b1)
+p1 = max_pool2d(c1, 3, stride=2)
+c2 = tanh(conv2d(p1, K2, padding=1) + b2)
+p2 = avg_pool2d(c2, 2, stride=1)
+logits = W @ flatten(p2) + b
+C: Loss = cross_entropy(logits, t)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_whole_cnn_against_torch_autograd(backend):
+    """A CNN of both pools, overlapping windows and paddings: loss and every gradient
+    against PyTorch's autograd on the same float64 values (skipped without torch)."""
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    module = symbp.compile(symbp.parse_text(SMALL_CNN), backend=backend)
+    rng = np.random.default_rng(11)
+    params = {k: rng.normal(size=s) * 0.7 for k, s in module.PARAMS.items()}
+    x, t = rng.random((5, 64)), np.eye(10)[rng.integers(0, 10, 5)]
+    value, grads = module.loss_and_grads(params, x=x, t=t)
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    img = torch.tensor(x).reshape(5, 1, 8, 8)
+    c1 = torch.relu(functional.conv2d(img, p["K1"], padding=1) + p["b1"])
+    c2 = torch.tanh(
+        functional.conv2d(functional.max_pool2d(c1, 3, 2), p["K2"], None, 1, 1) + p["b2"]
+    )
+    logits = functional.avg_pool2d(c2, 2, 1).reshape(5, -1) @ p["W"].T + p["b"]
+    loss = -(torch.tensor(t) * torch.log_softmax(logits, 1)).sum(1).mean()
+    loss.backward()
+    assert value == pytest.approx(float(loss.detach()), rel=1e-12)
+    for name, v in p.items():
+        np.testing.assert_allclose(grads[name], v.grad.numpy(), rtol=1e-10, atol=1e-13)

@@ -78,6 +78,8 @@ def test_derivatives_agree_with_sympy(e):
 def test_printed_code_computes_the_tree(e):
     """The NumPy text, with its parentheses, evaluates to what sympy says the tree is."""
     assume(not e.bad)  # a tree of numbers may fold to a constant no float holds
+    # a folded constant of 1e9 makes sin(x0 + c) noise: the float sum loses x0's digits
+    assume(all(abs(float(t.value)) < 1e6 for t in ex.walk(e) if t.op == "num"))
     text = print_expr(e, [("x0", ATOM), ("x1", ATOM)], NumpyExprPrinter())[0]
     note(text)
     env = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..codegen.schedule import Namer, schedule
 from ..codegen.text import comment_text
 from ..passes.pipeline import PARAM_GRADS_LINE, Program
@@ -38,6 +40,7 @@ def backward_equations(program: Program) -> str:
     for pname, g in program.grads.items():
         if routine.names.get(g) != f"d{pname}":  # the gradient is another value, or zero
             rows.append((f"d{pname} = {printer.term(g)[0]}", ""))
+    rows = _read(rows)
     width = max((len(t) for t, _ in rows), default=0)
     head = [
         f"# backward pass of {graph.filename.rsplit('/', 1)[-1]}, for one example:",
@@ -54,6 +57,26 @@ def backward_equations(program: Program) -> str:
         )
     body = [f"{t:<{width}}  # {n}" if n else t for t, n in rows]
     return "\n".join(head + body) + "\n"
+
+
+def _read(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The rows without the temporaries no other row reads: a layer that prints as itself
+    (conv2d) hides the pieces the compiler shares between its forward and backward pass."""
+    kept = list(rows)
+    changed = True
+    while changed:
+        changed = False
+        for row in list(kept):
+            name = row[0].split(" = ", 1)[0]
+            if not re.fullmatch(r"t\d+", name):
+                continue
+            used = re.compile(rf"\b{name}\b")
+            if not any(
+                used.search(other[0].split(" = ", 1)[1]) for other in kept if other is not row
+            ):
+                kept.remove(row)
+                changed = True
+    return kept
 
 
 def pass_report(program: Program) -> str:

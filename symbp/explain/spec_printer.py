@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..codegen.matmul import matmul_form
+from ..ir.convolution import border, unpadded
 from ..ir.expr import X
 from ..ir.indexing import index_text
 from ..ir.node import Node, Op
@@ -78,11 +79,6 @@ class SpecPrinter:
 # indexing
 
 
-def _slice(p: SpecPrinter, node: Node) -> Term:
-    (x,) = node.args
-    return paren(p.term(x), ATOM) + f"[{index_text(node.attr, x.shape)}]", ATOM
-
-
 def _unslice(p: SpecPrinter, node: Node) -> Term:
     """The lecture's "dx[index] = dy, zero elsewhere", in JAX's words."""
     index, shape = node.attr
@@ -147,7 +143,7 @@ def _reshape(p: SpecPrinter, node: Node) -> Term:
     parts = _convolution(node.args[0])
     if parts is not None and parts[1].op is Op.PATCHES:
         kernel, cols = parts
-        img, w = p.term(cols.args[0])[0], cols.attr
+        img, w = _image(p, cols)
         if node.shape == (kernel.shape[0], *cols.shape[:2]):
             return f"conv2d({img}, {p.term(kernel)[0]}{w.keywords()})", ATOM
     summed = node.args[0]
@@ -155,10 +151,42 @@ def _reshape(p: SpecPrinter, node: Node) -> Term:
         a, b = (_unreshaped(x) for x in summed.args)
         g, cols = (a, b) if b.op is Op.PATCHES else (b, a)
         if cols.op is Op.PATCHES and g.shape == (node.shape[0], *cols.shape[:2]):
-            img, w = p.term(cols.args[0])[0], cols.attr
+            img, w = _image(p, cols)
             text = f"conv2d_weight({img}, {p.term(g)[0]}{w.keywords()})"
             return f"batch_sum({text})", ATOM
     return f"reshape({p.term(node.args[0])[0]}, {node.attr})", ATOM
+
+
+def _image(p: SpecPrinter, cols: Node) -> tuple[str, object]:
+    """The text of the image whose patches ``cols`` are, and their window, the zero border
+    the layer put around the image as its padding."""
+    image, padding = unpadded(cols.args[0])
+    w = cols.attr
+    if padding != (0, 0):
+        w = w._replace(padding=padding)
+    return p.term(image)[0], w
+
+
+def _transposed(p: SpecPrinter, node: Node) -> str | None:
+    """``conv_transpose2d(g, K, ...)`` if ``node`` is the fold of an adjoint times a kernel
+    (cropped by ``crop``, the padding, when the layer padded its image)."""
+    parts = _convolution(_unreshaped(node.args[0]))
+    if parts is None or parts[1].shape != (parts[0].shape[0], *node.args[0].shape[:2]):
+        return None
+    kernel, g = parts
+    return f"conv_transpose2d({p.term(g)[0]}, {p.term(kernel)[0]}" + "{}" + ")"
+
+
+def _slice(p: SpecPrinter, node: Node) -> Term:
+    """x[index], or a transposed convolution with its padding cropped off."""
+    (x,) = node.args
+    if x.op is Op.FOLD and node.args[0] not in p.names:
+        text = _transposed(p, x)
+        padding = border(node.attr, x.shape)
+        if text is not None and padding is not None:
+            w = x.attr.window._replace(padding=padding)
+            return text.format(w.keywords()), ATOM
+    return paren(p.term(x), ATOM) + f"[{index_text(node.attr, x.shape)}]", ATOM
 
 
 def _patches(p: SpecPrinter, node: Node) -> Term:
@@ -169,10 +197,9 @@ def _patches(p: SpecPrinter, node: Node) -> Term:
 def _fold(p: SpecPrinter, node: Node) -> Term:
     """A fold, or the transposed convolution of an adjoint with the kernel that it is."""
     w, image = node.attr
-    parts = _convolution(_unreshaped(node.args[0]))
-    if parts is not None and parts[1].shape == (parts[0].shape[0], *node.args[0].shape[:2]):
-        kernel, g = parts
-        return f"conv_transpose2d({p.term(g)[0]}, {p.term(kernel)[0]}{w.keywords()})", ATOM
+    text = _transposed(p, node)
+    if text is not None:
+        return text.format(w.keywords()), ATOM
     return f"fold({p.term(node.args[0])[0]}, {image}, {w.kernel}{w.keywords()})", ATOM
 
 

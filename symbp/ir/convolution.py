@@ -24,8 +24,9 @@ from typing import NamedTuple
 from ..errors import GraphError
 from .composites import mean
 from .extrema import reduce_max
+from .indexing import Span
 from .node import Contraction, Node, Op
-from .ops import dot, reshape, transpose
+from .ops import dot, reshape, transpose, unslice
 from .shape_rules import MAX_ELEMENTS
 
 Pair = tuple[int, int]
@@ -155,7 +156,7 @@ def conv2d(x: Node, kernel: Node, w: Window, groups: int = 1) -> Node:
             f"({cg} per group x {groups} groups), the image {x.shape} has {c}"
         )
     w = w._replace(kernel=(kh, kw))
-    cols = patches(x, w)
+    cols = patches(_padded(x, w.padding), w._replace(padding=(0, 0)))
     ho, wo = cols.shape[:2]
     if groups == 1:  # (O, C kh kw) @ (Ho Wo, C kh kw).T
         product = dot(
@@ -170,6 +171,38 @@ def conv2d(x: Node, kernel: Node, w: Window, groups: int = 1) -> Node:
             Contraction("gok", "pgk", "gop"),
         )
     return reshape(product, (o, ho, wo))
+
+
+def _padded(x: Node, padding: Pair) -> Node:
+    """``x`` (C, H, W) inside a border of zeros: the windows then need no test at the edges
+    (their code is a plain copy), and the adjoint crops the border off again."""
+    (ph, pw), (c, h, w) = padding, x.shape
+    if (ph, pw) == (0, 0):
+        return x
+    index = (Span(0, c, 1), Span(ph, h, 1), Span(pw, w, 1))
+    return unslice(x, index, (c, h + 2 * ph, w + 2 * pw))
+
+
+def border(index: tuple, shape: tuple[int, ...]) -> Pair | None:
+    """The padding (ph, pw) if ``index`` takes an image out of a symmetric zero border of
+    ``shape`` (C, H + 2 ph, W + 2 pw), as ``_padded`` puts it there; else None."""
+    if len(shape) != 3 or len(index) != 3 or not all(isinstance(e, Span) for e in index):
+        return None
+    c, hh, ww = shape
+    ph, pw = index[1].start, index[2].start
+    h, w = hh - 2 * ph, ww - 2 * pw
+    if h < 1 or w < 1 or index != (Span(0, c, 1), Span(ph, h, 1), Span(pw, w, 1)):
+        return None
+    return ph, pw
+
+
+def unpadded(x: Node) -> tuple[Node, Pair]:
+    """The image and padding that ``_padded`` made ``x`` of ((x, (0, 0)) for another node)."""
+    if x.op is Op.UNSLICE:
+        padding = border(x.attr.index, x.shape)
+        if padding is not None:
+            return x.args[0], padding
+    return x, (0, 0)
 
 
 def _pool(x: Node, k, stride, what: str) -> tuple[Node, tuple[int, int, int]]:
