@@ -2,20 +2,21 @@
 
     python -m bench [--quick] [--json FILE] [--threads N] [--workloads K,..] [--systems S,..]
 
-Workloads: the sigmoid MLPs and the softmax classifier of bench/workloads.py, and the char-RNN
-of examples/char_rnn (issue #13: embedding, tanh cell unrolled over 16 characters). Systems:
-symbp's C backend (train_step per call; on the small workloads also train_epoch, reported per
-step), symbp's NumPy backend, a hand-written NumPy backprop (layered workloads only), PyTorch
-eager, torch.compile, jax.jit of the whole step (and a lax.scan epoch on the small workloads)
-and PyTensor (layered workloads only); a framework that does not import is skipped with a note
-(pip install -e ".[bench]"). Every system starts from the same parameters; its first step's loss
-and update are checked against a float64 reference before it is timed. Then all of a workload's
-systems run interleaved, after warm-up: the table gives the median time per step, the ratio to
-the fastest, and for the matrix-heavy workloads the ratio to the BLAS floor (the step's matrix
-products alone, timed with numpy at their shapes). First calls (build + first step) are reported
-apart, each measured in a fresh process (imports done) with empty compile caches
-(SYMBP_CACHE_DIR, inductor's, PyTensor's, JAX's persistent cache), then again from the caches
-that run filled; --quick measures only symbp's, on mnist-f32.
+Workloads: the sigmoid MLPs and the softmax classifier of bench/workloads.py, the char-RNN of
+examples/char_rnn (issue #13: embedding, tanh cell unrolled over 16 characters) and LeNet-5
+(bench/lenet.py: two convolutions, max-pooling, three dense layers). Systems: symbp's C backend
+(train_step per call; on the small workloads also train_epoch, reported per step), symbp's NumPy
+backend, a hand-written NumPy backprop (layered workloads only), PyTorch eager, torch.compile,
+jax.jit of the whole step (and a lax.scan epoch on the small workloads) and PyTensor (layered
+workloads only); a framework that does not import is skipped with a note (pip install -e
+".[bench]"). Every system starts from the same parameters; its first step's loss and update are
+checked against a float64 reference before it is timed. Then all of a workload's systems run
+interleaved, after warm-up: the table gives the median time per step, the ratio to the fastest,
+and for the matrix-heavy workloads the ratio to the BLAS floor (the step's matrix products
+alone, timed with numpy at their shapes; LeNet's convolutions as im2col products). First calls
+(build + first step) are reported apart, each measured in a fresh process (imports done) with
+empty compile caches (SYMBP_CACHE_DIR, inductor's, PyTensor's, JAX's persistent cache), then
+again from the caches that run filled; --quick measures only symbp's, on mnist-f32.
 
 Every thread pool (the BLAS libraries, OpenMP, XLA) gets --threads threads, 1 by default.
 """
@@ -41,6 +42,7 @@ WORKLOAD_KEYS = (
     "mnist-f64",
     "wide-f32",
     "char-rnn",
+    "lenet",
 )
 
 

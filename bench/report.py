@@ -132,7 +132,19 @@ def targets(result: dict) -> list[dict]:
         add(f"char-rnn: symbp C train_step / {other}", c and r and c["us"] / r["us"], 1.0, "x")
     runs = first_calls.get("char-rnn", {}).get("symbp C", {})
     add("char-rnn: symbp C first call, cold cache", runs.get("cold", {}).get("first_s"), 2.0, "s")
+    lenet_targets(rows, add)
     return out
+
+
+def lenet_targets(rows: list[dict], add) -> None:
+    """LeNet-5's: symbp C's step against the fastest framework, and against the floor."""
+    c = _row(rows, "lenet", "symbp C")
+    rivals = [_row(rows, "lenet", s) for s in ("torch eager", "torch.compile", "jax.jit")]
+    best = min((r for r in rivals if r), key=lambda r: r["us"], default=None)
+    if best:
+        what = f"lenet: symbp C train_step / fastest framework ({best['system']})"
+        add(what, c and c["us"] / best["us"], 1.0, "x")
+    add("lenet: symbp C / BLAS floor", c and c["vs_floor"], 1.3, "x")
 
 
 def target_lines(items: list[dict]) -> str:

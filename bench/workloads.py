@@ -5,9 +5,10 @@ hidden layers: the MLPs end in a sigmoid layer under the quadratic cost
 C = 0.5 * sum((a - y)**2); the classifier ends in logits under cross_entropy (softmax). The
 char-RNN (issue #13) is the shipped example examples/char_rnn/char_rnn.sbp: an embedding of 64
 characters in 32 dimensions, an Elman cell of 128 tanh units unrolled over 16 characters, and
-the cross-entropy of the next character averaged over the 16 steps. Every system starts from
-the same parameters (Glorot-uniform weights, zero biases, normal(0.1) embeddings, as the
-specs declare them) and sees the same inputs.
+the cross-entropy of the next character averaged over the 16 steps. LeNet-5 (bench/lenet.py)
+convolves 28 x 28 images and ends in cross_entropy. Every system starts from the same
+parameters (Glorot-uniform weights, zero biases, normal(0.1) embeddings, as the specs declare
+them) and sees the same inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import lenet
 
 LR = 0.1  # the SGD learning rate of every step
 EPOCH_STEPS = 1000  # steps per whole-epoch call (symbp C epoch, jax scan epoch)
@@ -68,12 +71,14 @@ class Workload:
     loss: str = "mse"  # "mse" or "ce"
     heavy: bool = False  # matrix-heavy: reported against the BLAS floor
     small: bool = False  # small enough that per-call overhead dominates: whole-epoch runs too
-    kind: str = "layers"  # "layers" (the neuron, the MLPs, the classifier) or "rnn"
+    kind: str = "layers"  # "layers" (the neuron, the MLPs, the classifier), "rnn" or "conv"
 
     @property
     def spec(self) -> str:
         if self.kind == "rnn":
             return CHAR_RNN_SPEC.read_text(encoding="utf-8")
+        if self.kind == "conv":
+            return lenet.SPEC
         return NEURON_SPEC if self.sizes is None else network_spec(list(self.sizes), self.loss)
 
     @property
@@ -88,7 +93,9 @@ class Workload:
     def matmul_shapes(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """The matrix products of one step, as (left shape, right shape): per layer the
         forward A W.T, the weight gradient delta.T A and, below the top layer's input, the
-        back-propagated delta W."""
+        back-propagated delta W. LeNet's are in bench/lenet.py."""
+        if self.kind == "conv":
+            return lenet.matmul_shapes(self.batch)
         shapes = []
         n, sizes = self.batch, self.sizes or ()
         for i in range(1, len(sizes)):
@@ -138,6 +145,9 @@ WORKLOADS = [
         loss="ce",
         kind="rnn",
     ),
+    Workload(
+        "lenet", "lenet-5 28x28 f32 (b64)", None, 64, "float32", loss="ce", heavy=True, kind="conv"
+    ),
 ]
 
 
@@ -168,6 +178,8 @@ def initial_params(workload: Workload) -> dict[str, np.ndarray]:
     """The starting parameters, in spec order, in float64."""
     if workload.kind == "rnn":
         return rnn_params()
+    if workload.kind == "conv":
+        return lenet.initial_params()
     if workload.sizes is None:
         return {"w": np.array(0.5), "b": np.array(0.0)}
     rng = np.random.default_rng(0)
@@ -209,9 +221,18 @@ def rnn_case(workload: Workload) -> Case:
     return Case(workload, params, ids, y, ids, y, np.arange(workload.batch))
 
 
+def lenet_case(workload: Workload) -> Case:
+    """LeNet's batch (bench/lenet.py); it has no epoch of data beyond it."""
+    x, y = lenet.batch(workload.batch, workload.dtype)
+    params = {k: v.astype(workload.dtype) for k, v in initial_params(workload).items()}
+    return Case(workload, params, x, y, x, y, np.arange(workload.batch))
+
+
 def make_case(workload: Workload) -> Case:
     if workload.kind == "rnn":
         return rnn_case(workload)
+    if workload.kind == "conv":
+        return lenet_case(workload)
     rng = np.random.default_rng(1)
     dt = np.dtype(workload.dtype)
     rows = workload.batch * (EPOCH_STEPS if workload.small else 1)
@@ -243,6 +264,10 @@ def reference_step(case: Case) -> tuple[float, dict[str, np.ndarray]]:
     p = {k: v.astype(np.float64) for k, v in case.params.items()}
     if w.kind == "rnn":
         return rnn_reference_step(p, case.x, case.y.astype(np.float64), case.lr)
+    if w.kind == "conv":
+        return lenet.reference_step(
+            p, case.x.astype(np.float64), case.y.astype(np.float64), case.lr
+        )
     x, y = case.x.astype(np.float64), case.y.astype(np.float64)
     n = x.shape[0]
     if w.sizes is None:

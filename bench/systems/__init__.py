@@ -35,7 +35,7 @@ class System:
     builder: str  # the function there: Case -> Runner
     family: str  # "symbp" or "competitor"
     when: str = "all"  # "all", or "small": only the workloads where overhead dominates
-    kinds: tuple[str, ...] = ("layers", "rnn")  # the kinds of workload it is written for
+    kinds: tuple[str, ...] = ("layers", "rnn", "conv")  # the kinds of workload it is written for
 
     def applies(self, workload: Workload) -> bool:
         return workload.kind in self.kinds and (self.when == "all" or workload.small)

@@ -1,11 +1,13 @@
 """JAX: jax.jit of the whole step (params in, params out), and lax.scan of that step over an
-epoch of batches in one jitted call (the counterpart of symbp's train_epoch)."""
+epoch of batches in one jitted call (the counterpart of symbp's train_epoch). LeNet-5's
+convolutions are lax.conv_general_dilated, its pooling lax.reduce_window."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ..workloads import EPOCH_STEPS, Case, Workload
 from . import Runner
@@ -43,7 +45,30 @@ def loss_fn(w: Workload):
 
     if w.kind == "rnn":
         return rnn
+    if w.kind == "conv":
+        return lenet
     return neuron if w.sizes is None else network
+
+
+def _conv(a, kernel, padding: int):
+    return lax.conv_general_dilated(
+        a, kernel, (1, 1), [(padding, padding)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
+    )
+
+
+def _pool(a):
+    """2 x 2 max-pooling, stride 2."""
+    return lax.reduce_window(a, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+
+def lenet(p, x, y):
+    """LeNet-5's mean cross-entropy, as torch_systems writes it (NCHW, OIHW kernels)."""
+    a = _pool(jax.nn.relu(_conv(x, p["K1"], 2) + p["c1b"]))
+    a = _pool(jax.nn.relu(_conv(a, p["K2"], 0) + p["c2b"]))
+    a = jax.nn.relu(a.reshape(a.shape[0], -1) @ p["W3"].T + p["b3"])
+    a = jax.nn.relu(a @ p["W4"].T + p["b4"])
+    logits = a @ p["W5"].T + p["b5"]
+    return -jnp.sum(y * jax.nn.log_softmax(logits, axis=1)) / x.shape[0]
 
 
 def step_fn(case: Case):

@@ -9,6 +9,9 @@ The char-RNN is written as a performance-minded user writes it by hand (no nn.RN
 nn.Embedding): the gather E[ids], every step's input term in one product, the tanh loop over
 the 16 characters, one product for all the steps' logits, log_softmax against the one-hot
 targets, the mean over steps and batch.
+
+LeNet-5 is written with torch.nn.functional, NCHW as the spec lays it out: conv2d (oneDNN,
+the bias passed in), relu, max_pool2d, linear, log_softmax against the one-hot targets.
 """
 
 from __future__ import annotations
@@ -54,7 +57,20 @@ def loss_fn(w: Workload):
 
     if w.kind == "rnn":
         return rnn
+    if w.kind == "conv":
+        return lenet
     return neuron if w.sizes is None else network
+
+
+def lenet(ps, x, y):
+    """LeNet-5's mean cross-entropy; the conv biases are Param[C, 1, 1], viewed as (C,)."""
+    k1, c1b, k2, c2b, w3, b3, w4, b4, w5, b5 = ps
+    a = F.max_pool2d(F.relu(F.conv2d(x, k1, c1b.view(-1), padding=2)), 2)
+    a = F.max_pool2d(F.relu(F.conv2d(a, k2, c2b.view(-1))), 2)
+    a = F.relu(F.linear(a.flatten(1), w3, b3))
+    a = F.relu(F.linear(a, w4, b4))
+    logits = F.linear(a, w5, b5)
+    return -(y * torch.log_softmax(logits, dim=1)).sum() / x.shape[0]
 
 
 def _tensors(case: Case, min_rank: int = 0):
