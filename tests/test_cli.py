@@ -211,6 +211,7 @@ def test_check_prints_a_table(tmp_path, capsys):
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith("backend numpy: loss ")
+    assert "at the check point (random parameters and inputs" in lines[0]  # not the spec's
     assert lines[1].split() == ["param", "shape", "checked", "max", "rel", "error", "status"]
     rows = {line.split()[0]: line for line in lines[2:-1]}
     assert set(rows) == {"w", "b"} and all(row.endswith(" ok") for row in rows.values())

@@ -45,7 +45,11 @@ class Report:
 
     def table(self) -> str:
         head = f"{'param':<16} {'shape':<14} {'checked':<22} {'max rel error':>13}  "
-        lines = [f"backend {self.backend}: loss {self.loss:.6g}", head + "status"]
+        lines = [
+            f"backend {self.backend}: loss {self.loss:.6g} at the check point (random"
+            " parameters and inputs, not the spec's initializers)",
+            head + "status",
+        ]
         for p in self.params:
             status = (
                 "ok"
