@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen.runtime import fans
 from ..ir.graph import Graph
 
 ELEMENTWISE_LIMIT = 64  # Params with at most this many elements are checked elementwise
@@ -80,9 +81,14 @@ def random_inputs(module: types.ModuleType, batch: int, rng: np.random.Generator
 
 
 def random_params(module: types.ModuleType, rng: np.random.Generator) -> dict:
-    """Params away from the special points of zero initializers (all-zero biases hide bugs);
+    """Params away from the special points of zero initializers (all-zero biases hide bugs),
+    a matrix scaled by 1 / sqrt(its fan-in) as an initializer would (a recurrence of
+    normal(0.5) weights over many steps is chaotic: finite differences then measure noise);
     Consts as the spec initializes them (they are not checked, only used)."""
-    params = {name: rng.normal(scale=0.5, size=shape) for name, shape in module.PARAMS.items()}
+    params = {
+        name: rng.normal(scale=0.5 if len(shape) < 2 else fans(shape)[0] ** -0.5, size=shape)
+        for name, shape in module.PARAMS.items()
+    }
     consts = getattr(module, "CONSTS", {})
     if consts:
         initial = module.init_params(0)
