@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .backends.c.toolchain import BuildError
-from .compiler import BACKENDS, DTYPES, c_package, generate
+from .compiler import BACKENDS, CHOICES, DTYPES, c_package, generate
 from .errors import SpecError
 from .frontend.parser import parse
 
@@ -201,10 +201,10 @@ def _train_verb(sub) -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--backend",
-        choices=BACKENDS,
-        default="numpy",
-        help="numpy (a generated module) or c (compiled, 2-3x faster; needs a C compiler); "
-        "default numpy",
+        choices=CHOICES,
+        default="auto",
+        help="c (compiled, 2-3x faster), numpy (a generated module), or auto (the default): "
+        "c where a C compiler builds, else numpy with a note saying why",
     )
     t.add_argument(
         "--dtype",
@@ -340,7 +340,7 @@ def _graph(args) -> int:
 
 
 def _train(args) -> int:
-    from .compiler import compile
+    from .compiler import compile, resolve
     from .train.data import DataError, load_data
     from .train.trainer import Trainer, TrainingError
 
@@ -349,7 +349,11 @@ def _train(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             return _fail("--plot needs matplotlib: pip install 'symbp[plot]'")
-    module = compile(parse(args.spec), backend=args.backend, dtype=args.dtype)
+    try:
+        backend = resolve(args.backend)
+    except ValueError as e:  # a bad SYMBP_BACKEND
+        return _fail(str(e))
+    module = compile(parse(args.spec), backend=backend, dtype=args.dtype)
     if not module.INPUTS:
         return _fail("the spec has no Input: there is nothing to train on")
     save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")

@@ -10,6 +10,7 @@ ends at the same content-addressed entry.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import types
 from collections import Counter
@@ -21,7 +22,7 @@ import numpy
 
 from .backends.c import cache as build_cache
 from .backends.c import module as c_backend
-from .backends.c.toolchain import toolchain_stamp
+from .backends.c.toolchain import toolchain_stamp, unavailable
 from .backends.numpy import module as numpy_backend
 from .codegen.render import template_dir
 from .frontend.parser import parse, parse_bytes
@@ -30,6 +31,7 @@ from .ir.node import Node
 from .passes.pipeline import Program, optimize
 
 BACKENDS = ("numpy", "c")
+CHOICES = ("auto", *BACKENDS)  # auto: c where it builds, else numpy
 DTYPES = ("float64", "float32")
 
 # How each C compile from a spec file went: "index hit" (loaded without parsing) or
@@ -39,6 +41,30 @@ cache_events: Counter = Counter()
 
 def _graph(net: Graph | str | Path) -> Graph:
     return net if isinstance(net, Graph) else parse(net)
+
+
+def resolve(backend: str) -> str:
+    """The backend ``backend`` names: "auto" is ``SYMBP_BACKEND`` if set, else C where a C
+    compiler builds (checked once per process), else NumPy with a one-line note saying why."""
+    if backend != "auto":
+        return backend
+    chosen = os.environ.get("SYMBP_BACKEND", "").strip()
+    if chosen:
+        if chosen not in BACKENDS:
+            raise ValueError(
+                f"SYMBP_BACKEND: expected one of {', '.join(BACKENDS)}, got {chosen!r}"
+            )
+        return chosen
+    why = unavailable()
+    if why is None:
+        return "c"
+    _note_numpy(why)
+    return "numpy"
+
+
+@cache
+def _note_numpy(why: str) -> None:
+    print(f"symbp: using the NumPy backend: {why}", file=sys.stderr)
 
 
 def check_options(backend: str, dtype: str) -> None:
@@ -165,9 +191,11 @@ def c_package(net: Graph | str | Path, dtype: str = "float64") -> Path:
 
 
 def compile(  # noqa: A001 - the verb users expect, as in symbp.compile(net)
-    net: Graph | str | Path, backend: str = "numpy", dtype: str = "float64"
+    net: Graph | str | Path, backend: str = "auto", dtype: str = "float64"
 ) -> types.ModuleType:
-    """Compile a network to a loaded module with the API of SPEC.md §3."""
+    """Compile a network to a loaded module with the API of SPEC.md §3; ``backend`` "auto"
+    is C where a C compiler builds, else NumPy (``resolve``)."""
+    backend = resolve(backend)
     if backend == "c":
         entry = c_package(net, dtype)
         return build_cache.load_package(entry, f"symbp_c_{entry.name}")

@@ -1,4 +1,5 @@
-"""Shared test setup: the IR verifier runs after every pass of every compile in the suite.
+"""Shared test setup: the IR verifier runs after every pass of every compile in the suite,
+and the default backend is NumPy.
 
 The helpers below are the gradient tests' own reference: random values kept away from kinks,
 and central finite differences of a generated module's ``loss``, written independently of
@@ -13,6 +14,9 @@ from contextlib import contextmanager
 import numpy as np
 
 os.environ["SYMBP_VERIFY"] = "1"
+# "auto" (symbp.compile's and symbp train's default backend) means NumPy in the suite: a test
+# that wants C says so, and tests/test_backend_auto.py clears this to test auto itself
+os.environ["SYMBP_BACKEND"] = "numpy"
 
 BATCH = 5  # not one of the tests' dimensions, so a misplaced batch axis cannot hide
 LONG = 10  # how much bigger the campaigns are under --long

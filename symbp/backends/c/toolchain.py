@@ -276,3 +276,30 @@ def _commands(
     ]
     parts.append([cc, "-c", *both, *GLUE_FLAGS, *last, *python, str(glue), "-o", objects[2]])
     return parts, [cc, *_shared_flags("LDSHARED", ["-shared"]), *objects, *link]
+
+
+@lru_cache(maxsize=1)
+def unavailable() -> str | None:
+    """Why the C backend cannot build here (None when it can), checked once per process: cffi
+    and scipy-openblas32 import, and the C compiler builds a small C file."""
+    try:
+        import cffi  # noqa: F401
+
+        _blas()
+        cc = _compiler_identity(compiler()).split()[0]
+    except ImportError as e:
+        return f"{e.name} is not installed"
+    except BuildError as e:
+        return str(e).split(";")[0]
+    with tempfile.TemporaryDirectory(prefix="symbp-probe-") as folder:
+        source = Path(folder, "probe.c")
+        source.write_text("double symbp_probe(double x) { return 2 * x; }\n")
+        try:
+            done = subprocess.run(
+                [cc, "-c", str(source), "-o", str(source.with_suffix(".o"))],
+                capture_output=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"the C compiler {cc} does not run: {e}"
+    return None if done.returncode == 0 else f"the C compiler {cc} cannot build a small C file"
