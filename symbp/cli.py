@@ -212,7 +212,11 @@ def _train_verb(sub) -> argparse.ArgumentParser:
         default="float64",
         help="floating-point type of the training (default float64; float32 is faster in C)",
     )
-    t.add_argument("--save", metavar="PATH", help="checkpoint file (default SPEC.ckpt.npz)")
+    t.add_argument(
+        "--save",
+        metavar="PATH",
+        help="checkpoint file (default: the --resume file, else SPEC.ckpt.npz)",
+    )
     t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint")
     t.add_argument("--plot", metavar="FILE.png", help="loss and accuracy curves (matplotlib)")
     return t
@@ -356,7 +360,8 @@ def _train(args) -> int:
     module = compile(parse(args.spec), backend=backend, dtype=args.dtype)
     if not module.INPUTS:
         return _fail("the spec has no Input: there is nothing to train on")
-    save = args.save or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
+    # a resumed run goes on in the checkpoint it resumed, unless told otherwise
+    save = args.save or args.resume or str(Path(args.spec).with_suffix("").name + ".ckpt.npz")
     try:
         trainer = _trainer(args, module, Trainer)
     except (ValueError, OSError) as e:  # the checkpoint to resume

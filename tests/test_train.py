@@ -990,11 +990,12 @@ def test_cli_resume_continues_the_same_run(tmp_path, capsys):
     ]
     assert run_main(capsys, *common, "--epochs", 5, "--save", tmp_path / "a.npz")[0] == 0
     assert run_main(capsys, *common, "--epochs", 2, "--save", tmp_path / "b.npz")[0] == 0
-    code, out, err = run_main(
-        capsys, *common, "--epochs", 5, "--resume", tmp_path / "b.npz", "--save", tmp_path / "b.npz"
-    )
+    # without --save, the resumed run goes on in the file it resumed (SPEC.ckpt.npz untouched)
+    code, out, err = run_main(capsys, *common, "--epochs", 5, "--resume", tmp_path / "b.npz")
     assert code == 0, err
     assert [line[0] for line in EPOCH_LINE.findall(out)] == ["3", "4", "5"]
+    assert f"checkpoint: {tmp_path / 'b.npz'}" in out
+    assert not Path("net.ckpt.npz").exists() and not (tmp_path / "net.ckpt.npz").exists()
     module = compiled(NET)
     a = symbp.Trainer.load(tmp_path / "a.npz", module)
     b = symbp.Trainer.load(tmp_path / "b.npz", module)
